@@ -1,0 +1,177 @@
+//! Hub and subscriber configuration, validated once at build time.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What happens to a message that does not fit a subscriber's ring (see
+/// [`Priority`](crate::Priority) for which room each message may use).
+///
+/// Whatever the policy, a subscriber that lost messages learns how many through
+/// [`RecvError::Lagged`](crate::RecvError::Lagged): a loss is never silent and
+/// never, by itself, a close.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Overflow {
+    /// The subscriber is too slow: it is closed with
+    /// [`CloseReason::SlowConsumer`](crate::CloseReason::SlowConsumer) at once
+    /// (publishers skip it from then on), drains what it already holds, and the
+    /// cleanup worker removes it. The message that did not fit is dropped.
+    #[default]
+    Evict,
+    /// The new message is dropped for that subscriber; its ring keeps the older ones.
+    DropNewest,
+    /// The oldest queued message is dropped to make room: the subscriber keeps the
+    /// freshest data (market data, game state).
+    DropOldest,
+}
+
+/// Hub-wide settings. Build them with [`HubBuilder`](crate::HubBuilder).
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Slots in each subscriber's ring (default 256).
+    pub capacity: usize,
+    /// Default overflow policy (default [`Overflow::Evict`]).
+    pub overflow: Overflow,
+    /// Fraction of the capacity that `Normal` messages may fill (default 0.8).
+    pub high_water: f64,
+    /// Capacity of the cleanup worker's request channel (default 4096).
+    pub cleanup_capacity: usize,
+    /// How often the cleanup worker sweeps for closed subscribers whose removal
+    /// request found its channel full (default 100 ms).
+    pub sweep_interval: Duration,
+    /// Shards of the hub-wide subscriber set (default 8): a membership change
+    /// copies one shard's snapshot, and writers of different shards do not wait for
+    /// each other.
+    pub shards: usize,
+    /// Subscribers per copy-on-write chunk inside a snapshot (default 512): a
+    /// change copies one chunk and the shard's list of chunk pointers.
+    pub chunk_size: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            capacity: 256,
+            overflow: Overflow::Evict,
+            high_water: 0.8,
+            cleanup_capacity: 4096,
+            sweep_interval: Duration::from_millis(100),
+            shards: 8,
+            chunk_size: 512,
+        }
+    }
+}
+
+impl HubConfig {
+    /// Checks every field; [`HubBuilder::build`](crate::HubBuilder::build) calls it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.capacity == 0 {
+            return Err(ConfigError::new("capacity", "must be at least 1"));
+        }
+        check_high_water(self.high_water)?;
+        if self.cleanup_capacity == 0 {
+            return Err(ConfigError::new("cleanup_capacity", "must be at least 1"));
+        }
+        if self.sweep_interval.is_zero() {
+            return Err(ConfigError::new("sweep_interval", "must be longer than zero"));
+        }
+        if self.shards == 0 || self.shards > 1024 {
+            return Err(ConfigError::new("shards", "must be between 1 and 1024"));
+        }
+        if self.chunk_size < 16 {
+            return Err(ConfigError::new("chunk_size", "must be at least 16"));
+        }
+        Ok(())
+    }
+}
+
+fn check_high_water(hw: f64) -> Result<(), ConfigError> {
+    if hw.is_nan() || hw <= 0.0 || hw > 1.0 {
+        return Err(ConfigError::new("high_water", "must be in (0, 1]"));
+    }
+    Ok(())
+}
+
+/// Per-subscriber overrides of the hub's settings, for
+/// [`Hub::subscribe_with`](crate::Hub::subscribe_with).
+///
+/// ```
+/// use fanout_core::{Hub, Overflow, SubscribeOptions};
+///
+/// let hub = Hub::<u64>::new();
+/// // A dashboard that wants the freshest data and never wants to be evicted:
+/// let opts = SubscribeOptions::new().overflow(Overflow::DropOldest).capacity(64);
+/// let sub = hub.subscribe_with(opts).unwrap();
+/// assert_eq!(sub.capacity(), 64);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SubscribeOptions {
+    pub(crate) capacity: Option<usize>,
+    pub(crate) overflow: Option<Overflow>,
+    pub(crate) high_water: Option<f64>,
+}
+
+impl SubscribeOptions {
+    /// All settings from the hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Ring capacity for this subscriber.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+    /// Overflow policy for this subscriber.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = Some(overflow);
+        self
+    }
+    /// High-water fraction for this subscriber; `1.0` makes it a high-priority
+    /// subscriber whose normal messages may use the whole ring.
+    pub fn high_water(mut self, high_water: f64) -> Self {
+        self.high_water = Some(high_water);
+        self
+    }
+
+    pub(crate) fn resolve(&self, hub: &HubConfig) -> Result<Resolved, ConfigError> {
+        let capacity = self.capacity.unwrap_or(hub.capacity);
+        if capacity == 0 {
+            return Err(ConfigError::new("capacity", "must be at least 1"));
+        }
+        let hw = self.high_water.unwrap_or(hub.high_water);
+        check_high_water(hw)?;
+        // At least one slot for normal traffic, at most all of them.
+        let high_water = ((capacity as f64 * hw).ceil() as usize).clamp(1, capacity);
+        Ok(Resolved { capacity, high_water, overflow: self.overflow.unwrap_or(hub.overflow) })
+    }
+}
+
+pub(crate) struct Resolved {
+    pub(crate) capacity: usize,
+    pub(crate) high_water: usize,
+    pub(crate) overflow: Overflow,
+}
+
+/// A setting that is out of range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    reason: &'static str,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, reason: &'static str) -> Self {
+        ConfigError { field, reason }
+    }
+    /// The setting at fault.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid hub setting `{}`: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,183 @@
+//! The engine trait: what a transport needs from a fan-out engine.
+//!
+//! [`Hub`] implements it; so does the mutex-hub baseline (`fanout-baseline`), so
+//! that the WebSocket server and the load tester run on either with everything
+//! else equal.
+
+use std::future::Future;
+
+use crate::error::{PublishError, RecvError, SendError, SubscribeError, TryRecvError};
+use crate::hub::Hub;
+use crate::message::{Message, Meta, Priority};
+use crate::stats::{PublishReport, Stats};
+use crate::subscriber::Subscriber;
+use crate::SubscriberId;
+
+/// A fan-out engine, as a transport sees it.
+///
+/// ```
+/// use fanout_core::{Engine, Hub, Receiver};
+///
+/// // A transport generic over the engine:
+/// async fn first_message<E: Engine<String>>(engine: &E) -> String {
+///     let mut sub = engine.subscribe().unwrap();
+///     engine.join(sub.id(), "news").unwrap();
+///     engine.publish("news", "hello".into()).unwrap();
+///     let mut batch = Vec::new();
+///     sub.recv_many(&mut batch, 16).await.unwrap();
+///     batch[0].payload().clone()
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// assert_eq!(first_message(&Hub::new()).await, "hello");
+/// # });
+/// ```
+pub trait Engine<T: Clone + Send + Sync + 'static>: Clone + Send + Sync + 'static {
+    /// The receiving half it hands out.
+    type Subscriber: Receiver<T>;
+
+    /// A short name for reports (`"fanout"`, `"mutex"`).
+    fn name(&self) -> &'static str;
+
+    /// A new subscriber.
+    fn subscribe(&self) -> Result<Self::Subscriber, SubscribeError>;
+
+    /// Adds subscriber `id` to `topic`; `Ok(false)` if already a member.
+    fn join(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError>;
+
+    /// Removes subscriber `id` from `topic`; `Ok(false)` if it was not a member.
+    fn leave(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError>;
+
+    /// Publishes one message to `topic`, its payload built once from its numbering.
+    fn publish_with<F: FnOnce(Meta) -> T>(
+        &self,
+        topic: &str,
+        priority: Priority,
+        make: F,
+    ) -> Result<PublishReport, PublishError>;
+
+    /// Publishes one `Normal` message to `topic`.
+    fn publish(&self, topic: &str, payload: T) -> Result<PublishReport, PublishError> {
+        self.publish_with(topic, Priority::Normal, |_| payload)
+    }
+
+    /// Publishes a run of messages to `topic` (engines without a batch path
+    /// publish them one by one).
+    fn publish_many(&self, topic: &str, payloads: Vec<T>) -> Result<PublishReport, PublishError> {
+        let mut total = PublishReport::default();
+        for p in payloads {
+            add(&mut total, &self.publish(topic, p)?);
+        }
+        Ok(total)
+    }
+
+    /// Sends one message to every subscriber.
+    fn broadcast(&self, payload: T) -> Result<PublishReport, PublishError>;
+
+    /// Broadcasts a run of messages.
+    fn broadcast_many(&self, payloads: Vec<T>) -> Result<PublishReport, PublishError> {
+        let mut total = PublishReport::default();
+        for p in payloads {
+            add(&mut total, &self.broadcast(p)?);
+        }
+        Ok(total)
+    }
+
+    /// Sends one message to subscriber `id` alone.
+    fn send_to(&self, id: SubscriberId, payload: T) -> Result<(), SendError<T>>;
+
+    /// Totals.
+    fn stats(&self) -> Stats;
+
+    /// Closes every subscriber (after they drain) and refuses later publishes.
+    fn shutdown(&self);
+}
+
+/// Adds `r` into `total` (for engines that publish a run one message at a time).
+pub fn add(total: &mut PublishReport, r: &PublishReport) {
+    total.recipients += r.recipients;
+    total.delivered += r.delivered;
+    total.dropped.high_water += r.dropped.high_water;
+    total.dropped.full += r.dropped.full;
+    total.dropped.evicted += r.dropped.evicted;
+    total.displaced += r.displaced;
+    total.messages += r.messages;
+    if total.seq == 0 {
+        total.seq = r.seq;
+    }
+}
+
+/// The receiving half of an [`Engine`].
+pub trait Receiver<T>: Send + 'static {
+    /// Its id.
+    fn id(&self) -> SubscriberId;
+
+    /// Receives without waiting.
+    fn try_recv(&mut self) -> Result<Message<T>, TryRecvError>;
+
+    /// Receives up to `max` messages into `buf`, waiting only if none is queued.
+    fn recv_many<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<Message<T>>,
+        max: usize,
+    ) -> impl Future<Output = Result<usize, RecvError>> + Send + 'a;
+}
+
+impl<T: Clone + Send + Sync + 'static> Engine<T> for Hub<T> {
+    type Subscriber = Subscriber<T>;
+
+    fn name(&self) -> &'static str {
+        "fanout"
+    }
+    fn subscribe(&self) -> Result<Subscriber<T>, SubscribeError> {
+        Hub::subscribe(self)
+    }
+    fn join(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError> {
+        Hub::join(self, id, topic)
+    }
+    fn leave(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError> {
+        Hub::leave(self, id, topic)
+    }
+    fn publish_with<F: FnOnce(Meta) -> T>(
+        &self,
+        topic: &str,
+        priority: Priority,
+        make: F,
+    ) -> Result<PublishReport, PublishError> {
+        Hub::publish_with(self, topic, priority, make)
+    }
+    fn publish_many(&self, topic: &str, payloads: Vec<T>) -> Result<PublishReport, PublishError> {
+        Hub::publish_many(self, topic, payloads)
+    }
+    fn broadcast(&self, payload: T) -> Result<PublishReport, PublishError> {
+        Hub::broadcast(self, payload)
+    }
+    fn broadcast_many(&self, payloads: Vec<T>) -> Result<PublishReport, PublishError> {
+        Hub::broadcast_many(self, payloads)
+    }
+    fn send_to(&self, id: SubscriberId, payload: T) -> Result<(), SendError<T>> {
+        Hub::send_to(self, id, payload)
+    }
+    fn stats(&self) -> Stats {
+        Hub::stats(self)
+    }
+    fn shutdown(&self) {
+        Hub::shutdown(self)
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Receiver<T> for Subscriber<T> {
+    fn id(&self) -> SubscriberId {
+        Subscriber::id(self)
+    }
+    fn try_recv(&mut self) -> Result<Message<T>, TryRecvError> {
+        Subscriber::try_recv(self)
+    }
+    fn recv_many<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<Message<T>>,
+        max: usize,
+    ) -> impl Future<Output = Result<usize, RecvError>> + Send + 'a {
+        Subscriber::recv_many(self, buf, max)
+    }
+}

@@ -1,0 +1,698 @@
+//! The hub: subscribers, topics, publishing, unicast, stats and shutdown.
+//!
+//! # Publishing
+//!
+//! A publish allocates its [`Message`] (one `Arc`), loads the snapshot of the
+//! target set (the hub's shards for a broadcast, the topic's set for a topic),
+//! and offers the message to each member's inbox: no lock, no allocation per
+//! delivery. Each offer's outcome goes into the [`PublishReport`], which is added
+//! to the striped counters once at the end. A member whose policy is `Evict` and
+//! whose ring is full is closed on the spot (`SlowConsumer`) and handed to the
+//! cleanup worker (see `reaper.rs`); the publish goes on with the next member.
+//!
+//! `publish_many` builds up to 64 messages on the stack and pushes the whole run
+//! into each ring before moving to the next member, then wakes that member once:
+//! fewer snapshot walks, and a receiver that drains 64 messages per wake.
+//!
+//! # Shutdown
+//!
+//! [`Hub::shutdown`] (or dropping the last [`Hub`] and [`Topic`] handle) refuses
+//! later publishes and subscribes, closes every subscriber with
+//! [`CloseReason::Shutdown`] (each drains its ring first), and stops and joins
+//! the cleanup worker, which empties every set on its way out so that queued
+//! messages are freed as soon as their subscribers are dropped.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_utils::CachePadded;
+use dashmap::DashMap;
+
+use crate::config::{ConfigError, HubConfig, Overflow, SubscribeOptions};
+use crate::error::{CloseReason, PublishError, SendError, SubscribeError};
+use crate::inbox::{Inbox, Offer};
+use crate::loom::lock;
+use crate::members::Members;
+use crate::message::{Message, Meta, Origin, Priority};
+use crate::reaper::{self, Request};
+use crate::stats::{Counters, PublishReport, Stats};
+use crate::subscriber::Subscriber;
+use crate::topic::{Topic, TopicInner};
+use crate::SubscriberId;
+
+/// Messages built on the stack per pass of `publish_many`.
+const RUN: usize = 64;
+
+/// The fan-out hub. Cheap to clone (an `Arc`); the hub shuts down when the last
+/// `Hub` and [`Topic`] handle is dropped.
+///
+/// ```
+/// use fanout_core::{Hub, RecvError, CloseReason};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let hub = Hub::<String>::new();
+/// let mut alice = hub.subscribe().unwrap();
+/// alice.join("chat").unwrap();
+///
+/// let report = hub.publish("chat", "hello".to_string()).unwrap();
+/// assert_eq!(report.delivered, 1);
+///
+/// let msg = alice.recv().await.unwrap();
+/// assert_eq!((msg.topic(), msg.seq(), msg.payload().as_str()), (Some("chat"), 1, "hello"));
+///
+/// hub.shutdown();
+/// assert_eq!(alice.recv().await.unwrap_err(), RecvError::Closed(CloseReason::Shutdown));
+/// # });
+/// ```
+pub struct Hub<T: Clone + Send + Sync + 'static> {
+    shared: Arc<Shared<T>>,
+}
+
+/// What the `Hub` handles share; dropping it shuts the hub down.
+struct Shared<T: Clone + Send + Sync + 'static> {
+    inner: Arc<Inner<T>>,
+    worker: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+pub(crate) struct Inner<T: Clone + Send + Sync + 'static> {
+    pub(crate) config: HubConfig,
+    /// Every open subscriber (and closing ones until the cleanup worker runs).
+    pub(crate) all: Members<T>,
+    /// Subscriber id → inbox, for unicast, join by id and shutdown.
+    pub(crate) by_id: DashMap<SubscriberId, Arc<Inbox<T>>>,
+    /// Topic name → topic; entries exist while the topic has members or handles.
+    pub(crate) topics: DashMap<Arc<str>, Arc<TopicInner<T>>>,
+    next_id: AtomicU64,
+    next_epoch: AtomicU64,
+    broadcast_seq: CachePadded<AtomicU64>,
+    shut: AtomicBool,
+    pub(crate) counters: Counters,
+    reaper_tx: Sender<Request<T>>,
+    /// A removal request found the channel full: the worker sweeps on its next tick.
+    pub(crate) needs_sweep: AtomicBool,
+}
+
+/// Builds a [`Hub`] from validated settings.
+///
+/// ```
+/// use fanout_core::{Hub, Overflow};
+/// use std::time::Duration;
+///
+/// let hub = Hub::<u64>::builder()
+///     .capacity(1024)
+///     .overflow(Overflow::DropOldest)
+///     .high_water(0.9)
+///     .sweep_interval(Duration::from_millis(50))
+///     .build()
+///     .unwrap();
+/// assert_eq!(hub.config().capacity, 1024);
+/// assert!(Hub::<u64>::builder().capacity(0).build().is_err());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct HubBuilder {
+    config: HubConfig,
+}
+
+impl HubBuilder {
+    /// Ring slots per subscriber.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.config.capacity = capacity;
+        self
+    }
+    /// Default overflow policy.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.config.overflow = overflow;
+        self
+    }
+    /// Fraction of a ring that `Normal` messages may fill, in (0, 1].
+    pub fn high_water(mut self, fraction: f64) -> Self {
+        self.config.high_water = fraction;
+        self
+    }
+    /// Capacity of the cleanup worker's request channel.
+    pub fn cleanup_capacity(mut self, capacity: usize) -> Self {
+        self.config.cleanup_capacity = capacity;
+        self
+    }
+    /// How often the cleanup worker sweeps for closed subscribers it was not told of.
+    pub fn sweep_interval(mut self, interval: std::time::Duration) -> Self {
+        self.config.sweep_interval = interval;
+        self
+    }
+    /// Shards of the hub-wide subscriber set.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.config.shards = shards;
+        self
+    }
+    /// Subscribers per copy-on-write chunk.
+    pub fn chunk_size(mut self, chunk_size: usize) -> Self {
+        self.config.chunk_size = chunk_size;
+        self
+    }
+    /// Validates the settings and starts the hub (and its cleanup thread).
+    pub fn build<T: Clone + Send + Sync + 'static>(self) -> Result<Hub<T>, ConfigError> {
+        Hub::with_config(self.config)
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Hub<T> {
+    /// A hub with the default settings (capacity 256, `Evict`, high water 80 %).
+    pub fn new() -> Self {
+        Self::with_config(HubConfig::default()).expect("default config is valid")
+    }
+
+    /// A builder for the settings.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// A hub with these settings.
+    pub fn with_config(config: HubConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let (tx, rx) = crossbeam_channel::bounded(config.cleanup_capacity);
+        let inner = Arc::new(Inner {
+            all: Members::new(config.shards, config.chunk_size),
+            by_id: DashMap::new(),
+            topics: DashMap::new(),
+            next_id: AtomicU64::new(0),
+            next_epoch: AtomicU64::new(0),
+            broadcast_seq: CachePadded::new(AtomicU64::new(0)),
+            shut: AtomicBool::new(false),
+            counters: Counters::new(),
+            reaper_tx: tx,
+            needs_sweep: AtomicBool::new(false),
+            config,
+        });
+        let worker = reaper::spawn(inner.clone(), rx);
+        Ok(Hub { shared: Arc::new(Shared { inner, worker: std::sync::Mutex::new(Some(worker)) }) })
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner<T>> {
+        &self.shared.inner
+    }
+
+    /// The settings the hub runs with.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner().config
+    }
+
+    /// A new subscriber with the hub's settings. It receives broadcasts at once,
+    /// and topics once it joins them; dropping it unsubscribes it everywhere.
+    pub fn subscribe(&self) -> Result<Subscriber<T>, SubscribeError> {
+        self.inner().subscribe(&SubscribeOptions::default())
+    }
+
+    /// A new subscriber with its own capacity, policy or high-water mark.
+    pub fn subscribe_with(&self, options: SubscribeOptions) -> Result<Subscriber<T>, SubscribeError> {
+        self.inner().subscribe(&options)
+    }
+
+    /// Adds subscriber `id` to `topic` (creating the topic). `Ok(false)` if it was
+    /// already a member. Every publish to `topic` that starts after this returns
+    /// reaches it.
+    pub fn join(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError> {
+        let inbox = self.inner().inbox(id)?;
+        self.inner().join_inbox(&inbox, topic)
+    }
+
+    /// Removes subscriber `id` from `topic`. `Ok(false)` if it was not a member.
+    pub fn leave(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError> {
+        let inbox = self.inner().inbox(id)?;
+        Ok(self.inner().leave_inbox(&inbox, topic))
+    }
+
+    /// A handle on `topic` (created if needed) that publishes without a lookup
+    /// and keeps the topic alive while held.
+    pub fn topic(&self, name: &str) -> Topic<T> {
+        let inner = self.inner().topic_inner(name);
+        Topic { inner, hub: self.clone() }
+    }
+
+    /// Publishes one `Normal` message to `topic`'s members.
+    pub fn publish(&self, topic: &str, payload: T) -> Result<PublishReport, PublishError> {
+        self.publish_with(topic, Priority::Normal, |_| payload)
+    }
+
+    /// Publishes one message with a priority, its payload built from the numbering
+    /// it gets (`make` is not called when the topic has no members).
+    pub fn publish_with(
+        &self,
+        topic: &str,
+        priority: Priority,
+        make: impl FnOnce(Meta) -> T,
+    ) -> Result<PublishReport, PublishError> {
+        let inner = self.inner();
+        inner.check_open()?;
+        let Some(t) = inner.topics.get(topic).map(|t| t.clone()) else {
+            return Ok(inner.count_empty(1));
+        };
+        inner.publish_topic(&t, priority, make)
+    }
+
+    /// Publishes a run of `Normal` messages to `topic`: each member gets the whole
+    /// run in one pass, and one wake at most.
+    pub fn publish_many<I: IntoIterator<Item = T>>(
+        &self,
+        topic: &str,
+        payloads: I,
+    ) -> Result<PublishReport, PublishError> {
+        let inner = self.inner();
+        inner.check_open()?;
+        let Some(t) = inner.topics.get(topic).map(|t| t.clone()) else {
+            return Ok(inner.count_empty(payloads.into_iter().count() as u64));
+        };
+        inner.publish_topic_many(&t, Priority::Normal, payloads)
+    }
+
+    /// Publishes one `Normal` message to every subscriber of the hub.
+    pub fn broadcast(&self, payload: T) -> Result<PublishReport, PublishError> {
+        self.broadcast_with(Priority::Normal, |_| payload)
+    }
+
+    /// Broadcasts one message with a priority, built from its numbering.
+    pub fn broadcast_with(
+        &self,
+        priority: Priority,
+        make: impl FnOnce(Meta) -> T,
+    ) -> Result<PublishReport, PublishError> {
+        let inner = self.inner();
+        inner.check_open()?;
+        let meta = Meta { seq: inner.broadcast_seq.fetch_add(1, Ordering::Relaxed) + 1, epoch: 0 };
+        let msg = Message::new(None, Origin::Broadcast, meta, priority, make(meta));
+        let mut r = PublishReport { seq: meta.seq, messages: 1, ..PublishReport::default() };
+        inner.deliver(&inner.all, &msg, &mut r);
+        inner.counters.publish(&r);
+        Ok(r)
+    }
+
+    /// Broadcasts a run of `Normal` messages, one pass over the subscribers.
+    pub fn broadcast_many<I: IntoIterator<Item = T>>(&self, payloads: I) -> Result<PublishReport, PublishError> {
+        let inner = self.inner();
+        inner.check_open()?;
+        let seq = &inner.broadcast_seq;
+        Ok(inner.publish_run(&inner.all, None, Origin::Broadcast, Priority::Normal, payloads, |n| Meta {
+            seq: seq.fetch_add(n, Ordering::Relaxed) + 1,
+            epoch: 0,
+        }))
+    }
+
+    /// Sends one `Normal` message to subscriber `id` alone.
+    pub fn send_to(&self, id: SubscriberId, payload: T) -> Result<(), SendError<T>> {
+        self.send_to_with(id, Priority::Normal, payload)
+    }
+
+    /// Sends one message with a priority to subscriber `id` alone. Reaches it, or
+    /// says why not and hands the payload back.
+    pub fn send_to_with(&self, id: SubscriberId, priority: Priority, payload: T) -> Result<(), SendError<T>> {
+        let inner = self.inner();
+        if inner.is_shut() {
+            return Err(SendError::Shutdown(payload));
+        }
+        let Some(inbox) = inner.by_id.get(&id).map(|e| e.clone()) else {
+            return Err(SendError::NoSuchSubscriber(payload));
+        };
+        if !inbox.is_open() {
+            return Err(SendError::Closed(payload));
+        }
+        let msg = Message::new(None, Origin::Direct, Meta { seq: 0, epoch: 0 }, priority, payload);
+        let mut r = PublishReport { messages: 1, ..PublishReport::default() };
+        let offer = inbox.offer(&msg, priority, &mut r.depth);
+        r.count(offer);
+        inner.counters.publish(&r);
+        match offer {
+            Offer::Delivered | Offer::Displaced(_) => {
+                inbox.notify();
+                Ok(())
+            }
+            Offer::Skipped => Err(SendError::Closed(msg.into_payload())),
+            Offer::Evict => {
+                inner.close_inbox(&inbox, CloseReason::SlowConsumer);
+                Err(SendError::Full(msg.into_payload()))
+            }
+            Offer::Dropped(_) => Err(SendError::Full(msg.into_payload())),
+        }
+    }
+
+    /// Closes subscriber `id` with [`CloseReason::Kicked`]; it drains what it has
+    /// queued, then sees the close. False if it was not open.
+    pub fn kick(&self, id: SubscriberId) -> bool {
+        match self.inner().by_id.get(&id).map(|e| e.clone()) {
+            Some(inbox) => self.inner().close_inbox(&inbox, CloseReason::Kicked),
+            None => false,
+        }
+    }
+
+    /// Open subscribers right now.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner().counters.snapshot(0).subscribers as usize
+    }
+
+    /// Topics right now.
+    pub fn topic_count(&self) -> usize {
+        self.inner().topics.len()
+    }
+
+    /// The hub's totals.
+    pub fn stats(&self) -> Stats {
+        self.inner().stats()
+    }
+
+    /// Shuts the hub down: later publishes fail with [`PublishError::Shutdown`],
+    /// every subscriber drains its ring then sees `Closed(Shutdown)`, and the
+    /// cleanup thread is stopped and joined. Idempotent.
+    pub fn shutdown(&self) {
+        self.shared.shutdown();
+    }
+
+    /// Whether [`Hub::shutdown`] has run.
+    pub fn is_shutdown(&self) -> bool {
+        self.inner().is_shut()
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Default for Hub<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Clone for Hub<T> {
+    fn clone(&self) -> Self {
+        Hub { shared: self.shared.clone() }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> fmt::Debug for Hub<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("subscribers", &self.subscriber_count())
+            .field("topics", &self.topic_count())
+            .field("shutdown", &self.is_shutdown())
+            .finish()
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Shared<T> {
+    fn shutdown(&self) {
+        self.inner.shutdown();
+        let handle = lock(&self.worker).take();
+        if let Some(h) = handle {
+            // The worker never holds a `Hub`, so this is never the worker itself.
+            let _ = h.join();
+        }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Drop for Shared<T> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Inner<T> {
+    pub(crate) fn is_shut(&self) -> bool {
+        self.shut.load(Ordering::SeqCst)
+    }
+
+    #[inline]
+    pub(crate) fn check_open(&self) -> Result<(), PublishError> {
+        if self.shut.load(Ordering::Acquire) {
+            Err(PublishError::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        self.counters.snapshot(self.topics.len() as u64)
+    }
+
+    pub(crate) fn inbox(&self, id: SubscriberId) -> Result<Arc<Inbox<T>>, SubscribeError> {
+        if self.is_shut() {
+            return Err(SubscribeError::Shutdown);
+        }
+        self.by_id.get(&id).map(|e| e.clone()).ok_or(SubscribeError::NoSuchSubscriber)
+    }
+
+    pub(crate) fn subscribe(self: &Arc<Self>, options: &SubscribeOptions) -> Result<Subscriber<T>, SubscribeError> {
+        if self.is_shut() {
+            return Err(SubscribeError::Shutdown);
+        }
+        let r = options.resolve(&self.config).map_err(|e| SubscribeError::InvalidOptions(e.field()))?;
+        let id = SubscriberId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let inbox = Arc::new(Inbox::new(id, r.capacity, r.high_water, r.overflow));
+        self.by_id.insert(id, inbox.clone());
+        self.all.insert(inbox.clone());
+        self.counters.subscribed();
+        // Shutdown sets the flag, then closes what `by_id` holds; one of the two
+        // sides sees the other (both go through the map's shard lock).
+        if self.is_shut() {
+            self.close_inbox(&inbox, CloseReason::Shutdown);
+        }
+        Ok(Subscriber::new(inbox, self.clone()))
+    }
+
+    pub(crate) fn topic_inner(&self, name: &str) -> Arc<TopicInner<T>> {
+        // The handle count changes under the map's shard lock, like reclaim.
+        if let Some(t) = self.topics.get(name) {
+            t.handles.fetch_add(1, Ordering::AcqRel);
+            return t.clone();
+        }
+        let t = self.topics.entry(Arc::from(name)).or_insert_with(|| self.new_topic(name));
+        t.handles.fetch_add(1, Ordering::AcqRel);
+        t.clone()
+    }
+
+    fn new_topic(&self, name: &str) -> Arc<TopicInner<T>> {
+        let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        Arc::new(TopicInner::new(Arc::from(name), epoch, self.config.chunk_size))
+    }
+
+    pub(crate) fn join_inbox(&self, inbox: &Arc<Inbox<T>>, name: &str) -> Result<bool, SubscribeError> {
+        if self.is_shut() {
+            return Err(SubscribeError::Shutdown);
+        }
+        let mut mine = lock(&inbox.topics);
+        // Under `inbox.topics`: once closing, the cleanup worker takes this list,
+        // and no topic may be added after it did.
+        if !inbox.is_open() {
+            return Err(SubscribeError::Closed);
+        }
+        if mine.iter().any(|t| &*t.name == name) {
+            return Ok(false);
+        }
+        // The member is added while a guard on the topic's map shard is held, so
+        // a concurrent reclaim (which needs that shard's write lock) cannot
+        // remove the topic between the lookup and the insert.
+        let topic = match self.topics.get(name) {
+            Some(t) => {
+                t.members.insert(inbox.clone());
+                t.clone()
+            }
+            None => {
+                let t = self.topics.entry(Arc::from(name)).or_insert_with(|| self.new_topic(name));
+                t.members.insert(inbox.clone());
+                t.clone()
+            }
+        };
+        mine.push(topic);
+        Ok(true)
+    }
+
+    pub(crate) fn leave_inbox(&self, inbox: &Arc<Inbox<T>>, name: &str) -> bool {
+        let topic = {
+            let mut mine = lock(&inbox.topics);
+            let Some(pos) = mine.iter().position(|t| &*t.name == name) else {
+                return false;
+            };
+            let topic = mine.swap_remove(pos);
+            topic.members.remove(inbox.id);
+            topic
+        };
+        self.maybe_reclaim(&topic);
+        true
+    }
+
+    /// Removes `topic` from the map if it has no members and no handles, and is
+    /// still the instance the map holds.
+    pub(crate) fn maybe_reclaim(&self, topic: &Arc<TopicInner<T>>) {
+        if !topic.reclaimable() {
+            return;
+        }
+        self.topics.remove_if(&*topic.name, |_, t| Arc::ptr_eq(t, topic) && t.reclaimable());
+    }
+
+    /// A publish to a topic with no members: counted, nothing allocated.
+    pub(crate) fn count_empty(&self, messages: u64) -> PublishReport {
+        let r = PublishReport { messages, ..PublishReport::default() };
+        self.counters.publish(&r);
+        r
+    }
+
+    pub(crate) fn publish_topic(
+        &self,
+        topic: &TopicInner<T>,
+        priority: Priority,
+        make: impl FnOnce(Meta) -> T,
+    ) -> Result<PublishReport, PublishError> {
+        self.check_open()?;
+        if topic.members.is_empty() {
+            return Ok(self.count_empty(1));
+        }
+        let meta = topic.next_meta();
+        let msg = Message::new(Some(topic.name.clone()), Origin::Topic, meta, priority, make(meta));
+        let mut r = PublishReport { seq: meta.seq, messages: 1, ..PublishReport::default() };
+        self.deliver(&topic.members, &msg, &mut r);
+        self.counters.publish(&r);
+        Ok(r)
+    }
+
+    pub(crate) fn publish_topic_many<I: IntoIterator<Item = T>>(
+        &self,
+        topic: &TopicInner<T>,
+        priority: Priority,
+        payloads: I,
+    ) -> Result<PublishReport, PublishError> {
+        self.check_open()?;
+        if topic.members.is_empty() {
+            return Ok(self.count_empty(payloads.into_iter().count() as u64));
+        }
+        Ok(self.publish_run(&topic.members, Some(&topic.name), Origin::Topic, priority, payloads, |n| {
+            topic.next_metas(n)
+        }))
+    }
+
+    /// Offers one message to every member of `set`.
+    #[inline]
+    pub(crate) fn deliver(&self, set: &Members<T>, msg: &Message<T>, r: &mut PublishReport) {
+        let priority = msg.priority();
+        set.for_each(|inbox| {
+            let offer = inbox.offer(msg, priority, &mut r.depth);
+            r.count(offer);
+            match offer {
+                Offer::Delivered | Offer::Displaced(_) => inbox.notify(),
+                Offer::Evict => {
+                    self.close_inbox(inbox, CloseReason::SlowConsumer);
+                }
+                Offer::Dropped(_) | Offer::Skipped => {}
+            }
+        });
+    }
+
+    /// `publish_many`: runs of up to [`RUN`] messages, each run pushed whole into
+    /// each ring. `number(n)` reserves `n` sequence numbers and returns the first.
+    fn publish_run<I: IntoIterator<Item = T>>(
+        &self,
+        set: &Members<T>,
+        topic: Option<&Arc<str>>,
+        origin: Origin,
+        priority: Priority,
+        payloads: I,
+        number: impl Fn(u64) -> Meta,
+    ) -> PublishReport {
+        let mut r = PublishReport::default();
+        let mut it = payloads.into_iter().peekable();
+        let mut run: [Option<Message<T>>; RUN] = [const { None }; RUN];
+        while it.peek().is_some() {
+            let mut n = 0;
+            let mut staged: [Option<T>; RUN] = [const { None }; RUN];
+            while n < RUN {
+                match it.next() {
+                    Some(p) => {
+                        staged[n] = Some(p);
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            let first = number(n as u64);
+            if r.seq == 0 {
+                r.seq = first.seq;
+            }
+            for (i, p) in staged.iter_mut().take(n).enumerate() {
+                let meta = Meta { seq: first.seq + i as u64, epoch: first.epoch };
+                let payload = p.take().expect("staged");
+                run[i] = Some(Message::new(topic.cloned(), origin, meta, priority, payload));
+            }
+            r.messages += n as u64;
+            let msgs = &run[..n];
+            set.for_each(|inbox| {
+                let mut queued = false;
+                for msg in msgs.iter().flatten() {
+                    let offer = inbox.offer(msg, priority, &mut r.depth);
+                    r.count(offer);
+                    match offer {
+                        Offer::Delivered | Offer::Displaced(_) => queued = true,
+                        Offer::Evict => {
+                            self.close_inbox(inbox, CloseReason::SlowConsumer);
+                        }
+                        Offer::Dropped(_) | Offer::Skipped => {}
+                    }
+                }
+                if queued {
+                    inbox.notify();
+                }
+            });
+            for slot in run.iter_mut().take(n) {
+                *slot = None;
+            }
+        }
+        self.counters.publish(&r);
+        r
+    }
+
+    /// Closes `inbox` (open → closing) and asks the cleanup worker to remove it.
+    /// True for the one caller that closed it.
+    pub(crate) fn close_inbox(&self, inbox: &Arc<Inbox<T>>, reason: CloseReason) -> bool {
+        if !inbox.close(reason) {
+            return false;
+        }
+        self.counters.closed(reason);
+        if self.is_shut() {
+            // The worker empties every set as it stops.
+            return true;
+        }
+        match self.reaper_tx.try_send(Request::Remove(inbox.clone())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                // Publishers already skip it; the sweep will remove it.
+                self.counters.cleanup_overflow();
+                self.needs_sweep.store(true, Ordering::Release);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+        true
+    }
+
+    fn shutdown(&self) {
+        if self.shut.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let subs: Vec<Arc<Inbox<T>>> = self.by_id.iter().map(|e| e.value().clone()).collect();
+        for inbox in &subs {
+            self.close_inbox(inbox, CloseReason::Shutdown);
+        }
+        // Blocks only while the worker drains its channel; fails at once if the
+        // worker is gone.
+        let _ = self.reaper_tx.send(Request::Stop);
+    }
+
+    /// The worker's last act: empty every set, breaking the inbox ↔ topic links,
+    /// so that queued messages are freed with their subscribers.
+    pub(crate) fn clear_all(&self) {
+        let subs: Vec<Arc<Inbox<T>>> = self.by_id.iter().map(|e| e.value().clone()).collect();
+        for inbox in &subs {
+            let topics = std::mem::take(&mut *lock(&inbox.topics));
+            for t in topics {
+                t.members.clear();
+            }
+            inbox.finish();
+        }
+        self.all.clear();
+        self.by_id.clear();
+        self.topics.clear();
+    }
+}

@@ -1,0 +1,394 @@
+//! A subscriber's shared half: its ring, its life-cycle word, its waker and its
+//! lag counter. Publishers hold it through the snapshots; the [`Subscriber`]
+//! handle owns the receiving side.
+//!
+//! # Delivering
+//!
+//! [`Inbox::offer`] tries to queue one message. It never blocks and never
+//! allocates: it checks the state word (a closing inbox is skipped), the ring's
+//! length against the room the message's [`Priority`] may use, and pushes a clone
+//! of the message handle. When the message does not fit, the inbox's [`Overflow`]
+//! policy decides, and every message lost to this subscriber is added to its lag
+//! counter, which the receiver reports as [`RecvError::Lagged`] before anything
+//! else.
+//!
+//! # Waking (coalesced)
+//!
+//! After pushing its run of messages into a ring, a publisher calls
+//! [`Inbox::notify`], which wakes the receiver *only if it is parked*. A receiver
+//! parks by registering its waker, setting `parked`, and checking the ring again.
+//! The two sides form a Dekker pair:
+//!
+//! ```text
+//! publisher: push (store)  ; fence(SeqCst) ; load parked
+//! receiver:  parked = true ; fence(SeqCst) ; pop (load)
+//! ```
+//!
+//! With both fences sequentially consistent, at least one side sees the other's
+//! store: either the publisher sees `parked` and wakes, or the receiver's second
+//! look finds the message. A receiver that is busy draining is never woken, so
+//! under load one wake drains many messages.
+//!
+//! # Closing
+//!
+//! The state word holds the stage in its low two bits and the [`CloseReason`]
+//! above them, so stage and reason change together in one CAS:
+//! open → closing (by whoever closes first: eviction, kick, unsubscribe, shutdown;
+//! the others see the CAS fail and do nothing) → closed (by the cleanup worker,
+//! once the inbox is out of every snapshot). Each step happens once, so closing
+//! twice, evicting during a publish, or unsubscribing during an eviction are
+//! harmless. A closing inbox keeps its ring: the receiver drains what is queued,
+//! then sees `Closed(reason)`.
+//!
+//! A publisher that read "open" just before a close may still push one message
+//! after it; the receiver sees it if it has not yet returned `Closed`, and it is
+//! freed with the ring otherwise. It is counted as delivered: delivered means
+//! "queued", and the loss is the closing subscriber's.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::config::Overflow;
+use crate::error::{CloseReason, RecvError};
+use crate::loom::{fence, lock, AtomicBool, AtomicU64, AtomicU8, AtomicWaker, Mutex, Ordering};
+use crate::message::{Message, Priority};
+use crate::ring::Ring;
+use crate::topic::TopicInner;
+use crate::SubscriberId;
+
+const STAGE_MASK: u8 = 0b11;
+const OPEN: u8 = 0;
+const CLOSING: u8 = 1;
+const CLOSED: u8 = 2;
+const REASON_SHIFT: u8 = 2;
+
+/// Why a message did not enter a subscriber's ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DropReason {
+    /// A `Normal` message found the ring at or above its high-water mark.
+    HighWater,
+    /// The ring was full.
+    Full,
+}
+
+/// The outcome of one [`Inbox::offer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Queued.
+    Delivered,
+    /// Queued, after displacing this many older messages (lost, and counted as lag).
+    Displaced(u32),
+    /// Not queued.
+    Dropped(DropReason),
+    /// Not queued, and the subscriber must be evicted (`Overflow::Evict`): the
+    /// caller closes it with `SlowConsumer` and asks the cleanup worker to remove it.
+    Evict,
+    /// The inbox is closing or closed: not a recipient.
+    Skipped,
+}
+
+pub(crate) struct Inbox<T> {
+    pub(crate) id: SubscriberId,
+    ring: Ring<Message<T>>,
+    /// `Normal` messages enter only while the ring holds fewer than this many;
+    /// `1 ..= capacity`.
+    high_water: usize,
+    overflow: Overflow,
+    /// Stage (bits 0-1: open, closing, closed) and close reason (bits 2-3, valid
+    /// once the stage is not open). Only ever moves forward.
+    state: AtomicU8,
+    /// True while the receiver has registered its waker and found the ring empty.
+    /// Set by the receiver (`Release`, so that a publisher that sees it also sees
+    /// the waker registered before it), cleared by whoever wakes it.
+    parked: AtomicBool,
+    waker: AtomicWaker,
+    /// Messages lost by this subscriber since the receiver last reported it.
+    lagged: AtomicU64,
+    /// Topics joined. Locked by join, leave and the cleanup worker, never by a
+    /// publisher. A join checks the state under this lock, so once the inbox is
+    /// closing no topic can be added behind the cleanup worker's back.
+    pub(crate) topics: Mutex<Vec<Arc<TopicInner<T>>>>,
+}
+
+impl<T> Inbox<T> {
+    pub(crate) fn new(id: SubscriberId, capacity: usize, high_water: usize, overflow: Overflow) -> Self {
+        Inbox {
+            id,
+            ring: Ring::new(capacity),
+            high_water: high_water.clamp(1, capacity),
+            overflow,
+            state: AtomicU8::new(OPEN),
+            parked: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            lagged: AtomicU64::new(0),
+            topics: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    pub(crate) fn overflow(&self) -> Overflow {
+        self.overflow
+    }
+
+    /// Queues `msg` if the subscriber is open and the message may enter. The
+    /// receiver is not woken: call [`Inbox::notify`] after the run of offers.
+    ///
+    /// `depth` is raised to the ring length seen, when one was read.
+    #[inline]
+    pub(crate) fn offer(&self, msg: &Message<T>, priority: Priority, depth: &mut usize) -> Offer {
+        // Relaxed: only a hint. A close racing this check is covered by the
+        // receiver draining the ring before it reports `Closed`.
+        if self.state.load(Ordering::Relaxed) & STAGE_MASK != OPEN {
+            return Offer::Skipped;
+        }
+        match priority {
+            Priority::Normal if self.high_water < self.ring.capacity() => {
+                let len = self.ring.len();
+                if len > *depth {
+                    *depth = len;
+                }
+                if len >= self.high_water {
+                    return self.apply_overflow(msg, DropReason::HighWater);
+                }
+            }
+            Priority::Urgent => {
+                return match self.ring.force_push(msg.clone()) {
+                    None => Offer::Delivered,
+                    Some(old) => {
+                        drop(old);
+                        self.lagged.fetch_add(1, Ordering::Relaxed);
+                        Offer::Displaced(1)
+                    }
+                };
+            }
+            _ => {}
+        }
+        match self.ring.push(msg.clone()) {
+            Ok(()) => Offer::Delivered,
+            Err(_) => self.apply_overflow(msg, DropReason::Full),
+        }
+    }
+
+    /// The message did not fit: apply the policy.
+    #[cold]
+    fn apply_overflow(&self, msg: &Message<T>, reason: DropReason) -> Offer {
+        match self.overflow {
+            Overflow::Evict => {
+                self.lagged.fetch_add(1, Ordering::Relaxed);
+                Offer::Evict
+            }
+            Overflow::DropNewest => {
+                self.lagged.fetch_add(1, Ordering::Relaxed);
+                Offer::Dropped(reason)
+            }
+            Overflow::DropOldest => {
+                // At the high-water mark, take one out to stay below it; when
+                // full, force_push displaces one. Either loss is counted.
+                let mut lost = 0u32;
+                if reason == DropReason::HighWater && self.ring.pop().is_some() {
+                    lost += 1;
+                }
+                if self.ring.force_push(msg.clone()).is_some() {
+                    lost += 1;
+                }
+                if lost == 0 {
+                    return Offer::Delivered;
+                }
+                self.lagged.fetch_add(u64::from(lost), Ordering::Relaxed);
+                Offer::Displaced(lost)
+            }
+        }
+    }
+
+    /// Wakes the receiver if, and only if, it is parked.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        // Pairs with the fence in `poll_*`: see "Waking" in the module docs.
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel) {
+            self.waker.wake();
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.state.load(Ordering::Acquire) & STAGE_MASK == OPEN
+    }
+
+    /// Closing, not yet removed by the cleanup worker.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.state.load(Ordering::Acquire) & STAGE_MASK == CLOSING
+    }
+
+    /// The reason, once closing or closed.
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        let s = self.state.load(Ordering::Acquire);
+        if s & STAGE_MASK == OPEN {
+            None
+        } else {
+            Some(CloseReason::from_u8(s >> REASON_SHIFT))
+        }
+    }
+
+    /// open → closing. True for the one caller that made the transition; it must
+    /// then have the inbox removed. Wakes the receiver so that it sees the close.
+    pub(crate) fn close(&self, reason: CloseReason) -> bool {
+        let next = CLOSING | ((reason as u8) << REASON_SHIFT);
+        // AcqRel: the receiver's Acquire load of the state sees the reason, and
+        // the waker handshake below is ordered after the transition.
+        if self.state.compare_exchange(OPEN, next, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return false;
+        }
+        self.parked.store(false, Ordering::Relaxed);
+        self.waker.wake();
+        true
+    }
+
+    /// closing → closed, by the cleanup worker once the inbox is in no snapshot.
+    pub(crate) fn finish(&self) -> bool {
+        let cur = self.state.load(Ordering::Acquire);
+        if cur & STAGE_MASK != CLOSING {
+            return false;
+        }
+        let next = (cur & !STAGE_MASK) | CLOSED;
+        self.state.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & STAGE_MASK == CLOSED
+    }
+
+    fn take_lagged(&self) -> Option<u64> {
+        if self.lagged.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        match self.lagged.swap(0, Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// Non-blocking receive.
+    pub(crate) fn try_pop(&self) -> Result<Message<T>, crate::TryRecvError> {
+        if let Some(n) = self.take_lagged() {
+            return Err(crate::TryRecvError::Lagged(n));
+        }
+        if let Some(m) = self.ring.pop() {
+            return Ok(m);
+        }
+        match self.close_reason() {
+            // Acquire on the state: a push made before the close is visible now.
+            Some(reason) => match self.ring.pop() {
+                Some(m) => Ok(m),
+                None => Err(crate::TryRecvError::Closed(reason)),
+            },
+            None => Err(crate::TryRecvError::Empty),
+        }
+    }
+
+    /// Moves up to `max` queued messages into `buf`; returns how many.
+    #[inline]
+    fn drain_into(&self, buf: &mut impl Sink<T>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            match self.ring.pop() {
+                Some(m) => {
+                    buf.put(m);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        n
+    }
+
+    /// The receive future's poll: up to `max` messages into `buf` (`max` ≥ 1).
+    pub(crate) fn poll_recv_many(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut impl Sink<T>,
+        max: usize,
+    ) -> Poll<Result<usize, RecvError>> {
+        if let Some(n) = self.take_lagged() {
+            return Poll::Ready(Err(RecvError::Lagged(n)));
+        }
+        let n = self.drain_into(buf, max);
+        if n > 0 {
+            return Poll::Ready(Ok(n));
+        }
+        if let Some(reason) = self.close_reason() {
+            return self.final_drain(buf, max, reason);
+        }
+        // Park: register, announce, look again (see "Waking").
+        self.waker.register(cx.waker());
+        self.parked.store(true, Ordering::Release);
+        fence(Ordering::SeqCst);
+        let n = self.drain_into(buf, max);
+        if n > 0 {
+            self.parked.store(false, Ordering::Relaxed);
+            return Poll::Ready(Ok(n));
+        }
+        if let Some(n) = self.take_lagged() {
+            self.parked.store(false, Ordering::Relaxed);
+            return Poll::Ready(Err(RecvError::Lagged(n)));
+        }
+        if let Some(reason) = self.close_reason() {
+            self.parked.store(false, Ordering::Relaxed);
+            return self.final_drain(buf, max, reason);
+        }
+        Poll::Pending
+    }
+
+    fn final_drain(&self, buf: &mut impl Sink<T>, max: usize, reason: CloseReason) -> Poll<Result<usize, RecvError>> {
+        // The state was read with Acquire after the first drain came up empty;
+        // anything pushed before the close is visible now.
+        let n = self.drain_into(buf, max);
+        if n > 0 {
+            Poll::Ready(Ok(n))
+        } else {
+            Poll::Ready(Err(RecvError::Closed(reason)))
+        }
+    }
+
+    /// A receive future was dropped while parked: leave no waker behind.
+    pub(crate) fn unpark(&self) {
+        self.parked.store(false, Ordering::Relaxed);
+        drop(self.waker.take());
+    }
+
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::Relaxed)
+    }
+
+    /// Joined topics (a copy, for tests and stats).
+    pub(crate) fn topic_names(&self) -> Vec<Arc<str>> {
+        lock(&self.topics).iter().map(|t| t.name.clone()).collect()
+    }
+}
+
+/// Where a receive puts what it pops: a `Vec` (batches) or an `Option` (one).
+pub(crate) trait Sink<T> {
+    fn put(&mut self, m: Message<T>);
+}
+
+impl<T> Sink<T> for Vec<Message<T>> {
+    #[inline]
+    fn put(&mut self, m: Message<T>) {
+        self.push(m);
+    }
+}
+
+impl<T> Sink<T> for Option<Message<T>> {
+    #[inline]
+    fn put(&mut self, m: Message<T>) {
+        *self = Some(m);
+    }
+}

@@ -1,0 +1,121 @@
+//! # fanout-core: one message in, delivered to many subscribers
+//!
+//! The engine of [fanout]: a [`Hub`] delivers each published message to its
+//! subscribers (10 or 1,000,000) at the lowest cost per delivery, with bounded
+//! memory, and no slow subscriber able to hold back the others. It does no I/O
+//! and needs no async runtime: receivers are futures driven by any executor.
+//!
+//! ## Motivation
+//!
+//! The classic WebSocket hub keeps its clients in a map behind a read-write
+//! lock, gives each a channel, and evicts a full one from inside the broadcast
+//! loop:
+//!
+//! ```text
+//! broadcast(msg):
+//!     clients.read_lock()              // every subscribe/unsubscribe waits
+//!     for c in clients:
+//!         if !c.send.try_push(msg):    // full
+//!             clients.read_unlock(); clients.write_lock()   // O(n²), races
+//!             close(c.send); delete(clients, c)              // double close panics
+//!             ...
+//! ```
+//!
+//! fanout keeps the same shape (a bounded queue per subscriber) and removes the
+//! lock and its faults:
+//!
+//! - publishers load an immutable snapshot of the subscriber set (`arc-swap`)
+//!   and never lock; membership changes copy-on-write one chunk of it;
+//! - a full subscriber is only *flagged* by the publisher (one CAS on its state
+//!   word); a cleanup thread removes flagged subscribers in batches;
+//! - the message is allocated once and shared by reference count;
+//! - every loss is counted, per reason, and the subscriber is told how many it
+//!   missed ([`RecvError::Lagged`]);
+//! - receivers are woken only when parked, and drain in batches
+//!   ([`Subscriber::recv_many`]).
+//!
+//! ## Example
+//!
+//! ```
+//! use fanout_core::{Hub, Overflow, RecvError, CloseReason};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let hub = Hub::<String>::builder().capacity(4).overflow(Overflow::Evict).build().unwrap();
+//!
+//! let mut fast = hub.subscribe().unwrap();
+//! let slow = hub.subscribe().unwrap(); // never reads
+//! fast.join("ticks").unwrap();
+//! slow.join("ticks").unwrap();
+//!
+//! for i in 0..8 {
+//!     hub.publish("ticks", format!("tick {i}")).unwrap();
+//!     let m = fast.recv().await.unwrap();
+//!     assert_eq!(m.seq(), i + 1);
+//! }
+//! // The slow subscriber overflowed and was evicted; the fast one never noticed.
+//! assert_eq!(slow.close_reason(), Some(CloseReason::SlowConsumer));
+//! assert_eq!(hub.stats().evicted.slow_consumer, 1);
+//! # });
+//! ```
+//!
+//! See `docs/architecture.md` in the repository for the design, its memory
+//! orderings and the measurements that chose it.
+//!
+//! [fanout]: https://example.invalid/fanout
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
+
+mod config;
+mod engine;
+mod error;
+mod hub;
+mod inbox;
+mod loom;
+mod members;
+mod message;
+mod reaper;
+mod ring;
+mod stats;
+mod subscriber;
+mod topic;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+pub use config::{ConfigError, HubConfig, Overflow, SubscribeOptions};
+pub use engine::{add as add_report, Engine, Receiver};
+pub use error::{CloseReason, PublishError, RecvError, SendError, SubscribeError, TryRecvError};
+pub use hub::{Hub, HubBuilder};
+pub use message::{Message, Meta, Origin, Priority};
+pub use stats::{Closes, Drops, PublishReport, Stats};
+pub use subscriber::{Lagged, Recv, RecvMany, Subscriber};
+pub use topic::Topic;
+
+use std::fmt;
+
+/// A subscriber's id, unique within its hub (never reused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriberId(pub(crate) u64);
+
+impl SubscriberId {
+    /// An id from its number (for engines other than [`Hub`], and for transports
+    /// that carry ids over the wire).
+    pub const fn new(n: u64) -> Self {
+        SubscriberId(n)
+    }
+
+    /// The number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SubscriberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}

@@ -1,0 +1,103 @@
+//! The concurrency shim: std (and arc-swap, crossbeam) normally, loom under `--cfg loom`.
+//!
+//! Every synchronising primitive the engine's delivery path relies on is imported
+//! from here, so that a loom model explores the real code. Neither arc-swap nor
+//! crossbeam's queues are loom-aware (their atomics are invisible to loom), so under
+//! `cfg(loom)` they are replaced by loom-visible stand-ins with the same contract:
+//!
+//! | normal build | under loom | contract kept |
+//! | --- | --- | --- |
+//! | [`arc_swap::ArcSwap`] ([`Snapshot`]) | `loom::sync::RwLock<Arc<T>>` | a reader sees the whole old or the whole new value; `store` is visible to every later `with` |
+//! | [`crossbeam_queue::ArrayQueue`] (`crate::ring::Ring`) | `loom::sync::Mutex<VecDeque<T>>` | bounded MPMC FIFO, `push` fails when full, `force_push` displaces the oldest |
+//! | `futures_util::task::AtomicWaker` | `loom::future::AtomicWaker` | `wake` after `register` wakes the registered waker |
+//!
+//! Counters that only feed statistics use std atomics in both builds: they order
+//! nothing.
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+
+#[cfg(not(loom))]
+pub(crate) use futures_util::task::AtomicWaker;
+#[cfg(loom)]
+pub(crate) use loom::future::AtomicWaker;
+
+/// Locks a mutex, ignoring poisoning: every critical section in the engine leaves
+/// its data consistent before anything in it can panic.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+pub(crate) use snapshot::Snapshot;
+
+#[cfg(not(loom))]
+mod snapshot {
+    use arc_swap::ArcSwap;
+    use std::sync::Arc;
+
+    /// An atomically replaceable `Arc<T>`: readers never lock.
+    pub(crate) struct Snapshot<T>(ArcSwap<T>);
+
+    impl<T> Snapshot<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Snapshot(ArcSwap::from_pointee(value))
+        }
+
+        /// Runs `f` on the current value. The value stays alive while `f` runs even
+        /// if a writer replaces it meanwhile.
+        #[inline]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+            let guard = self.0.load();
+            f(&guard)
+        }
+
+        /// The current value as an owned `Arc` (for writers, which copy it).
+        pub(crate) fn load_full(&self) -> Arc<T> {
+            self.0.load_full()
+        }
+
+        /// Publishes a new value; every `with` that starts afterwards sees it.
+        pub(crate) fn store(&self, value: Arc<T>) {
+            self.0.store(value)
+        }
+    }
+}
+
+#[cfg(loom)]
+mod snapshot {
+    use loom::sync::RwLock;
+    use std::sync::Arc;
+
+    /// Loom stand-in for `ArcSwap`: an `RwLock<Arc<T>>`, so that loom sees the
+    /// hand-over of a new snapshot.
+    pub(crate) struct Snapshot<T>(RwLock<Arc<T>>);
+
+    impl<T> Snapshot<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Snapshot(RwLock::new(Arc::new(value)))
+        }
+
+        pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+            let current = self.0.read().unwrap().clone();
+            f(&current)
+        }
+
+        pub(crate) fn load_full(&self) -> Arc<T> {
+            self.0.read().unwrap().clone()
+        }
+
+        pub(crate) fn store(&self, value: Arc<T>) {
+            *self.0.write().unwrap() = value;
+        }
+    }
+}

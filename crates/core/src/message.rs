@@ -1,0 +1,171 @@
+//! What a subscriber receives: one [`Message`] per publish, shared by every recipient.
+//!
+//! A publish allocates exactly one `Arc<Envelope<T>>` (the payload with its topic,
+//! sequence number, epoch and priority); each delivery clones the `Arc`, a reference
+//! count increment. Nothing is copied or serialised per recipient, and a ring slot is
+//! one pointer wide, so 256 slots cost 2 KiB per subscriber.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// How urgently a message must reach a subscriber whose ring is filling up.
+///
+/// A ring holds `capacity` messages; its *high-water mark* (default 80 % of the
+/// capacity) splits it into room for normal traffic and headroom for priority
+/// traffic:
+///
+/// | priority | enters while the ring holds fewer than | when it does not fit |
+/// | --- | --- | --- |
+/// | `Normal` | the high-water mark | the overflow policy applies |
+/// | `High` | the capacity | the overflow policy applies |
+/// | `Urgent` | always | it displaces the oldest message (counted as lost) |
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// Ordinary traffic: the first to be shed for a slow subscriber.
+    #[default]
+    Normal,
+    /// Uses the headroom above the high-water mark.
+    High,
+    /// Always enters, displacing the oldest message when the ring is full.
+    Urgent,
+}
+
+/// Where a message came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// [`Hub::broadcast`](crate::Hub::broadcast): every subscriber of the hub.
+    Broadcast,
+    /// A topic publish: the topic's subscribers.
+    Topic,
+    /// [`Hub::send_to`](crate::Hub::send_to): one subscriber.
+    Direct,
+}
+
+/// The numbering a publish is given before its payload is built: see
+/// [`Hub::publish_with`](crate::Hub::publish_with).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Meta {
+    /// Per-topic sequence number, starting at 1 (per hub for broadcasts, 0 for
+    /// direct sends).
+    pub seq: u64,
+    /// Changes whenever the topic is created anew, so that a subscriber can tell a
+    /// restarted sequence from a gap.
+    pub epoch: u64,
+}
+
+pub(crate) struct Envelope<T> {
+    pub(crate) topic: Option<Arc<str>>,
+    pub(crate) origin: Origin,
+    pub(crate) meta: Meta,
+    pub(crate) priority: Priority,
+    pub(crate) payload: T,
+}
+
+/// One delivered message: a cheap, cloneable handle to the payload and its
+/// numbering, shared by every recipient of the same publish.
+///
+/// ```
+/// use fanout_core::Hub;
+///
+/// let hub = Hub::<String>::new();
+/// let mut sub = hub.subscribe().unwrap();
+/// sub.join("prices").unwrap();
+/// hub.publish("prices", "EURUSD 1.0842".to_string()).unwrap();
+/// let msg = sub.try_recv().unwrap();
+/// assert_eq!(msg.topic(), Some("prices"));
+/// assert_eq!(msg.seq(), 1);
+/// assert_eq!(msg.payload(), "EURUSD 1.0842");
+/// ```
+pub struct Message<T> {
+    inner: Arc<Envelope<T>>,
+}
+
+impl<T> Message<T> {
+    /// A message (one allocation). Engines call this once per publish; the
+    /// handle is then cloned per recipient.
+    pub fn new(
+        topic: Option<Arc<str>>,
+        origin: Origin,
+        meta: Meta,
+        priority: Priority,
+        payload: T,
+    ) -> Self {
+        Message { inner: Arc::new(Envelope { topic, origin, meta, priority, payload }) }
+    }
+
+    /// The topic it was published to; `None` for broadcasts and direct sends.
+    pub fn topic(&self) -> Option<&str> {
+        self.inner.topic.as_deref()
+    }
+
+    /// The topic name as a shared string (no copy).
+    pub fn topic_arc(&self) -> Option<&Arc<str>> {
+        self.inner.topic.as_ref()
+    }
+
+    /// Broadcast, topic publish or direct send.
+    pub fn origin(&self) -> Origin {
+        self.inner.origin
+    }
+
+    /// Sequence number within its topic (or within the hub's broadcasts), from 1.
+    pub fn seq(&self) -> u64 {
+        self.inner.meta.seq
+    }
+
+    /// The topic's epoch: it changes when a topic is reclaimed and created again.
+    pub fn epoch(&self) -> u64 {
+        self.inner.meta.epoch
+    }
+
+    /// The numbering as one value.
+    pub fn meta(&self) -> Meta {
+        self.inner.meta
+    }
+
+    /// The priority it was published with.
+    pub fn priority(&self) -> Priority {
+        self.inner.priority
+    }
+
+    /// The payload, shared with every other recipient.
+    pub fn payload(&self) -> &T {
+        &self.inner.payload
+    }
+
+    /// The payload by value: moved out if this is the last handle, cloned otherwise.
+    pub fn into_payload(self) -> T
+    where
+        T: Clone,
+    {
+        match Arc::try_unwrap(self.inner) {
+            Ok(env) => env.payload,
+            Err(shared) => shared.payload.clone(),
+        }
+    }
+
+    /// Whether two handles share one publish.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
+    }
+}
+
+impl<T> Clone for Message<T> {
+    #[inline]
+    fn clone(&self) -> Self {
+        Message { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Message<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("topic", &self.topic())
+            .field("origin", &self.origin())
+            .field("seq", &self.seq())
+            .field("epoch", &self.epoch())
+            .field("priority", &self.priority())
+            .field("payload", self.payload())
+            .finish()
+    }
+}

@@ -1,0 +1,114 @@
+//! The cleanup worker: one thread that removes closed subscribers in batches.
+//!
+//! # Requests
+//!
+//! Whoever closes a subscriber (a publisher evicting a slow consumer, `kick`,
+//! the subscriber's own drop) has already made it skip-able by flipping its
+//! state word; it then sends the inbox on a bounded channel. The worker takes
+//! what is queued (up to [`MAX_BATCH`]) and removes the whole batch: from the
+//! hub-wide set with one snapshot store per touched shard, from each topic it
+//! joined with one store per topic, and from the id map. Only then does the
+//! inbox move to `closed`.
+//!
+//! # When the channel is full
+//!
+//! The closer does not wait: the subscriber is already closing (publishers skip
+//! it), so the closer sets `needs_sweep`, and the worker, at its next tick
+//! (every `sweep_interval` at the latest), walks the hub-wide set and removes
+//! every closing subscriber it finds.
+//!
+//! # Stopping
+//!
+//! `Hub::shutdown`, or the drop of the last hub handle, sends `Stop` and joins
+//! the thread. The worker empties every set on its way out (`Inner::clear_all`),
+//! so no thread and no reference cycle outlives the hub.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::hub::Inner;
+use crate::inbox::Inbox;
+use crate::loom::lock;
+use crate::topic::TopicInner;
+use crate::SubscriberId;
+
+/// Most removals applied in one batch.
+pub(crate) const MAX_BATCH: usize = 4096;
+
+pub(crate) enum Request<T> {
+    /// Remove this closing inbox from every set.
+    Remove(Arc<Inbox<T>>),
+    /// Stop the worker.
+    Stop,
+}
+
+pub(crate) fn spawn<T: Clone + Send + Sync + 'static>(inner: Arc<Inner<T>>, rx: Receiver<Request<T>>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("fanout-reaper".into())
+        .spawn(move || run(&inner, &rx))
+        .expect("spawn the fanout cleanup thread")
+}
+
+fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request<T>>) {
+    let mut batch: Vec<Arc<Inbox<T>>> = Vec::new();
+    loop {
+        let mut stop = match rx.recv_timeout(inner.config.sweep_interval) {
+            Ok(Request::Remove(inbox)) => {
+                batch.push(inbox);
+                false
+            }
+            Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => true,
+            Err(RecvTimeoutError::Timeout) => false,
+        };
+        while !stop && batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Request::Remove(inbox)) => batch.push(inbox),
+                Ok(Request::Stop) => stop = true,
+                Err(_) => break,
+            }
+        }
+        if stop {
+            inner.clear_all();
+            return;
+        }
+        if inner.needs_sweep.swap(false, Ordering::AcqRel) {
+            batch.extend(inner.all.closing());
+        }
+        if !batch.is_empty() {
+            apply(inner, &mut batch);
+        }
+    }
+}
+
+/// Removes every inbox of `batch` from every set; empties `batch`.
+pub(crate) fn apply<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, batch: &mut Vec<Arc<Inbox<T>>>) {
+    batch.sort_unstable_by_key(|i| i.id);
+    batch.dedup_by_key(|i| i.id);
+    let ids: Vec<SubscriberId> = batch.iter().map(|i| i.id).collect();
+    inner.all.remove_many(&ids);
+
+    // Group by topic so that each topic's snapshot is stored once.
+    let mut per_topic: HashMap<*const TopicInner<T>, (Arc<TopicInner<T>>, Vec<SubscriberId>)> = HashMap::new();
+    for inbox in batch.iter() {
+        // Taken under the lock that joins check the state under: no topic can
+        // be added to this (closing) inbox after this.
+        let joined = std::mem::take(&mut *lock(&inbox.topics));
+        for t in joined {
+            per_topic.entry(Arc::as_ptr(&t)).or_insert_with(|| (t.clone(), Vec::new())).1.push(inbox.id);
+        }
+    }
+    for (topic, members) in per_topic.values() {
+        topic.members.remove_many(members);
+        inner.maybe_reclaim(topic);
+    }
+    for inbox in batch.iter() {
+        inner.by_id.remove_if(&inbox.id, |_, v| Arc::ptr_eq(v, inbox));
+        inbox.finish();
+    }
+    inner.counters.cleanup(batch.len());
+    batch.clear();
+}

@@ -1,0 +1,159 @@
+//! Topics: named subscriber sets with their own sequence numbers.
+//!
+//! The hub maps names to topics in a `DashMap`. A [`Topic`] handle keeps the
+//! topic's state (`Arc<TopicInner>`), so a publisher that holds one publishes
+//! without touching the map.
+//!
+//! # Life and reclaim
+//!
+//! A topic exists while it has members or handles. When the last member leaves
+//! (or is removed by the cleanup worker) or the last handle drops, the topic is
+//! removed from the map, under the map's shard lock, and only if it is still
+//! empty and unhandled. Joins add their member while holding a guard on that
+//! same shard, so a join and a reclaim never interleave: the join either lands
+//! in the old topic before the reclaim looks (which then keeps it), or creates a
+//! new one after it.
+//!
+//! # Sequence numbers and epochs
+//!
+//! Every publish to a topic takes the next `seq` (from 1). A topic created anew
+//! after a reclaim gets a new `epoch` from the hub, so a subscriber that sees
+//! `seq` restart also sees the epoch change and knows it is not a gap. With one
+//! publisher per topic, each subscriber sees the seqs it receives in increasing
+//! order, and a hole means messages it lost (it also gets `Lagged(n)` for them).
+//! Concurrent publishers to one topic each get distinct seqs, but their pushes
+//! may reach different rings in different orders.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+use crate::error::PublishError;
+use crate::hub::Hub;
+use crate::members::Members;
+use crate::message::{Meta, Priority};
+use crate::stats::PublishReport;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+pub(crate) struct TopicInner<T> {
+    pub(crate) name: Arc<str>,
+    pub(crate) epoch: u64,
+    /// Last sequence number given out; the next publish takes `seq + 1`.
+    seq: CachePadded<AtomicU64>,
+    pub(crate) members: Members<T>,
+    /// Live [`Topic`] handles: a handled topic is never reclaimed. Changed only
+    /// while holding the topic's map shard (creation) or before a reclaim check.
+    pub(crate) handles: AtomicUsize,
+}
+
+impl<T> TopicInner<T> {
+    pub(crate) fn new(name: Arc<str>, epoch: u64, chunk_size: usize) -> Self {
+        TopicInner {
+            name,
+            epoch,
+            seq: CachePadded::new(AtomicU64::new(0)),
+            members: Members::new(1, chunk_size),
+            handles: AtomicUsize::new(0),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn next_meta(&self) -> Meta {
+        Meta { seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1, epoch: self.epoch }
+    }
+
+    /// Takes `n` consecutive numbers; returns the first.
+    pub(crate) fn next_metas(&self, n: u64) -> Meta {
+        Meta { seq: self.seq.fetch_add(n, Ordering::Relaxed) + 1, epoch: self.epoch }
+    }
+
+    pub(crate) fn reclaimable(&self) -> bool {
+        self.handles.load(Ordering::Acquire) == 0 && self.members.is_empty()
+    }
+}
+
+/// A handle on one topic: publishes without a map lookup, and keeps the topic
+/// (and its sequence) alive while held.
+///
+/// ```
+/// use fanout_core::Hub;
+///
+/// let hub = Hub::<&'static str>::new();
+/// let scores = hub.topic("scores");
+/// let mut fan = hub.subscribe().unwrap();
+/// fan.join("scores").unwrap();
+/// let report = scores.publish("2-1").unwrap();
+/// assert_eq!((report.recipients, report.seq), (1, 1));
+/// assert_eq!(*fan.try_recv().unwrap().payload(), "2-1");
+/// ```
+pub struct Topic<T: Clone + Send + Sync + 'static> {
+    pub(crate) inner: Arc<TopicInner<T>>,
+    pub(crate) hub: Hub<T>,
+}
+
+impl<T: Clone + Send + Sync + 'static> Topic<T> {
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The topic's epoch (see the module docs).
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch
+    }
+
+    /// Members right now.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.members.len()
+    }
+
+    /// Publishes one `Normal` message to the topic's members.
+    pub fn publish(&self, payload: T) -> Result<PublishReport, PublishError> {
+        self.hub.inner().publish_topic(&self.inner, Priority::Normal, |_| payload)
+    }
+
+    /// Publishes one message built from its numbering (so that a transport can
+    /// encode `seq` into the payload once, for every recipient).
+    pub fn publish_with(
+        &self,
+        priority: Priority,
+        make: impl FnOnce(Meta) -> T,
+    ) -> Result<PublishReport, PublishError> {
+        self.hub.inner().publish_topic(&self.inner, priority, make)
+    }
+
+    /// Publishes a run of `Normal` messages, pushing the whole run into each ring
+    /// in one pass over the members (one wake per subscriber at most).
+    pub fn publish_many<I>(&self, payloads: I) -> Result<PublishReport, PublishError>
+    where
+        I: IntoIterator<Item = T>,
+    {
+        self.hub.inner().publish_topic_many(&self.inner, Priority::Normal, payloads)
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Clone for Topic<T> {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Ordering::AcqRel);
+        Topic { inner: self.inner.clone(), hub: self.hub.clone() }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Drop for Topic<T> {
+    fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.hub.inner().maybe_reclaim(&self.inner);
+        }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> fmt::Debug for Topic<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Topic")
+            .field("name", &self.name())
+            .field("epoch", &self.epoch())
+            .field("subscribers", &self.subscriber_count())
+            .finish()
+    }
+}
