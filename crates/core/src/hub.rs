@@ -111,12 +111,24 @@ pub(crate) struct Inner<T: Clone + Send + Sync + 'static> {
 /// assert_eq!(hub.config().capacity, 1024);
 /// assert!(Hub::<u64>::builder().capacity(0).build().is_err());
 /// ```
-#[derive(Clone, Debug, Default)]
-pub struct HubBuilder {
+pub struct HubBuilder<T> {
     config: HubConfig,
+    _payload: std::marker::PhantomData<fn() -> T>,
 }
 
-impl HubBuilder {
+impl<T> Clone for HubBuilder<T> {
+    fn clone(&self) -> Self {
+        HubBuilder { config: self.config.clone(), _payload: std::marker::PhantomData }
+    }
+}
+
+impl<T> fmt::Debug for HubBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubBuilder").field("config", &self.config).finish()
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
     /// Ring slots per subscriber.
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.config.capacity = capacity;
@@ -153,7 +165,7 @@ impl HubBuilder {
         self
     }
     /// Validates the settings and starts the hub (and its cleanup thread).
-    pub fn build<T: Clone + Send + Sync + 'static>(self) -> Result<Hub<T>, ConfigError> {
+    pub fn build(self) -> Result<Hub<T>, ConfigError> {
         Hub::with_config(self.config)
     }
 }
@@ -165,8 +177,8 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     }
 
     /// A builder for the settings.
-    pub fn builder() -> HubBuilder {
-        HubBuilder::default()
+    pub fn builder() -> HubBuilder<T> {
+        HubBuilder { config: HubConfig::default(), _payload: std::marker::PhantomData }
     }
 
     /// A hub with these settings.
@@ -342,6 +354,21 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
         match self.inner().by_id.get(&id).map(|e| e.clone()) {
             Some(inbox) => self.inner().close_inbox(&inbox, CloseReason::Kicked),
             None => false,
+        }
+    }
+
+    /// Blocks until the cleanup worker has removed every subscriber closed before
+    /// this call (including those left to its sweep). Returns at once after
+    /// shutdown. Useful in tests and before reading membership counts.
+    pub fn flush_cleanup(&self) {
+        let inner = self.inner();
+        if inner.is_shut() {
+            return;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if inner.reaper_tx.send(Request::Flush(tx)).is_ok() {
+            // Err: the worker stopped meanwhile (shutdown), which also cleared.
+            let _ = rx.recv();
         }
     }
 

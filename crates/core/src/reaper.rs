@@ -42,6 +42,8 @@ pub(crate) const MAX_BATCH: usize = 4096;
 pub(crate) enum Request<T> {
     /// Remove this closing inbox from every set.
     Remove(Arc<Inbox<T>>),
+    /// Answer once every request sent before this one has been applied.
+    Flush(crossbeam_channel::Sender<()>),
     /// Stop the worker.
     Stop,
 }
@@ -55,19 +57,22 @@ pub(crate) fn spawn<T: Clone + Send + Sync + 'static>(inner: Arc<Inner<T>>, rx: 
 
 fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request<T>>) {
     let mut batch: Vec<Arc<Inbox<T>>> = Vec::new();
+    let mut flushes: Vec<crossbeam_channel::Sender<()>> = Vec::new();
     loop {
-        let mut stop = match rx.recv_timeout(inner.config.sweep_interval) {
-            Ok(Request::Remove(inbox)) => {
-                batch.push(inbox);
-                false
-            }
-            Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => true,
-            Err(RecvTimeoutError::Timeout) => false,
+        let mut stop = false;
+        let mut take = |req: Request<T>, batch: &mut Vec<_>, stop: &mut bool| match req {
+            Request::Remove(inbox) => batch.push(inbox),
+            Request::Flush(done) => flushes.push(done),
+            Request::Stop => *stop = true,
         };
+        match rx.recv_timeout(inner.config.sweep_interval) {
+            Ok(req) => take(req, &mut batch, &mut stop),
+            Err(RecvTimeoutError::Disconnected) => stop = true,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
         while !stop && batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(Request::Remove(inbox)) => batch.push(inbox),
-                Ok(Request::Stop) => stop = true,
+                Ok(req) => take(req, &mut batch, &mut stop),
                 Err(_) => break,
             }
         }
@@ -75,11 +80,16 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
             inner.clear_all();
             return;
         }
-        if inner.needs_sweep.swap(false, Ordering::AcqRel) {
+        // A flush also sweeps, so that it covers removals whose request found
+        // the channel full.
+        if inner.needs_sweep.swap(false, Ordering::AcqRel) || !flushes.is_empty() {
             batch.extend(inner.all.closing());
         }
         if !batch.is_empty() {
             apply(inner, &mut batch);
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
         }
     }
 }
