@@ -1,0 +1,185 @@
+//! Multi-thread stress: 4 publishers (one topic each, plus broadcasts),
+//! subscribers draining on a 2-worker tokio runtime, subscribers joining and
+//! leaving throughout, 1 % never reading. Checks, throughout and at the end:
+//!
+//! - every publish report: recipients = delivered + dropped;
+//! - per subscriber, per topic: seqs strictly increase (FIFO, no duplicates);
+//! - a never-reading subscriber holds at most `capacity` messages;
+//! - what subscribers received accounts for what was delivered (less what
+//!   `DropOldest` displaced), up to the
+//!   messages a publisher can push into a ring while it is being closed
+//!   (at most one per publisher per close);
+//! - no receiver is left waiting (a lost wake-up would hang `join`).
+//!
+//! Sized by `FANOUT_STRESS_SCALE` (default 1; `scripts/stress.sh` runs 20).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fanout_core::{Hub, Message, Overflow, RecvError, SubscribeOptions, Subscriber};
+
+const PUBLISHERS: u64 = 4;
+const CAPACITY: usize = 64;
+
+fn scale() -> u64 {
+    std::env::var("FANOUT_STRESS_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+}
+
+#[derive(Default)]
+struct Totals {
+    received: AtomicU64,
+    lagged: AtomicU64,
+}
+
+/// Drains `sub` until it is closed, checking seq order per topic.
+async fn reader(mut sub: Subscriber<u64>, totals: Arc<Totals>, quit_after: Option<u64>) {
+    let mut last: HashMap<Option<Arc<str>>, u64> = HashMap::new();
+    let mut buf: Vec<Message<u64>> = Vec::with_capacity(64);
+    let mut got = 0u64;
+    loop {
+        match sub.recv_many(&mut buf, 64).await {
+            Ok(n) => {
+                for m in buf.drain(..) {
+                    let key = m.topic_arc().cloned();
+                    let prev = last.insert(key, m.seq()).unwrap_or(0);
+                    assert!(m.seq() > prev, "seq went from {prev} to {} on {:?}", m.seq(), m.topic());
+                }
+                got += n as u64;
+                totals.received.fetch_add(n as u64, Ordering::Relaxed);
+                if quit_after.is_some_and(|q| got >= q) {
+                    // Churn: leave while publishers run. What is still queued
+                    // is drained first, so that nothing delivered is unaccounted.
+                    sub.close();
+                    quit_after_drain(&mut sub, &totals).await;
+                    return;
+                }
+            }
+            Err(RecvError::Lagged(n)) => {
+                totals.lagged.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(RecvError::Closed(_)) => return,
+        }
+    }
+}
+
+async fn quit_after_drain(sub: &mut Subscriber<u64>, totals: &Totals) {
+    let mut buf = Vec::new();
+    loop {
+        match sub.recv_many(&mut buf, 64).await {
+            Ok(n) => {
+                totals.received.fetch_add(n as u64, Ordering::Relaxed);
+                buf.clear();
+            }
+            Err(RecvError::Lagged(n)) => {
+                totals.lagged.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(RecvError::Closed(_)) => return,
+        }
+    }
+}
+
+#[test]
+fn publishers_churn_and_slow_subscribers() {
+    let rounds = 400 * scale();
+    let readers = 99u64;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let hub = Hub::<u64>::builder().capacity(CAPACITY).build().unwrap();
+    let totals = Arc::new(Totals::default());
+    let topics: Vec<String> = (0..PUBLISHERS).map(|k| format!("t{k}")).collect();
+
+    // 1 % never read.
+    let idle = hub.subscribe().unwrap();
+    for t in &topics {
+        idle.join(t).unwrap();
+    }
+    let mut tasks = Vec::new();
+    for i in 0..readers {
+        // A third each: evicted when slow, drop newest, drop oldest.
+        let overflow = [Overflow::Evict, Overflow::DropNewest, Overflow::DropOldest][(i % 3) as usize];
+        let s = hub.subscribe_with(SubscribeOptions::new().overflow(overflow)).unwrap();
+        s.join(&topics[(i % PUBLISHERS) as usize]).unwrap();
+        s.join(&topics[((i + 1) % PUBLISHERS) as usize]).unwrap();
+        tasks.push(rt.spawn(reader(s, totals.clone(), None)));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut publishers = Vec::new();
+    for k in 0..PUBLISHERS {
+        let topic = hub.topic(&topics[k as usize]);
+        let hub = hub.clone();
+        let delivered = delivered.clone();
+        publishers.push(std::thread::spawn(move || {
+            for r in 0..rounds {
+                let rep = topic.publish_many((0..16).map(|j| r * 16 + j)).unwrap();
+                assert_eq!(rep.recipients, rep.delivered + rep.dropped.total());
+                delivered.fetch_add(rep.delivered, Ordering::Relaxed);
+                if k == 0 && r % 8 == 0 {
+                    let rep = hub.broadcast(r).unwrap();
+                    assert_eq!(rep.recipients, rep.delivered + rep.dropped.total());
+                    delivered.fetch_add(rep.delivered, Ordering::Relaxed);
+                }
+                std::thread::yield_now();
+            }
+        }));
+    }
+
+    // Churn: subscribers that join, read a little, and leave, while publishing.
+    let churn = {
+        let hub = hub.clone();
+        let totals = totals.clone();
+        let stop = stop.clone();
+        let handle = rt.handle().clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            let mut spawned = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let s = hub.subscribe().unwrap();
+                s.join(&format!("t{}", n % PUBLISHERS)).unwrap();
+                spawned.push(handle.spawn(reader(s, totals.clone(), Some(1 + n % 50))));
+                n += 1;
+                if spawned.len() > 20 {
+                    spawned.retain(|h| !h.is_finished());
+                }
+                assert!(idle.len() <= CAPACITY, "a never-reading subscriber holds at most its capacity");
+                std::thread::yield_now();
+            }
+            (spawned, idle)
+        })
+    };
+
+    for p in publishers {
+        p.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (spawned, idle) = churn.join().unwrap();
+    assert!(idle.len() <= CAPACITY);
+    let idle_held = idle.len() as u64;
+    drop(idle);
+    hub.flush_cleanup();
+    let before_shutdown = hub.stats();
+    hub.shutdown();
+    rt.block_on(async {
+        for t in tasks.into_iter().chain(spawned) {
+            t.await.unwrap();
+        }
+    });
+
+    let st = hub.stats();
+    eprintln!("{st:#?}");
+    let delivered = delivered.load(Ordering::Relaxed);
+    assert_eq!(st.delivered, delivered, "counters agree with the reports");
+    let received = totals.received.load(Ordering::Relaxed) + idle_held;
+    assert!(received <= delivered, "received {received} > delivered {delivered}");
+    let closes = before_shutdown.evicted.total();
+    let lost = delivered - st.displaced - received;
+    assert!(
+        lost <= PUBLISHERS * closes,
+        "delivered {delivered} - displaced {} - received {received} = {lost}: \
+         more than racing closes ({closes}) explain",
+        st.displaced
+    );
+    assert!(totals.lagged.load(Ordering::Relaxed) > 0 || st.dropped.total() == 0);
+    assert!(st.evicted.unsubscribed > 0, "churn happened");
+}
