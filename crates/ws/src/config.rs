@@ -1,0 +1,205 @@
+//! Transport settings: every limit the gateway enforces, validated once.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Inbound message rate per connection: a token bucket.
+///
+/// Each text or binary frame from a client takes one token; the bucket holds
+/// `burst` tokens and refills at `per_second`. A frame that finds it empty is
+/// answered with a `-32005` error and not processed (a *strike*); after
+/// `max_strikes` strikes without the bucket refilling to full in between, the
+/// connection is closed with 1008.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    /// Tokens added per second (0 disables the limit).
+    pub per_second: f64,
+    /// Bucket size.
+    pub burst: u32,
+    /// Refused frames before the close.
+    pub max_strikes: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit { per_second: 100.0, burst: 200, max_strikes: 20 }
+    }
+}
+
+/// Settings of a [`Gateway`](crate::Gateway).
+///
+/// ```
+/// use fanout_ws::WsConfig;
+/// use std::time::Duration;
+///
+/// let config = WsConfig {
+///     max_message_size: 16 * 1024,
+///     ping_interval: Duration::from_secs(20),
+///     pong_timeout: Duration::from_secs(25),
+///     ..WsConfig::default()
+/// };
+/// config.validate().unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct WsConfig {
+    /// Path of the WebSocket endpoint (default `/ws`).
+    pub path: String,
+    /// Path of the echo endpoint for protocol conformance tests (default off).
+    pub echo_path: Option<String>,
+    /// Largest inbound message, bytes (default 64 KiB): past it, close 1009.
+    pub max_message_size: usize,
+    /// tungstenite's per-connection read buffer, allocated eagerly (default 4 KiB;
+    /// tungstenite's own default is 128 KiB).
+    pub read_buffer_size: usize,
+    /// Bytes tungstenite buffers before writing to the socket (default 16 KiB). A
+    /// batch smaller than this is written with one syscall, at the flush.
+    pub write_buffer_size: usize,
+    /// Most messages the writer takes from the engine per batch (default 64).
+    pub max_batch: usize,
+    /// Longest a batch's write and flush may take (default 10 s): past it the
+    /// connection is dropped as a slow consumer.
+    pub write_timeout: Duration,
+    /// Interval between server pings (default 54 s).
+    pub ping_interval: Duration,
+    /// Close after this long without a pong (default 60 s).
+    pub pong_timeout: Duration,
+    /// Longest from TCP accept to a complete upgrade request (default 10 s).
+    pub handshake_timeout: Duration,
+    /// How long, after sending a close frame, to wait for the client's (default 1 s).
+    pub close_timeout: Duration,
+    /// Inbound rate limit per connection.
+    pub rate_limit: RateLimit,
+    /// Topics one connection may be subscribed to at once (default 64).
+    pub max_subscriptions: usize,
+    /// Longest topic name in bytes (default 128, at most 255).
+    pub max_topic_len: usize,
+    /// Open WebSocket connections in all (default 10,000; 0 = no cap): past it,
+    /// HTTP 503.
+    pub max_connections: usize,
+    /// Open connections per client IP (default 0 = no cap): past it, HTTP 429.
+    pub max_connections_per_ip: usize,
+    /// Allowed `Origin` values (empty = any; `*` = any). A request without an
+    /// `Origin` header (not a browser) is allowed. Otherwise: HTTP 403.
+    pub allowed_origins: Vec<String>,
+    /// HS256 secret for bearer tokens; `None` = anonymous clients.
+    pub jwt_secret: Option<String>,
+    /// Set `TCP_NODELAY` on accepted sockets (default true: we batch ourselves).
+    pub tcp_nodelay: bool,
+    /// Replies queued from a connection's reader to its writer (default 64).
+    pub reply_queue: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            path: "/ws".into(),
+            echo_path: None,
+            max_message_size: 64 * 1024,
+            read_buffer_size: 4 * 1024,
+            write_buffer_size: 16 * 1024,
+            max_batch: 64,
+            write_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(54),
+            pong_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(1),
+            rate_limit: RateLimit::default(),
+            max_subscriptions: 64,
+            max_topic_len: 128,
+            max_connections: 10_000,
+            max_connections_per_ip: 0,
+            allowed_origins: Vec::new(),
+            jwt_secret: None,
+            tcp_nodelay: true,
+            reply_queue: 64,
+        }
+    }
+}
+
+/// A setting that is out of range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WsConfigError {
+    /// The setting.
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for WsConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid transport setting `{}`: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for WsConfigError {}
+
+fn err(field: &'static str, reason: &'static str) -> Result<(), WsConfigError> {
+    Err(WsConfigError { field, reason })
+}
+
+impl WsConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), WsConfigError> {
+        if !self.path.starts_with('/') {
+            return err("path", "must start with `/`");
+        }
+        if let Some(p) = &self.echo_path {
+            if !p.starts_with('/') || *p == self.path {
+                return err("echo_path", "must start with `/` and differ from `path`");
+            }
+        }
+        if self.max_message_size < 128 {
+            return err("max_message_size", "must be at least 128 bytes");
+        }
+        if self.read_buffer_size < 256 {
+            return err("read_buffer_size", "must be at least 256 bytes");
+        }
+        if self.max_batch == 0 {
+            return err("max_batch", "must be at least 1");
+        }
+        for (field, d) in [
+            ("write_timeout", self.write_timeout),
+            ("ping_interval", self.ping_interval),
+            ("pong_timeout", self.pong_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+        ] {
+            if d.is_zero() {
+                return err(field, "must be longer than zero");
+            }
+        }
+        if self.pong_timeout < self.ping_interval {
+            return err("pong_timeout", "must be at least `ping_interval`");
+        }
+        let r = &self.rate_limit;
+        if !(r.per_second >= 0.0 && r.per_second.is_finite()) {
+            return err("rate_limit.per_second", "must be a finite number >= 0");
+        }
+        if r.per_second > 0.0 && r.burst == 0 {
+            return err("rate_limit.burst", "must be at least 1");
+        }
+        if r.max_strikes == 0 {
+            return err("rate_limit.max_strikes", "must be at least 1");
+        }
+        if self.max_topic_len == 0 || self.max_topic_len > 255 {
+            return err("max_topic_len", "must be between 1 and 255");
+        }
+        if self.reply_queue == 0 {
+            return err("reply_queue", "must be at least 1");
+        }
+        if self.jwt_secret.as_deref() == Some("") {
+            return err("jwt_secret", "must not be empty");
+        }
+        Ok(())
+    }
+
+    /// The tungstenite settings these imply.
+    pub fn websocket_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_size)
+            .write_buffer_size(self.write_buffer_size)
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_message_size))
+    }
+}

@@ -1,0 +1,56 @@
+//! # fanout-ws: the WebSocket transport of fanout
+//!
+//! A thin layer over any engine that implements [`fanout_core::Engine`]: it
+//! accepts WebSocket connections (hyper for the HTTP upgrade, tokio-tungstenite
+//! for the frames), speaks JSON-RPC 2.0 to clients, and pushes each published
+//! message, encoded once, to every subscribed connection.
+//!
+//! ```no_run
+//! use fanout_core::Hub;
+//! use fanout_ws::{serve, Frame, Gateway, WsConfig};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let hub = Hub::<Frame>::new();
+//! let gateway = Gateway::new(hub, WsConfig::default()).unwrap();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! // Serve /ws until Ctrl-C, then drain.
+//! serve(listener, gateway.clone(), fanout_ws::not_found, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! gateway.shutdown(std::time::Duration::from_secs(5)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! Per connection there is a reader task and a writer task (see `conn.rs`);
+//! every limit is in [`WsConfig`]; the protocol is in `docs/protocol.md`.
+//!
+//! With the `axum` feature, [`axum::router`] mounts the gateway in an axum
+//! application.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod auth;
+#[cfg(feature = "axum")]
+pub mod axum;
+mod config;
+mod conn;
+pub mod frame;
+mod gateway;
+mod limits;
+mod metrics;
+pub mod rpc;
+mod serve;
+
+pub use auth::{sign_hs256, validate_topic, verify_hs256, Claims, Permissions, TopicError};
+pub use config::{RateLimit, WsConfig, WsConfigError};
+pub use conn::close_codes;
+pub use frame::Frame;
+pub use gateway::{DrainReport, Gateway, CLIENT_ID_HEADER};
+pub use metrics::{CloseKind, Histogram, MetricsSnapshot, Rejection, BATCH_BUCKETS, LATENCY_BUCKETS};
+pub use rpc::{codes, PublishResult, RpcError};
+pub use serve::{not_found, serve, Body};
+
+pub use fanout_core;
+pub use tokio_tungstenite;

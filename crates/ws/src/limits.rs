@@ -1,0 +1,147 @@
+//! Connection caps (global and per IP) and the per-connection rate limiter.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::RateLimit;
+use crate::metrics::Rejection;
+
+/// Counts open connections, globally and per client IP. A slot is taken before
+/// the upgrade is answered and given back when the connection ends (or when the
+/// upgrade never completes), by dropping its [`Slot`].
+pub(crate) struct Limiter {
+    max_total: usize,
+    max_per_ip: usize,
+    /// Open connections in all, and per IP (entries removed at zero).
+    state: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One taken connection slot; dropping it frees the slot.
+pub(crate) struct Slot {
+    limiter: Arc<Limiter>,
+    ip: IpAddr,
+}
+
+impl Limiter {
+    pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Self {
+        Limiter { max_total, max_per_ip, state: Mutex::new((0, HashMap::new())) }
+    }
+
+    pub(crate) fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Rejection> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if self.max_total != 0 && st.0 >= self.max_total {
+            return Err(Rejection::GlobalCap);
+        }
+        let n = st.1.get(&ip).copied().unwrap_or(0);
+        if self.max_per_ip != 0 && n >= self.max_per_ip {
+            return Err(Rejection::PerIpCap);
+        }
+        st.0 += 1;
+        st.1.insert(ip, n + 1);
+        Ok(Slot { limiter: self.clone(), ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut st = self.limiter.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.0 -= 1;
+        if let Some(n) = st.1.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                st.1.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// What the rate limiter says about one inbound frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Process it.
+    Allow,
+    /// Refuse it with an error.
+    Refuse,
+    /// Refuse it and close the connection (1008).
+    Close,
+}
+
+/// A token bucket; see [`RateLimit`].
+pub(crate) struct TokenBucket {
+    limit: RateLimit,
+    tokens: f64,
+    last: Instant,
+    /// Refusals since the bucket was last full.
+    strikes: u32,
+}
+
+impl TokenBucket {
+    pub(crate) fn new(limit: RateLimit, now: Instant) -> Self {
+        TokenBucket { limit, tokens: f64::from(limit.burst), last: now, strikes: 0 }
+    }
+
+    pub(crate) fn check(&mut self, now: Instant) -> Verdict {
+        if self.limit.per_second <= 0.0 {
+            return Verdict::Allow;
+        }
+        let burst = f64::from(self.limit.burst);
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.limit.per_second).min(burst);
+        if self.tokens >= burst {
+            // The client slowed down enough to refill the bucket: forgive it.
+            self.strikes = 0;
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Verdict::Allow;
+        }
+        self.strikes += 1;
+        if self.strikes >= self.limit.max_strikes {
+            Verdict::Close
+        } else {
+            Verdict::Refuse
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bucket_refuses_then_closes_and_refills() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(RateLimit { per_second: 10.0, burst: 2, max_strikes: 3 }, t0);
+        assert_eq!(b.check(t0), Verdict::Allow);
+        assert_eq!(b.check(t0), Verdict::Allow);
+        assert_eq!(b.check(t0), Verdict::Refuse);
+        assert_eq!(b.check(t0), Verdict::Refuse);
+        // 100 ms later one token is back.
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!(b.check(t1), Verdict::Allow);
+        assert_eq!(b.check(t1), Verdict::Close);
+        // A full refill forgives the strikes.
+        let t2 = t1 + Duration::from_secs(1);
+        assert_eq!(b.check(t2), Verdict::Allow);
+        assert_eq!(b.check(t2), Verdict::Allow);
+        assert_eq!(b.check(t2), Verdict::Refuse);
+    }
+
+    #[test]
+    fn caps() {
+        let l = Arc::new(Limiter::new(3, 2));
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let s1 = l.try_acquire(a).unwrap();
+        let _s2 = l.try_acquire(a).unwrap();
+        assert_eq!(l.try_acquire(a).err(), Some(Rejection::PerIpCap));
+        let _s3 = l.try_acquire(b).unwrap();
+        assert_eq!(l.try_acquire(b).err(), Some(Rejection::GlobalCap));
+        drop(s1);
+        assert!(l.try_acquire(a).is_ok());
+    }
+}

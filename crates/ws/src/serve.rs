@@ -1,0 +1,143 @@
+//! A complete HTTP/1.1 accept loop on hyper: the WebSocket path (and the echo
+//! path) go to the gateway, everything else to the caller's routes.
+//!
+//! A TCP connection that has not sent a complete request head within the
+//! handshake timeout is dropped (slow or silent clients hold no slot and no
+//! file for long). When `shutdown` resolves, the listener is closed and idle
+//! HTTP connections are told to finish; the caller then drains the gateway.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fanout_core::Engine;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::frame::Frame;
+use crate::gateway::Gateway;
+use crate::metrics::Rejection;
+
+/// Response body of every route.
+pub type Body = Full<Bytes>;
+
+/// A route handler that answers 404 to everything.
+pub async fn not_found(_req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+/// Serves `listener` until `shutdown` resolves: the gateway's paths upgrade,
+/// the rest goes to `routes`. Returns once the listener is closed; then call
+/// [`Gateway::shutdown`] to drain the WebSocket connections.
+pub async fn serve<E, H, Fut>(
+    listener: TcpListener,
+    gateway: Gateway<E>,
+    routes: H,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    E: Engine<Frame>,
+    H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok((tcp, peer)) => {
+                    if gateway.config().tcp_nodelay {
+                        let _ = tcp.set_nodelay(true);
+                    }
+                    tokio::spawn(serve_conn(tcp, peer, gateway.clone(), routes.clone(), stop_rx.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    Ok(())
+}
+
+async fn serve_conn<E, H, Fut>(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    gateway: Gateway<E>,
+    routes: H,
+    mut stop: watch::Receiver<bool>,
+) where
+    E: Engine<Frame>,
+    H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let handshake_timeout = gateway.config().handshake_timeout;
+    let got_request = Arc::new(AtomicBool::new(false));
+    let seen = got_request.clone();
+    let gw = gateway.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        seen.store(true, Ordering::Relaxed);
+        let gw = gw.clone();
+        let routes = routes.clone();
+        async move {
+            let cfg = gw.config();
+            let path = req.uri().path();
+            let resp = if path == cfg.path {
+                gw.handle_upgrade(req, peer)
+            } else if cfg.echo_path.as_deref() == Some(path) {
+                gw.handle_echo(req, peer)
+            } else {
+                routes(req, peer).await
+            };
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(handshake_timeout);
+    let conn = builder.serve_connection(TokioIo::new(tcp), svc).with_upgrades();
+    tokio::pin!(conn);
+    let first = tokio::time::sleep(handshake_timeout);
+    tokio::pin!(first);
+    let mut first_armed = true;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::trace!(%peer, error = %e, "http connection error");
+                }
+                return;
+            }
+            () = &mut first, if first_armed => {
+                if got_request.load(Ordering::Relaxed) {
+                    first_armed = false;
+                } else {
+                    // Silent client: no request head in time.
+                    gateway.inner.metrics.rejected(Rejection::HandshakeTimeout);
+                    return;
+                }
+            }
+            () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(handshake_timeout, conn.as_mut()).await;
+                return;
+            }
+        }
+    }
+}
