@@ -22,7 +22,14 @@
 //! `try_recv`; when none has anything it waits on all of them at once with
 //! `futures::future::select_all`, which boxes one future per receiver (tokio
 //! offers no wait on several broadcast receivers without `tokio-stream`). With a
-//! single receiver it awaits `recv()` directly, with no allocation.
+//! single receiver it awaits `recv()` directly, with no allocation. A join made
+//! while the subscriber is parked on its channels takes effect when it next
+//! wakes; a subscriber that listens to nothing yet waits on its mailbox, which
+//! joins and shutdown wake.
+//!
+//! [`TokioBroadcast::topics_only`] builds an engine whose subscribers do not
+//! listen to the hub-wide channel, for services (and benchmarks) that use topics
+//! only.
 //!
 //! # What it does not do
 //!
@@ -37,6 +44,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 
 use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
@@ -44,6 +52,7 @@ use fanout_core::{
     CloseReason, Engine, Message, Meta, Origin, Priority, PublishError, PublishReport, Receiver, RecvError,
     SendError, Stats, SubscribeError, SubscriberId, TryRecvError,
 };
+use futures_util::task::AtomicWaker;
 use tokio::sync::broadcast;
 
 /// Slots in each channel, like the other engines' per-subscriber capacity.
@@ -67,6 +76,8 @@ pub struct TokioBroadcast<T: Clone + Send + Sync + 'static> {
 struct Inner<T> {
     /// The hub-wide channel; `None` after shutdown.
     all: ArcSwapOption<broadcast::Sender<Message<T>>>,
+    /// Subscribers listen to the hub-wide channel (see [`TokioBroadcast::topics_only`]).
+    hub_wide: bool,
     broadcast_seq: AtomicU64,
     topics: DashMap<Arc<str>, Arc<TopicChan<T>>>,
     /// Subscriber id → its mailbox, for joins by id.
@@ -91,6 +102,8 @@ struct Mailbox<T> {
     /// True while `posted` holds something; checked on every receive.
     pending: AtomicBool,
     posted: Mutex<Posts<T>>,
+    /// Woken by joins and by shutdown, for a subscriber that listens to nothing yet.
+    waker: AtomicWaker,
 }
 
 struct Posts<T> {
@@ -108,10 +121,24 @@ enum Posted<T> {
 impl<T: Clone + Send + Sync + 'static> TokioBroadcast<T> {
     /// An engine with no topics yet.
     pub fn new() -> Self {
+        Self::build(true)
+    }
+
+    /// An engine whose subscribers listen to the topics they join only, not to
+    /// the hub-wide channel (broadcasts reach nobody). A receiver of an idle
+    /// channel is not free in tokio broadcast: checking it takes the channel's
+    /// tail lock, which every subscriber would share; a service that only uses
+    /// topics would not hold one, so the topic benchmark does not either.
+    pub fn topics_only() -> Self {
+        Self::build(false)
+    }
+
+    fn build(hub_wide: bool) -> Self {
         let (tx, _) = broadcast::channel(CAPACITY);
         TokioBroadcast {
             inner: Arc::new(Inner {
                 all: ArcSwapOption::from_pointee(tx),
+                hub_wide,
                 broadcast_seq: AtomicU64::new(0),
                 topics: DashMap::new(),
                 mailboxes: DashMap::new(),
@@ -160,12 +187,13 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for TokioBroadcast<T> {
         let mailbox = Arc::new(Mailbox {
             pending: AtomicBool::new(false),
             posted: Mutex::new(Posts { posted: Vec::new(), joined: Vec::new() }),
+            waker: AtomicWaker::new(),
         });
         inner.mailboxes.insert(id, mailbox.clone());
         inner.subscribed.fetch_add(1, Ordering::Relaxed);
         Ok(TokioSubscriber {
             id,
-            rxs: vec![(None, all.subscribe())],
+            rxs: if inner.hub_wide { vec![(None, all.subscribe())] } else { Vec::new() },
             mailbox,
             engine: inner.clone(),
             closed: false,
@@ -199,6 +227,7 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for TokioBroadcast<T> {
         posts.joined.push(chan.name.clone());
         posts.posted.push(Posted::Join(chan.name.clone(), chan.tx.subscribe()));
         mb.pending.store(true, Ordering::Release);
+        mb.waker.wake();
         Ok(true)
     }
 
@@ -263,7 +292,11 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for TokioBroadcast<T> {
         inner.shut.store(true, Ordering::SeqCst);
         inner.all.store(None);
         inner.topics.clear();
-        // Receivers posted by joins hold no sender; nothing else keeps one.
+        // Receivers posted by joins hold no sender; nothing else keeps one. A
+        // subscriber that listens to no channel waits on its mailbox: wake it.
+        for mb in inner.mailboxes.iter() {
+            mb.waker.wake();
+        }
     }
 }
 
@@ -352,7 +385,9 @@ impl<T: Clone + Send + Sync + 'static> Receiver<T> for TokioSubscriber<T> {
         let mut one = Vec::with_capacity(1);
         match self.sweep(&mut one, 1) {
             Ok((1, _)) => Ok(one.pop().expect("one message")),
-            Ok((_, true)) => Err(TryRecvError::Closed(CloseReason::Shutdown)),
+            Ok((_, true)) if self.engine.shut.load(Ordering::Acquire) => {
+                Err(TryRecvError::Closed(CloseReason::Shutdown))
+            }
             Ok(_) => Err(TryRecvError::Empty),
             Err(RecvError::Lagged(k)) => Err(TryRecvError::Lagged(k)),
             Err(RecvError::Closed(r)) => Err(TryRecvError::Closed(r)),
@@ -367,6 +402,23 @@ impl<T: Clone + Send + Sync + 'static> Receiver<T> for TokioSubscriber<T> {
             self.absorb();
             if self.closed {
                 return Err(RecvError::Closed(CloseReason::Shutdown));
+            }
+            if self.rxs.is_empty() {
+                // Listening to nothing (yet): wait for a join or the shutdown.
+                let (mb, engine) = (&self.mailbox, &self.engine);
+                std::future::poll_fn(|cx| {
+                    mb.waker.register(cx.waker());
+                    if mb.pending.load(Ordering::Acquire) || engine.shut.load(Ordering::Acquire) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await;
+                if self.engine.shut.load(Ordering::Acquire) && !self.mailbox.pending.load(Ordering::Acquire) {
+                    self.closed = true;
+                }
+                continue;
             }
             if self.rxs.len() == 1 {
                 // The common case: await one message, then take what is ready.

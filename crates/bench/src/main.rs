@@ -1,1 +1,60 @@
-fn main() {}
+//! `fanout-bench`: fanout's measuring kit.
+//!
+//! ```text
+//! fanout-bench hub [--quick] --out DIR
+//! ```
+//!
+//! runs the in-process scenarios (see `hub.rs`) on the fanout engine, the mutex
+//! hub and `tokio::sync::broadcast`, alternating engines round by round in one
+//! process, and writes `DIR/hub.json` and `DIR/hub.md` (see `report.rs`).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod alloc;
+mod hub;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: alloc::Counting = alloc::Counting;
+
+#[derive(Parser)]
+#[command(
+    name = "fanout-bench",
+    version,
+    about = "fanout's benchmarks: engine vs mutex hub vs tokio broadcast"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// In-process scenarios: fanout, multi_publisher, churn, slow_subscribers, topics.
+    Hub(hub::HubArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Hub(args) => match hub::main(&args) {
+            Ok(out) => {
+                eprintln!("wrote {} and {}", show(&out.0), show(&out.1));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("fanout-bench hub: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn show(p: &PathBuf) -> String {
+    p.display().to_string()
+}

@@ -1,0 +1,327 @@
+//! The report: `hub.json` (machine, records, ratios) and `hub.md` (tables).
+//!
+//! One record per scenario × engine × N. Each figure is the median over the
+//! rounds (so one noisy round cannot make a headline); per-round deliveries/s
+//! are kept in `deliveries_per_sec_rounds` to show the spread. Losses are
+//! summed over rounds, and so are evictions; peak RSS is the highest seen.
+//! Ratios compare medians measured in the same process run.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::hub::{EngineKind, RunResult, Scenario};
+
+/// The machine the figures come from.
+#[derive(Serialize)]
+pub struct Machine {
+    /// Logical CPUs available to the process.
+    pub cores: usize,
+    /// Physical memory, bytes.
+    pub memory: u64,
+    pub cpu: String,
+    pub os: String,
+}
+
+/// One scenario × engine × N, medians over rounds.
+#[derive(Serialize, Clone)]
+pub struct Record {
+    pub scenario: &'static str,
+    pub engine: &'static str,
+    pub subscribers: usize,
+    pub publishers: usize,
+    pub rounds: usize,
+    /// Messages published per run.
+    pub messages: u64,
+    /// Deliveries per run (healthy subscribers only).
+    pub deliveries: u64,
+    pub deliveries_per_sec: f64,
+    pub deliveries_per_sec_rounds: Vec<f64>,
+    pub ns_per_delivery: f64,
+    pub deliveries_per_wake: f64,
+    pub publish_p50_ns: u64,
+    pub publish_p99_ns: u64,
+    pub publish_p999_ns: u64,
+    pub e2e_p50_ns: u64,
+    pub e2e_p99_ns: u64,
+    pub allocations_per_publish: f64,
+    pub allocations_per_delivery: f64,
+    /// Messages a healthy subscriber did not receive, summed over rounds.
+    pub lost: u64,
+    /// Of which reported to the subscriber as lag.
+    pub lagged: u64,
+    /// Subscribers evicted as slow consumers, summed over rounds.
+    pub evictions: u64,
+    pub subscribe_p99_ns: Option<u64>,
+    pub peak_rss_bytes: u64,
+    pub setup_ms: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn median_u(v: impl Iterator<Item = u64>) -> u64 {
+    median(v.map(|x| x as f64).collect()) as u64
+}
+
+impl Record {
+    pub fn from_runs(
+        scenario: Scenario,
+        engine: EngineKind,
+        subscribers: usize,
+        publishers: usize,
+        runs: &[RunResult],
+    ) -> Record {
+        let rate = |r: &RunResult| r.deliveries as f64 / r.elapsed.as_secs_f64();
+        let rounds: Vec<f64> = runs.iter().map(rate).collect();
+        let q = |f: &dyn Fn(&RunResult) -> u64| median_u(runs.iter().map(f));
+        Record {
+            scenario: scenario.name(),
+            engine: engine.name(),
+            subscribers,
+            publishers,
+            rounds: runs.len(),
+            messages: q(&|r| r.messages),
+            deliveries: q(&|r| r.deliveries),
+            deliveries_per_sec: median(rounds.clone()),
+            deliveries_per_sec_rounds: rounds,
+            ns_per_delivery: median(
+                runs.iter().map(|r| r.elapsed.as_nanos() as f64 / r.deliveries.max(1) as f64).collect(),
+            ),
+            deliveries_per_wake: median(
+                runs.iter().map(|r| r.deliveries as f64 / r.wakes.max(1) as f64).collect(),
+            ),
+            publish_p50_ns: q(&|r| r.publish.value_at_quantile(0.5)),
+            publish_p99_ns: q(&|r| r.publish.value_at_quantile(0.99)),
+            publish_p999_ns: q(&|r| r.publish.value_at_quantile(0.999)),
+            e2e_p50_ns: q(&|r| r.e2e.value_at_quantile(0.5)),
+            e2e_p99_ns: q(&|r| r.e2e.value_at_quantile(0.99)),
+            allocations_per_publish: median(
+                runs.iter().map(|r| r.allocations as f64 / r.messages.max(1) as f64).collect(),
+            ),
+            allocations_per_delivery: median(
+                runs.iter().map(|r| r.allocations as f64 / r.deliveries.max(1) as f64).collect(),
+            ),
+            lost: runs.iter().map(|r| r.expected - r.deliveries).sum(),
+            lagged: runs.iter().map(|r| r.lagged).sum(),
+            evictions: runs.iter().map(|r| r.evictions).sum(),
+            subscribe_p99_ns: runs
+                .iter()
+                .all(|r| r.subscribe.is_some())
+                .then(|| q(&|r| r.subscribe.as_ref().map_or(0, |h| h.value_at_quantile(0.99)))),
+            peak_rss_bytes: runs.iter().map(|r| r.peak_rss).max().unwrap_or(0),
+            setup_ms: median(runs.iter().map(|r| r.setup.as_secs_f64() * 1e3).collect()),
+        }
+    }
+}
+
+/// fanout against the others, for one scenario and N.
+#[derive(Serialize)]
+pub struct Ratio {
+    pub scenario: &'static str,
+    pub subscribers: usize,
+    /// fanout deliveries/s ÷ mutex deliveries/s.
+    pub fanout_over_mutex: Option<f64>,
+    /// fanout deliveries/s ÷ tokio broadcast deliveries/s.
+    pub fanout_over_tokio: Option<f64>,
+    /// mutex publish p99 ÷ fanout publish p99.
+    pub mutex_publish_p99_over_fanout: Option<f64>,
+    /// mutex e2e p99 ÷ fanout e2e p99.
+    pub mutex_e2e_p99_over_fanout: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    command: &'a str,
+    quick: bool,
+    rounds: usize,
+    target_deliveries_per_run: u64,
+    wall_seconds: f64,
+    machine: Machine,
+    records: &'a [Record],
+    ratios: Vec<Ratio>,
+}
+
+pub fn machine() -> Machine {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|v| v.split_once(':')).map(|(_, v)| v.trim()))
+        .unwrap_or("unknown")
+        .to_string();
+    let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| format!("{} {}", std::env::consts::OS, s.trim()))
+        .unwrap_or_else(|_| std::env::consts::OS.to_string());
+    Machine { cores: std::thread::available_parallelism().map_or(1, |n| n.get()), memory, cpu, os }
+}
+
+fn ratios(records: &[Record]) -> Vec<Ratio> {
+    let find = |s: &str, e: &str, n: usize| {
+        records.iter().find(|r| r.scenario == s && r.engine == e && r.subscribers == n)
+    };
+    let div = |a: f64, b: f64| (b > 0.0).then_some(a / b);
+    let mut out = Vec::new();
+    for r in records.iter().filter(|r| r.engine == "fanout") {
+        let m = find(r.scenario, "mutex", r.subscribers);
+        let t = find(r.scenario, "tokio_broadcast", r.subscribers);
+        out.push(Ratio {
+            scenario: r.scenario,
+            subscribers: r.subscribers,
+            fanout_over_mutex: m.and_then(|m| div(r.deliveries_per_sec, m.deliveries_per_sec)),
+            fanout_over_tokio: t.and_then(|t| div(r.deliveries_per_sec, t.deliveries_per_sec)),
+            mutex_publish_p99_over_fanout: m
+                .and_then(|m| div(m.publish_p99_ns as f64, r.publish_p99_ns as f64)),
+            mutex_e2e_p99_over_fanout: m.and_then(|m| div(m.e2e_p99_ns as f64, r.e2e_p99_ns as f64)),
+        });
+    }
+    out
+}
+
+fn si(x: f64) -> String {
+    if x >= 1e9 {
+        format!("{:.2} G", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1} k", x / 1e3)
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn dur(ns: u64) -> String {
+    if ns >= 10_000_000 {
+        format!("{:.0} ms", ns as f64 / 1e6)
+    } else if ns >= 1_000_000 {
+        format!("{:.2} ms", ns as f64 / 1e6)
+    } else if ns >= 1_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else {
+        format!("{ns} ns")
+    }
+}
+
+fn x(r: Option<f64>) -> String {
+    r.map_or("–".into(), |r| format!("{r:.2}x"))
+}
+
+/// The Markdown report.
+pub fn markdown(
+    cmd: &str,
+    m: &Machine,
+    rounds: usize,
+    wall: Duration,
+    records: &[Record],
+    ratios: &[Ratio],
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# fanout-bench hub\n");
+    let _ = writeln!(s, "Command: `{cmd}`  ");
+    let _ = writeln!(
+        s,
+        "Machine: {} cores, {:.1} GiB, {}, {}  ",
+        m.cores,
+        m.memory as f64 / (1u64 << 30) as f64,
+        m.cpu,
+        m.os
+    );
+    let _ = writeln!(
+        s,
+        "Rounds: {rounds} (engines alternate within each round; figures are medians); wall time {:.0} s\n",
+        wall.as_secs_f64()
+    );
+    let _ = writeln!(s, "## Ratios (deliveries/s, same run)\n");
+    let _ = writeln!(s, "| scenario | N | fanout ÷ mutex | fanout ÷ tokio broadcast | mutex ÷ fanout publish p99 | mutex ÷ fanout e2e p99 |");
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    for r in ratios {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.scenario,
+            r.subscribers,
+            x(r.fanout_over_mutex),
+            x(r.fanout_over_tokio),
+            x(r.mutex_publish_p99_over_fanout),
+            x(r.mutex_e2e_p99_over_fanout)
+        );
+    }
+    let mut scenarios: Vec<&str> = records.iter().map(|r| r.scenario).collect();
+    scenarios.dedup();
+    for sc in scenarios {
+        let _ = writeln!(s, "\n## {sc}\n");
+        let _ = writeln!(
+            s,
+            "| N | engine | deliveries/s | ns/delivery | deliveries/wake | publish p50 / p99 / p99.9 | e2e p50 / p99 | allocs/publish | lost | evicted | subscribe p99 | peak RSS |"
+        );
+        let _ = writeln!(
+            s,
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for r in records.iter().filter(|r| r.scenario == sc) {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1} | {:.1} | {} / {} / {} | {} / {} | {:.2} | {} | {} | {} | {:.0} MiB |",
+                r.subscribers,
+                r.engine,
+                si(r.deliveries_per_sec),
+                r.ns_per_delivery,
+                r.deliveries_per_wake,
+                dur(r.publish_p50_ns),
+                dur(r.publish_p99_ns),
+                dur(r.publish_p999_ns),
+                dur(r.e2e_p50_ns),
+                dur(r.e2e_p99_ns),
+                r.allocations_per_publish,
+                r.lost,
+                r.evictions,
+                r.subscribe_p99_ns.map_or("–".into(), dur),
+                r.peak_rss_bytes as f64 / (1u64 << 20) as f64,
+            );
+        }
+    }
+    s
+}
+
+/// Writes `out/hub.json` and `out/hub.md`.
+pub fn write(
+    out: &Path,
+    cmd: &str,
+    quick: bool,
+    rounds: usize,
+    budget: u64,
+    wall: Duration,
+    records: Vec<Record>,
+) -> Result<(PathBuf, PathBuf), String> {
+    let machine = machine();
+    let ratios = ratios(&records);
+    let md = markdown(cmd, &machine, rounds, wall, &records, &ratios);
+    let report = Report {
+        command: cmd,
+        quick,
+        rounds,
+        target_deliveries_per_run: budget,
+        wall_seconds: wall.as_secs_f64(),
+        machine,
+        records: &records,
+        ratios,
+    };
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    let (jp, mp) = (out.join("hub.json"), out.join("hub.md"));
+    std::fs::write(&jp, json + "\n").map_err(|e| format!("{}: {e}", jp.display()))?;
+    std::fs::write(&mp, md).map_err(|e| format!("{}: {e}", mp.display()))?;
+    Ok((jp, mp))
+}
