@@ -1,0 +1,420 @@
+//! Settings: clap flags, environment variables, an optional TOML file.
+//!
+//! Precedence, highest first: flag, environment variable (`FANOUT_*`), TOML
+//! file (`--config`), built-in default. Every key of the file has the name of
+//! its flag with `_` for `-` (see `docs/config.md`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use fanout_core::Overflow;
+use fanout_ws::{RateLimit, WsConfig};
+use serde::Deserialize;
+
+/// Which engine runs behind the WebSocket front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// fanout-core's lock-free hub.
+    Fanout,
+    /// The mutex-hub baseline (fanout-baseline), for comparisons.
+    Mutex,
+}
+
+/// What to do with a message that does not fit a subscriber's queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverflowArg {
+    /// Close the subscriber as a slow consumer.
+    Evict,
+    /// Drop the new message for that subscriber.
+    DropNewest,
+    /// Drop its oldest queued message (it gets a lag notice).
+    DropOldest,
+}
+
+impl From<OverflowArg> for Overflow {
+    fn from(o: OverflowArg) -> Self {
+        match o {
+            OverflowArg::Evict => Overflow::Evict,
+            OverflowArg::DropNewest => Overflow::DropNewest,
+            OverflowArg::DropOldest => Overflow::DropOldest,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `fanout-server` command line. Every flag also reads `FANOUT_<NAME>`.
+#[derive(Parser, Debug, Default)]
+#[command(name = "fanout-server", version, about = "fanout WebSocket fan-out server")]
+pub struct Cli {
+    /// TOML config file.
+    #[arg(long, env = "FANOUT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "FANOUT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Engine: fanout or mutex [default: fanout].
+    #[arg(long, env = "FANOUT_ENGINE")]
+    pub engine: Option<EngineKind>,
+    /// API key for POST /api/publish (unset: the endpoint answers 403).
+    #[arg(long, env = "FANOUT_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// HS256 secret for client tokens (unset: anonymous clients, subscribe only).
+    #[arg(long, env = "FANOUT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Allowed Origin values, comma-separated (unset: any).
+    #[arg(long, env = "FANOUT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// WebSocket connections in all (0 = no cap) [default: 10000].
+    #[arg(long, env = "FANOUT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// WebSocket connections per client IP (0 = no cap) [default: 0].
+    #[arg(long, env = "FANOUT_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Largest inbound WebSocket message, bytes [default: 65536].
+    #[arg(long, env = "FANOUT_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<usize>,
+    /// Topics per connection [default: 64].
+    #[arg(long, env = "FANOUT_MAX_SUBSCRIPTIONS")]
+    pub max_subscriptions: Option<usize>,
+    /// Longest topic name, bytes [default: 128].
+    #[arg(long, env = "FANOUT_MAX_TOPIC_LEN")]
+    pub max_topic_len: Option<usize>,
+    /// Inbound messages per second per connection (0 = no limit) [default: 100].
+    #[arg(long, env = "FANOUT_RATE_LIMIT")]
+    pub rate_limit: Option<f64>,
+    /// Burst of the rate limit [default: 200].
+    #[arg(long, env = "FANOUT_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+    /// Refused messages before the close (1008) [default: 20].
+    #[arg(long, env = "FANOUT_RATE_STRIKES")]
+    pub rate_strikes: Option<u32>,
+    /// WebSocket path [default: /ws].
+    #[arg(long, env = "FANOUT_WS_PATH")]
+    pub ws_path: Option<String>,
+    /// Echo route for protocol conformance tests (unset: off).
+    #[arg(long, env = "FANOUT_ECHO_PATH")]
+    pub echo_path: Option<String>,
+    /// Queue slots per subscriber [default: 256] (fanout engine only).
+    #[arg(long, env = "FANOUT_CAPACITY")]
+    pub capacity: Option<usize>,
+    /// Overflow policy [default: evict] (fanout engine only).
+    #[arg(long, env = "FANOUT_OVERFLOW")]
+    pub overflow: Option<OverflowArg>,
+    /// Messages per write batch [default: 64].
+    #[arg(long, env = "FANOUT_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Write timeout per batch, e.g. 10s [default: 10s].
+    #[arg(long, env = "FANOUT_WRITE_TIMEOUT", value_parser = parse_duration)]
+    pub write_timeout: Option<Duration>,
+    /// Server ping interval [default: 54s].
+    #[arg(long, env = "FANOUT_PING_INTERVAL", value_parser = parse_duration)]
+    pub ping_interval: Option<Duration>,
+    /// Close after this long without a pong [default: 60s].
+    #[arg(long, env = "FANOUT_PONG_TIMEOUT", value_parser = parse_duration)]
+    pub pong_timeout: Option<Duration>,
+    /// Longest wait for a request head / the upgrade [default: 10s].
+    #[arg(long, env = "FANOUT_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// Longest graceful drain on SIGTERM/SIGINT [default: 10s].
+    #[arg(long, env = "FANOUT_DRAIN_TIMEOUT", value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
+    /// tungstenite read buffer per connection, bytes [default: 4096].
+    #[arg(long, env = "FANOUT_READ_BUFFER_SIZE")]
+    pub read_buffer_size: Option<usize>,
+    /// tungstenite write buffer per connection, bytes [default: 16384].
+    #[arg(long, env = "FANOUT_WRITE_BUFFER_SIZE")]
+    pub write_buffer_size: Option<usize>,
+    /// Interval of the $sys.stats topic (0s = off) [default: 1s].
+    #[arg(long, env = "FANOUT_STATS_INTERVAL", value_parser = parse_duration)]
+    pub stats_interval: Option<Duration>,
+    /// Largest POST /api/publish body, bytes [default: 1048576].
+    #[arg(long, env = "FANOUT_MAX_BODY_SIZE")]
+    pub max_body_size: Option<usize>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "FANOUT_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log level: error, warn, info, debug, trace [default: info].
+    #[arg(long, env = "FANOUT_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// The TOML file: the same keys as the flags, `_` for `-`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    listen: Option<SocketAddr>,
+    engine: Option<EngineKind>,
+    api_key: Option<String>,
+    jwt_secret: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    max_message_size: Option<usize>,
+    max_subscriptions: Option<usize>,
+    max_topic_len: Option<usize>,
+    rate_limit: Option<f64>,
+    rate_burst: Option<u32>,
+    rate_strikes: Option<u32>,
+    ws_path: Option<String>,
+    echo_path: Option<String>,
+    capacity: Option<usize>,
+    overflow: Option<OverflowArg>,
+    max_batch: Option<usize>,
+    write_timeout: Option<String>,
+    ping_interval: Option<String>,
+    pong_timeout: Option<String>,
+    handshake_timeout: Option<String>,
+    drain_timeout: Option<String>,
+    read_buffer_size: Option<usize>,
+    write_buffer_size: Option<usize>,
+    stats_interval: Option<String>,
+    max_body_size: Option<usize>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+}
+
+/// Everything the server runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Engine.
+    pub engine: EngineKind,
+    /// API key for POST /api/publish.
+    pub api_key: Option<String>,
+    /// Queue slots per subscriber (fanout engine).
+    pub capacity: usize,
+    /// Overflow policy (fanout engine).
+    pub overflow: Overflow,
+    /// Graceful drain bound.
+    pub drain_timeout: Duration,
+    /// `$sys.stats` interval (zero: off).
+    pub stats_interval: Duration,
+    /// Largest publish body.
+    pub max_body_size: usize,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log level.
+    pub log_level: String,
+    /// Transport settings.
+    pub ws: WsConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            engine: EngineKind::Fanout,
+            api_key: None,
+            capacity: 256,
+            overflow: Overflow::Evict,
+            drain_timeout: Duration::from_secs(10),
+            stats_interval: Duration::from_secs(1),
+            max_body_size: 1 << 20,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            ws: WsConfig::default(),
+        }
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| format!("invalid duration `{s}` (try 500ms, 10s, 2m)"))?;
+    if !(n >= 0.0 && n.is_finite()) {
+        return Err(format!("invalid duration `{s}`"));
+    }
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in `{s}` (ms, s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn dur(field: &str, v: Option<String>) -> Result<Option<Duration>, String> {
+    v.map(|s| parse_duration(&s).map_err(|e| format!("{field}: {e}"))).transpose()
+}
+
+impl Settings {
+    /// Merges flags/env (already in `cli`), then the file, then the defaults.
+    pub fn from_cli(cli: Cli) -> Result<Settings, String> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(cli, file)
+    }
+
+    /// Merges a parsed command line over a parsed file.
+    pub fn merge(cli: Cli, f: FileConfig) -> Result<Settings, String> {
+        let d = Settings::default();
+        let w = WsConfig::default();
+        let ws = WsConfig {
+            path: cli.ws_path.or(f.ws_path).unwrap_or(w.path),
+            echo_path: cli.echo_path.or(f.echo_path).filter(|p| !p.is_empty()),
+            max_message_size: cli.max_message_size.or(f.max_message_size).unwrap_or(w.max_message_size),
+            read_buffer_size: cli.read_buffer_size.or(f.read_buffer_size).unwrap_or(w.read_buffer_size),
+            write_buffer_size: cli.write_buffer_size.or(f.write_buffer_size).unwrap_or(w.write_buffer_size),
+            max_batch: cli.max_batch.or(f.max_batch).unwrap_or(w.max_batch),
+            write_timeout: cli.write_timeout.or(dur("write_timeout", f.write_timeout)?).unwrap_or(w.write_timeout),
+            ping_interval: cli.ping_interval.or(dur("ping_interval", f.ping_interval)?).unwrap_or(w.ping_interval),
+            pong_timeout: cli.pong_timeout.or(dur("pong_timeout", f.pong_timeout)?).unwrap_or(w.pong_timeout),
+            handshake_timeout: cli
+                .handshake_timeout
+                .or(dur("handshake_timeout", f.handshake_timeout)?)
+                .unwrap_or(w.handshake_timeout),
+            close_timeout: w.close_timeout,
+            rate_limit: RateLimit {
+                per_second: cli.rate_limit.or(f.rate_limit).unwrap_or(w.rate_limit.per_second),
+                burst: cli.rate_burst.or(f.rate_burst).unwrap_or(w.rate_limit.burst),
+                max_strikes: cli.rate_strikes.or(f.rate_strikes).unwrap_or(w.rate_limit.max_strikes),
+            },
+            max_subscriptions: cli.max_subscriptions.or(f.max_subscriptions).unwrap_or(w.max_subscriptions),
+            max_topic_len: cli.max_topic_len.or(f.max_topic_len).unwrap_or(w.max_topic_len),
+            max_connections: cli.max_connections.or(f.max_connections).unwrap_or(w.max_connections),
+            max_connections_per_ip: cli
+                .max_connections_per_ip
+                .or(f.max_connections_per_ip)
+                .unwrap_or(w.max_connections_per_ip),
+            allowed_origins: cli
+                .allowed_origins
+                .or(f.allowed_origins)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            jwt_secret: cli.jwt_secret.or(f.jwt_secret).filter(|s| !s.is_empty()),
+            tcp_nodelay: w.tcp_nodelay,
+            reply_queue: w.reply_queue,
+        };
+        ws.validate().map_err(|e| e.to_string())?;
+        let s = Settings {
+            listen: cli.listen.or(f.listen).unwrap_or(d.listen),
+            engine: cli.engine.or(f.engine).unwrap_or(d.engine),
+            api_key: cli.api_key.or(f.api_key).filter(|s| !s.is_empty()),
+            capacity: cli.capacity.or(f.capacity).unwrap_or(d.capacity),
+            overflow: cli.overflow.or(f.overflow).map(Overflow::from).unwrap_or(d.overflow),
+            drain_timeout: cli.drain_timeout.or(dur("drain_timeout", f.drain_timeout)?).unwrap_or(d.drain_timeout),
+            stats_interval: cli.stats_interval.or(dur("stats_interval", f.stats_interval)?).unwrap_or(d.stats_interval),
+            max_body_size: cli.max_body_size.or(f.max_body_size).unwrap_or(d.max_body_size),
+            log_format: cli.log_format.or(f.log_format).unwrap_or(d.log_format),
+            log_level: cli.log_level.or(f.log_level).unwrap_or(d.log_level),
+            ws,
+        };
+        if s.capacity == 0 {
+            return Err("capacity: must be at least 1".into());
+        }
+        Ok(s)
+    }
+}
+
+/// The soft limit on open files of this process, from `/proc/self/limits`.
+pub fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// Files kept aside for the listener, logs, the engine's thread and HTTP clients.
+pub const RESERVED_FILES: u64 = 64;
+
+/// A warning when the connection caps exceed what the open-files limit allows.
+pub fn caps_warning(ws: &WsConfig, limit: Option<u64>) -> Option<String> {
+    let limit = limit?;
+    let usable = limit.saturating_sub(RESERVED_FILES);
+    let total = ws.max_connections as u64;
+    if total == 0 {
+        return Some(format!(
+            "max_connections is 0 (no cap) but this process may open at most {limit} files: past ~{usable} \
+             connections accepts fail with EMFILE; set --max-connections to {usable} or less"
+        ));
+    }
+    if total > usable {
+        return Some(format!(
+            "max_connections = {total} exceeds what the open-files limit ({limit}) allows: at most ~{usable} \
+             connections can be served; lower --max-connections or raise `ulimit -n`"
+        ));
+    }
+    let per_ip = ws.max_connections_per_ip as u64;
+    if per_ip > usable {
+        return Some(format!(
+            "max_connections_per_ip = {per_ip} exceeds what the open-files limit ({limit}) allows (~{usable})"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn precedence_flag_over_file_over_default() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nmax_message_size = 1000\nping_interval = \"5s\"\npong_timeout = \"6s\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["fanout-server", "--max-message-size", "2000"]).unwrap();
+        let s = Settings::merge(cli, file).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(s.ws.max_message_size, 2000);
+        assert_eq!(s.ws.ping_interval, Duration::from_secs(5));
+        assert_eq!(s.ws.max_subscriptions, 64);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let cli = Cli::try_parse_from(["fanout-server", "--ping-interval", "10s", "--pong-timeout", "5s"]).unwrap();
+        assert!(Settings::merge(cli, FileConfig::default()).unwrap_err().contains("pong_timeout"));
+    }
+
+    #[test]
+    fn warns_when_caps_exceed_open_files() {
+        let mut ws = WsConfig { max_connections: 30_000, ..WsConfig::default() };
+        assert!(caps_warning(&ws, Some(20_000)).unwrap().contains("30000"));
+        ws.max_connections = 10_000;
+        assert!(caps_warning(&ws, Some(20_000)).is_none());
+        ws.max_connections = 0;
+        assert!(caps_warning(&ws, Some(20_000)).is_some());
+    }
+}

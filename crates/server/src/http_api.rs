@@ -1,0 +1,197 @@
+//! The HTTP routes: `POST /api/publish`, `GET /metrics`, `GET /healthz`.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use fanout_core::{Engine, SendError, SubscriberId};
+use fanout_ws::auth::{constant_time_eq, is_reserved};
+use fanout_ws::{validate_topic, Body, Frame, Gateway, PublishResult};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::config::Settings;
+
+pub(crate) struct Api<E: Engine<Frame>> {
+    pub(crate) gateway: Gateway<E>,
+    pub(crate) settings: Settings,
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json(status: StatusCode, v: &impl Serialize) -> Response<Body> {
+    respond(status, "application/json", serde_json::to_vec(v).expect("serialises"))
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
+    json(status, &serde_json::json!({ "error": msg.into() }))
+}
+
+#[derive(Deserialize)]
+struct PublishBody<'a> {
+    #[serde(default, borrow)]
+    topic: Option<Cow<'a, str>>,
+    /// Unicast: the subscriber id from the `X-Fanout-Client-Id` header.
+    #[serde(default)]
+    to: Option<u64>,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct BatchResult {
+    #[serde(flatten)]
+    total: PublishResult,
+    messages: usize,
+    results: Vec<PublishResult>,
+}
+
+impl<E: Engine<Frame>> Api<E> {
+    pub(crate) async fn route(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/healthz") | (&Method::HEAD, "/healthz") => {
+                if self.gateway.is_draining() {
+                    respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "draining\n")
+                } else {
+                    respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")
+                }
+            }
+            (&Method::GET, "/metrics") => respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                crate::prometheus::render(&self.gateway),
+            ),
+            (&Method::POST, "/api/publish") => self.publish(req).await,
+            (_, "/api/publish") | (_, "/metrics") | (_, "/healthz") => {
+                let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+                let allow = if req.uri().path() == "/api/publish" { "POST" } else { "GET" };
+                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+                r
+            }
+            _ => error(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    async fn publish(&self, req: Request<Incoming>) -> Response<Body> {
+        let Some(key) = &self.settings.api_key else {
+            return error(StatusCode::FORBIDDEN, "publishing over HTTP is disabled: no API key configured");
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
+            let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong API key");
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        if self.gateway.is_draining() {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+        }
+        let binary = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/octet-stream"));
+        let query_topic = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("topic=")))
+            .map(str::to_owned);
+        let body = match Limited::new(req.into_body(), self.settings.max_body_size).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {} bytes", self.settings.max_body_size))
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading body: {e}")),
+        };
+        if binary {
+            let Some(topic) = query_topic else {
+                return error(StatusCode::BAD_REQUEST, "binary publish needs ?topic=");
+            };
+            if let Err(r) = self.check_topic(&topic) {
+                return r;
+            }
+            return match self.gateway.publish_binary(&topic, &body) {
+                Ok(r) => json(StatusCode::OK, &PublishResult::from(r)),
+                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            };
+        }
+        let text = match std::str::from_utf8(&body) {
+            Ok(t) => t,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "body is not UTF-8"),
+        };
+        if text.trim_start().starts_with('[') {
+            let items: Vec<PublishBody> = match serde_json::from_str(text) {
+                Ok(v) => v,
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
+            };
+            let mut out = BatchResult { total: PublishResult::default(), messages: items.len(), results: Vec::new() };
+            for item in &items {
+                match self.publish_one(item) {
+                    Ok(r) => {
+                        out.total.recipients += r.recipients;
+                        out.total.delivered += r.delivered;
+                        out.total.dropped += r.dropped;
+                        if out.total.seq == 0 {
+                            out.total.seq = r.seq;
+                        }
+                        out.results.push(r);
+                    }
+                    Err(resp) => return resp,
+                }
+            }
+            return json(StatusCode::OK, &out);
+        }
+        match serde_json::from_str::<PublishBody>(text) {
+            Ok(item) => match self.publish_one(&item) {
+                Ok(r) => json(StatusCode::OK, &r),
+                Err(resp) => resp,
+            },
+            Err(e) => error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
+        }
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn check_topic(&self, topic: &str) -> Result<(), Response<Body>> {
+        if let Err(e) = validate_topic(topic, self.settings.ws.max_topic_len) {
+            return Err(error(StatusCode::BAD_REQUEST, e.to_string()));
+        }
+        if is_reserved(topic) {
+            return Err(error(StatusCode::FORBIDDEN, "`$` topics are published by the server only"));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn publish_one(&self, item: &PublishBody) -> Result<PublishResult, Response<Body>> {
+        match (&item.topic, item.to) {
+            (Some(topic), None) => {
+                self.check_topic(topic)?;
+                self.gateway
+                    .publish_json(topic, item.payload)
+                    .map(PublishResult::from)
+                    .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+            }
+            (None, Some(id)) => match self.gateway.send_json_to(SubscriberId::new(id), item.payload) {
+                Ok(()) => Ok(PublishResult { recipients: 1, delivered: 1, dropped: 0, seq: 0 }),
+                Err(SendError::Full(_)) => Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0 }),
+                Err(SendError::NoSuchSubscriber(_)) | Err(SendError::Closed(_)) => {
+                    Err(error(StatusCode::NOT_FOUND, format!("no open connection with id {id}")))
+                }
+                Err(SendError::Shutdown(_)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down")),
+            },
+            _ => Err(error(StatusCode::BAD_REQUEST, "give exactly one of `topic` and `to`")),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! # fanout-server
+//!
+//! The `fanout-server` binary as a library, so that tests (and embedders) can
+//! start it in-process on `127.0.0.1:0`.
+//!
+//! Routes, all on one port:
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /ws` | WebSocket upgrade (JSON-RPC 2.0; `docs/protocol.md`) |
+//! | `POST /api/publish` | publish for backends (API key) |
+//! | `GET /metrics` | Prometheus text |
+//! | `GET /healthz` | `200 ok`, `503 draining` during shutdown |
+//!
+//! A `$sys.stats` topic carries the hub's stats every `stats_interval`.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod http_api;
+mod prometheus;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use fanout_core::{Engine, Hub};
+use fanout_ws::{DrainReport, Frame, Gateway};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{Cli, EngineKind, LogFormat, Settings};
+
+/// The `$sys.stats` topic.
+pub const SYS_STATS: &str = "$sys.stats";
+
+/// A running server (see [`start`]).
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<DrainReport>>,
+}
+
+impl Server {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Begins the graceful shutdown (as SIGTERM does) and waits for the drain.
+    pub async fn shutdown(mut self) -> std::io::Result<DrainReport> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// An error that stops the server from starting.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Binds `settings.listen` and runs the server in a task until
+/// [`Server::shutdown`].
+pub async fn start(settings: Settings) -> Result<Server, StartError> {
+    let listener =
+        TcpListener::bind(settings.listen).await.map_err(|e| StartError(format!("bind {}: {e}", settings.listen)))?;
+    let addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = rx.await;
+    };
+    let task = match settings.engine {
+        EngineKind::Fanout => {
+            let hub = build_hub(&settings)?;
+            tokio::spawn(run_with(hub, settings, listener, shutdown))
+        }
+        EngineKind::Mutex => {
+            let hub = fanout_baseline::MutexHub::<Frame>::new();
+            tokio::spawn(run_with(hub, settings, listener, shutdown))
+        }
+    };
+    Ok(Server { addr, stop: Some(tx), task })
+}
+
+fn build_hub(s: &Settings) -> Result<Hub<Frame>, StartError> {
+    Hub::builder().capacity(s.capacity).overflow(s.overflow).build().map_err(|e| StartError(e.to_string()))
+}
+
+/// Runs the server on `engine` until `shutdown` resolves, then drains.
+pub async fn run_with<E: Engine<Frame>>(
+    engine: E,
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<DrainReport> {
+    let gateway = Gateway::new(engine, settings.ws.clone()).map_err(std::io::Error::other)?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, engine = gateway.engine().name(), path = %settings.ws.path, "listening");
+    if let Some(w) = config::caps_warning(&settings.ws, config::open_files_limit()) {
+        tracing::warn!("{w}");
+    }
+    if settings.engine == EngineKind::Mutex && (settings.capacity != 256 || settings.overflow != Default::default()) {
+        tracing::warn!("--capacity and --overflow apply to the fanout engine only; the mutex hub is fixed at 256/evict");
+    }
+    let stats_task = (!settings.stats_interval.is_zero()).then(|| {
+        let gw = gateway.clone();
+        let every = settings.stats_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if gw.is_draining() {
+                    break;
+                }
+                let v = prometheus::stats_json(&gw);
+                let _ = gw.publish_value(SYS_STATS, &v);
+            }
+        })
+    });
+    let api = Arc::new(http_api::Api { gateway: gateway.clone(), settings: settings.clone() });
+    let routes = move |req, peer| {
+        let api = api.clone();
+        async move { api.route(req, peer).await }
+    };
+    fanout_ws::serve(listener, gateway.clone(), routes, shutdown).await?;
+    tracing::info!(connections = gateway.connections(), timeout = ?settings.drain_timeout, "draining");
+    let report = gateway.shutdown(settings.drain_timeout).await;
+    if let Some(t) = stats_task {
+        t.abort();
+    }
+    gateway.engine().shutdown();
+    tracing::info!(graceful = report.graceful, elapsed = ?report.elapsed, "stopped");
+    Ok(report)
+}
