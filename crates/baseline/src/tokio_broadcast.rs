@@ -382,15 +382,19 @@ impl<T: Clone + Send + Sync + 'static> Receiver<T> for TokioSubscriber<T> {
 
     fn try_recv(&mut self) -> Result<Message<T>, TryRecvError> {
         self.absorb();
-        let mut one = Vec::with_capacity(1);
-        match self.sweep(&mut one, 1) {
-            Ok((1, _)) => Ok(one.pop().expect("one message")),
-            Ok((_, true)) if self.engine.shut.load(Ordering::Acquire) => {
-                Err(TryRecvError::Closed(CloseReason::Shutdown))
+        let mut closed = 0;
+        for (_, rx) in self.rxs.iter_mut() {
+            match rx.try_recv() {
+                Ok(m) => return Ok(m),
+                Err(broadcast::error::TryRecvError::Empty) => {}
+                Err(broadcast::error::TryRecvError::Closed) => closed += 1,
+                Err(broadcast::error::TryRecvError::Lagged(k)) => return Err(TryRecvError::Lagged(k)),
             }
-            Ok(_) => Err(TryRecvError::Empty),
-            Err(RecvError::Lagged(k)) => Err(TryRecvError::Lagged(k)),
-            Err(RecvError::Closed(r)) => Err(TryRecvError::Closed(r)),
+        }
+        if closed == self.rxs.len() && self.engine.shut.load(Ordering::Acquire) {
+            Err(TryRecvError::Closed(CloseReason::Shutdown))
+        } else {
+            Err(TryRecvError::Empty)
         }
     }
 

@@ -84,7 +84,7 @@ const STALL: Duration = Duration::from_secs(2);
 /// `fanout-bench hub` options.
 #[derive(Args, Debug, Clone)]
 pub struct HubArgs {
-    /// A reduced set (N in {100, 1k}, one round) that finishes in under a minute.
+    /// A reduced set (N in {100, 1k, 10k}, one round, 2M deliveries per run) that finishes in under a minute.
     #[arg(long)]
     pub quick: bool,
     /// Directory for hub.json and hub.md.
@@ -93,10 +93,10 @@ pub struct HubArgs {
     /// Rounds per scenario × N (engines alternate within each round); default 3, quick 1.
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Target deliveries per run (default 8,000,000, quick 1,000,000).
+    /// Target deliveries per run (default 8,000,000, quick 2,000,000).
     #[arg(long)]
     pub deliveries: Option<u64>,
-    /// Subscriber counts to run (default 100,1000,10000,100000; quick 100,1000).
+    /// Subscriber counts to run (default 100,1000,10000,100000; quick 100,1000,10000).
     #[arg(long, value_delimiter = ',')]
     pub subscribers: Option<Vec<usize>>,
     /// Scenarios to run (default all).
@@ -234,9 +234,9 @@ fn ns(d: Duration) -> u64 {
 /// Runs the harness and writes the report; returns the two paths.
 pub fn main(args: &HubArgs) -> Result<(PathBuf, PathBuf), String> {
     let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
-    let budget = args.deliveries.unwrap_or(if args.quick { 1_000_000 } else { 8_000_000 });
+    let budget = args.deliveries.unwrap_or(if args.quick { 2_000_000 } else { 8_000_000 });
     let ns_list = args.subscribers.clone().unwrap_or(if args.quick {
-        vec![100, 1000]
+        vec![100, 1000, 10_000]
     } else {
         vec![100, 1000, 10_000, 100_000]
     });

@@ -14,7 +14,7 @@ mod alloc;
 mod hub;
 mod report;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +55,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn show(p: &PathBuf) -> String {
+fn show(p: &Path) -> String {
     p.display().to_string()
 }
