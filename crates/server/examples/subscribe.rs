@@ -30,7 +30,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let id = resp.headers().get("x-fanout-client-id").and_then(|v| v.to_str().ok()).unwrap_or("?");
     eprintln!("connected to {url} as client {id}");
     for (i, t) in topics.iter().enumerate() {
-        let req = serde_json::json!({"jsonrpc": "2.0", "id": i + 1, "method": "subscribe", "params": {"topic": t}});
+        let req =
+            serde_json::json!({"jsonrpc": "2.0", "id": i + 1, "method": "subscribe", "params": {"topic": t}});
         ws.send(Message::Text(req.to_string().into())).await?;
     }
     while let Some(msg) = ws.next().await {

@@ -280,8 +280,14 @@ impl Settings {
             read_buffer_size: cli.read_buffer_size.or(f.read_buffer_size).unwrap_or(w.read_buffer_size),
             write_buffer_size: cli.write_buffer_size.or(f.write_buffer_size).unwrap_or(w.write_buffer_size),
             max_batch: cli.max_batch.or(f.max_batch).unwrap_or(w.max_batch),
-            write_timeout: cli.write_timeout.or(dur("write_timeout", f.write_timeout)?).unwrap_or(w.write_timeout),
-            ping_interval: cli.ping_interval.or(dur("ping_interval", f.ping_interval)?).unwrap_or(w.ping_interval),
+            write_timeout: cli
+                .write_timeout
+                .or(dur("write_timeout", f.write_timeout)?)
+                .unwrap_or(w.write_timeout),
+            ping_interval: cli
+                .ping_interval
+                .or(dur("ping_interval", f.ping_interval)?)
+                .unwrap_or(w.ping_interval),
             pong_timeout: cli.pong_timeout.or(dur("pong_timeout", f.pong_timeout)?).unwrap_or(w.pong_timeout),
             handshake_timeout: cli
                 .handshake_timeout
@@ -319,8 +325,14 @@ impl Settings {
             api_key: cli.api_key.or(f.api_key).filter(|s| !s.is_empty()),
             capacity: cli.capacity.or(f.capacity).unwrap_or(d.capacity),
             overflow: cli.overflow.or(f.overflow).map(Overflow::from).unwrap_or(d.overflow),
-            drain_timeout: cli.drain_timeout.or(dur("drain_timeout", f.drain_timeout)?).unwrap_or(d.drain_timeout),
-            stats_interval: cli.stats_interval.or(dur("stats_interval", f.stats_interval)?).unwrap_or(d.stats_interval),
+            drain_timeout: cli
+                .drain_timeout
+                .or(dur("drain_timeout", f.drain_timeout)?)
+                .unwrap_or(d.drain_timeout),
+            stats_interval: cli
+                .stats_interval
+                .or(dur("stats_interval", f.stats_interval)?)
+                .unwrap_or(d.stats_interval),
             max_body_size: cli.max_body_size.or(f.max_body_size).unwrap_or(d.max_body_size),
             log_format: cli.log_format.or(f.log_format).unwrap_or(d.log_format),
             log_level: cli.log_level.or(f.log_level).unwrap_or(d.log_level),
@@ -404,7 +416,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_errors() {
-        let cli = Cli::try_parse_from(["fanout-server", "--ping-interval", "10s", "--pong-timeout", "5s"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["fanout-server", "--ping-interval", "10s", "--pong-timeout", "5s"]).unwrap();
         assert!(Settings::merge(cli, FileConfig::default()).unwrap_err().contains("pong_timeout"));
     }
 

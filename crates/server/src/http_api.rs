@@ -111,7 +111,10 @@ impl<E: Engine<Frame>> Api<E> {
         let body = match Limited::new(req.into_body(), self.settings.max_body_size).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {} bytes", self.settings.max_body_size))
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body larger than {} bytes", self.settings.max_body_size),
+                )
             }
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading body: {e}")),
         };
@@ -136,7 +139,8 @@ impl<E: Engine<Frame>> Api<E> {
                 Ok(v) => v,
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
             };
-            let mut out = BatchResult { total: PublishResult::default(), messages: items.len(), results: Vec::new() };
+            let mut out =
+                BatchResult { total: PublishResult::default(), messages: items.len(), results: Vec::new() };
             for item in &items {
                 match self.publish_one(item) {
                     Ok(r) => {
@@ -185,11 +189,15 @@ impl<E: Engine<Frame>> Api<E> {
             }
             (None, Some(id)) => match self.gateway.send_json_to(SubscriberId::new(id), item.payload) {
                 Ok(()) => Ok(PublishResult { recipients: 1, delivered: 1, dropped: 0, seq: 0 }),
-                Err(SendError::Full(_)) => Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0 }),
+                Err(SendError::Full(_)) => {
+                    Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0 })
+                }
                 Err(SendError::NoSuchSubscriber(_)) | Err(SendError::Closed(_)) => {
                     Err(error(StatusCode::NOT_FOUND, format!("no open connection with id {id}")))
                 }
-                Err(SendError::Shutdown(_)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down")),
+                Err(SendError::Shutdown(_)) => {
+                    Err(error(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down"))
+                }
             },
             _ => Err(error(StatusCode::BAD_REQUEST, "give exactly one of `topic` and `to`")),
         }

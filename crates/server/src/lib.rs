@@ -73,8 +73,9 @@ impl std::error::Error for StartError {}
 /// Binds `settings.listen` and runs the server in a task until
 /// [`Server::shutdown`].
 pub async fn start(settings: Settings) -> Result<Server, StartError> {
-    let listener =
-        TcpListener::bind(settings.listen).await.map_err(|e| StartError(format!("bind {}: {e}", settings.listen)))?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| StartError(format!("bind {}: {e}", settings.listen)))?;
     let addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
     let (tx, rx) = oneshot::channel::<()>();
     let shutdown = async move {
@@ -110,8 +111,12 @@ pub async fn run_with<E: Engine<Frame>>(
     if let Some(w) = config::caps_warning(&settings.ws, config::open_files_limit()) {
         tracing::warn!("{w}");
     }
-    if settings.engine == EngineKind::Mutex && (settings.capacity != 256 || settings.overflow != Default::default()) {
-        tracing::warn!("--capacity and --overflow apply to the fanout engine only; the mutex hub is fixed at 256/evict");
+    if settings.engine == EngineKind::Mutex
+        && (settings.capacity != 256 || settings.overflow != Default::default())
+    {
+        tracing::warn!(
+            "--capacity and --overflow apply to the fanout engine only; the mutex hub is fixed at 256/evict"
+        );
     }
     let stats_task = (!settings.stats_interval.is_zero()).then(|| {
         let gw = gateway.clone();

@@ -14,7 +14,8 @@ use fanout_server::{Cli, LogFormat, Settings};
 use tracing::level_filters::LevelFilter;
 
 fn init_logs(s: &Settings) -> Result<(), String> {
-    let level: LevelFilter = s.log_level.parse().map_err(|_| format!("invalid log level `{}`", s.log_level))?;
+    let level: LevelFilter =
+        s.log_level.parse().map_err(|_| format!("invalid log level `{}`", s.log_level))?;
     let b = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr);
     match s.log_format {
         LogFormat::Text => b.init(),

@@ -41,11 +41,31 @@ pub(crate) fn render<E: Engine<Frame>>(gw: &Gateway<E>) -> String {
     head(&mut o, "fanout_info", "gauge", "Engine behind the server.");
     let _ = writeln!(o, "fanout_info{{engine=\"{}\"}} 1", gw.engine().name());
     one(&mut o, "fanout_connections", "gauge", "WebSocket connections open.", m.connections);
-    one(&mut o, "fanout_connections_accepted_total", "counter", "WebSocket connections accepted.", m.accepted);
+    one(
+        &mut o,
+        "fanout_connections_accepted_total",
+        "counter",
+        "WebSocket connections accepted.",
+        m.accepted,
+    );
     let rej: Vec<_> = m.rejected.iter().map(|(r, v)| (r.as_str(), *v)).collect();
-    labelled(&mut o, "fanout_upgrades_rejected_total", "counter", "Upgrades refused, by reason.", "reason", &rej);
+    labelled(
+        &mut o,
+        "fanout_upgrades_rejected_total",
+        "counter",
+        "Upgrades refused, by reason.",
+        "reason",
+        &rej,
+    );
     let closed: Vec<_> = m.closed.iter().map(|(c, v)| (c.as_str(), *v)).collect();
-    labelled(&mut o, "fanout_connections_closed_total", "counter", "Connections ended, by reason.", "reason", &closed);
+    labelled(
+        &mut o,
+        "fanout_connections_closed_total",
+        "counter",
+        "Connections ended, by reason.",
+        "reason",
+        &closed,
+    );
     one(&mut o, "fanout_subscribers", "gauge", "Engine subscribers open.", st.subscribers);
     one(&mut o, "fanout_topics", "gauge", "Topics that exist.", st.topics);
     one(&mut o, "fanout_published_total", "counter", "Messages published.", st.published);
@@ -58,7 +78,13 @@ pub(crate) fn render<E: Engine<Frame>>(gw: &Gateway<E>) -> String {
         "reason",
         &[("high_water", st.dropped.high_water), ("full", st.dropped.full), ("evicted", st.dropped.evicted)],
     );
-    one(&mut o, "fanout_displaced_total", "counter", "Queued messages displaced by newer ones.", st.displaced);
+    one(
+        &mut o,
+        "fanout_displaced_total",
+        "counter",
+        "Queued messages displaced by newer ones.",
+        st.displaced,
+    );
     labelled(
         &mut o,
         "fanout_evicted_total",
@@ -76,9 +102,20 @@ pub(crate) fn render<E: Engine<Frame>>(gw: &Gateway<E>) -> String {
     one(&mut o, "fanout_frames_out_total", "counter", "Frames sent to clients.", m.frames_out);
     one(&mut o, "fanout_bytes_out_total", "counter", "Payload bytes sent to clients.", m.bytes_out);
     one(&mut o, "fanout_lag_notices_total", "counter", "Lag notices sent.", m.lag_notices);
-    one(&mut o, "fanout_lagged_messages_total", "counter", "Messages reported lost to clients.", m.lagged_messages);
+    one(
+        &mut o,
+        "fanout_lagged_messages_total",
+        "counter",
+        "Messages reported lost to clients.",
+        m.lagged_messages,
+    );
     one(&mut o, "fanout_rpc_errors_total", "counter", "JSON-RPC error responses.", m.rpc_errors);
-    histogram(&mut o, "fanout_write_batch_size", "Messages per write batch (one flush each).", &m.write_batch);
+    histogram(
+        &mut o,
+        "fanout_write_batch_size",
+        "Messages per write batch (one flush each).",
+        &m.write_batch,
+    );
     histogram(
         &mut o,
         "fanout_publish_duration_seconds",

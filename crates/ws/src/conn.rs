@@ -131,10 +131,11 @@ pub(crate) async fn run<E, S>(
         close_timeout: cfg.close_timeout,
         max_batch: cfg.max_batch,
         gw: gw.clone(),
+        recorded: false,
     };
     let kind = w.run(reader, last_pong, start).await;
     tracing::debug!(%peer, client = id.get(), reason = kind.as_str(), "disconnected");
-    inner.metrics.closed(kind);
+    inner.metrics.ended();
 }
 
 struct Writer<E: Engine<Frame>, S> {
@@ -154,6 +155,8 @@ struct Writer<E: Engine<Frame>, S> {
     close_timeout: Duration,
     max_batch: usize,
     gw: Gateway<E>,
+    /// The close reason was counted.
+    recorded: bool,
 }
 
 impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Writer<E, S> {
@@ -164,6 +167,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Write
         start: tokio::time::Instant,
     ) -> CloseKind {
         let kind = self.run_inner(&mut reader, &last_pong, start).await;
+        self.record(kind);
         reader.abort();
         kind
     }
@@ -199,6 +203,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Write
                     return match end.why {
                         ReadWhy::Gone(kind) => kind,
                         ReadWhy::Close { kind, code, reason, fatal } => {
+                            self.record(kind);
                             self.close_after_reader(end.stream, code, reason, fatal).await;
                             kind
                         }
@@ -234,6 +239,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Write
                             CloseReason::Kicked => (CloseKind::Kicked, close_codes::POLICY, "kicked"),
                             CloseReason::Unsubscribed => (CloseKind::Client, 1000, ""),
                         };
+                        self.record(kind);
                         self.close_while_reading(reader, code, why).await;
                         return kind;
                     }
@@ -247,12 +253,21 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Write
                 () = &mut pong_deadline => {
                     let last = start + Duration::from_millis(last_pong.load(Relaxed));
                     if tokio::time::Instant::now() >= last + pong_timeout {
+                        self.record(CloseKind::Heartbeat);
                         self.close_while_reading(reader, close_codes::POLICY, "heartbeat timeout").await;
                         return CloseKind::Heartbeat;
                     }
                     pong_deadline.as_mut().reset(last + pong_timeout);
                 }
             }
+        }
+    }
+
+    /// Counts the close reason once (see `Metrics::closed`).
+    fn record(&mut self, kind: CloseKind) {
+        if !self.recorded {
+            self.recorded = true;
+            self.gw.inner.metrics.closed(kind);
         }
     }
 
@@ -357,6 +372,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Write
                 Err(TryRecvError::Empty) | Err(TryRecvError::Closed(_)) => break,
             }
         }
+        self.record(CloseKind::Shutdown);
         self.close_while_reading(reader, close_codes::GOING_AWAY, "server shutting down").await;
         CloseKind::Shutdown
     }
@@ -447,27 +463,41 @@ where
     inner.metrics.opened();
     let mut phase = inner.phase.subscribe();
     let wt = inner.config.write_timeout;
+    // Each exit counts its reason before any close frame goes out.
     let kind = loop {
         tokio::select! {
             () = async { let _ = phase.wait_for(|p| *p != Phase::Running).await; } => {
+                inner.metrics.closed(CloseKind::Shutdown);
                 let _ = tokio::time::timeout(wt, ws.send(close_frame(close_codes::GOING_AWAY, "server shutting down"))).await;
                 break CloseKind::Shutdown;
             }
             m = ws.next() => match m {
-                None => break CloseKind::Client,
+                None => {
+                    inner.metrics.closed(CloseKind::Client);
+                    break CloseKind::Client;
+                }
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
                     inner.metrics.frame_in();
                     let n = m.len();
-                    match tokio::time::timeout(wt, ws.send(m)).await {
-                        Ok(Ok(())) => inner.metrics.batch(1, n),
-                        Ok(Err(_)) => break CloseKind::Client,
-                        Err(_) => break CloseKind::WriteTimeout,
-                    }
+                    let k = match tokio::time::timeout(wt, ws.send(m)).await {
+                        Ok(Ok(())) => {
+                            inner.metrics.batch(1, n);
+                            continue;
+                        }
+                        Ok(Err(_)) => CloseKind::Client,
+                        Err(_) => CloseKind::WriteTimeout,
+                    };
+                    inner.metrics.closed(k);
+                    break k;
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => match classify(e) {
-                    ReadWhy::Gone(k) => break k,
+                    ReadWhy::Gone(k) => {
+                        inner.metrics.closed(k);
+                        break k;
+                    }
                     ReadWhy::Close { kind, code, reason, .. } => {
+                        inner.metrics.closed(kind);
                         let _ = tokio::time::timeout(wt, ws.send(close_frame(code, reason))).await;
                         linger(ws.get_mut(), inner.config.close_timeout).await;
                         break kind;
@@ -477,7 +507,7 @@ where
         }
     };
     tracing::debug!(%peer, reason = kind.as_str(), "echo connection closed");
-    inner.metrics.closed(kind);
+    inner.metrics.ended();
 }
 
 /// Reads and discards raw input until EOF, at most `limit`.

@@ -226,9 +226,15 @@ impl Metrics {
         self.open.fetch_add(1, Relaxed);
     }
 
+    /// Counts why a connection ends; called when the server decides it (before
+    /// the close frame goes out), so a client that sees the close sees the count.
     pub(crate) fn closed(&self, kind: CloseKind) {
-        self.open.fetch_sub(1, Relaxed);
         self.closed[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A connection task finished.
+    pub(crate) fn ended(&self) {
+        self.open.fetch_sub(1, Relaxed);
     }
 
     pub(crate) fn rejected(&self, r: Rejection) {

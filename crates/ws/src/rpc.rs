@@ -136,9 +136,6 @@ struct TopicParams<'a> {
 }
 
 #[derive(Deserialize)]
-struct TopicParamsPos<'a>(#[serde(borrow)] Cow<'a, str>);
-
-#[derive(Deserialize)]
 struct PublishParams<'a> {
     #[serde(borrow)]
     topic: Cow<'a, str>,
@@ -157,7 +154,7 @@ fn topic_param(params: Option<&RawValue>) -> Result<Cow<'_, str>, RpcError> {
     let bad = || RpcError::new(codes::INVALID_PARAMS, "invalid params: expected {\"topic\": string}");
     let p = params.ok_or_else(bad)?;
     if is_array(p) {
-        serde_json::from_str::<TopicParamsPos>(p.get()).map(|t| t.0).map_err(|_| bad())
+        serde_json::from_str::<(Cow<str>,)>(p.get()).map(|t| t.0).map_err(|_| bad())
     } else {
         serde_json::from_str::<TopicParams>(p.get()).map(|t| t.topic).map_err(|_| bad())
     }

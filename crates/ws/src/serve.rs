@@ -120,6 +120,10 @@ async fn serve_conn<E, H, Fut>(
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
+                    if e.is_timeout() {
+                        // hyper's header read timeout: a slow request head.
+                        gateway.inner.metrics.rejected(Rejection::HandshakeTimeout);
+                    }
                     tracing::trace!(%peer, error = %e, "http connection error");
                 }
                 return;
