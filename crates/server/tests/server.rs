@@ -1,0 +1,275 @@
+//! The server end to end: HTTP routes and WebSocket clients on 127.0.0.1:0.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fanout_server::{start, EngineKind, Server, Settings};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn settings(engine: EngineKind) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        engine,
+        api_key: Some("k3y".into()),
+        stats_interval: Duration::from_millis(20),
+        log_level: "warn".into(),
+        ..Settings::default()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    tcp.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    tcp.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+async fn publish(addr: SocketAddr, body: Value) -> (u16, Value) {
+    let (s, b) =
+        http(addr, "POST", "/api/publish", &[("Authorization", "Bearer k3y")], body.to_string().as_bytes())
+            .await;
+    (s, serde_json::from_str(&b).unwrap_or(Value::Null))
+}
+
+async fn ws(addr: SocketAddr) -> (Ws, u64) {
+    let (ws, resp) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    let id = resp.headers().get("x-fanout-client-id").unwrap().to_str().unwrap().parse().unwrap();
+    (ws, id)
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+async fn subscribe(ws: &mut Ws, topic: &str) {
+    let req = json!({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"topic": topic}});
+    ws.send(Message::Text(req.to_string().into())).await.unwrap();
+    loop {
+        let v = next_json(ws).await;
+        if v.get("id") == Some(&json!(1)) {
+            assert_eq!(v["result"]["subscribed"], true);
+            return;
+        }
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no metric {name}"))
+        .parse()
+        .unwrap()
+}
+
+async fn http_publish_reaches_subscribers(engine: EngineKind) {
+    let srv: Server = start(settings(engine)).await.unwrap();
+    let addr = srv.addr();
+    let (mut a, _) = ws(addr).await;
+    let (mut b, _) = ws(addr).await;
+    subscribe(&mut a, "news").await;
+    subscribe(&mut b, "news").await;
+    for i in 1..=10u64 {
+        let (status, r) = publish(addr, json!({"topic": "news", "payload": {"i": i}})).await;
+        assert_eq!(status, 200);
+        assert_eq!(r, json!({"recipients": 2, "delivered": 2, "dropped": 0, "seq": i}));
+    }
+    for c in [&mut a, &mut b] {
+        for i in 1..=10u64 {
+            let m = next_json(c).await;
+            assert_eq!((m["topic"].as_str(), m["seq"].as_u64()), (Some("news"), Some(i)));
+            assert_eq!(m["payload"], json!({"i": i}));
+        }
+    }
+    let report = srv.shutdown().await.unwrap();
+    assert!(report.graceful);
+    for c in [&mut a, &mut b] {
+        match c.next().await.unwrap().unwrap() {
+            Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1001),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_publish_reaches_subscribers_fanout() {
+    http_publish_reaches_subscribers(EngineKind::Fanout).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_publish_reaches_subscribers_mutex() {
+    http_publish_reaches_subscribers(EngineKind::Mutex).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_api_errors_batch_and_unicast() {
+    let srv = start(Settings { max_body_size: 1000, ..settings(EngineKind::Fanout) }).await.unwrap();
+    let addr = srv.addr();
+    let body = br#"{"topic":"t","payload":1}"#;
+    assert_eq!(http(addr, "POST", "/api/publish", &[], body).await.0, 401);
+    assert_eq!(http(addr, "POST", "/api/publish", &[("Authorization", "Bearer nope")], body).await.0, 401);
+    assert_eq!(http(addr, "GET", "/api/publish", &[], b"").await.0, 405);
+    assert_eq!(publish(addr, json!({"topic": "bad topic", "payload": 1})).await.0, 400);
+    assert_eq!(publish(addr, json!({"topic": "$sys.stats", "payload": 1})).await.0, 403);
+    assert_eq!(publish(addr, json!({"payload": 1})).await.0, 400);
+    let (s, _) = http(addr, "POST", "/api/publish", &[("Authorization", "Bearer k3y")], b"{nope").await;
+    assert_eq!(s, 400);
+    let big = json!({"topic": "t", "payload": "x".repeat(2000)});
+    assert_eq!(publish(addr, big).await.0, 413);
+
+    let (mut c, id) = ws(addr).await;
+    subscribe(&mut c, "t").await;
+    // Batch: totals plus one result per message.
+    let (s, r) = publish(addr, json!([{"topic": "t", "payload": 1}, {"topic": "t", "payload": 2}])).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        (r["recipients"].as_u64(), r["delivered"].as_u64(), r["seq"].as_u64()),
+        (Some(2), Some(2), Some(1))
+    );
+    assert_eq!(r["results"][1]["seq"], 2);
+    assert_eq!(next_json(&mut c).await["payload"], 1);
+    assert_eq!(next_json(&mut c).await["payload"], 2);
+    // Unicast by the id from X-Fanout-Client-Id.
+    let (s, r) = publish(addr, json!({"to": id, "payload": "just you"})).await;
+    assert_eq!((s, r["delivered"].as_u64()), (200, Some(1)));
+    let m = next_json(&mut c).await;
+    assert_eq!((m["topic"].clone(), m["payload"].clone()), (Value::Null, json!("just you")));
+    assert_eq!(publish(addr, json!({"to": 987_654, "payload": 1})).await.0, 404);
+    // Binary publish: a binary frame with the documented header.
+    let (s, _) = http(
+        addr,
+        "POST",
+        "/api/publish?topic=t",
+        &[("Authorization", "Bearer k3y"), ("Content-Type", "application/octet-stream")],
+        &[7, 8, 9],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let b = loop {
+        match c.next().await.unwrap().unwrap() {
+            Message::Binary(b) => break b,
+            Message::Ping(_) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    let p = fanout_ws::frame::decode_binary(&b).unwrap();
+    assert_eq!((p.topic, p.seq, p.payload), ("t", 3, &[7u8, 8, 9][..]));
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_api_is_403_without_a_key() {
+    let srv = start(Settings { api_key: None, ..settings(EngineKind::Fanout) }).await.unwrap();
+    let (s, _) = http(
+        srv.addr(),
+        "POST",
+        "/api/publish",
+        &[("Authorization", "Bearer x")],
+        br#"{"topic":"t","payload":1}"#,
+    )
+    .await;
+    assert_eq!(s, 403);
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_healthz() {
+    let srv = start(settings(EngineKind::Fanout)).await.unwrap();
+    let addr = srv.addr();
+    assert_eq!(http(addr, "GET", "/healthz", &[], b"").await, (200, "ok\n".into()));
+    assert_eq!(http(addr, "GET", "/nope", &[], b"").await.0, 404);
+    let (s, before) = http(addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(s, 200);
+    assert!(before.contains("fanout_info{engine=\"fanout\"} 1"));
+    let (mut c, _) = ws(addr).await;
+    subscribe(&mut c, "m").await;
+    for _ in 0..3 {
+        publish(addr, json!({"topic": "m", "payload": 0})).await;
+    }
+    for _ in 0..3 {
+        next_json(&mut c).await;
+    }
+    let (_, after) = http(addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(metric(&after, "fanout_connections"), 1.0);
+    assert!(metric(&after, "fanout_published_total") >= metric(&before, "fanout_published_total") + 3.0);
+    assert!(metric(&after, "fanout_delivered_total") >= 3.0);
+    assert!(metric(&after, "fanout_frames_out_total") >= 4.0);
+    assert!(metric(&after, "fanout_write_batch_size_count") >= 1.0);
+    assert!(metric(&after, "fanout_publish_duration_seconds_count") >= 3.0);
+    assert!(after.contains("fanout_dropped_total{reason=\"full\"} 0"));
+    assert!(after.contains("fanout_publish_duration_seconds_bucket{le=\"+Inf\"}"));
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sys_stats_topic_is_streamed() {
+    let srv = start(settings(EngineKind::Fanout)).await.unwrap();
+    let (mut c, _) = ws(srv.addr()).await;
+    subscribe(&mut c, "$sys.stats").await;
+    let a = next_json(&mut c).await;
+    let b = next_json(&mut c).await;
+    assert_eq!(a["topic"], "$sys.stats");
+    assert_eq!(b["seq"].as_u64().unwrap(), a["seq"].as_u64().unwrap() + 1);
+    assert_eq!(a["payload"]["engine"], "fanout");
+    assert!(a["payload"]["subscribers"].as_u64().unwrap() >= 1);
+    assert_eq!(a["payload"]["connections"], 1);
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutex_engine_is_selectable() {
+    let srv = start(settings(EngineKind::Mutex)).await.unwrap();
+    let (_, m) = http(srv.addr(), "GET", "/metrics", &[], b"").await;
+    assert!(m.contains("fanout_info{engine=\"mutex\"} 1"), "{m}");
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_accepting_then_closes_1001() {
+    // The client holds the drain open (it does not answer the close until we
+    // drop it), so we can check meanwhile that the listener is closed.
+    let srv = start(settings(EngineKind::Fanout)).await.unwrap();
+    let addr = srv.addr();
+    let (mut c, _) = ws(addr).await;
+    let done = tokio::spawn(srv.shutdown());
+    match c.next().await.unwrap().unwrap() {
+        Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1001),
+        other => panic!("{other:?}"),
+    }
+    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    drop(c);
+    assert!(done.await.unwrap().unwrap().graceful);
+}
