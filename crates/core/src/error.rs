@@ -18,12 +18,8 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    pub(crate) const ALL: [CloseReason; 4] = [
-        CloseReason::Shutdown,
-        CloseReason::SlowConsumer,
-        CloseReason::Kicked,
-        CloseReason::Unsubscribed,
-    ];
+    pub(crate) const ALL: [CloseReason; 4] =
+        [CloseReason::Shutdown, CloseReason::SlowConsumer, CloseReason::Kicked, CloseReason::Unsubscribed];
 
     pub(crate) fn from_u8(v: u8) -> CloseReason {
         Self::ALL[(v as usize) & 3]

@@ -301,7 +301,10 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     }
 
     /// Broadcasts a run of `Normal` messages, one pass over the subscribers.
-    pub fn broadcast_many<I: IntoIterator<Item = T>>(&self, payloads: I) -> Result<PublishReport, PublishError> {
+    pub fn broadcast_many<I: IntoIterator<Item = T>>(
+        &self,
+        payloads: I,
+    ) -> Result<PublishReport, PublishError> {
         let inner = self.inner();
         inner.check_open()?;
         let seq = &inner.broadcast_seq;
@@ -333,12 +336,12 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
         let mut r = PublishReport { messages: 1, ..PublishReport::default() };
         let offer = inbox.offer(&msg, priority, &mut r.depth);
         r.count(offer);
+        if matches!(offer, Offer::Delivered | Offer::Displaced(_)) {
+            r.wakes += u64::from(inbox.notify());
+        }
         inner.counters.publish(&r);
         match offer {
-            Offer::Delivered | Offer::Displaced(_) => {
-                inbox.notify();
-                Ok(())
-            }
+            Offer::Delivered | Offer::Displaced(_) => Ok(()),
             Offer::Skipped => Err(SendError::Closed(msg.into_payload())),
             Offer::Evict => {
                 inner.close_inbox(&inbox, CloseReason::SlowConsumer);
@@ -425,7 +428,7 @@ impl<T: Clone + Send + Sync + 'static> fmt::Debug for Hub<T> {
 impl<T: Clone + Send + Sync + 'static> Shared<T> {
     fn shutdown(&self) {
         self.inner.shutdown();
-        let handle = lock(&self.worker).take();
+        let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
             // The worker never holds a `Hub`, so this is never the worker itself.
             let _ = h.join();
@@ -464,7 +467,10 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         self.by_id.get(&id).map(|e| e.clone()).ok_or(SubscribeError::NoSuchSubscriber)
     }
 
-    pub(crate) fn subscribe(self: &Arc<Self>, options: &SubscribeOptions) -> Result<Subscriber<T>, SubscribeError> {
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        options: &SubscribeOptions,
+    ) -> Result<Subscriber<T>, SubscribeError> {
         if self.is_shut() {
             return Err(SubscribeError::Shutdown);
         }
@@ -600,7 +606,9 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
             let offer = inbox.offer(msg, priority, &mut r.depth);
             r.count(offer);
             match offer {
-                Offer::Delivered | Offer::Displaced(_) => inbox.notify(),
+                Offer::Delivered | Offer::Displaced(_) => {
+                    r.wakes += u64::from(inbox.notify());
+                }
                 Offer::Evict => {
                     self.close_inbox(inbox, CloseReason::SlowConsumer);
                 }
@@ -660,7 +668,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
                     }
                 }
                 if queued {
-                    inbox.notify();
+                    r.wakes += u64::from(inbox.notify());
                 }
             });
             for slot in run.iter_mut().take(n) {

@@ -20,8 +20,8 @@
 //! The two sides form a Dekker pair:
 //!
 //! ```text
-//! publisher: push (store)  ; fence(SeqCst) ; load parked
-//! receiver:  parked = true ; fence(SeqCst) ; pop (load)
+//! publisher: push (store)       ; fence(SeqCst) ; load parked
+//! receiver:  parked.swap(true)  ; fence(SeqCst) ; pop (load)
 //! ```
 //!
 //! With both fences sequentially consistent, at least one side sees the other's
@@ -98,7 +98,7 @@ pub(crate) struct Inbox<T> {
     /// once the stage is not open). Only ever moves forward.
     state: AtomicU8,
     /// True while the receiver has registered its waker and found the ring empty.
-    /// Set by the receiver (`Release`, so that a publisher that sees it also sees
+    /// Set by the receiver (`AcqRel` swap: a publisher that sees it also sees
     /// the waker registered before it), cleared by whoever wakes it.
     parked: AtomicBool,
     waker: AtomicWaker,
@@ -207,14 +207,16 @@ impl<T> Inbox<T> {
         }
     }
 
-    /// Wakes the receiver if, and only if, it is parked.
+    /// Wakes the receiver if, and only if, it is parked; true if it woke it.
     #[inline]
-    pub(crate) fn notify(&self) {
+    pub(crate) fn notify(&self) -> bool {
         // Pairs with the fence in `poll_*`: see "Waking" in the module docs.
         fence(Ordering::SeqCst);
         if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel) {
             self.waker.wake();
+            return true;
         }
+        false
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -258,11 +260,6 @@ impl<T> Inbox<T> {
         }
         let next = (cur & !STAGE_MASK) | CLOSED;
         self.state.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire).is_ok()
-    }
-
-    #[cfg(test)]
-    pub(crate) fn is_closed(&self) -> bool {
-        self.state.load(Ordering::Acquire) & STAGE_MASK == CLOSED
     }
 
     fn take_lagged(&self) -> Option<u64> {
@@ -328,7 +325,12 @@ impl<T> Inbox<T> {
         }
         // Park: register, announce, look again (see "Waking").
         self.waker.register(cx.waker());
-        self.parked.store(true, Ordering::Release);
+        // An RMW rather than a plain store: it places this write unambiguously
+        // after any publisher's `swap(false)` in `parked`'s modification order.
+        // With a plain store, loom 0.7 reports a lost wake-up for two racing
+        // publishers (`loom_two_publishers_wake_a_parked_receiver`); the RMW
+        // costs one atomic per park, not per delivery.
+        self.parked.swap(true, Ordering::AcqRel);
         fence(Ordering::SeqCst);
         let n = self.drain_into(buf, max);
         if n > 0 {
@@ -346,7 +348,12 @@ impl<T> Inbox<T> {
         Poll::Pending
     }
 
-    fn final_drain(&self, buf: &mut impl Sink<T>, max: usize, reason: CloseReason) -> Poll<Result<usize, RecvError>> {
+    fn final_drain(
+        &self,
+        buf: &mut impl Sink<T>,
+        max: usize,
+        reason: CloseReason,
+    ) -> Poll<Result<usize, RecvError>> {
         // The state was read with Acquire after the first drain came up empty;
         // anything pushed before the close is visible now.
         let n = self.drain_into(buf, max);

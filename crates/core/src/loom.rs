@@ -27,7 +27,30 @@ pub(crate) use loom::sync::{Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub(crate) use futures_util::task::AtomicWaker;
 #[cfg(loom)]
-pub(crate) use loom::future::AtomicWaker;
+pub(crate) use loom_waker::AtomicWaker;
+
+#[cfg(loom)]
+mod loom_waker {
+    use std::task::Waker;
+
+    /// `loom::future::AtomicWaker` with the `futures` names.
+    pub(crate) struct AtomicWaker(loom::future::AtomicWaker);
+
+    impl AtomicWaker {
+        pub(crate) fn new() -> Self {
+            AtomicWaker(loom::future::AtomicWaker::new())
+        }
+        pub(crate) fn register(&self, waker: &Waker) {
+            self.0.register_by_ref(waker)
+        }
+        pub(crate) fn wake(&self) {
+            self.0.wake()
+        }
+        pub(crate) fn take(&self) -> Option<Waker> {
+            self.0.take_waker()
+        }
+    }
+}
 
 /// Locks a mutex, ignoring poisoning: every critical section in the engine leaves
 /// its data consistent before anything in it can panic.

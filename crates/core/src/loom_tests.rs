@@ -1,0 +1,202 @@
+//! loom models of the engine's races, run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p fanout-core --release --lib loom_`.
+//!
+//! The models drive the real `Inbox` (state word, parking, lag) and `Members`
+//! (copy-on-write snapshots) code; under `cfg(loom)` the ring is a loom mutex
+//! around a `VecDeque` and the snapshot a loom `RwLock<Arc<_>>` (see `loom.rs`),
+//! so every hand-over is visible to the model checker. Each model is explored
+//! exhaustively up to loom's default preemption bound (unless
+//! `LOOM_MAX_PREEMPTIONS` says otherwise; `.ci/run` sets 3).
+
+use std::sync::Arc;
+use std::task::Poll;
+
+use loom::thread;
+
+use crate::config::Overflow;
+use crate::error::{CloseReason, RecvError};
+use crate::inbox::{Inbox, Offer};
+use crate::members::Members;
+use crate::message::{Message, Meta, Origin, Priority};
+use crate::stats::PublishReport;
+use crate::SubscriberId;
+
+fn msg(v: u64) -> Message<u64> {
+    Message::new(None, Origin::Broadcast, Meta { seq: v, epoch: 0 }, Priority::Normal, v)
+}
+
+fn inbox(id: u64, cap: usize, overflow: Overflow) -> Arc<Inbox<u64>> {
+    Arc::new(Inbox::new(SubscriberId(id), cap, cap, overflow))
+}
+
+/// What a publisher does per member (hub.rs `deliver`), minus the channel.
+fn publish(set: &Members<u64>, m: &Message<u64>) -> PublishReport {
+    let mut r = PublishReport::default();
+    set.for_each(|i| {
+        let o = i.offer(m, Priority::Normal, &mut r.depth);
+        r.count(o);
+        match o {
+            Offer::Delivered | Offer::Displaced(_) => {
+                i.notify();
+            }
+            Offer::Evict => {
+                i.close(CloseReason::SlowConsumer);
+            }
+            _ => {}
+        }
+    });
+    r
+}
+
+/// Drains an inbox to the end through the async receive path.
+fn recv_all(i: &Inbox<u64>) -> (Vec<u64>, RecvError) {
+    let mut got = Vec::new();
+    loop {
+        let mut buf = Vec::new();
+        let r = loom::future::block_on(std::future::poll_fn(|cx| match i.poll_recv_many(cx, &mut buf, 8) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => Poll::Pending,
+        }));
+        got.extend(buf.iter().map(|m| *m.payload()));
+        match r {
+            Ok(_) | Err(RecvError::Lagged(_)) => continue,
+            Err(e) => return (got, e),
+        }
+    }
+}
+
+/// A publisher overflows a full subscriber while the cleanup worker removes it
+/// (after a kick): one close wins, the publisher's report balances, the other
+/// subscriber gets everything, and the removed one is in no snapshot.
+#[test]
+fn loom_publish_racing_eviction() {
+    loom::model(|| {
+        let set = Arc::new(Members::new(1, 16));
+        let slow = inbox(1, 1, Overflow::Evict);
+        let fast = inbox(2, 4, Overflow::Evict);
+        set.insert(slow.clone());
+        set.insert(fast.clone());
+        assert_eq!(slow.offer(&msg(0), Priority::Normal, &mut 0), Offer::Delivered);
+
+        let p = {
+            let set = set.clone();
+            thread::spawn(move || {
+                let a = publish(&set, &msg(1));
+                let b = publish(&set, &msg(2));
+                (a, b)
+            })
+        };
+        // The cleanup worker's part: kick, remove from the snapshot, finish.
+        let kicked = slow.close(CloseReason::Kicked);
+        set.remove(slow.id);
+        assert!(slow.finish());
+
+        let (a, b) = p.join().unwrap();
+        for r in [a, b] {
+            assert_eq!(r.recipients, r.delivered + r.dropped.total());
+        }
+        let reason = slow.close_reason().unwrap();
+        assert_eq!(reason == CloseReason::Kicked, kicked, "exactly one close wins");
+        assert!(slow.len() <= 1);
+        assert_eq!(set.len(), 1);
+        fast.close(CloseReason::Shutdown);
+        assert_eq!(recv_all(&fast).0, vec![1, 2]);
+        let (_, end) = recv_all(&slow);
+        assert_eq!(end, RecvError::Closed(reason));
+    });
+}
+
+/// A join and a leave copy-on-write the same snapshot while a publish walks it:
+/// neither change is lost, no member is visited twice, and a publish that starts
+/// after the join returned reaches the new member.
+#[test]
+fn loom_join_leave_racing_snapshot_swap() {
+    loom::model(|| {
+        let set = Arc::new(Members::new(1, 16));
+        let old = inbox(1, 4, Overflow::DropNewest);
+        let new = inbox(2, 4, Overflow::DropNewest);
+        set.insert(old.clone());
+
+        let joiner = {
+            let (set, new) = (set.clone(), new.clone());
+            thread::spawn(move || {
+                assert!(set.insert(new));
+                publish(&set, &msg(2))
+            })
+        };
+        let leaver = {
+            let set = set.clone();
+            thread::spawn(move || assert!(set.remove(SubscriberId(1))))
+        };
+        let r1 = publish(&set, &msg(1));
+        let r2 = joiner.join().unwrap();
+        leaver.join().unwrap();
+
+        assert!(r1.recipients <= 2);
+        assert_eq!(set.len(), 1, "the join and the leave both landed");
+        assert_eq!(set.chunk_count(), 1);
+        new.close(CloseReason::Shutdown);
+        old.close(CloseReason::Shutdown);
+        let (got_new, _) = recv_all(&new);
+        let (got_old, _) = recv_all(&old);
+        assert!(got_new.contains(&2), "published after the join returned");
+        assert_eq!(r2.delivered as usize, 1 + usize::from(got_old.contains(&2)));
+        for got in [&got_new, &got_old] {
+            let mut d = got.to_vec();
+            d.dedup();
+            assert_eq!(&d, got, "no duplicate delivery");
+        }
+    });
+}
+
+/// A receiver parks while a publisher pushes and then closes: it gets the
+/// message, then the close, and is never left waiting (a lost wake-up is a loom
+/// deadlock).
+#[test]
+fn loom_recv_racing_publish_and_close() {
+    loom::model(|| {
+        let i = inbox(1, 2, Overflow::Evict);
+        let p = {
+            let i = i.clone();
+            thread::spawn(move || {
+                assert_eq!(i.offer(&msg(7), Priority::Normal, &mut 0), Offer::Delivered);
+                i.notify();
+                i.close(CloseReason::Shutdown);
+            })
+        };
+        let (got, end) = recv_all(&i);
+        p.join().unwrap();
+        assert_eq!(got, vec![7]);
+        assert_eq!(end, RecvError::Closed(CloseReason::Shutdown));
+    });
+}
+
+/// Wake coalescing does not lose a wake: a parked receiver is woken by the one
+/// publisher that sees it parked, for two publishers racing.
+#[test]
+fn loom_two_publishers_wake_a_parked_receiver() {
+    loom::model(|| {
+        let i = inbox(1, 4, Overflow::Evict);
+        let ps: Vec<_> = (0..2)
+            .map(|k| {
+                let i = i.clone();
+                thread::spawn(move || {
+                    i.offer(&msg(k), Priority::Normal, &mut 0);
+                    i.notify();
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let mut buf = Vec::new();
+            let r = loom::future::block_on(std::future::poll_fn(|cx| i.poll_recv_many(cx, &mut buf, 8)));
+            assert!(r.is_ok());
+            got.extend(buf.iter().map(|m| *m.payload()));
+        }
+        for p in ps {
+            p.join().unwrap();
+        }
+        got.sort();
+        assert_eq!(got, vec![0, 1]);
+    });
+}

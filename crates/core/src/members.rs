@@ -207,7 +207,7 @@ impl<T> Members<T> {
     }
 
     /// Every member (tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn all(&self) -> Vec<Arc<Inbox<T>>> {
         let mut out = Vec::with_capacity(self.len());
         self.for_each(|s| out.push(s.clone()));

@@ -83,13 +83,7 @@ pub struct Message<T> {
 impl<T> Message<T> {
     /// A message (one allocation). Engines call this once per publish; the
     /// handle is then cloned per recipient.
-    pub fn new(
-        topic: Option<Arc<str>>,
-        origin: Origin,
-        meta: Meta,
-        priority: Priority,
-        payload: T,
-    ) -> Self {
+    pub fn new(topic: Option<Arc<str>>, origin: Origin, meta: Meta, priority: Priority, payload: T) -> Self {
         Message { inner: Arc::new(Envelope { topic, origin, meta, priority, payload }) }
     }
 

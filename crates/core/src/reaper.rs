@@ -48,11 +48,22 @@ pub(crate) enum Request<T> {
     Stop,
 }
 
-pub(crate) fn spawn<T: Clone + Send + Sync + 'static>(inner: Arc<Inner<T>>, rx: Receiver<Request<T>>) -> JoinHandle<()> {
-    std::thread::Builder::new()
+pub(crate) fn spawn<T: Clone + Send + Sync + 'static>(
+    inner: Arc<Inner<T>>,
+    rx: Receiver<Request<T>>,
+) -> JoinHandle<()> {
+    // Wait until the thread runs (its name is set by then), so that a hub is
+    // fully up, thread included, when its constructor returns.
+    let (up_tx, up_rx) = crossbeam_channel::bounded::<()>(1);
+    let handle = std::thread::Builder::new()
         .name("fanout-reaper".into())
-        .spawn(move || run(&inner, &rx))
-        .expect("spawn the fanout cleanup thread")
+        .spawn(move || {
+            let _ = up_tx.send(());
+            run(&inner, &rx)
+        })
+        .expect("spawn the fanout cleanup thread");
+    let _ = up_rx.recv();
+    handle
 }
 
 fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request<T>>) {
@@ -94,6 +105,9 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
     }
 }
 
+/// A topic and the members the batch removes from it.
+type TopicRemovals<T> = (Arc<TopicInner<T>>, Vec<SubscriberId>);
+
 /// Removes every inbox of `batch` from every set; empties `batch`.
 pub(crate) fn apply<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, batch: &mut Vec<Arc<Inbox<T>>>) {
     batch.sort_unstable_by_key(|i| i.id);
@@ -102,7 +116,7 @@ pub(crate) fn apply<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, batch: &
     inner.all.remove_many(&ids);
 
     // Group by topic so that each topic's snapshot is stored once.
-    let mut per_topic: HashMap<*const TopicInner<T>, (Arc<TopicInner<T>>, Vec<SubscriberId>)> = HashMap::new();
+    let mut per_topic: HashMap<*const TopicInner<T>, TopicRemovals<T>> = HashMap::new();
     for inbox in batch.iter() {
         // Taken under the lock that joins check the state under: no topic can
         // be added to this (closing) inbox after this.

@@ -33,17 +33,24 @@ pub(crate) use loom_ring::Ring;
 
 #[cfg(loom)]
 mod loom_ring {
+    use loom::sync::atomic::{AtomicUsize, Ordering};
     use loom::sync::Mutex;
     use std::collections::VecDeque;
 
+    /// A mutex around a `VecDeque`, plus an atomic length that `pop` reads before
+    /// locking. The length stands for `ArrayQueue`'s slot stamps and tail: it is
+    /// what a receiver's "is anything there?" check reads, so that loom applies
+    /// the SeqCst fences of the parking handshake to it (loom does not order
+    /// mutex hand-overs by fences).
     pub(crate) struct Ring<T> {
         cap: usize,
         q: Mutex<VecDeque<T>>,
+        len: AtomicUsize,
     }
 
     impl<T> Ring<T> {
         pub(crate) fn new(cap: usize) -> Self {
-            Ring { cap, q: Mutex::new(VecDeque::with_capacity(cap)) }
+            Ring { cap, q: Mutex::new(VecDeque::with_capacity(cap)), len: AtomicUsize::new(0) }
         }
         pub(crate) fn push(&self, v: T) -> Result<(), T> {
             let mut q = self.q.lock().unwrap();
@@ -51,19 +58,27 @@ mod loom_ring {
                 return Err(v);
             }
             q.push_back(v);
+            self.len.store(q.len(), Ordering::SeqCst);
             Ok(())
         }
         pub(crate) fn force_push(&self, v: T) -> Option<T> {
             let mut q = self.q.lock().unwrap();
             let old = if q.len() == self.cap { q.pop_front() } else { None };
             q.push_back(v);
+            self.len.store(q.len(), Ordering::SeqCst);
             old
         }
         pub(crate) fn pop(&self) -> Option<T> {
-            self.q.lock().unwrap().pop_front()
+            if self.len.load(Ordering::SeqCst) == 0 {
+                return None;
+            }
+            let mut q = self.q.lock().unwrap();
+            let v = q.pop_front();
+            self.len.store(q.len(), Ordering::SeqCst);
+            v
         }
         pub(crate) fn len(&self) -> usize {
-            self.q.lock().unwrap().len()
+            self.len.load(Ordering::SeqCst)
         }
         pub(crate) fn capacity(&self) -> usize {
             self.cap

@@ -81,6 +81,8 @@ pub struct PublishReport {
     pub seq: u64,
     /// Messages published by this call (`publish_many` publishes several).
     pub messages: u64,
+    /// Parked receivers this publish woke (the rest were busy draining).
+    pub wakes: u64,
     /// Deepest ring seen by a high-water check during this publish.
     pub depth: usize,
 }
@@ -128,6 +130,9 @@ pub struct Stats {
     pub cleanup_overflows: u64,
     /// Deepest ring any publish has seen while checking a high-water mark.
     pub queue_high_water: u64,
+    /// Parked receivers woken by publishes: `delivered / wakes` is the mean
+    /// number of messages a receiver drains per wake.
+    pub wakes: u64,
 }
 
 #[derive(Default)]
@@ -144,6 +149,7 @@ struct Stripe {
     cleanup_removed: AtomicU64,
     cleanup_overflows: AtomicU64,
     depth: AtomicU64,
+    wakes: AtomicU64,
 }
 
 pub(crate) struct Counters {
@@ -196,6 +202,9 @@ impl Counters {
             s.drop_evicted.fetch_add(r.dropped.evicted, Relaxed);
             s.displaced.fetch_add(r.displaced, Relaxed);
         }
+        if r.wakes != 0 {
+            s.wakes.fetch_add(r.wakes, Relaxed);
+        }
         if r.depth as u64 > s.depth.load(Relaxed) {
             s.depth.fetch_max(r.depth as u64, Relaxed);
         }
@@ -230,6 +239,7 @@ impl Counters {
             st.cleanup_removed += s.cleanup_removed.load(Relaxed);
             st.cleanup_overflows += s.cleanup_overflows.load(Relaxed);
             st.queue_high_water = st.queue_high_water.max(s.depth.load(Relaxed));
+            st.wakes += s.wakes.load(Relaxed);
         }
         st.subscribers = subscribed.saturating_sub(st.evicted.total());
         st

@@ -1,0 +1,92 @@
+//! White-box unit tests of the pieces: chunked snapshots and parking.
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use crate::config::Overflow;
+use crate::inbox::Inbox;
+use crate::members::Members;
+use crate::{Hub, SubscriberId};
+
+fn inbox(id: u64) -> Arc<Inbox<u64>> {
+    Arc::new(Inbox::new(SubscriberId(id), 4, 4, Overflow::Evict))
+}
+
+fn ids(m: &Members<u64>) -> Vec<u64> {
+    let mut v: Vec<u64> = m.all().iter().map(|i| i.id.0).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn members_fill_chunks_and_drop_empty_ones() {
+    let m = Members::new(1, 16);
+    for id in 0..100 {
+        assert!(m.insert(inbox(id)));
+    }
+    assert!(!m.insert(inbox(5)), "already a member");
+    assert_eq!(m.len(), 100);
+    assert_eq!(m.chunk_count(), 7, "ceil(100 / 16)");
+
+    // Empty the first chunk entirely and thin the others.
+    let gone: Vec<SubscriberId> = (0..16).chain((16..100).step_by(3)).map(SubscriberId).collect();
+    assert_eq!(m.remove_many(&gone), gone.len());
+    assert_eq!(m.remove_many(&gone), 0, "removing twice removes nothing");
+    assert_eq!(m.chunk_count(), 6, "the emptied chunk is dropped");
+    let want: Vec<u64> = (16..100).filter(|i| (i - 16) % 3 != 0).collect();
+    assert_eq!(ids(&m), want);
+    assert_eq!(m.len(), want.len());
+
+    // New members refill chunks with room before opening new ones.
+    for id in 1000..1010 {
+        m.insert(inbox(id));
+    }
+    assert_eq!(m.chunk_count(), 6);
+    m.clear();
+    assert!(m.is_empty());
+    assert_eq!(m.chunk_count(), 0);
+}
+
+#[test]
+fn members_shard_by_id() {
+    let m = Members::new(4, 16);
+    for id in 0..64 {
+        m.insert(inbox(id));
+    }
+    assert_eq!(m.chunk_count(), 4, "16 per shard, one chunk each");
+    assert!(m.remove(SubscriberId(7)));
+    assert!(!m.remove(SubscriberId(7)));
+    assert_eq!(m.len(), 63);
+}
+
+#[test]
+fn a_publisher_keeps_its_snapshot_while_members_change() {
+    let m = Members::new(1, 16);
+    for id in 0..3 {
+        m.insert(inbox(id));
+    }
+    let mut seen = Vec::new();
+    m.for_each(|i| {
+        // Removing during the walk changes later walks, not this one.
+        m.remove(SubscriberId(2));
+        seen.push(i.id.0);
+    });
+    assert_eq!(seen, vec![0, 1, 2]);
+    assert_eq!(ids(&m), vec![0, 1]);
+}
+
+#[test]
+fn parked_flag_follows_the_receiver() {
+    let hub = Hub::<u64>::new();
+    let s = hub.subscribe().unwrap();
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut buf = Vec::new();
+    assert!(s.inbox().poll_recv_many(&mut cx, &mut buf, 8).is_pending());
+    assert!(s.inbox().is_parked());
+    hub.broadcast(1).unwrap();
+    assert!(!s.inbox().is_parked(), "the publisher took the flag when it woke us");
+    assert_eq!(s.inbox().poll_recv_many(&mut cx, &mut buf, 8), Poll::Ready(Ok(1)));
+    assert!(!s.inbox().is_parked());
+    assert_eq!(hub.stats().wakes, 1);
+}

@@ -226,7 +226,8 @@ fn per_subscriber_policy_overrides_hub() {
 #[test]
 fn priorities_use_headroom_above_high_water() {
     // capacity 10, high water 50 %: Normal fills 5 slots, High the rest.
-    let hub = Hub::<u64>::builder().capacity(10).high_water(0.5).overflow(Overflow::DropNewest).build().unwrap();
+    let hub =
+        Hub::<u64>::builder().capacity(10).high_water(0.5).overflow(Overflow::DropNewest).build().unwrap();
     let mut s = hub.subscribe().unwrap();
     for i in 0..8 {
         hub.broadcast(i).unwrap();
@@ -249,7 +250,8 @@ fn priorities_use_headroom_above_high_water() {
 
 #[test]
 fn high_priority_subscriber_ignores_high_water() {
-    let hub = Hub::<u64>::builder().capacity(4).high_water(0.5).overflow(Overflow::DropNewest).build().unwrap();
+    let hub =
+        Hub::<u64>::builder().capacity(4).high_water(0.5).overflow(Overflow::DropNewest).build().unwrap();
     let vip = hub.subscribe_with(SubscribeOptions::new().high_water(1.0)).unwrap();
     let normal = hub.subscribe().unwrap();
     for i in 0..4 {
@@ -329,7 +331,8 @@ fn full_cleanup_channel_falls_back_to_sweep() {
 
 #[test]
 fn accounting_invariant_holds_per_publish() {
-    let hub = Hub::<u64>::builder().capacity(8).high_water(0.5).overflow(Overflow::DropNewest).build().unwrap();
+    let hub =
+        Hub::<u64>::builder().capacity(8).high_water(0.5).overflow(Overflow::DropNewest).build().unwrap();
     let _subs: Vec<_> = (0..20)
         .map(|i| {
             let o = [Overflow::Evict, Overflow::DropNewest, Overflow::DropOldest][i % 3];
@@ -458,8 +461,8 @@ fn cancelled_recv_leaves_no_waker_behind() {
 
 #[tokio::test]
 async fn stream_yields_lag_then_ends_and_stays_ended() {
-    use futures_util::StreamExt;
     use futures_core::FusedStream;
+    use futures_util::StreamExt;
     let hub = hub(2, Overflow::DropOldest);
     let mut s = hub.subscribe().unwrap();
     for i in 0..4 {

@@ -19,7 +19,9 @@ fn reaper_threads() -> usize {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return 0 };
     dir.filter_map(|e| e.ok())
         .filter(|e| {
-            std::fs::read_to_string(e.path().join("comm")).map(|c| c.trim() == "fanout-reaper").unwrap_or(false)
+            std::fs::read_to_string(e.path().join("comm"))
+                .map(|c| c.trim() == "fanout-reaper")
+                .unwrap_or(false)
         })
         .count()
 }
