@@ -210,6 +210,8 @@ pub struct RunResult {
     pub allocations: u64,
     pub evictions: u64,
     pub peak_rss: u64,
+    /// Peak live heap during the publish window, above what it was before setup.
+    pub peak_heap: u64,
     pub setup: Duration,
 }
 
@@ -457,23 +459,30 @@ async fn topic_publisher<E: Engine<Tick>>(engine: E, pace: Arc<Pace>, base: Inst
     h
 }
 
-/// Resident set size of the process, from /proc/self/statm.
+/// Resident set size of the process, from /proc/self/statm, without
+/// allocating (the sampler runs inside the allocation-counting window).
 pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
+    use std::io::Read;
+    let mut buf = [0u8; 128];
+    let Ok(mut f) = std::fs::File::open("/proc/self/statm") else { return 0 };
+    let n = f.read(&mut buf).unwrap_or(0);
+    std::str::from_utf8(&buf[..n])
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|s| s.split_ascii_whitespace().nth(1))
+        .and_then(|p| p.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
 }
 
-/// Samples RSS every 5 ms until stopped; returns the peak.
-fn rss_monitor(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+/// Samples RSS and the live heap every 5 ms until stopped; returns both peaks.
+fn memory_monitor(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, i64)> {
     std::thread::spawn(move || {
-        let mut peak = rss_bytes();
+        let (mut rss, mut heap) = (rss_bytes(), crate::alloc::live_bytes());
         while !stop.load(Relaxed) {
             std::thread::sleep(Duration::from_millis(5));
-            peak = peak.max(rss_bytes());
+            rss = rss.max(rss_bytes());
+            heap = heap.max(crate::alloc::live_bytes());
         }
-        peak
+        (rss, heap)
     })
 }
 
@@ -532,6 +541,7 @@ fn run<E: Engine<Tick>>(engine: E, plan: &Plan) -> RunResult {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let base = Instant::now();
     let setup_start = Instant::now();
+    let heap0 = crate::alloc::live_bytes();
 
     // Subscribers: healthy ones get a drain task; slow ones are kept, unread.
     let healthy = healthy_count(scenario, plan.n);
@@ -561,7 +571,7 @@ fn run<E: Engine<Tick>>(engine: E, plan: &Plan) -> RunResult {
     let setup = setup_start.elapsed();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let rss = rss_monitor(stop.clone());
+    let memory = memory_monitor(stop.clone());
     let churn =
         (scenario == Scenario::Churn).then(|| churner(engine.clone(), rt.handle().clone(), stop.clone()));
 
@@ -606,7 +616,8 @@ fn run<E: Engine<Tick>>(engine: E, plan: &Plan) -> RunResult {
     let allocations = crate::alloc::allocations() - allocs0;
     stop.store(true, Relaxed);
     let subscribe = churn.map(|c| c.join().expect("churn thread"));
-    let peak_rss = rss.join().expect("rss thread");
+    let (peak_rss, peak_live) = memory.join().expect("memory thread");
+    let peak_heap = (peak_live - heap0).max(0) as u64;
 
     let evictions = engine.stats().evicted.slow_consumer;
     engine.shutdown();
@@ -624,6 +635,7 @@ fn run<E: Engine<Tick>>(engine: E, plan: &Plan) -> RunResult {
         allocations,
         evictions,
         peak_rss,
+        peak_heap,
         setup,
     };
     for t in tasks {

@@ -3,7 +3,7 @@
 //! One record per scenario × engine × N. Each figure is the median over the
 //! rounds (so one noisy round cannot make a headline); per-round deliveries/s
 //! are kept in `deliveries_per_sec_rounds` to show the spread. Losses are
-//! summed over rounds, and so are evictions; peak RSS is the highest seen.
+//! summed over rounds, and so are evictions; peak heap and RSS are the highest seen.
 //! Ratios compare medians measured in the same process run.
 
 use std::fmt::Write as _;
@@ -55,7 +55,12 @@ pub struct Record {
     /// Subscribers evicted as slow consumers, summed over rounds.
     pub evictions: u64,
     pub subscribe_p99_ns: Option<u64>,
+    /// Process RSS peak during the run; includes memory freed by earlier runs
+    /// and kept by the C allocator, so compare `peak_heap_bytes` instead.
     pub peak_rss_bytes: u64,
+    /// Peak live heap during the publish window, above the level before the
+    /// run's subscribers were created (highest over rounds).
+    pub peak_heap_bytes: u64,
     pub setup_ms: f64,
 }
 
@@ -118,6 +123,7 @@ impl Record {
                 .all(|r| r.subscribe.is_some())
                 .then(|| q(&|r| r.subscribe.as_ref().map_or(0, |h| h.value_at_quantile(0.99)))),
             peak_rss_bytes: runs.iter().map(|r| r.peak_rss).max().unwrap_or(0),
+            peak_heap_bytes: runs.iter().map(|r| r.peak_heap).max().unwrap_or(0),
             setup_ms: median(runs.iter().map(|r| r.setup.as_secs_f64() * 1e3).collect()),
         }
     }
@@ -265,7 +271,7 @@ pub fn markdown(
         let _ = writeln!(s, "\n## {sc}\n");
         let _ = writeln!(
             s,
-            "| N | engine | deliveries/s | ns/delivery | deliveries/wake | publish p50 / p99 / p99.9 | e2e p50 / p99 | allocs/publish | lost | evicted | subscribe p99 | peak RSS |"
+            "| N | engine | deliveries/s | ns/delivery | deliveries/wake | publish p50 / p99 / p99.9 | e2e p50 / p99 | allocs/publish | lost | evicted | subscribe p99 | peak heap |"
         );
         let _ = writeln!(
             s,
@@ -289,7 +295,7 @@ pub fn markdown(
                 r.lost,
                 r.evictions,
                 r.subscribe_p99_ns.map_or("–".into(), dur),
-                r.peak_rss_bytes as f64 / (1u64 << 20) as f64,
+                r.peak_heap_bytes as f64 / (1u64 << 20) as f64,
             );
         }
     }
