@@ -602,19 +602,27 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     #[inline]
     pub(crate) fn deliver(&self, set: &Members<T>, msg: &Message<T>, r: &mut PublishReport) {
         let priority = msg.priority();
-        set.for_each(|inbox| {
-            let offer = inbox.offer(msg, priority, &mut r.depth);
-            r.count(offer);
-            match offer {
-                Offer::Delivered | Offer::Displaced(_) => {
-                    r.wakes += u64::from(inbox.notify());
-                }
-                Offer::Evict => {
-                    self.close_inbox(inbox, CloseReason::SlowConsumer);
-                }
-                Offer::Dropped(_) | Offer::Skipped => {}
-            }
-        });
+        set.for_each(|inbox| self.offer_and_wake(inbox, std::iter::once(msg), priority, r));
+    }
+
+    /// One member's share of a publish: offer the run, evict or wake.
+    #[inline]
+    fn offer_and_wake<'m>(
+        &self,
+        inbox: &Arc<Inbox<T>>,
+        msgs: impl Iterator<Item = &'m Message<T>>,
+        priority: Priority,
+        r: &mut PublishReport,
+    ) where
+        T: 'm,
+    {
+        let (queued, evict) = inbox.offer_run(msgs, priority, r);
+        if evict {
+            self.close_inbox(inbox, CloseReason::SlowConsumer);
+        }
+        if queued {
+            r.wakes += u64::from(inbox.notify());
+        }
     }
 
     /// `publish_many`: runs of up to [`RUN`] messages, each run pushed whole into
@@ -654,23 +662,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
             }
             r.messages += n as u64;
             let msgs = &run[..n];
-            set.for_each(|inbox| {
-                let mut queued = false;
-                for msg in msgs.iter().flatten() {
-                    let offer = inbox.offer(msg, priority, &mut r.depth);
-                    r.count(offer);
-                    match offer {
-                        Offer::Delivered | Offer::Displaced(_) => queued = true,
-                        Offer::Evict => {
-                            self.close_inbox(inbox, CloseReason::SlowConsumer);
-                        }
-                        Offer::Dropped(_) | Offer::Skipped => {}
-                    }
-                }
-                if queued {
-                    r.wakes += u64::from(inbox.notify());
-                }
-            });
+            set.for_each(|inbox| self.offer_and_wake(inbox, msgs.iter().flatten(), priority, &mut r));
             for slot in run.iter_mut().take(n) {
                 *slot = None;
             }

@@ -176,6 +176,84 @@ impl<T> Inbox<T> {
         }
     }
 
+    /// Offers a run of messages of one priority, in order, counting each
+    /// outcome into `r`; wakes nobody (call [`Inbox::notify`] when it returns
+    /// `queued`). Returns `(queued, evict)`: whether anything entered the ring,
+    /// and whether the subscriber must be evicted (`Overflow::Evict`); after an
+    /// eviction the rest of the run is not offered (the subscriber is closing).
+    ///
+    /// Same outcomes as calling [`Inbox::offer`] per message, with the state
+    /// word read once per run and the ring length read once per run plus once
+    /// each time the local estimate reaches the high-water mark (the estimate
+    /// only errs high: the receiver may have drained meanwhile).
+    #[inline]
+    pub(crate) fn offer_run<'m>(
+        &self,
+        msgs: impl Iterator<Item = &'m Message<T>>,
+        priority: Priority,
+        r: &mut crate::stats::PublishReport,
+    ) -> (bool, bool)
+    where
+        T: 'm,
+    {
+        if self.state.load(Ordering::Relaxed) & STAGE_MASK != OPEN {
+            return (false, false);
+        }
+        let cap = self.ring.capacity();
+        if priority == Priority::Urgent {
+            let mut queued = false;
+            for msg in msgs {
+                let offer = self.offer(msg, priority, &mut r.depth);
+                r.count(offer);
+                queued = true;
+            }
+            return (queued, false);
+        }
+        let limit = if priority == Priority::Normal { self.high_water } else { cap };
+        let checked = limit < cap;
+        let mut len = if checked { self.ring.len() } else { 0 };
+        if len > r.depth {
+            r.depth = len;
+        }
+        let mut queued = false;
+        for msg in msgs {
+            if checked && len >= limit {
+                len = self.ring.len();
+                if len >= limit {
+                    let offer = self.apply_overflow(msg, DropReason::HighWater);
+                    r.count(offer);
+                    match offer {
+                        Offer::Evict => return (queued, true),
+                        Offer::Displaced(_) | Offer::Delivered => queued = true,
+                        _ => {}
+                    }
+                    continue;
+                }
+            }
+            match self.ring.push(msg.clone()) {
+                Ok(()) => {
+                    len += 1;
+                    r.delivered += 1;
+                    r.recipients += 1;
+                    queued = true;
+                }
+                Err(_) => {
+                    let offer = self.apply_overflow(msg, DropReason::Full);
+                    r.count(offer);
+                    match offer {
+                        Offer::Evict => return (queued, true),
+                        Offer::Displaced(_) | Offer::Delivered => queued = true,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if len > r.depth {
+            r.depth = len;
+        }
+        (queued, false)
+    }
+
     /// The message did not fit: apply the policy.
     #[cold]
     fn apply_overflow(&self, msg: &Message<T>, reason: DropReason) -> Offer {

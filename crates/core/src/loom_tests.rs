@@ -29,20 +29,17 @@ fn inbox(id: u64, cap: usize, overflow: Overflow) -> Arc<Inbox<u64>> {
     Arc::new(Inbox::new(SubscriberId(id), cap, cap, overflow))
 }
 
-/// What a publisher does per member (hub.rs `deliver`), minus the channel.
+/// What a publisher does per member (hub.rs `offer_and_wake`), minus the
+/// cleanup channel.
 fn publish(set: &Members<u64>, m: &Message<u64>) -> PublishReport {
     let mut r = PublishReport::default();
     set.for_each(|i| {
-        let o = i.offer(m, Priority::Normal, &mut r.depth);
-        r.count(o);
-        match o {
-            Offer::Delivered | Offer::Displaced(_) => {
-                i.notify();
-            }
-            Offer::Evict => {
-                i.close(CloseReason::SlowConsumer);
-            }
-            _ => {}
+        let (queued, evict) = i.offer_run(std::iter::once(m), Priority::Normal, &mut r);
+        if evict {
+            i.close(CloseReason::SlowConsumer);
+        }
+        if queued {
+            i.notify();
         }
     });
     r
