@@ -284,6 +284,34 @@ async fn slow_reader_evicted_others_keep_receiving() {
     assert!(expected > 1 && expected <= published);
 }
 
+/// A write that does not complete within the write timeout drops the
+/// connection as a slow consumer (no close frame: the socket is stuck).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_timeout_drops_stuck_connection() {
+    let cfg = WsConfig { write_timeout: Duration::from_millis(100), ..WsConfig::default() };
+    let srv = start(hub_with(1024, Overflow::DropNewest), cfg).await;
+    let (mut stuck, _) = connect_id(srv.addr, true).await;
+    subscribe(&mut stuck, "t").await;
+    let big = serde_json::value::to_raw_value(&"w".repeat(64 * 1024)).unwrap();
+    for _ in 0..150 {
+        srv.gw.publish_json("t", &big).unwrap();
+    }
+    // The client reads nothing: the writer's batch cannot complete. Wait for
+    // the server to drop the connection (its task ends).
+    srv.gw.wait_idle().await;
+    assert_eq!(srv.gw.connections(), 0);
+    // What the kernel had buffered still arrives, then the stream ends without
+    // a close frame.
+    loop {
+        match stuck.next().await {
+            Some(Ok(Message::Close(_))) => panic!("no close frame on a write timeout"),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+    assert_eq!(closed(&srv.gw.metrics(), CloseKind::WriteTimeout), 1);
+}
+
 /// A batch larger than one message is written with one flush.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_batches() {
