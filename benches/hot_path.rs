@@ -28,8 +28,10 @@ fn main() {
     for r in 0..rounds {
         hub.broadcast_many(r * 64..(r + 1) * 64).unwrap();
         for s in subs.iter_mut() {
-            while let Ok(m) = s.try_recv() {
-                buf.push(m);
+            while let Ok(k) = s.try_recv_many(&mut buf, 256) {
+                if k == 0 {
+                    break;
+                }
             }
             received += buf.len() as u64;
             buf.clear();

@@ -89,7 +89,7 @@ pub(crate) enum Offer {
 
 pub(crate) struct Inbox<T> {
     pub(crate) id: SubscriberId,
-    ring: Ring<Message<T>>,
+    ring: Ring<T>,
     /// `Normal` messages enter only while the ring holds fewer than this many;
     /// `1 ..= capacity`.
     high_water: usize,
@@ -160,11 +160,10 @@ impl<T> Inbox<T> {
             }
             Priority::Urgent => {
                 return match self.ring.force_push(msg.clone()) {
-                    None => Offer::Delivered,
-                    Some(old) => {
-                        drop(old);
-                        self.lagged.fetch_add(1, Ordering::Relaxed);
-                        Offer::Displaced(1)
+                    0 => Offer::Delivered,
+                    n => {
+                        self.lagged.fetch_add(n as u64, Ordering::Relaxed);
+                        Offer::Displaced(n as u32)
                     }
                 };
             }
@@ -216,37 +215,40 @@ impl<T> Inbox<T> {
             r.depth = len;
         }
         let mut queued = false;
-        for msg in msgs {
-            if checked && len >= limit {
+        let mut msgs = msgs.peekable();
+        while msgs.peek().is_some() {
+            // Room for this priority, by the local estimate.
+            let mut room = if checked { limit.saturating_sub(len) } else { usize::MAX };
+            if room == 0 {
                 len = self.ring.len();
-                if len >= limit {
-                    let offer = self.apply_overflow(msg, DropReason::HighWater);
-                    r.count(offer);
-                    match offer {
-                        Offer::Evict => return (queued, true),
-                        Offer::Displaced(_) | Offer::Delivered => queued = true,
-                        _ => {}
-                    }
+                room = limit.saturating_sub(len);
+            }
+            if room > 0 {
+                // One CAS reserves as much of the run as fits.
+                let want = room.min(msgs.size_hint().1.unwrap_or(usize::MAX)).max(1);
+                let (pos, n) = self.ring.reserve(want);
+                for (i, msg) in msgs.by_ref().take(n).enumerate() {
+                    self.ring.write(pos + i, msg.clone());
+                }
+                if n > 0 {
+                    len += n;
+                    r.delivered += n as u64;
+                    r.recipients += n as u64;
+                    queued = true;
                     continue;
                 }
             }
-            match self.ring.push(msg.clone()) {
-                Ok(()) => {
-                    len += 1;
-                    r.delivered += 1;
-                    r.recipients += 1;
-                    queued = true;
-                }
-                Err(_) => {
-                    let offer = self.apply_overflow(msg, DropReason::Full);
-                    r.count(offer);
-                    match offer {
-                        Offer::Evict => return (queued, true),
-                        Offer::Displaced(_) | Offer::Delivered => queued = true,
-                        _ => {}
-                    }
-                }
+            // No room for the next message: the policy decides, one message.
+            let Some(msg) = msgs.next() else { break };
+            let reason = if room == 0 { DropReason::HighWater } else { DropReason::Full };
+            let offer = self.apply_overflow(msg, reason);
+            r.count(offer);
+            match offer {
+                Offer::Evict => return (queued, true),
+                Offer::Displaced(_) | Offer::Delivered => queued = true,
+                _ => {}
             }
+            len = self.ring.len();
         }
         if len > r.depth {
             r.depth = len;
@@ -270,12 +272,10 @@ impl<T> Inbox<T> {
                 // At the high-water mark, take one out to stay below it; when
                 // full, force_push displaces one. Either loss is counted.
                 let mut lost = 0u32;
-                if reason == DropReason::HighWater && self.ring.pop().is_some() {
+                if reason == DropReason::HighWater && self.ring.displace().is_some() {
                     lost += 1;
                 }
-                if self.ring.force_push(msg.clone()).is_some() {
-                    lost += 1;
-                }
+                lost += self.ring.force_push(msg.clone()) as u32;
                 if lost == 0 {
                     return Offer::Delivered;
                 }
@@ -368,17 +368,39 @@ impl<T> Inbox<T> {
         }
     }
 
+    /// Non-blocking batch receive.
+    pub(crate) fn try_pop_many(
+        &self,
+        buf: &mut Vec<Message<T>>,
+        max: usize,
+    ) -> Result<usize, crate::TryRecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        if let Some(n) = self.take_lagged() {
+            return Err(crate::TryRecvError::Lagged(n));
+        }
+        let n = self.drain_into(buf, max);
+        if n > 0 {
+            return Ok(n);
+        }
+        match self.close_reason() {
+            Some(reason) => match self.drain_into(buf, max) {
+                0 => Err(crate::TryRecvError::Closed(reason)),
+                n => Ok(n),
+            },
+            None => Ok(0),
+        }
+    }
+
     /// Moves up to `max` queued messages into `buf`; returns how many.
     #[inline]
     fn drain_into(&self, buf: &mut impl Sink<T>, max: usize) -> usize {
         let mut n = 0;
         while n < max {
-            match self.ring.pop() {
-                Some(m) => {
-                    buf.put(m);
-                    n += 1;
-                }
-                None => break,
+            match self.ring.take(max - n, |m| buf.put(m)) {
+                0 => break,
+                k => n += k,
             }
         }
         n

@@ -65,7 +65,7 @@
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // allowed in ring.rs alone
 
 mod config;
 mod engine;

@@ -8,19 +8,33 @@
 //! | normal build | under loom | contract kept |
 //! | --- | --- | --- |
 //! | [`arc_swap::ArcSwap`] ([`Snapshot`]) | `loom::sync::RwLock<Arc<T>>` | a reader sees the whole old or the whole new value; `store` is visible to every later `with` |
-//! | [`crossbeam_queue::ArrayQueue`] (`crate::ring::Ring`) | `loom::sync::Mutex<VecDeque<T>>` | bounded MPMC FIFO, `push` fails when full, `force_push` displaces the oldest |
 //! | `futures_util::task::AtomicWaker` | `loom::future::AtomicWaker` | `wake` after `register` wakes the registered waker |
 //!
-//! Counters that only feed statistics use std atomics in both builds: they order
-//! nothing.
+//! The ring (`ring.rs`) is built from this module's atomics, so loom explores
+//! the real ring. Counters that only feed statistics use std atomics in both
+//! builds: they order nothing.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
+
+/// One turn of a wait loop on another thread's progress (a yield under loom,
+/// so that the model lets the other thread run).
+#[inline]
+pub(crate) fn spin() {
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 

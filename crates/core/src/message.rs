@@ -77,7 +77,7 @@ pub(crate) struct Envelope<T> {
 /// assert_eq!(msg.payload(), "EURUSD 1.0842");
 /// ```
 pub struct Message<T> {
-    inner: Arc<Envelope<T>>,
+    pub(crate) inner: Arc<Envelope<T>>,
 }
 
 impl<T> Message<T> {

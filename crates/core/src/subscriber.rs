@@ -140,6 +140,13 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
         self.inbox.try_pop()
     }
 
+    /// Receives up to `max` queued messages into `buf` without waiting (a
+    /// batch is taken with one atomic claim). `Ok(0)` when nothing is queued;
+    /// lag and close are reported as by [`Subscriber::try_recv`].
+    pub fn try_recv_many(&mut self, buf: &mut Vec<Message<T>>, max: usize) -> Result<usize, TryRecvError> {
+        self.inbox.try_pop_many(buf, max)
+    }
+
     #[cfg(all(test, not(loom)))]
     pub(crate) fn inbox(&self) -> &Arc<Inbox<T>> {
         &self.inbox

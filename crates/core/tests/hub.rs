@@ -525,3 +525,20 @@ fn many_subscribers_across_chunks_and_shards() {
         assert_eq!(drain(s), want, "subscriber {i}");
     }
 }
+
+#[test]
+fn try_recv_many_takes_batches_then_reports_close() {
+    let hub =
+        Hub::<u64>::builder().capacity(8).high_water(1.0).overflow(Overflow::DropOldest).build().unwrap();
+    let mut s = hub.subscribe().unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(s.try_recv_many(&mut buf, 4), Ok(0));
+    hub.broadcast_many(0..10).unwrap();
+    assert_eq!(s.try_recv_many(&mut buf, 4), Err(TryRecvError::Lagged(2)));
+    assert_eq!(s.try_recv_many(&mut buf, 4), Ok(4));
+    assert_eq!(s.try_recv_many(&mut buf, 0), Ok(0));
+    hub.shutdown();
+    assert_eq!(s.try_recv_many(&mut buf, 100), Ok(4));
+    assert_eq!(s.try_recv_many(&mut buf, 100), Err(TryRecvError::Closed(CloseReason::Shutdown)));
+    assert_eq!(buf.iter().map(|m| *m.payload()).collect::<Vec<_>>(), (2..10).collect::<Vec<_>>());
+}
