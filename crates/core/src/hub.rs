@@ -34,7 +34,6 @@ use dashmap::DashMap;
 use crate::config::{ConfigError, HubConfig, Overflow, SubscribeOptions};
 use crate::error::{CloseReason, PublishError, SendError, SubscribeError};
 use crate::inbox::{Inbox, Offer};
-use crate::loom::lock;
 use crate::members::Members;
 use crate::message::{Message, Meta, Origin, Priority};
 use crate::reaper::{self, Request};
@@ -508,19 +507,10 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         if self.is_shut() {
             return Err(SubscribeError::Shutdown);
         }
-        let mut mine = lock(&inbox.topics);
-        // Under `inbox.topics`: once closing, the cleanup worker takes this list,
-        // and no topic may be added after it did.
-        if !inbox.is_open() {
-            return Err(SubscribeError::Closed);
-        }
-        if mine.iter().any(|t| &*t.name == name) {
-            return Ok(false);
-        }
         // The member is added while a guard on the topic's map shard is held, so
         // a concurrent reclaim (which needs that shard's write lock) cannot
         // remove the topic between the lookup and the insert.
-        let topic = match self.topics.get(name) {
+        inbox.join_with(name, |inbox| match self.topics.get(name) {
             Some(t) => {
                 t.members.insert(inbox.clone());
                 t.clone()
@@ -530,23 +520,17 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
                 t.members.insert(inbox.clone());
                 t.clone()
             }
-        };
-        mine.push(topic);
-        Ok(true)
+        })
     }
 
     pub(crate) fn leave_inbox(&self, inbox: &Arc<Inbox<T>>, name: &str) -> bool {
-        let topic = {
-            let mut mine = lock(&inbox.topics);
-            let Some(pos) = mine.iter().position(|t| &*t.name == name) else {
-                return false;
-            };
-            let topic = mine.swap_remove(pos);
-            topic.members.remove(inbox.id);
-            topic
-        };
-        self.maybe_reclaim(&topic);
-        true
+        match inbox.leave(name) {
+            Some(topic) => {
+                self.maybe_reclaim(&topic);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes `topic` from the map if it has no members and no handles, and is
@@ -712,8 +696,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     pub(crate) fn clear_all(&self) {
         let subs: Vec<Arc<Inbox<T>>> = self.by_id.iter().map(|e| e.value().clone()).collect();
         for inbox in &subs {
-            let topics = std::mem::take(&mut *lock(&inbox.topics));
-            for t in topics {
+            for t in inbox.take_topics() {
                 t.members.clear();
             }
             inbox.finish();

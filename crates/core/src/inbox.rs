@@ -475,6 +475,43 @@ impl<T> Inbox<T> {
         self.parked.load(Ordering::Relaxed)
     }
 
+    /// Joins topic `name`: `add` puts this inbox into the topic's members and
+    /// returns the topic. Runs under `topics`, after checking the inbox is
+    /// open: once it is closing, the cleanup worker takes the list
+    /// ([`Inbox::take_topics`]) and no topic may be added behind its back.
+    pub(crate) fn join_with(
+        self: &Arc<Self>,
+        name: &str,
+        add: impl FnOnce(&Arc<Self>) -> Arc<TopicInner<T>>,
+    ) -> Result<bool, crate::SubscribeError> {
+        let mut mine = lock(&self.topics);
+        if !self.is_open() {
+            return Err(crate::SubscribeError::Closed);
+        }
+        if mine.iter().any(|t| &*t.name == name) {
+            return Ok(false);
+        }
+        let topic = add(self);
+        mine.push(topic);
+        Ok(true)
+    }
+
+    /// Leaves topic `name` (membership and list change together, under
+    /// `topics`); the topic, if it was joined, for a reclaim check.
+    pub(crate) fn leave(&self, name: &str) -> Option<Arc<TopicInner<T>>> {
+        let mut mine = lock(&self.topics);
+        let pos = mine.iter().position(|t| &*t.name == name)?;
+        let topic = mine.swap_remove(pos);
+        topic.members.remove(self.id);
+        Some(topic)
+    }
+
+    /// The cleanup worker's half of the join protocol: takes the joined topics.
+    /// Called once the inbox is closing, so no join can add one afterwards.
+    pub(crate) fn take_topics(&self) -> Vec<Arc<TopicInner<T>>> {
+        std::mem::take(&mut *lock(&self.topics))
+    }
+
     /// Joined topics (a copy, for tests and stats).
     pub(crate) fn topic_names(&self) -> Vec<Arc<str>> {
         lock(&self.topics).iter().map(|t| t.name.clone()).collect()

@@ -32,7 +32,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::hub::Inner;
 use crate::inbox::Inbox;
-use crate::loom::lock;
 use crate::topic::TopicInner;
 use crate::SubscriberId;
 
@@ -120,8 +119,7 @@ pub(crate) fn apply<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, batch: &
     for inbox in batch.iter() {
         // Taken under the lock that joins check the state under: no topic can
         // be added to this (closing) inbox after this.
-        let joined = std::mem::take(&mut *lock(&inbox.topics));
-        for t in joined {
+        for t in inbox.take_topics() {
             per_topic.entry(Arc::as_ptr(&t)).or_insert_with(|| (t.clone(), Vec::new())).1.push(inbox.id);
         }
     }
