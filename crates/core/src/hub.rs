@@ -35,8 +35,9 @@ use crate::config::{ConfigError, HubConfig, Overflow, SubscribeOptions};
 use crate::error::{CloseReason, PublishError, SendError, SubscribeError};
 use crate::inbox::{Inbox, Offer};
 use crate::members::Members;
-use crate::message::{Message, Meta, Origin, Priority};
+use crate::message::{Envelope, Message, Meta, Origin, Priority};
 use crate::reaper::{self, Request};
+use crate::shared::Prepaid;
 use crate::stats::{Counters, PublishReport, Stats};
 use crate::subscriber::Subscriber;
 use crate::topic::{Topic, TopicInner};
@@ -586,19 +587,21 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     #[inline]
     pub(crate) fn deliver(&self, set: &Members<T>, msg: &Message<T>, r: &mut PublishReport) {
         let priority = msg.priority();
-        set.for_each(|inbox| self.offer_and_wake(inbox, std::iter::once(msg), priority, r));
+        // One atomic for every recipient's reference (see `shared.rs`).
+        let pre = msg.inner.prepay(set.len());
+        set.for_each(|inbox| self.offer_and_wake(inbox, std::iter::once(&pre), priority, r));
     }
 
     /// One member's share of a publish: offer the run, evict or wake.
     #[inline]
-    fn offer_and_wake<'m>(
+    fn offer_and_wake<'m, 'p: 'm>(
         &self,
         inbox: &Arc<Inbox<T>>,
-        msgs: impl Iterator<Item = &'m Message<T>>,
+        msgs: impl Iterator<Item = &'m Prepaid<'p, Envelope<T>>>,
         priority: Priority,
         r: &mut PublishReport,
     ) where
-        T: 'm,
+        T: 'p,
     {
         let (queued, evict) = inbox.offer_run(msgs, priority, r);
         if evict {
@@ -645,8 +648,16 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
                 run[i] = Some(Message::new(topic.cloned(), origin, meta, priority, payload));
             }
             r.messages += n as u64;
-            let msgs = &run[..n];
-            set.for_each(|inbox| self.offer_and_wake(inbox, msgs.iter().flatten(), priority, &mut r));
+            {
+                // One atomic per message for all its recipients (see `shared.rs`).
+                let members = set.len();
+                let mut pres: [Option<Prepaid<'_, Envelope<T>>>; RUN] = [const { None }; RUN];
+                for (pre, msg) in pres.iter_mut().zip(run.iter().take(n)) {
+                    *pre = msg.as_ref().map(|m| m.inner.prepay(members));
+                }
+                let pres = &pres[..n];
+                set.for_each(|inbox| self.offer_and_wake(inbox, pres.iter().flatten(), priority, &mut r));
+            }
             for slot in run.iter_mut().take(n) {
                 *slot = None;
             }

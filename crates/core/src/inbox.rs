@@ -51,8 +51,9 @@ use std::task::{Context, Poll};
 use crate::config::Overflow;
 use crate::error::{CloseReason, RecvError};
 use crate::loom::{fence, lock, AtomicBool, AtomicU64, AtomicU8, AtomicWaker, Mutex, Ordering};
-use crate::message::{Message, Priority};
+use crate::message::{Envelope, Message, Priority};
 use crate::ring::Ring;
+use crate::shared::Prepaid;
 use crate::topic::TopicInner;
 use crate::SubscriberId;
 
@@ -143,6 +144,13 @@ impl<T> Inbox<T> {
     /// `depth` is raised to the ring length seen, when one was read.
     #[inline]
     pub(crate) fn offer(&self, msg: &Message<T>, priority: Priority, depth: &mut usize) -> Offer {
+        self.offer_with(|| msg.clone(), priority, depth)
+    }
+
+    /// [`Inbox::offer`] with the handle made by `make` (a clone, or a draw on
+    /// prepaid references), called once per message that enters.
+    #[inline]
+    fn offer_with(&self, make: impl Fn() -> Message<T>, priority: Priority, depth: &mut usize) -> Offer {
         // Relaxed: only a hint. A close racing this check is covered by the
         // receiver draining the ring before it reports `Closed`.
         if self.state.load(Ordering::Relaxed) & STAGE_MASK != OPEN {
@@ -155,11 +163,11 @@ impl<T> Inbox<T> {
                     *depth = len;
                 }
                 if len >= self.high_water {
-                    return self.apply_overflow(msg, DropReason::HighWater);
+                    return self.apply_overflow(&make, DropReason::HighWater);
                 }
             }
             Priority::Urgent => {
-                return match self.ring.force_push(msg.clone()) {
+                return match self.ring.force_push(make()) {
                     0 => Offer::Delivered,
                     n => {
                         self.lagged.fetch_add(n as u64, Ordering::Relaxed);
@@ -169,9 +177,13 @@ impl<T> Inbox<T> {
             }
             _ => {}
         }
-        match self.ring.push(msg.clone()) {
+        match self.ring.push(make()) {
             Ok(()) => Offer::Delivered,
-            Err(_) => self.apply_overflow(msg, DropReason::Full),
+            Err(m) => {
+                // Not queued: give the reference back before the policy runs.
+                drop(m);
+                self.apply_overflow(&make, DropReason::Full)
+            }
         }
     }
 
@@ -186,14 +198,14 @@ impl<T> Inbox<T> {
     /// each time the local estimate reaches the high-water mark (the estimate
     /// only errs high: the receiver may have drained meanwhile).
     #[inline]
-    pub(crate) fn offer_run<'m>(
+    pub(crate) fn offer_run<'m, 'p: 'm>(
         &self,
-        msgs: impl Iterator<Item = &'m Message<T>>,
+        msgs: impl Iterator<Item = &'m Prepaid<'p, Envelope<T>>>,
         priority: Priority,
         r: &mut crate::stats::PublishReport,
     ) -> (bool, bool)
     where
-        T: 'm,
+        T: 'p,
     {
         if self.state.load(Ordering::Relaxed) & STAGE_MASK != OPEN {
             return (false, false);
@@ -201,8 +213,8 @@ impl<T> Inbox<T> {
         let cap = self.ring.capacity();
         if priority == Priority::Urgent {
             let mut queued = false;
-            for msg in msgs {
-                let offer = self.offer(msg, priority, &mut r.depth);
+            for pre in msgs {
+                let offer = self.offer_with(|| Message::from_prepaid(pre), priority, &mut r.depth);
                 r.count(offer);
                 queued = true;
             }
@@ -227,8 +239,8 @@ impl<T> Inbox<T> {
                 // One CAS reserves as much of the run as fits.
                 let want = room.min(msgs.size_hint().1.unwrap_or(usize::MAX)).max(1);
                 let (pos, n) = self.ring.reserve(want);
-                for (i, msg) in msgs.by_ref().take(n).enumerate() {
-                    self.ring.write(pos + i, msg.clone());
+                for (i, pre) in msgs.by_ref().take(n).enumerate() {
+                    self.ring.write(pos + i, Message::from_prepaid(pre));
                 }
                 if n > 0 {
                     len += n;
@@ -239,9 +251,9 @@ impl<T> Inbox<T> {
                 }
             }
             // No room for the next message: the policy decides, one message.
-            let Some(msg) = msgs.next() else { break };
+            let Some(pre) = msgs.next() else { break };
             let reason = if room == 0 { DropReason::HighWater } else { DropReason::Full };
-            let offer = self.apply_overflow(msg, reason);
+            let offer = self.apply_overflow(&|| Message::from_prepaid(pre), reason);
             r.count(offer);
             match offer {
                 Offer::Evict => return (queued, true),
@@ -258,7 +270,7 @@ impl<T> Inbox<T> {
 
     /// The message did not fit: apply the policy.
     #[cold]
-    fn apply_overflow(&self, msg: &Message<T>, reason: DropReason) -> Offer {
+    fn apply_overflow(&self, make: &impl Fn() -> Message<T>, reason: DropReason) -> Offer {
         match self.overflow {
             Overflow::Evict => {
                 self.lagged.fetch_add(1, Ordering::Relaxed);
@@ -275,7 +287,7 @@ impl<T> Inbox<T> {
                 if reason == DropReason::HighWater && self.ring.displace().is_some() {
                     lost += 1;
                 }
-                lost += self.ring.force_push(msg.clone()) as u32;
+                lost += self.ring.force_push(make()) as u32;
                 if lost == 0 {
                     return Offer::Delivered;
                 }

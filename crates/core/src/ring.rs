@@ -5,7 +5,7 @@
 //!
 //! Dmitry Vyukov's bounded MPMC queue (as in crossbeam's `ArrayQueue`): a
 //! power-of-two array of slots, each a *stamp* and a pointer (a [`Message`] is
-//! one `Arc`), and two positions that only grow:
+//! one reference-counted pointer), and two positions that only grow:
 //!
 //! - `tail`: the next position a publisher reserves;
 //! - `head`: the next position to take.
@@ -42,8 +42,8 @@
 //!
 //! # Safety
 //!
-//! This is the crate's only `unsafe`: turning a slot's pointer back into the
-//! `Arc` it came from. A pointer enters a slot once (`Arc::into_raw`, before the
+//! The `unsafe` here turns a slot's pointer back into the message handle it
+//! came from. A pointer enters a slot once (`Counted::into_raw`, before the
 //! stamp says "ready") and leaves it once (after the one CAS on `head` that
 //! claims its position); a slot's pointer is meaningful only while its stamp
 //! says the slot holds a position. loom models the ring through the shim's atomics
@@ -51,21 +51,22 @@
 
 #![allow(unsafe_code)]
 
+use std::marker::PhantomData;
 use std::ptr;
-use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
 use crate::loom::{spin, AtomicPtr, AtomicUsize, Ordering};
 use crate::message::{Envelope, Message};
+use crate::shared::Counted;
 
-struct Slot<T> {
+struct Slot {
     /// `p` (free for position `p`) or `p + 1` (holds position `p`).
     stamp: AtomicUsize,
     /// Owned by the slot while the stamp says it holds a position (stale
     /// otherwise: it is never cleared). Written before the stamp's `Release`
     /// store and read after its `Acquire` load, so `Relaxed` suffices here.
-    ptr: AtomicPtr<Envelope<T>>,
+    ptr: AtomicPtr<()>,
 }
 
 pub(crate) struct Ring<T> {
@@ -74,18 +75,14 @@ pub(crate) struct Ring<T> {
     /// Next position to take; `head ≤ tail`. Only grows; moved by CAS (the
     /// receiver by a batch, displacing publishers by one).
     head: CachePadded<AtomicUsize>,
-    slots: Box<[Slot<T>]>,
+    slots: Box<[Slot]>,
     mask: usize,
     /// Positions that may be reserved and not yet taken.
     cap: usize,
+    /// The ring owns message references (as raw pointers): it is `Send` and
+    /// `Sync` exactly when the handles are.
+    _owns: PhantomData<Counted<Envelope<T>>>,
 }
-
-// SAFETY: the ring owns `Arc<Envelope<T>>`s through raw pointers; moving or
-// sharing it across threads is sound exactly when sharing `Arc<Envelope<T>>`
-// is, i.e. when `T: Send + Sync`.
-unsafe impl<T: Send + Sync> Send for Ring<T> {}
-// SAFETY: as above; all shared access goes through atomics.
-unsafe impl<T: Send + Sync> Sync for Ring<T> {}
 
 impl<T> Ring<T> {
     pub(crate) fn new(cap: usize) -> Self {
@@ -99,6 +96,7 @@ impl<T> Ring<T> {
                 .collect(),
             mask: size - 1,
             cap,
+            _owns: PhantomData,
         }
     }
 
@@ -152,7 +150,7 @@ impl<T> Ring<T> {
         while slot.stamp.load(Ordering::Acquire) != pos {
             spin();
         }
-        slot.ptr.store(Arc::into_raw(m.inner).cast_mut(), Ordering::Relaxed);
+        slot.ptr.store(m.inner.into_raw(), Ordering::Relaxed);
         // Release: a taker that sees the stamp sees the pointer and the
         // envelope behind it.
         slot.stamp.store(pos + 1, Ordering::Release);
@@ -180,9 +178,9 @@ impl<T> Ring<T> {
         // only after the pointer was read.
         slot.stamp.store(pos + self.size(), Ordering::Release);
         // SAFETY: the stamp said the slot held position `pos` (a pointer from
-        // `Arc::into_raw` in `write`), and the CAS on `head` that claimed `pos`
-        // made this thread the only one to take it.
-        Message { inner: unsafe { Arc::from_raw(p) } }
+        // `Counted::into_raw` in `write`), and the CAS on `head` that claimed
+        // `pos` made this thread the only one to take it.
+        Message { inner: unsafe { Counted::from_raw(p) } }
     }
 
     /// Takes the oldest message to make room. `None` when the ring is empty.
@@ -266,7 +264,7 @@ impl<T> Drop for Ring<T> {
                 // SAFETY: `&mut self`: no other thread holds the ring, so no
                 // write is in flight; the stamp says the slot holds position
                 // `pos`, put there by `write` and not taken since.
-                drop(unsafe { Arc::from_raw(p) });
+                drop(unsafe { Counted::<Envelope<T>>::from_raw(p) });
             }
         }
     }
@@ -359,13 +357,13 @@ mod tests {
         r.push(msg.clone()).unwrap();
         r.push(msg.clone()).unwrap();
         drop(r);
-        assert_eq!(Arc::strong_count(&msg.inner), 1);
+        assert_eq!(msg.inner.count(), 1);
     }
 
     #[test]
     fn producers_displacers_and_a_receiver() {
         let n: u64 = if cfg!(miri) { 40 } else { 20_000 };
-        let r = Arc::new(Ring::new(8));
+        let r = std::sync::Arc::new(Ring::new(8));
         let producers: Vec<_> = (0..2u64)
             .map(|k| {
                 let r = r.clone();
