@@ -16,7 +16,9 @@ use tracing::level_filters::LevelFilter;
 fn init_logs(s: &Settings) -> Result<(), String> {
     let level: LevelFilter =
         s.log_level.parse().map_err(|_| format!("invalid log level `{}`", s.log_level))?;
-    let b = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr);
+    // Colour only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let b = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_ansi(ansi);
     match s.log_format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
