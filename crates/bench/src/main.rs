@@ -7,11 +7,19 @@
 //! runs the in-process scenarios (see `hub.rs`) on the fanout engine, the mutex
 //! hub and `tokio::sync::broadcast`, alternating engines round by round in one
 //! process, and writes `DIR/hub.json` and `DIR/hub.md` (see `report.rs`).
+//!
+//! ```text
+//! fanout-bench load [--clients N --rate R --compare fanout,mutex --search …] --out DIR
+//! ```
+//!
+//! runs WebSocket clients against a server and writes a report folder
+//! (`load/mod.rs`); `load-worker` is its hidden helper process.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod alloc;
 mod hub;
+mod load;
 mod report;
 
 use std::path::Path;
@@ -37,6 +45,11 @@ struct Cli {
 enum Command {
     /// In-process scenarios: fanout, multi_publisher, churn, slow_subscribers, topics.
     Hub(hub::HubArgs),
+    /// WebSocket load test against a server: clients, publisher, report with plots.
+    Load(load::LoadArgs),
+    /// A process holding a share of the load test's clients (started by `load`).
+    #[command(hide = true)]
+    LoadWorker(load::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +62,23 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("fanout-bench hub: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Load(args) => match load::main(args) {
+            Ok(out) => {
+                eprintln!("wrote {}/report.json, report.md and plots", show(&out));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("fanout-bench load: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::LoadWorker(args) => match load::worker_main(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fanout-bench load-worker: {e}");
                 ExitCode::FAILURE
             }
         },

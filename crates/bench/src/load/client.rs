@@ -1,0 +1,344 @@
+//! One WebSocket client: connect from its own source address, subscribe, read.
+//!
+//! # What a client checks
+//!
+//! Every push is parsed just far enough to read `topic`, `seq`, `epoch` and the
+//! send time `t` that the publisher put at the front of the payload
+//! (`{"t":<µs since the Unix epoch>,"p":"xxx…"}`); the latency is the wall
+//! clock at receipt minus `t` (publisher and clients share the machine, so they
+//! share the clock). Per topic the client keeps the last `(epoch, seq)`:
+//!
+//! - `seq == last + 1`: in order;
+//! - `seq > last + 1`: a **gap**, `seq - last - 1` messages lost;
+//! - `seq <= last`: an error (duplicate or reordering: the protocol rules it out);
+//! - another epoch: the topic was dropped and made again; the count restarts.
+//!
+//! Lag notices (`{"lagged":n}`) are counted apart from gaps: a notice says the
+//! server dropped messages on purpose and told the client; the gap that follows
+//! it is counted as well, because a gap is what a user loses either way.
+//!
+//! # Where the figures go
+//!
+//! Clients do not own a histogram each (15,000 × ~40 KB would dwarf the thing we
+//! measure): they record into one of [`SHARDS`] [`Tally`] shards behind a mutex,
+//! picked by client id, so that the two runtime threads rarely meet on a lock.
+//! The worker swaps the shards out once a second ([`Tallies::take`]).
+//!
+//! # Stalled clients
+//!
+//! A stalled client subscribes and then never reads again, the way a frozen
+//! browser tab does: its socket buffers fill, the server's queue for it fills,
+//! and the server evicts it. Its deliveries are not counted.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use tokio::net::TcpSocket;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::limits::source_addr;
+use super::proto::{new_histogram, Interval};
+
+/// Tally shards per worker.
+pub const SHARDS: usize = 16;
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// What the clients of one shard saw since the last [`Tallies::take`].
+pub struct Tally {
+    interval: Interval,
+    hist: Histogram<u64>,
+}
+
+/// The shards, and the worker-wide levels.
+pub struct Tallies {
+    shards: Vec<Mutex<Tally>>,
+    /// Clients connected and subscribed, still open.
+    pub open: AtomicU64,
+    /// Clients whose connection the server ended.
+    pub closed_by_server: AtomicU64,
+    /// The first few errors, for the report.
+    pub first_errors: Mutex<Vec<String>>,
+}
+
+impl Tallies {
+    /// Empty tallies.
+    pub fn new() -> Self {
+        Tallies {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Tally { interval: Interval::default(), hist: new_histogram() }))
+                .collect(),
+            open: AtomicU64::new(0),
+            closed_by_server: AtomicU64::new(0),
+            first_errors: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Keeps `e` if fewer than ten errors were kept.
+    pub fn note_error(&self, e: String) {
+        let mut v = self.first_errors.lock().unwrap_or_else(|p| p.into_inner());
+        if v.len() < 10 {
+            v.push(e);
+        }
+    }
+
+    /// The figures since the last call, merged over shards; resets them.
+    pub fn take(&self) -> Interval {
+        let mut out = Interval::default();
+        let mut hist = new_histogram();
+        for s in &self.shards {
+            let mut t = s.lock().unwrap_or_else(|p| p.into_inner());
+            out.add(&t.interval);
+            let _ = hist.add(&t.hist);
+            t.interval = Interval::default();
+            t.hist.reset();
+        }
+        out.connections = self.open.load(Relaxed);
+        out.closed_by_server = self.closed_by_server.load(Relaxed);
+        out.latency_us = super::proto::buckets(&hist);
+        out
+    }
+
+    fn with<R>(&self, id: usize, f: impl FnOnce(&mut Tally) -> R) -> R {
+        let mut t = self.shards[id % SHARDS].lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut t)
+    }
+}
+
+impl Default for Tallies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where and how a client connects.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// `ws://host:port/path`.
+    pub url: String,
+    /// The server's address, resolved once.
+    pub addr: SocketAddr,
+    /// Bind 127.0.0.x source addresses (only when the server is on loopback).
+    pub spread_sources: bool,
+}
+
+/// A push, or any other server frame: only the fields we need.
+#[derive(Deserialize)]
+struct Push<'a> {
+    #[serde(borrow)]
+    topic: Option<Cow<'a, str>>,
+    seq: Option<u64>,
+    epoch: Option<u64>,
+    payload: Option<Stamp>,
+    lagged: Option<u64>,
+    id: Option<u64>,
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Stamp {
+    t: Option<u64>,
+}
+
+/// The last `(epoch, seq)` per subscribed topic.
+struct SeqState {
+    topics: Vec<u32>,
+    last: Vec<Option<(u64, u64)>>,
+}
+
+/// Topic `n`'s name.
+pub fn topic_name(n: u32) -> String {
+    format!("t{n}")
+}
+
+fn topic_index(name: &str) -> Option<u32> {
+    name.strip_prefix('t')?.parse().ok()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Connects and subscribes; `Err` says why it could not.
+pub async fn connect(id: usize, target: &Target, topics: &[u32]) -> Result<Ws, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    if target.spread_sources {
+        let src = SocketAddr::from((source_addr(id), 0));
+        socket.bind(src).map_err(|e| format!("bind {src}: {e}"))?;
+    }
+    let stream = socket.connect(target.addr).await.map_err(|e| format!("connect {}: {e}", target.addr))?;
+    let _ = stream.set_nodelay(true);
+    // Small buffers: tungstenite's 128 KiB read buffer would cost 2 GB at 15k clients.
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(config))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    for (i, &t) in topics.iter().enumerate() {
+        let req = format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"subscribe","params":{{"topic":"{}"}}}}"#,
+            topic_name(t)
+        );
+        ws.feed(Message::text(req)).await.map_err(|e| format!("subscribe: {e}"))?;
+    }
+    ws.flush().await.map_err(|e| format!("subscribe: {e}"))?;
+    let mut answered = 0;
+    while answered < topics.len() {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .map_err(|_| "subscribe: no answer in 30 s".to_string())?;
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                let p: Push =
+                    serde_json::from_str(t.as_str()).map_err(|e| format!("subscribe answer: {e}"))?;
+                if p.error.is_some() {
+                    return Err(format!("subscribe refused: {}", t.as_str()));
+                }
+                if p.id.is_some() {
+                    answered += 1;
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(format!("subscribe: {e}")),
+            None => return Err("subscribe: connection closed".into()),
+        }
+    }
+    Ok(ws)
+}
+
+/// Reads pushes until `stop` turns true or the server ends the connection.
+pub async fn read_loop(
+    id: usize,
+    mut ws: Ws,
+    topics: Vec<u32>,
+    tallies: &Tallies,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut seqs = SeqState { last: vec![None; topics.len()], topics };
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            m = ws.next() => m,
+        };
+        match msg {
+            Some(Ok(Message::Text(t))) => on_text(id, t.as_str(), &mut seqs, tallies),
+            Some(Ok(Message::Binary(_))) => tallies.with(id, |t| t.interval.errors += 1),
+            Some(Ok(Message::Close(_))) | None => {
+                tallies.closed_by_server.fetch_add(1, Relaxed);
+                tallies.open.fetch_sub(1, Relaxed);
+                return;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tallies.with(id, |t| t.interval.errors += 1);
+                tallies.note_error(format!("client {id}: read: {e}"));
+                tallies.closed_by_server.fetch_add(1, Relaxed);
+                tallies.open.fetch_sub(1, Relaxed);
+                return;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    tallies.open.fetch_sub(1, Relaxed);
+}
+
+/// Holds the connection without reading until `stop`.
+pub async fn stall(mut ws: Ws, tallies: &Tallies, mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+    // Do not wait on a close handshake behind megabytes of unread pushes.
+    let _ = tokio::time::timeout(Duration::from_millis(100), ws.close(None)).await;
+    tallies.open.fetch_sub(1, Relaxed);
+}
+
+fn on_text(id: usize, text: &str, seqs: &mut SeqState, tallies: &Tallies) {
+    let now = now_us();
+    let Ok(p) = serde_json::from_str::<Push>(text) else {
+        tallies.with(id, |t| t.interval.errors += 1);
+        return;
+    };
+    if let Some(n) = p.lagged {
+        tallies.with(id, |t| {
+            t.interval.lag_notices += 1;
+            t.interval.lagged_messages += n;
+        });
+        return;
+    }
+    let (Some(topic), Some(seq)) = (p.topic, p.seq) else {
+        return; // a response or a direct message: not part of the load
+    };
+    let epoch = p.epoch.unwrap_or(0);
+    let slot = topic_index(&topic).and_then(|n| seqs.topics.iter().position(|&t| t == n));
+    let (mut gap, mut bad) = (0u64, false);
+    if let Some(i) = slot {
+        match seqs.last[i] {
+            Some((e, last)) if e == epoch => {
+                if seq > last + 1 {
+                    gap = seq - last - 1;
+                } else if seq <= last {
+                    bad = true;
+                }
+            }
+            _ => {}
+        }
+        seqs.last[i] = Some((epoch, seq));
+    }
+    let latency = p.payload.and_then(|s| s.t).map(|t| now.saturating_sub(t));
+    tallies.with(id, |t| {
+        t.interval.deliveries += 1;
+        t.interval.bytes += text.len() as u64;
+        if gap > 0 {
+            t.interval.gaps += 1;
+            t.interval.gap_messages += gap;
+        }
+        if bad || slot.is_none() {
+            t.interval.errors += 1;
+        }
+        if let Some(l) = latency {
+            t.hist.saturating_record(l.max(1));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_gaps_lag_and_latency() {
+        let tallies = Tallies::new();
+        let mut s = SeqState { topics: vec![3], last: vec![None] };
+        let t = now_us();
+        for seq in [1u64, 2, 5, 6] {
+            let m =
+                format!(r#"{{"topic":"t3","seq":{seq},"epoch":1,"ts":0,"payload":{{"t":{t},"p":"xx"}}}}"#);
+            on_text(0, &m, &mut s, &tallies);
+        }
+        on_text(0, r#"{"lagged":7,"topic":"t3"}"#, &mut s, &tallies);
+        on_text(0, r#"{"jsonrpc":"2.0","id":0,"result":{}}"#, &mut s, &tallies);
+        let i = tallies.take();
+        assert_eq!((i.deliveries, i.gaps, i.gap_messages), (4, 1, 2));
+        assert_eq!((i.lag_notices, i.lagged_messages, i.errors), (1, 7, 0));
+        assert_eq!(i.latency_us.iter().map(|b| b.1).sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn a_new_epoch_restarts_the_count_and_going_back_is_an_error() {
+        let tallies = Tallies::new();
+        let mut s = SeqState { topics: vec![0], last: vec![None] };
+        for (epoch, seq) in [(1u64, 4u64), (2, 1), (2, 1)] {
+            let m = format!(r#"{{"topic":"t0","seq":{seq},"epoch":{epoch},"payload":{{"t":1}}}}"#);
+            on_text(0, &m, &mut s, &tallies);
+        }
+        let i = tallies.take();
+        assert_eq!((i.deliveries, i.gaps, i.errors), (3, 0, 1));
+    }
+}

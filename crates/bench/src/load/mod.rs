@@ -1,0 +1,315 @@
+//! `fanout-bench load`: real WebSocket clients against a real server, and a report.
+//!
+//! ```text
+//! fanout-bench load --url ws://127.0.0.1:8080/ws --api-key KEY --clients 1000 --rate 100
+//! fanout-bench load --spawn-server 'fanout-server --listen 127.0.0.1:{port} --api-key {api_key}' …
+//! fanout-bench load --compare fanout,mutex --search 100,200,500,1000 --p99-bound 50ms …
+//! ```
+//!
+//! # Design
+//!
+//! The parent process plans and measures; clients live in `load-worker`
+//! processes (this binary again, hidden subcommand; `worker.rs`), as many as the
+//! open-files limit needs (`limits.rs`). One *run* (`run.rs`) is: server up,
+//! ramp, steady phase at one rate, drain, teardown. A session is one or more
+//! runs:
+//!
+//! - **single:** one run at `--rate`;
+//! - **compare** (`--compare fanout,mutex`): the same run against each engine,
+//!   each on a freshly spawned server, engines alternating;
+//! - **search** (`--search r1,r2,…`): runs at increasing rates until a step
+//!   fails (p99 above `--p99-bound`, any message lost, or the publisher short
+//!   of its target by more than 5 %); with `--compare`, engines alternate at
+//!   each step and each stops at its own first failure.
+//!
+//! Then the report (`report.rs`, `plots.rs`) goes to `--out`.
+
+mod client;
+mod limits;
+mod live;
+mod plots;
+mod procstat;
+mod proto;
+mod publisher;
+mod report;
+mod run;
+mod server;
+mod worker;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+pub use worker::WorkerArgs;
+
+use live::{Live, ProgressMode};
+use report::{Capacity, Report, Setup};
+use run::{RunConfig, RunResult};
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mul) = if let Some(v) = s.strip_suffix("ms") {
+        (v, 0.001)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix('m') {
+        (v, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let n: f64 = num.trim().parse().map_err(|_| format!("bad duration `{s}` (e.g. 500ms, 10s, 2m)"))?;
+    Ok(Duration::from_secs_f64(n * mul))
+}
+
+/// `fanout-bench load`.
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// WebSocket URL of the server (ignored when a spawned command has `{port}`).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    pub url: String,
+    /// WebSocket clients.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Topics `t0`…`t{T-1}`.
+    #[arg(long, default_value_t = 1)]
+    pub topics: u32,
+    /// Topics each client subscribes to (K of T, spread evenly).
+    #[arg(long, default_value_t = 1)]
+    pub per_client: u32,
+    /// Messages per second, over all topics.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Payload bytes (JSON, send time included).
+    #[arg(long, default_value_t = 256)]
+    pub payload_size: usize,
+    /// Steady phase per run (e.g. 10s, 2m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Publish nothing during the steady phase, then one message per topic
+    /// (memory per idle connection and the time a broadcast takes to reach all).
+    #[arg(long)]
+    pub idle: bool,
+    /// Share of clients that stop reading after they subscribed (e.g. 0.02).
+    #[arg(long, default_value_t = 0.0)]
+    pub stalled_fraction: f64,
+    /// Worker processes for the clients (at least what the open-files limit needs).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Handshakes in flight per worker during the ramp.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Key for `POST /api/publish` (passed to spawned servers as `{api_key}`).
+    #[arg(long, env = "FANOUT_API_KEY", default_value = "fanout-load")]
+    pub api_key: String,
+    /// Start the server: a shell command; `{port}`, `{engine}`, `{api_key}` are filled in.
+    #[arg(long)]
+    pub spawn_server: Option<String>,
+    /// Sample an already running server's RSS and CPU.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Run against each engine on a spawned server, e.g. `fanout,mutex`.
+    #[arg(long, value_delimiter = ',')]
+    pub compare: Vec<String>,
+    /// The `fanout-server` binary for `--compare` [default: next to this binary].
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// Capacity search: rates to try in order, e.g. `100,200,500,1000`.
+    #[arg(long, value_delimiter = ',')]
+    pub search: Vec<f64>,
+    /// Capacity search: the p99 bound a step must hold.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub p99_bound: Duration,
+    /// Report folder.
+    #[arg(long, default_value = "load-report")]
+    pub out: PathBuf,
+    /// Progress bars: auto (when stderr is a terminal), always, never.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+}
+
+/// Why a search step failed, if it did.
+fn failure(r: &RunResult, bound: Duration) -> Option<String> {
+    if r.connect_failures > 0 {
+        return Some(format!("{} clients failed to connect", r.connect_failures));
+    }
+    if r.missing > 0 || r.gap_messages > 0 {
+        return Some(format!("{} messages lost ({} in seq gaps)", r.missing.max(0), r.gap_messages));
+    }
+    if r.latency.p99_us as u128 > bound.as_micros() {
+        return Some(format!("p99 {:.1} ms > {} ms", r.latency.p99_us as f64 / 1e3, bound.as_millis()));
+    }
+    if r.achieved_rate < 0.95 * r.target_rate || r.publish_errors > 0 {
+        return Some(format!(
+            "publisher reached {:.0} of {} msg/s ({} errors)",
+            r.achieved_rate, r.target_rate, r.publish_errors
+        ));
+    }
+    None
+}
+
+/// The `load` subcommand's main; returns the report folder.
+pub fn main(args: LoadArgs) -> Result<PathBuf, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(session(args))
+}
+
+/// The `load-worker` subcommand's main.
+pub fn worker_main(args: WorkerArgs) -> Result<(), String> {
+    worker::main(args)
+}
+
+async fn session(a: LoadArgs) -> Result<PathBuf, String> {
+    let live = Live::new(a.progress);
+    if a.per_client > a.topics || a.topics == 0 {
+        return Err(format!("--per-client {} must be between 1 and --topics {}", a.per_client, a.topics));
+    }
+    let limit = limits::open_files_limit();
+    let plan = limits::plan(a.clients, a.workers, limit)?;
+    live.say(&format!(
+        "open-files limit {} per process: {} clients in {} worker process(es) of at most {} each {:?}",
+        limit.map_or("unknown".into(), |l| l.to_string()),
+        a.clients,
+        plan.per_worker.len(),
+        plan.per_worker_cap,
+        plan.per_worker
+    ));
+    if a.clients > plan.per_worker_cap {
+        live.say(&format!(
+            "note: {} clients do not fit in one process under the limit; they are spread over {} workers. \
+             A server on this machine holds one descriptor per client too: it can serve at most ~{} of them.",
+            a.clients,
+            plan.per_worker.len(),
+            limit.unwrap_or(0).saturating_sub(100)
+        ));
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let engines: Vec<Option<String>> =
+        if a.compare.is_empty() { vec![None] } else { a.compare.iter().cloned().map(Some).collect() };
+    let spawn = match (&a.spawn_server, a.compare.is_empty()) {
+        (Some(c), _) => Some(c.clone()),
+        (None, false) => {
+            Some(server::default_command(a.server_bin.as_deref(), (a.clients + 100).clamp(10_000, 19_900))?)
+        }
+        (None, true) => None,
+    };
+    let cfg = RunConfig {
+        url: a.url.clone(),
+        clients: a.clients,
+        topics: a.topics,
+        per_client: a.per_client,
+        payload_size: a.payload_size,
+        duration: a.duration,
+        idle: a.idle,
+        stalled_fraction: a.stalled_fraction,
+        per_worker: plan.per_worker.clone(),
+        concurrency: a.concurrency,
+        api_key: a.api_key.clone(),
+        spawn: spawn.clone(),
+        server_pid: a.server_pid,
+        out_dir: a.out.clone(),
+    };
+    let searching = !a.search.is_empty();
+    let rates = if searching { a.search.clone() } else { vec![a.rate] };
+    let mut runs: Vec<RunResult> = Vec::new();
+    let mut capacity: Vec<Capacity> = engines
+        .iter()
+        .map(|e| Capacity {
+            engine: e.clone().unwrap_or_else(|| "server".into()),
+            highest_rate_held: None,
+            deliveries_per_sec: None,
+            p99_us: None,
+            first_failed_rate: None,
+            failed_because: None,
+        })
+        .collect();
+    for &rate in &rates {
+        for (i, e) in engines.iter().enumerate() {
+            if searching && capacity[i].first_failed_rate.is_some() {
+                continue;
+            }
+            let mut r = run::run_one(&cfg, e.as_deref(), rate, &live).await?;
+            if searching {
+                let why = failure(&r, a.p99_bound);
+                r.held = Some(why.is_none());
+                let c = &mut capacity[i];
+                match why {
+                    None => {
+                        c.highest_rate_held = Some(rate);
+                        c.deliveries_per_sec = Some(r.deliveries_per_sec);
+                        c.p99_us = Some(r.latency.p99_us);
+                    }
+                    Some(w) => {
+                        live.say(&format!("{}: step {rate} msg/s failed: {w}", c.engine));
+                        c.first_failed_rate = Some(rate);
+                        c.failed_because = Some(w);
+                    }
+                }
+            }
+            runs.push(r);
+        }
+    }
+    // Timelines to plot: per engine, the highest step that held (or its last step).
+    let shown: Vec<&RunResult> = engines
+        .iter()
+        .filter_map(|e| {
+            let mut mine = runs.iter().filter(|r| &r.engine == e);
+            let held = mine.clone().rfind(|r| r.held != Some(false));
+            held.or_else(|| mine.next_back())
+        })
+        .collect();
+    let plots = plots::write_all(&a.out, &shown, searching.then_some(runs.as_slice()))?;
+    let report = Report {
+        schema: "fanout-bench/load/1",
+        command: std::env::args()
+            .map(|s| if s.contains(' ') { format!("'{s}'") } else { s })
+            .collect::<Vec<_>>()
+            .join(" "),
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        machine: procstat::Machine::this(),
+        setup: Setup {
+            url: a.url.clone(),
+            clients: a.clients,
+            topics: a.topics,
+            topics_per_client: a.per_client,
+            payload_size: a.payload_size,
+            duration_secs: a.duration.as_secs_f64(),
+            idle: a.idle,
+            stalled_fraction: a.stalled_fraction,
+            workers: plan.per_worker.len(),
+            clients_per_worker: plan.per_worker.clone(),
+            source_addresses: "127.0.0.2–127.0.0.255 (loopback servers only)".into(),
+            mode: if searching {
+                "search"
+            } else if a.compare.is_empty() {
+                "single"
+            } else {
+                "compare"
+            },
+            engines: a.compare.clone(),
+            rates,
+            p99_bound_ms: a.p99_bound.as_secs_f64() * 1e3,
+            server_command: spawn,
+        },
+        capacity: if searching { capacity } else { vec![] },
+        runs,
+        plots,
+    };
+    report::write(&a.out, &report)?;
+    Ok(a.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("x").is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! What a `load-worker` process and its parent say to each other.
+//!
+//! The parent starts each worker as `fanout-bench load-worker …` (the same
+//! binary, a hidden subcommand) and talks to it over pipes:
+//!
+//! - **parent → worker, stdin:** one word per line. `tick` asks for the figures
+//!   of the interval since the last tick; `stop` ends the run (the worker closes
+//!   its clients, answers with a last [`Event::Tick`] and [`Event::Done`], and
+//!   exits). EOF on stdin counts as `stop`, so a parent that dies takes its
+//!   workers with it.
+//! - **worker → parent, stdout:** one [`Event`] per line, as JSON. stderr is
+//!   passed through to the user.
+//!
+//! Because the parent drives the ticks, every worker's interval covers the same
+//! second and the parent can add them up without aligning clocks. Latencies
+//! travel as the recorded buckets of each worker's interval histogram
+//! (`[value_us, count]` pairs), which the parent merges exactly: percentiles of
+//! a merged histogram are true percentiles, percentiles of percentiles are not.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// One line from a worker.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(tag = "ev", rename_all = "snake_case")]
+pub enum Event {
+    /// During the ramp, every 100 ms.
+    Progress { connected: u64, failed: u64 },
+    /// Every client connected (or failed) and subscribed.
+    Ready {
+        connected: u64,
+        failed: u64,
+        /// Reading clients subscribed to each topic (stalled clients excluded).
+        subscribers_per_topic: Vec<u64>,
+        /// The first connect or subscribe errors, for the report.
+        errors: Vec<String>,
+    },
+    /// Figures of one interval.
+    Tick(Interval),
+    /// After `stop`: the worker is about to exit.
+    Done { closed_by_server: u64 },
+}
+
+/// What the clients of one worker saw in one interval.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct Interval {
+    /// Messages received by reading clients.
+    pub deliveries: u64,
+    /// WebSocket payload bytes received.
+    pub bytes: u64,
+    /// Seq discontinuities seen (one per jump).
+    pub gaps: u64,
+    /// Messages skipped by those jumps: lost messages.
+    pub gap_messages: u64,
+    /// Lag notices received (`{"lagged":n}`).
+    pub lag_notices: u64,
+    /// Sum of their `n`.
+    pub lagged_messages: u64,
+    /// Protocol surprises: unparsable frames, seq going backwards, read errors.
+    pub errors: u64,
+    /// Open connections at the end of the interval.
+    pub connections: u64,
+    /// Connections the server closed so far (close frame or EOF).
+    pub closed_by_server: u64,
+    /// Latency buckets, microseconds: `[value, count]`.
+    pub latency_us: Vec<(u64, u64)>,
+}
+
+/// A latency histogram in microseconds, 1 µs to 100 s, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid histogram bounds")
+}
+
+/// The recorded buckets of `h`.
+pub fn buckets(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
+}
+
+/// Adds `b` (from [`buckets`]) into `h`.
+pub fn merge_buckets(h: &mut Histogram<u64>, b: &[(u64, u64)]) {
+    for &(v, n) in b {
+        h.saturating_record_n(v, n);
+    }
+}
+
+impl Interval {
+    /// Adds `o` to `self` (connections and closes are levels, summed over workers).
+    pub fn add(&mut self, o: &Interval) {
+        self.deliveries += o.deliveries;
+        self.bytes += o.bytes;
+        self.gaps += o.gaps;
+        self.gap_messages += o.gap_messages;
+        self.lag_notices += o.lag_notices;
+        self.lagged_messages += o.lagged_messages;
+        self.errors += o.errors;
+        self.connections += o.connections;
+        self.closed_by_server += o.closed_by_server;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_round_trip_through_json() {
+        let mut h = new_histogram();
+        for v in [5u64, 50, 500, 5000, 5000, 123_456] {
+            h.record(v).unwrap();
+        }
+        let line =
+            serde_json::to_string(&Event::Tick(Interval { latency_us: buckets(&h), ..Default::default() }))
+                .unwrap();
+        let Event::Tick(i) = serde_json::from_str(&line).unwrap() else { panic!("not a tick: {line}") };
+        let mut back = new_histogram();
+        merge_buckets(&mut back, &i.latency_us);
+        assert_eq!(back.len(), h.len());
+        assert_eq!(back.value_at_quantile(0.99), h.value_at_quantile(0.99));
+    }
+}

@@ -1,0 +1,89 @@
+//! CI smoke test of `fanout-bench load`: 50 clients for 2 seconds against a
+//! server started in this test process (the `fanout-server` library's
+//! `start`, on `127.0.0.1:0`), sampled through `--server-pid`. The report files
+//! must exist and parse, show deliveries, and no loss. It checks that the load
+//! tester works end to end, never how fast anything is: no timing thresholds.
+
+use std::process::Command;
+
+use clap::Parser as _;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
+    let cli = fanout_server::Cli::parse_from([
+        "fanout-server",
+        "--listen",
+        "127.0.0.1:0",
+        "--api-key",
+        "smoke",
+        "--log-level",
+        "warn",
+    ]);
+    let settings = fanout_server::Settings::from_cli(cli).expect("settings");
+    let server = fanout_server::start(settings).await.expect("server starts");
+    let url = format!("ws://{}/ws", server.addr());
+    let out = std::env::temp_dir().join(format!("fanout-load-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+
+    let args = [
+        "load",
+        "--url",
+        &url,
+        "--api-key",
+        "smoke",
+        "--clients",
+        "50",
+        "--topics",
+        "2",
+        "--per-client",
+        "1",
+        "--rate",
+        "20",
+        "--duration",
+        "2s",
+        "--progress",
+        "never",
+        "--server-pid",
+        &std::process::id().to_string(),
+        "--out",
+        out.to_str().expect("utf-8 temp dir"),
+    ]
+    .map(String::from);
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_fanout-bench")).args(args).status()
+    })
+    .await
+    .expect("join")
+    .expect("run fanout-bench load");
+    assert!(status.success(), "fanout-bench load failed: {status}");
+    server.shutdown().await.expect("server drains");
+
+    for f in ["report.json", "report.md", "latency.svg", "deliveries.svg", "server.svg", "histogram.svg"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let svg = std::fs::read_to_string(out.join("latency.svg")).expect("latency.svg");
+    assert!(svg.starts_with("<svg") && svg.contains("<text"), "latency.svg is not an SVG with text");
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(md.contains("## Results") && md.contains("## Reading"));
+
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
+            .expect("parses");
+    assert_eq!(v["schema"], "fanout-bench/load/1");
+    assert!(v["machine"]["cores"].as_u64().unwrap_or(0) >= 1);
+    let runs = v["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1);
+    let r = &runs[0];
+    assert_eq!(r["connected"], 50, "{r}");
+    assert!(r["published"].as_u64().unwrap_or(0) > 0, "nothing published: {r}");
+    assert!(r["deliveries"].as_u64().unwrap_or(0) > 0, "no deliveries: {r}");
+    assert_eq!(r["deliveries"], r["expected_deliveries"], "every published message reaches every subscriber");
+    assert_eq!(r["gaps"], 0);
+    assert_eq!(r["gap_messages"], 0);
+    assert_eq!(r["missing"], 0);
+    assert_eq!(r["errors"], 0, "{:?}", r["first_errors"]);
+    assert!(r["latency"]["count"].as_u64().unwrap_or(0) > 0);
+    assert!(r["server"]["rss_before_bytes"].as_u64().unwrap_or(0) > 0, "server sampled");
+    assert!(!r["timeline"].as_array().expect("timeline").is_empty());
+    let _ = std::fs::remove_dir_all(&out);
+}
