@@ -38,7 +38,7 @@ use crate::members::Members;
 use crate::message::{Envelope, Message, Meta, Origin, Priority};
 use crate::reaper::{self, Request};
 use crate::shared::Prepaid;
-use crate::stats::{Counters, PublishReport, Stats};
+use crate::stats::{thread_index, Counters, PublishReport, Stats};
 use crate::subscriber::Subscriber;
 use crate::topic::{Topic, TopicInner};
 use crate::SubscriberId;
@@ -589,7 +589,9 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         let priority = msg.priority();
         // One atomic for every recipient's reference (see `shared.rs`).
         let pre = msg.inner.prepay(set.len());
-        set.for_each(|inbox| self.offer_and_wake(inbox, std::iter::once(&pre), priority, r));
+        set.for_each_from(thread_index(), |inbox| {
+            self.offer_and_wake(inbox, std::iter::once(&pre), priority, r)
+        });
     }
 
     /// One member's share of a publish: offer the run, evict or wake.
@@ -656,7 +658,9 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
                     *pre = msg.as_ref().map(|m| m.inner.prepay(members));
                 }
                 let pres = &pres[..n];
-                set.for_each(|inbox| self.offer_and_wake(inbox, pres.iter().flatten(), priority, &mut r));
+                set.for_each_from(thread_index(), |inbox| {
+                    self.offer_and_wake(inbox, pres.iter().flatten(), priority, &mut r)
+                });
             }
             for slot in run.iter_mut().take(n) {
                 *slot = None;

@@ -110,6 +110,28 @@ impl<T> Members<T> {
         }
     }
 
+    /// [`Members::for_each`] starting at shard and chunk `start` (wrapping), so
+    /// that concurrent publishers on different threads walk different rings at
+    /// any moment instead of contending for the same ones in lockstep.
+    #[inline]
+    pub(crate) fn for_each_from(&self, start: usize, mut f: impl FnMut(&Arc<Inbox<T>>)) {
+        let n = self.shards.len();
+        for k in 0..n {
+            self.shards[(start + k) % n].snap.with(|chunks| {
+                let m = chunks.list.len();
+                if m == 0 {
+                    return;
+                }
+                let (tail, head) = chunks.list.split_at(start % m);
+                for chunk in head.iter().chain(tail) {
+                    for sub in &chunk.subs {
+                        f(sub);
+                    }
+                }
+            });
+        }
+    }
+
     /// Adds `sub`; false if it is already a member. Visible to every publish that
     /// starts after this returns.
     pub(crate) fn insert(&self, sub: Arc<Inbox<T>>) -> bool {

@@ -162,6 +162,20 @@ thread_local! {
     static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
+/// A small number per thread, handed out in order of first use: picks a
+/// counter stripe, and where a publisher starts its walk over the members.
+#[inline]
+pub(crate) fn thread_index() -> usize {
+    STRIPE.with(|s| {
+        let mut i = s.get();
+        if i == usize::MAX {
+            i = NEXT_STRIPE.fetch_add(1, Relaxed);
+            s.set(i);
+        }
+        i
+    })
+}
+
 impl Counters {
     pub(crate) fn new() -> Self {
         let n = (std::thread::available_parallelism().map_or(4, |n| n.get()) * 2).next_power_of_two().max(4);
@@ -170,15 +184,7 @@ impl Counters {
 
     #[inline]
     fn mine(&self) -> &Stripe {
-        let i = STRIPE.with(|s| {
-            let mut i = s.get();
-            if i == usize::MAX {
-                i = NEXT_STRIPE.fetch_add(1, Relaxed);
-                s.set(i);
-            }
-            i
-        });
-        &self.stripes[i & (self.stripes.len() - 1)]
+        &self.stripes[thread_index() & (self.stripes.len() - 1)]
     }
 
     pub(crate) fn subscribed(&self) {

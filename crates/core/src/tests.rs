@@ -90,3 +90,17 @@ fn parked_flag_follows_the_receiver() {
     assert!(!s.inbox().is_parked());
     assert_eq!(hub.stats().wakes, 1);
 }
+
+#[test]
+fn walks_from_any_start_visit_every_member_once() {
+    let m = Members::new(3, 16);
+    for id in 0..200 {
+        m.insert(inbox(id));
+    }
+    for start in [0, 1, 2, 5, 17, 1000] {
+        let mut seen: Vec<u64> = Vec::new();
+        m.for_each_from(start, |i| seen.push(i.id.0));
+        seen.sort();
+        assert_eq!(seen, (0..200).collect::<Vec<_>>(), "start {start}");
+    }
+}
