@@ -64,9 +64,7 @@ impl Default for HubConfig {
 impl HubConfig {
     /// Checks every field; [`HubBuilder::build`](crate::HubBuilder::build) calls it.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.capacity == 0 {
-            return Err(ConfigError::new("capacity", "must be at least 1"));
-        }
+        check_capacity(self.capacity)?;
         check_high_water(self.high_water)?;
         if self.cleanup_capacity == 0 {
             return Err(ConfigError::new("cleanup_capacity", "must be at least 1"));
@@ -77,11 +75,25 @@ impl HubConfig {
         if self.shards == 0 || self.shards > 1024 {
             return Err(ConfigError::new("shards", "must be between 1 and 1024"));
         }
-        if self.chunk_size < 16 {
-            return Err(ConfigError::new("chunk_size", "must be at least 16"));
+        if !(16..=1 << 20).contains(&self.chunk_size) {
+            return Err(ConfigError::new("chunk_size", "must be between 16 and 1,048,576"));
+        }
+        if self.cleanup_capacity > 1 << 24 {
+            return Err(ConfigError::new("cleanup_capacity", "must be at most 16,777,216"));
         }
         Ok(())
     }
+}
+
+/// Largest ring: 2^24 slots (256 MiB of slots for one subscriber is already
+/// more than any sane use; past it a typo would abort the process on OOM).
+pub const MAX_CAPACITY: usize = 1 << 24;
+
+fn check_capacity(capacity: usize) -> Result<(), ConfigError> {
+    if capacity == 0 || capacity > MAX_CAPACITY {
+        return Err(ConfigError::new("capacity", "must be between 1 and 16,777,216"));
+    }
+    Ok(())
 }
 
 fn check_high_water(hw: f64) -> Result<(), ConfigError> {
@@ -134,9 +146,7 @@ impl SubscribeOptions {
 
     pub(crate) fn resolve(&self, hub: &HubConfig) -> Result<Resolved, ConfigError> {
         let capacity = self.capacity.unwrap_or(hub.capacity);
-        if capacity == 0 {
-            return Err(ConfigError::new("capacity", "must be at least 1"));
-        }
+        check_capacity(capacity)?;
         let hw = self.high_water.unwrap_or(hub.high_water);
         check_high_water(hw)?;
         // At least one slot for normal traffic, at most all of them.

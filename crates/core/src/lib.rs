@@ -87,7 +87,7 @@ mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-pub use config::{ConfigError, HubConfig, Overflow, SubscribeOptions};
+pub use config::{ConfigError, HubConfig, Overflow, SubscribeOptions, MAX_CAPACITY};
 pub use engine::{add as add_report, Engine, Receiver};
 pub use error::{CloseReason, PublishError, RecvError, SendError, SubscribeError, TryRecvError};
 pub use hub::{Hub, HubBuilder};

@@ -495,6 +495,13 @@ fn bad_config_is_refused_with_the_field() {
     assert_eq!(e.field(), "high_water");
     assert!(e.to_string().contains("high_water"));
     assert_eq!(Hub::<u64>::builder().shards(0).build().unwrap_err().field(), "shards");
+    assert_eq!(Hub::<u64>::builder().capacity(usize::MAX).build().unwrap_err().field(), "capacity");
+    assert_eq!(Hub::<u64>::builder().chunk_size(usize::MAX).build().unwrap_err().field(), "chunk_size");
+    let hub = Hub::<u64>::new();
+    assert_eq!(
+        hub.subscribe_with(SubscribeOptions::new().capacity(fanout_core::MAX_CAPACITY + 1)).unwrap_err(),
+        SubscribeError::InvalidOptions("capacity")
+    );
     assert_eq!(Hub::<u64>::builder().cleanup_capacity(0).build().unwrap_err().field(), "cleanup_capacity");
     assert_eq!(
         Hub::<u64>::builder().sweep_interval(std::time::Duration::ZERO).build().unwrap_err().field(),
