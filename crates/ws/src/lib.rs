@@ -25,7 +25,7 @@
 //! Per connection there is a reader task and a writer task (see `conn.rs`);
 //! every limit is in [`WsConfig`]; the protocol is in `docs/protocol.md`.
 //!
-//! With the `axum` feature, [`axum::router`] mounts the gateway in an axum
+//! With the `axum` feature, `axum::router` mounts the gateway in an axum
 //! application.
 
 #![deny(missing_docs)]
@@ -37,6 +37,8 @@ pub mod axum;
 mod config;
 mod conn;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod limits;
 mod metrics;
