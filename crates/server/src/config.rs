@@ -56,7 +56,7 @@ pub enum LogFormat {
 }
 
 /// `fanout-server` command line. Every flag also reads `FANOUT_<NAME>`.
-#[derive(Parser, Debug, Default)]
+#[derive(Parser, Default)]
 #[command(name = "fanout-server", version, about = "fanout WebSocket fan-out server")]
 pub struct Cli {
     /// TOML config file.
@@ -152,7 +152,7 @@ pub struct Cli {
 }
 
 /// The TOML file: the same keys as the flags, `_` for `-`.
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     listen: Option<SocketAddr>,
@@ -186,8 +186,9 @@ pub struct FileConfig {
     log_level: Option<String>,
 }
 
-/// Everything the server runs with.
-#[derive(Clone, Debug)]
+/// Everything the server runs with. `Debug` redacts the API key (and the JWT
+/// secret, in `ws`).
+#[derive(Clone)]
 pub struct Settings {
     /// Listen address.
     pub listen: SocketAddr,
@@ -211,6 +212,24 @@ pub struct Settings {
     pub log_level: String,
     /// Transport settings.
     pub ws: WsConfig,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("engine", &self.engine)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("capacity", &self.capacity)
+            .field("overflow", &self.overflow)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("stats_interval", &self.stats_interval)
+            .field("max_body_size", &self.max_body_size)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
+            .field("ws", &self.ws)
+            .finish()
+    }
 }
 
 impl Default for Settings {

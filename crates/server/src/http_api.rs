@@ -118,6 +118,17 @@ impl<E: Engine<Frame>> Api<E> {
             }
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading body: {e}")),
         };
+        self.publish_body(binary, query_topic, &body)
+    }
+
+    /// Everything `POST /api/publish` does once the key is checked and the body
+    /// read: the part that parses untrusted bytes (and the fuzz target's entry).
+    pub(crate) fn publish_body(
+        &self,
+        binary: bool,
+        query_topic: Option<String>,
+        body: &[u8],
+    ) -> Response<Body> {
         if binary {
             let Some(topic) = query_topic else {
                 return error(StatusCode::BAD_REQUEST, "binary publish needs ?topic=");
@@ -125,12 +136,12 @@ impl<E: Engine<Frame>> Api<E> {
             if let Err(r) = self.check_topic(&topic) {
                 return r;
             }
-            return match self.gateway.publish_binary(&topic, &body) {
+            return match self.gateway.publish_binary(&topic, body) {
                 Ok(r) => json(StatusCode::OK, &PublishResult::from(r)),
                 Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             };
         }
-        let text = match std::str::from_utf8(&body) {
+        let text = match std::str::from_utf8(body) {
             Ok(t) => t,
             Err(_) => return error(StatusCode::BAD_REQUEST, "body is not UTF-8"),
         };

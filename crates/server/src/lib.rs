@@ -149,3 +149,58 @@ pub async fn run_with<E: Engine<Frame>>(
     tracing::info!(graceful = report.graceful, elapsed = ?report.elapsed, "stopped");
     Ok(report)
 }
+
+/// Entry point for the HTTP publish fuzz target in `fuzz/` (hidden: not a
+/// stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::sync::OnceLock;
+
+    use fanout_core::Hub;
+    use fanout_ws::{Frame, Gateway};
+
+    use crate::http_api::Api;
+    use crate::Settings;
+
+    fn api() -> &'static Api<Hub<Frame>> {
+        static API: OnceLock<Api<Hub<Frame>>> = OnceLock::new();
+        API.get_or_init(|| {
+            let settings = Settings { api_key: Some("fuzz".into()), ..Settings::default() };
+            let gateway = Gateway::new(Hub::new(), settings.ws.clone()).expect("default settings are valid");
+            Api { gateway, settings }
+        })
+    }
+
+    /// Runs the body of an authorised `POST /api/publish` (`binary`: the
+    /// `application/octet-stream` variant, with `query_topic` from `?topic=`).
+    /// Returns the status and body; panics if the answer is not the documented
+    /// shape (a status from the protocol's table, a JSON body).
+    pub fn publish_body(binary: bool, query_topic: Option<String>, body: &[u8]) -> (u16, String) {
+        use http_body_util::BodyExt;
+        let resp = api().publish_body(binary, query_topic, body);
+        let status = resp.status().as_u16();
+        assert!(matches!(status, 200 | 400 | 403 | 404 | 503), "undocumented status {status}");
+        let bytes = futures_now(resp.into_body().collect()).expect("a full body").to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).expect("UTF-8 answer");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON answer");
+        if status != 200 {
+            assert!(v.get("error").and_then(|e| e.as_str()).is_some(), "error without message: {text}");
+        }
+        (status, text)
+    }
+
+    /// Polls a future that is ready at once (a `Full` body).
+    fn futures_now<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
+        let mut cx = std::task::Context::from_waker(&waker);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("a Full body is always ready"),
+        }
+    }
+}

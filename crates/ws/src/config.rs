@@ -42,7 +42,10 @@ impl Default for RateLimit {
 /// };
 /// config.validate().unwrap();
 /// ```
-#[derive(Clone, Debug)]
+///
+/// `Debug` prints `jwt_secret` as `"<redacted>"`: a config dumped to a log or a
+/// panic message does not leak it.
+#[derive(Clone)]
 pub struct WsConfig {
     /// Path of the WebSocket endpoint (default `/ws`).
     pub path: String,
@@ -89,6 +92,33 @@ pub struct WsConfig {
     pub tcp_nodelay: bool,
     /// Replies queued from a connection's reader to its writer (default 64).
     pub reply_queue: usize,
+}
+
+impl fmt::Debug for WsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsConfig")
+            .field("path", &self.path)
+            .field("echo_path", &self.echo_path)
+            .field("max_message_size", &self.max_message_size)
+            .field("read_buffer_size", &self.read_buffer_size)
+            .field("write_buffer_size", &self.write_buffer_size)
+            .field("max_batch", &self.max_batch)
+            .field("write_timeout", &self.write_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("pong_timeout", &self.pong_timeout)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("close_timeout", &self.close_timeout)
+            .field("rate_limit", &self.rate_limit)
+            .field("max_subscriptions", &self.max_subscriptions)
+            .field("max_topic_len", &self.max_topic_len)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field("tcp_nodelay", &self.tcp_nodelay)
+            .field("reply_queue", &self.reply_queue)
+            .finish()
+    }
 }
 
 impl Default for WsConfig {

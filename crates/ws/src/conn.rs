@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use fanout_core::{CloseReason, Engine, Message as EngineMessage, Receiver, RecvError, TryRecvError};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -204,6 +204,12 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Write
                         ReadWhy::Gone(kind) => kind,
                         ReadWhy::Close { kind, code, reason, fatal } => {
                             self.record(kind);
+                            // The reader has ended, so every reply it queued is in
+                            // the channel: send them before the close (the
+                            // -32003 answers that led to a rate-limit close, say).
+                            while let Ok(t) = self.rx.try_recv() {
+                                self.out.push(Message::Text(t.into()));
+                            }
                             self.close_after_reader(end.stream, code, reason, fatal).await;
                             kind
                         }
@@ -510,8 +516,13 @@ where
     inner.metrics.ended();
 }
 
-/// Reads and discards raw input until EOF, at most `limit`.
-async fn linger<S: AsyncRead + Unpin>(io: &mut S, limit: Duration) {
+/// After our close frame on a failed connection: closes our sending side
+/// first (a FIN: RFC 6455, section 7.1.1, prefers that the server close the TCP
+/// connection first), then reads and discards input until the client's EOF, at
+/// most `limit`, so that unread input does not turn the close into a reset
+/// that would destroy the close frame in flight.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, limit: Duration) {
+    let _ = tokio::time::timeout(limit, io.shutdown()).await;
     let mut buf = [0u8; 2048];
     let _ = tokio::time::timeout(limit, async {
         loop {

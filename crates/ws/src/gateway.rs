@@ -26,7 +26,7 @@
 //! drain timeout passes; past it, the remaining connections are dropped.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,24 @@ pub(crate) struct Inner<E: Engine<Frame>> {
     /// Connection tasks alive (upgrading or connected); `idle` is notified at 0.
     tasks: AtomicUsize,
     idle: Notify,
+    /// Publishes in progress through the gateway. With `closing`, a Dekker-style
+    /// gate (both sides `SeqCst`: each stores, then loads the other's word): a
+    /// publish counts itself in, then checks `closing`; the drain sets
+    /// `closing`, then waits for this to reach 0 before the writers empty their
+    /// queues. So every publish that returned `Ok` had queued its message before
+    /// any writer began its final drain, and reaches the client before the 1001.
+    publishing: AtomicUsize,
+    /// Set once the drain began: publishes are refused from then on.
+    closing: AtomicBool,
+}
+
+/// Counts one publish in progress (see `Inner::publishing`).
+struct PublishGuard<'a>(&'a AtomicUsize);
+
+impl Drop for PublishGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Held by each connection task: counts it alive.
@@ -151,6 +169,8 @@ impl<E: Engine<Frame>> Gateway<E> {
                 phase,
                 tasks: AtomicUsize::new(0),
                 idle: Notify::new(),
+                publishing: AtomicUsize::new(0),
+                closing: AtomicBool::new(false),
             }),
         })
     }
@@ -177,19 +197,28 @@ impl<E: Engine<Frame>> Gateway<E> {
 
     /// Whether [`Gateway::shutdown`] has begun.
     pub fn is_draining(&self) -> bool {
-        *self.inner.phase.borrow() != Phase::Running
+        self.inner.closing.load(Ordering::Relaxed) || *self.inner.phase.borrow() != Phase::Running
     }
 
-    fn timed<R>(&self, f: impl FnOnce() -> R) -> R {
+    /// Runs one publish through the drain gate (`None`: refused, the drain
+    /// began), timing it.
+    fn timed<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        self.inner.publishing.fetch_add(1, Ordering::SeqCst);
+        let _guard = PublishGuard(&self.inner.publishing);
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return None;
+        }
         let t0 = Instant::now();
         let r = f();
         self.inner.metrics.publish(t0.elapsed().as_nanos() as u64);
-        r
+        Some(r)
     }
 
     /// Publishes a JSON payload to `topic`: the envelope (with the topic's next
     /// seq) is encoded once and shared by every recipient. No topic-name or
-    /// permission check: callers facing clients do those.
+    /// permission check: callers facing clients do those. Refused with
+    /// `PublishError::Shutdown` once the drain began: a publish that returns
+    /// `Ok` reaches every recipient that is not evicted, even during a drain.
     pub fn publish_json(&self, topic: &str, payload: &RawValue) -> Result<PublishReport, PublishError> {
         let ts = now_ms();
         self.timed(|| {
@@ -197,6 +226,7 @@ impl<E: Engine<Frame>> Gateway<E> {
                 .engine
                 .publish_with(topic, Priority::Normal, |meta| encode_json(Some(topic), meta, ts, payload))
         })
+        .unwrap_or(Err(PublishError::Shutdown))
     }
 
     /// Publishes a JSON value (serialised once).
@@ -217,13 +247,17 @@ impl<E: Engine<Frame>> Gateway<E> {
                 .engine
                 .publish_with(topic, Priority::Normal, |meta| encode_binary(Some(topic), meta, ts, payload))
         })
+        .unwrap_or(Err(PublishError::Shutdown))
     }
 
     /// Sends a JSON payload to one connection, by the id it got in the
     /// `X-Fanout-Client-Id` header (`"topic":null`, `"seq":0`).
     pub fn send_json_to(&self, id: SubscriberId, payload: &RawValue) -> Result<(), SendError<Frame>> {
         let frame = encode_json(None, Meta { seq: 0, epoch: 0 }, now_ms(), payload);
-        self.timed(|| self.inner.engine.send_to(id, frame))
+        let slot = std::cell::Cell::new(Some(frame));
+        let take = || slot.take().expect("the frame is taken once");
+        self.timed(|| self.inner.engine.send_to(id, take()))
+            .unwrap_or_else(|| Err(SendError::Shutdown(take())))
     }
 
     /// Answers a request on the WebSocket path: `101` and a spawned connection,
@@ -420,6 +454,13 @@ impl<E: Engine<Frame>> Gateway<E> {
     pub async fn shutdown(&self, drain_timeout: Duration) -> DrainReport {
         let t0 = Instant::now();
         let connections = self.inner.tasks.load(Ordering::Acquire);
+        // Close the publish gate, and let the publishes already past it finish
+        // (they are synchronous and short) before the writers take their last
+        // messages.
+        self.inner.closing.store(true, Ordering::SeqCst);
+        while self.inner.publishing.load(Ordering::SeqCst) != 0 {
+            tokio::task::yield_now().await;
+        }
         self.inner.phase.send_replace(Phase::Draining);
         let graceful = tokio::time::timeout(drain_timeout, self.wait_idle()).await.is_ok();
         if !graceful {

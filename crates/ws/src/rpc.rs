@@ -243,11 +243,14 @@ impl<E: Engine<Frame>> Session<E> {
         let method = match (&req.jsonrpc, &req.method) {
             (Some(Value::String(v)), Some(Value::String(m))) if v == "2.0" => m.as_str(),
             _ => {
+                // Not a request object at all, so not a notification either
+                // (JSON-RPC 2.0, section 5: `{"foo": "boo"}` is answered with an
+                // Invalid Request error, id null).
                 let e = RpcError::new(
                     codes::INVALID_REQUEST,
                     "invalid request: needs \"jsonrpc\":\"2.0\" and a method",
                 );
-                return (!notification).then(|| self.error(&id, e));
+                return Some(self.error(&id, e));
             }
         };
         let result = match method {
