@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target in fuzz/ for a set time each (default 60 s).
+#
+#   scripts/fuzz.sh [seconds] [target...]
+#
+# Needs the nightly toolchain (`rustup toolchain install nightly`) and
+# cargo-fuzz (`cargo install cargo-fuzz`). The seed corpus in fuzz/corpus/<t>
+# is only read; new inputs go to fuzz/corpus-work/<t> (git-ignored). Crashes
+# land in fuzz/artifacts/<t>/; the script stops at the first failing target and
+# prints how to reproduce. Build output goes to $FUZZ_TARGET_DIR (default
+# fuzz/target). Runs one process per target: the run is sized for a shared
+# 2-core machine.
+set -euo pipefail
+
+secs=${1:-60}
+shift || true
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root/fuzz"
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(rpc topic jwt http_publish)
+fi
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    echo "fuzz.sh: the nightly toolchain is missing: rustup toolchain install nightly" >&2
+    exit 2
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "fuzz.sh: cargo-fuzz is missing: cargo install cargo-fuzz" >&2
+    exit 2
+fi
+target_dir=${FUZZ_TARGET_DIR:-$root/fuzz/target}
+
+for t in "${targets[@]}"; do
+    mkdir -p "corpus-work/$t"
+    echo "== $t: ${secs}s"
+    log="corpus-work/$t.log"
+    if ! cargo +nightly fuzz run --target-dir "$target_dir" "$t" "corpus-work/$t" "corpus/$t" -- \
+        -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1 \
+        >"$log" 2>&1; then
+        tail -40 "$log"
+        echo "fuzz.sh: $t FAILED; reproduce with:" >&2
+        echo "  cd fuzz && cargo +nightly fuzz run $t artifacts/$t/<crash-file>" >&2
+        exit 1
+    fi
+    grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb|Done [0-9]+ runs" "$log" | sed "s/^/   /" || true
+    echo "   corpus: $(ls "corpus-work/$t" | wc -l) inputs"
+done
+echo "fuzz.sh: all targets ran ${secs}s without a crash"
