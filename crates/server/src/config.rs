@@ -80,7 +80,7 @@ pub struct Cli {
     /// WebSocket connections in all (0 = no cap) [default: 10000].
     #[arg(long, env = "FANOUT_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// WebSocket connections per client IP (0 = no cap) [default: 0].
+    /// WebSocket connections per client IP (0 = no cap) [default: 1000].
     #[arg(long, env = "FANOUT_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
     /// Largest inbound WebSocket message, bytes [default: 65536].

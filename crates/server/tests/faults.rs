@@ -230,3 +230,28 @@ async fn secrets_never_in_logs() {
         assert!(!log.contains(t.rsplit('.').next().unwrap()));
     }
 }
+
+/// The defaults are the safe ones (docs/security.md): loopback only, no HTTP
+/// publishing without a key, no echo route, every limit on.
+#[test]
+fn safe_defaults() {
+    let s = Settings::default();
+    assert!(s.listen.ip().is_loopback(), "binds 127.0.0.1 by default");
+    assert_eq!(s.api_key, None, "POST /api/publish answers 403 until a key is set");
+    let w = &s.ws;
+    assert_eq!(w.jwt_secret, None);
+    assert_eq!(w.echo_path, None, "no echo route");
+    assert!(w.allowed_origins.is_empty());
+    assert!(w.max_connections > 0 && w.max_connections <= 19_900);
+    assert!(w.max_connections_per_ip > 0 && w.max_connections_per_ip < w.max_connections);
+    assert!(w.max_message_size <= 1 << 20);
+    assert!(w.rate_limit.per_second > 0.0 && w.rate_limit.burst > 0);
+    assert!(w.max_subscriptions > 0 && w.max_subscriptions <= 1024);
+    assert!(w.handshake_timeout <= Duration::from_secs(30));
+    assert!(w.write_timeout <= Duration::from_secs(30));
+    assert!(w.pong_timeout <= Duration::from_secs(120));
+    assert!(s.max_body_size <= 16 << 20);
+    // Anonymous connections may subscribe but never publish.
+    let anon = fanout_ws::Permissions::anonymous();
+    assert!(anon.subscribe.allows("news") && !anon.publish.allows("news"));
+}

@@ -81,7 +81,9 @@ pub struct WsConfig {
     /// Open WebSocket connections in all (default 10,000; 0 = no cap): past it,
     /// HTTP 503.
     pub max_connections: usize,
-    /// Open connections per client IP (default 0 = no cap): past it, HTTP 429.
+    /// Open connections per client IP (default 1,000; 0 = no cap): past it, HTTP
+    /// 429. On by default: one address cannot take every slot of
+    /// `max_connections`; raise it for clients behind one large NAT.
     pub max_connections_per_ip: usize,
     /// Allowed `Origin` values (empty = any; `*` = any). A request without an
     /// `Origin` header (not a browser) is allowed. Otherwise: HTTP 403.
@@ -139,7 +141,7 @@ impl Default for WsConfig {
             max_subscriptions: 64,
             max_topic_len: 128,
             max_connections: 10_000,
-            max_connections_per_ip: 0,
+            max_connections_per_ip: 1_000,
             allowed_origins: Vec::new(),
             jwt_secret: None,
             tcp_nodelay: true,
