@@ -28,7 +28,10 @@
 //!
 //! A stalled client subscribes and then never reads again, the way a frozen
 //! browser tab does: its socket buffers fill, the server's queue for it fills,
-//! and the server evicts it. Its deliveries are not counted.
+//! and the server evicts it. Its deliveries are not counted. Its receive
+//! buffer is set to 4 KiB (`SO_RCVBUF`) before it connects: with loopback's
+//! default of several megabytes the server's queue would only fill after
+//! minutes at a modest rate.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -169,8 +172,13 @@ fn topic_index(name: &str) -> Option<u32> {
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// Connects and subscribes; `Err` says why it could not.
-pub async fn connect(id: usize, target: &Target, topics: &[u32]) -> Result<Ws, String> {
+pub async fn connect(id: usize, target: &Target, topics: &[u32], stalled: bool) -> Result<Ws, String> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    if stalled {
+        // A small receive window, so that the server's queue (not megabytes of
+        // loopback socket buffer) fills within seconds, as behind a slow link.
+        let _ = socket.set_recv_buffer_size(4096);
+    }
     if target.spread_sources {
         let src = SocketAddr::from((source_addr(id), 0));
         socket.bind(src).map_err(|e| format!("bind {src}: {e}"))?;

@@ -80,6 +80,9 @@ pub struct LoadArgs {
     /// Messages per second, over all topics.
     #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
+    /// Mixed rates: topic i gets a share of the rate ∝ 1/(i+1)^zipf (0 = equal).
+    #[arg(long, default_value_t = 0.0)]
+    pub zipf: f64,
     /// Payload bytes (JSON, send time included).
     #[arg(long, default_value_t = 256)]
     pub payload_size: usize,
@@ -148,6 +151,17 @@ fn failure(r: &RunResult, bound: Duration) -> Option<String> {
     None
 }
 
+/// The distinct rates that were run, in order.
+fn rates_run(runs: &[RunResult]) -> Vec<f64> {
+    let mut v: Vec<f64> = Vec::new();
+    for r in runs {
+        if !v.contains(&r.target_rate) {
+            v.push(r.target_rate);
+        }
+    }
+    v
+}
+
 /// The `load` subcommand's main; returns the report folder.
 pub fn main(args: LoadArgs) -> Result<PathBuf, String> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
@@ -199,6 +213,7 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
         topics: a.topics,
         per_client: a.per_client,
         payload_size: a.payload_size,
+        zipf: a.zipf,
         duration: a.duration,
         idle: a.idle,
         stalled_fraction: a.stalled_fraction,
@@ -249,15 +264,18 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
             runs.push(r);
         }
     }
-    // Timelines to plot: per engine, the highest step that held (or its last step).
-    let shown: Vec<&RunResult> = engines
-        .iter()
-        .filter_map(|e| {
-            let mut mine = runs.iter().filter(|r| &r.engine == e);
-            let held = mine.clone().rfind(|r| r.held != Some(false));
-            held.or_else(|| mine.next_back())
+    // Timelines to plot: one run per engine, all at the same rate, so that the
+    // plots compare like with like: the highest rate every engine held (a
+    // search), else the first rate.
+    let common = rates_run(&runs)
+        .into_iter()
+        .filter(|&rate| {
+            engines.iter().all(|e| runs.iter().any(|r| &r.engine == e && r.target_rate == rate && r.held != Some(false)))
         })
-        .collect();
+        .last()
+        .unwrap_or(rates[0]);
+    let shown: Vec<&RunResult> =
+        engines.iter().filter_map(|e| runs.iter().find(|r| &r.engine == e && r.target_rate == common)).collect();
     let plots = plots::write_all(&a.out, &shown, searching.then_some(runs.as_slice()))?;
     let report = Report {
         schema: "fanout-bench/load/1",
@@ -275,6 +293,7 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
             topics: a.topics,
             topics_per_client: a.per_client,
             payload_size: a.payload_size,
+            zipf: a.zipf,
             duration_secs: a.duration.as_secs_f64(),
             idle: a.idle,
             stalled_fraction: a.stalled_fraction,

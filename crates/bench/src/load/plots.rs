@@ -75,12 +75,17 @@ fn latency(path: &Path, runs: &[&RunResult]) -> Result<(), String> {
     root.fill(&WHITE).map_err(err)?;
     let ms = |us: u64| (us.max(1) as f64) / 1000.0;
     let ymax = runs.iter().flat_map(|r| r.timeline.iter().map(|p| ms(p.p99_us))).fold(1.0, f64::max) * 2.0;
+    let ymin = runs
+        .iter()
+        .flat_map(|r| r.timeline.iter().filter(|p| p.p50_us > 0).map(|p| ms(p.p50_us)))
+        .fold(ymax, f64::min)
+        / 2.0;
     let mut chart = ChartBuilder::on(&root)
         .caption("Publish-to-receive latency per second (thin: p50, thick: p99)", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..xmax(runs), (0.01..ymax).log_scale())
+        .build_cartesian_2d(0.0..xmax(runs), (ymin.min(0.5)..ymax).log_scale())
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -268,17 +273,17 @@ fn capacity(path: &Path, all: &[RunResult]) -> Result<(), String> {
     fn rates<'a>(all: &'a [RunResult], e: &'a str) -> impl Iterator<Item = &'a RunResult> + Clone + 'a {
         all.iter().filter(move |r| r.engine.as_deref().unwrap_or("server") == e)
     }
-    let rmax = all.iter().map(|r| r.target_rate).fold(1.0, f64::max) * 1.5;
-    let rmin = all.iter().map(|r| r.target_rate).fold(rmax, f64::min).max(0.1) / 1.5;
+    let rmax = all.iter().map(|r| r.target_rate).fold(1.0, f64::max) * 1.1;
     let pmax = all.iter().map(|r| r.latency.p99_us as f64 / 1e3).fold(1.0, f64::max) * 2.0;
+    let pmin = all.iter().map(|r| r.latency.p99_us.max(10) as f64 / 1e3).fold(pmax, f64::min) / 2.0;
     let mut c1 = ChartBuilder::on(&top)
         .caption("p99 latency against publish rate (x: step failed)", ("sans-serif", 18))
         .margin(15)
         .x_label_area_size(35)
         .y_label_area_size(70)
-        .build_cartesian_2d((rmin..rmax).log_scale(), (0.01..pmax).log_scale())
+        .build_cartesian_2d(0.0..rmax, (pmin..pmax).log_scale())
         .map_err(err)?;
-    c1.configure_mesh().x_desc("target messages/s (log)").y_desc("p99, ms (log)").draw().map_err(err)?;
+    c1.configure_mesh().x_desc("target messages/s").y_desc("p99, ms (log)").draw().map_err(err)?;
     for (i, e) in engines.iter().enumerate() {
         let c = color(i);
         let pts: Vec<(f64, f64)> =
@@ -304,10 +309,10 @@ fn capacity(path: &Path, all: &[RunResult]) -> Result<(), String> {
         .margin(15)
         .x_label_area_size(35)
         .y_label_area_size(70)
-        .build_cartesian_2d((rmin..rmax).log_scale(), 0.0..dmax)
+        .build_cartesian_2d(0.0..rmax, 0.0..dmax)
         .map_err(err)?;
     c2.configure_mesh()
-        .x_desc("target messages/s (log)")
+        .x_desc("target messages/s")
         .y_desc("deliveries/s")
         .y_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
         .draw()

@@ -85,6 +85,16 @@ pub struct Machine {
     pub os: String,
     /// This process's open-files limit.
     pub open_files_limit: Option<u64>,
+    /// `/proc/loadavg` (1, 5, 15 min) when the report was written: the machine
+    /// is shared, and a high figure means other work competed for the cores.
+    pub loadavg: Option<[f64; 3]>,
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn loadavg() -> Option<[f64; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = s.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
 }
 
 impl Machine {
@@ -110,7 +120,14 @@ impl Machine {
         let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| format!("Linux {}", s.trim()))
             .unwrap_or_else(|_| std::env::consts::OS.into());
-        Machine { cores, memory_bytes, cpu, os, open_files_limit: super::limits::open_files_limit() }
+        Machine {
+            cores,
+            memory_bytes,
+            cpu,
+            os,
+            open_files_limit: super::limits::open_files_limit(),
+            loadavg: loadavg(),
+        }
     }
 }
 

@@ -11,7 +11,11 @@
 //! payloads). The report compares the achieved rate with the target; a step
 //! of the capacity search fails if the publisher could not keep up.
 //!
-//! Messages go round-robin over the topics. Each payload is
+//! Messages go round-robin over the topics, or, with `zipf > 0` (mixed
+//! rates), topic `i` gets a share proportional to `1 / (i + 1)^zipf`: message
+//! `n` goes to the topic where the golden-ratio sequence `frac(n · φ)` falls in
+//! the cumulative shares, which spreads each topic's messages evenly in time
+//! and is the same on every run. Each payload is
 //! `{"t":<send time, µs since the Unix epoch>,"p":"xxx…"}`, padded so that the
 //! payload is `payload_size` bytes; `t` is taken just before the request is
 //! written, so the latency includes the server's HTTP handling.
@@ -107,6 +111,40 @@ pub struct PublishPlan {
     pub payload_size: usize,
     pub topics: u32,
     pub api_key: String,
+    /// 0: every topic at the same rate; s > 0: topic i's share ∝ 1/(i+1)^s.
+    pub zipf: f64,
+}
+
+/// Picks the topic of each message (see the module docs).
+pub struct TopicPicker {
+    cumulative: Vec<f64>,
+    n: u64,
+}
+
+impl TopicPicker {
+    pub fn new(topics: u32, zipf: f64) -> TopicPicker {
+        let w: Vec<f64> = (0..topics.max(1)).map(|i| 1.0 / ((i + 1) as f64).powf(zipf)).collect();
+        let total: f64 = w.iter().sum();
+        let mut acc = 0.0;
+        let cumulative = w.iter().map(|x| {
+            acc += x / total;
+            acc
+        });
+        TopicPicker { cumulative: cumulative.collect(), n: 0 }
+    }
+
+    /// The next message's topic.
+    pub fn next_topic(&mut self) -> u32 {
+        let t = if self.cumulative.len() == 1 {
+            0
+        } else {
+            const PHI: f64 = 0.618_033_988_749_894_8;
+            let u = (self.n as f64 * PHI).fract();
+            self.cumulative.partition_point(|&c| c < u).min(self.cumulative.len() - 1)
+        };
+        self.n += 1;
+        t as u32
+    }
 }
 
 /// What the publisher did.
@@ -169,6 +207,7 @@ pub async fn run(
         }
     };
     let auth = format!("Bearer {}", plan.api_key);
+    let mut picker = TopicPicker::new(plan.topics, plan.zipf);
     let mut next_topic = 0u32;
     let mut sent = 0u64;
     loop {
@@ -189,8 +228,13 @@ pub async fn run(
             if i > 0 {
                 body.push(',');
             }
-            let t = next_topic;
-            next_topic = (next_topic + 1) % plan.topics.max(1);
+            let t = if plan.zipf > 0.0 {
+                picker.next_topic()
+            } else {
+                let t = next_topic;
+                next_topic = (next_topic + 1) % plan.topics.max(1);
+                t
+            };
             topics.push(t);
             body.push_str(&format!(
                 r#"{{"topic":"{}","payload":{}}}"#,
@@ -329,6 +373,18 @@ mod tests {
         assert_eq!(p.len(), 256);
         let v: serde_json::Value = serde_json::from_str(&p).unwrap();
         assert!(v["t"].as_u64().unwrap() > 1_600_000_000_000_000);
+    }
+
+    #[test]
+    fn zipf_shares_fall_with_the_topic_index() {
+        let mut p = TopicPicker::new(100, 1.0);
+        let mut count = vec![0u32; 100];
+        for _ in 0..100_000 {
+            count[p.next_topic() as usize] += 1;
+        }
+        assert!(count[0] > 5 * count[9] && count[9] > 5 * count[99] && count[99] > 0, "{count:?}");
+        let mut u = TopicPicker::new(1, 0.0);
+        assert_eq!(u.next_topic(), 0);
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //! schema            "fanout-bench/load/1"
 //! command           the command line that produced the report
 //! started_unix      start time, seconds since the Unix epoch
-//! machine           {cores, memory_bytes, cpu, os, open_files_limit}
-//! setup             {url, clients, topics, topics_per_client, payload_size, duration_secs,
+//! machine           {cores, memory_bytes, cpu, os, open_files_limit, loadavg}
+//! setup             {url, clients, topics, topics_per_client, payload_size, zipf, duration_secs,
 //!                    idle, stalled_fraction, workers, clients_per_worker, source_addresses,
 //!                    mode: "single"|"compare"|"search", engines, rates, p99_bound_ms}
 //! runs[]            one per run, in the order they ran (see run::RunResult):
@@ -28,7 +28,7 @@
 //!   loadgen_cpu_percent_mean, loadgen_cpu_us_per_delivery, first_errors[], held,
 //!   timeline[] {t, deliveries_per_sec, published_per_sec, p50_us, p99_us, p999_us, max_us,
 //!               connections, gaps, errors, server_rss_bytes, server_cpu_percent,
-//!               loadgen_cpu_percent},
+//!               loadgen_cpu_percent, loadavg_1m},
 //!   histogram[] [value_us, count]
 //! capacity[]        search only, per engine: {engine, highest_rate_held,
 //!                    deliveries_per_sec, p99_us, first_failed_rate, failed_because}
@@ -57,6 +57,7 @@ pub struct Setup {
     pub topics: u32,
     pub topics_per_client: u32,
     pub payload_size: usize,
+    pub zipf: f64,
     pub duration_secs: f64,
     pub idle: bool,
     pub stalled_fraction: f64,
@@ -130,12 +131,13 @@ fn markdown(r: &Report) -> String {
     let _ = writeln!(o, "## Setup\n");
     let _ = writeln!(
         o,
-        "- **Machine:** {} cores ({}), {:.1} GiB memory, {}; open-files limit {} per process.",
+        "- **Machine:** {} cores ({}), {:.1} GiB memory, {}; open-files limit {} per process; load average at the end {} (the machine is shared).",
         m.cores,
         m.cpu,
         m.memory_bytes as f64 / (1u64 << 30) as f64,
         m.os,
-        opt(m.open_files_limit, |v| v.to_string())
+        opt(m.open_files_limit, |v| v.to_string()),
+        opt(m.loadavg, |l| format!("{:.1} / {:.1} / {:.1}", l[0], l[1], l[2]))
     );
     let _ = writeln!(
         o,
@@ -150,8 +152,9 @@ fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         o,
-        "- **Load:** {} over `POST /api/publish` (one request per due message, batched when several are due), {}-byte JSON payloads stamped with the send time; {} s per run.",
+        "- **Load:** {}{} over `POST /api/publish` (one request per due message, batched when several are due), {}-byte JSON payloads stamped with the send time; {} s per run.",
         if s.idle { "idle hold, then one message per topic".to_string() } else { format!("target rates {:?} messages/s", s.rates) },
+        if s.zipf > 0.0 { format!(" (mixed: topic i gets a share ∝ 1/(i+1)^{})", s.zipf) } else { String::new() },
         s.payload_size,
         s.duration_secs
     );

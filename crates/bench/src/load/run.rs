@@ -43,6 +43,7 @@ pub struct RunConfig {
     pub topics: u32,
     pub per_client: u32,
     pub payload_size: usize,
+    pub zipf: f64,
     pub duration: Duration,
     pub idle: bool,
     pub stalled_fraction: f64,
@@ -74,6 +75,8 @@ pub struct Point {
     pub server_cpu_percent: Option<f64>,
     /// Load generator (parent + workers) CPU, % of one core.
     pub loadgen_cpu_percent: Option<f64>,
+    /// The machine's 1-minute load average (other users' work included).
+    pub loadavg_1m: Option<f64>,
 }
 
 /// Latency summary, microseconds.
@@ -189,9 +192,10 @@ pub async fn run_one(
     rate: f64,
     live: &Live,
 ) -> Result<RunResult, String> {
+    let load = if cfg.idle { "idle, then 1 broadcast".to_string() } else { format!("{rate} msg/s") };
     let label = match engine {
-        Some(e) => format!("{e} @ {rate} msg/s"),
-        None => format!("{rate} msg/s"),
+        Some(e) => format!("{e} @ {load}"),
+        None => load,
     };
     // 1. Server.
     let (url, spawned) = match &cfg.spawn {
@@ -274,6 +278,7 @@ pub async fn run_one(
         payload_size: cfg.payload_size,
         topics: cfg.topics,
         api_key: cfg.api_key.clone(),
+        zipf: cfg.zipf,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (pub_tx, pub_rx) = watch::channel(0u64);
@@ -330,6 +335,7 @@ pub async fn run_one(
             server_rss_bytes: rss,
             server_cpu_percent: server_cpu.as_mut().and_then(|m| m.sample()),
             loadgen_cpu_percent: gen_cpu.sample(),
+            loadavg_1m: super::procstat::loadavg().map(|l| l[0]),
         };
         last_pub = pubs;
         line.set_message(format!(

@@ -116,7 +116,7 @@ async fn run(args: WorkerArgs) -> Result<(), String> {
             (target.clone(), tallies.clone(), stop_rx.clone(), failed.clone(), sem.clone(), ready_tx.clone());
         set.spawn(async move {
             let permit = sem.acquire_owned().await;
-            let conn = client::connect(id, &target, &topics).await;
+            let conn = client::connect(id, &target, &topics, stalled).await;
             drop(permit);
             match conn {
                 Ok(ws) => {
