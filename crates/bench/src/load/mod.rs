@@ -269,13 +269,16 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
     // search), else the first rate.
     let common = rates_run(&runs)
         .into_iter()
-        .filter(|&rate| {
-            engines.iter().all(|e| runs.iter().any(|r| &r.engine == e && r.target_rate == rate && r.held != Some(false)))
+        .rfind(|&rate| {
+            engines.iter().all(|e| {
+                runs.iter().any(|r| &r.engine == e && r.target_rate == rate && r.held != Some(false))
+            })
         })
-        .last()
         .unwrap_or(rates[0]);
-    let shown: Vec<&RunResult> =
-        engines.iter().filter_map(|e| runs.iter().find(|r| &r.engine == e && r.target_rate == common)).collect();
+    let shown: Vec<&RunResult> = engines
+        .iter()
+        .filter_map(|e| runs.iter().find(|r| &r.engine == e && r.target_rate == common))
+        .collect();
     let plots = plots::write_all(&a.out, &shown, searching.then_some(runs.as_slice()))?;
     let report = Report {
         schema: "fanout-bench/load/1",

@@ -29,7 +29,8 @@
 //!   timeline[] {t, deliveries_per_sec, published_per_sec, p50_us, p99_us, p999_us, max_us,
 //!               connections, gaps, errors, server_rss_bytes, server_cpu_percent,
 //!               loadgen_cpu_percent, loadavg_1m},
-//!   histogram[] [value_us, count]
+//!   histogram[] [value_us, count], 2 significant digits (the percentiles above come
+//!               from the full 3-digit histogram)
 //! capacity[]        search only, per engine: {engine, highest_rate_held,
 //!                    deliveries_per_sec, p99_us, first_failed_rate, failed_because}
 //! plots[]           the SVG files written
