@@ -1,18 +1,16 @@
-//! The hub: subscribers, topics, publishing, unicast, stats and shutdown.
+//! The hub: subscribers, topics, unicast, stats and shutdown (the publish path
+//! itself is in `publish.rs`).
 //!
 //! # Publishing
 //!
-//! A publish allocates its [`Message`] (one `Arc`), loads the snapshot of the
-//! target set (the hub's shards for a broadcast, the topic's set for a topic),
-//! and offers the message to each member's inbox: no lock, no allocation per
-//! delivery. Each offer's outcome goes into the [`PublishReport`], which is added
-//! to the striped counters once at the end. A member whose policy is `Evict` and
-//! whose ring is full is closed on the spot (`SlowConsumer`) and handed to the
-//! cleanup worker (see `reaper.rs`); the publish goes on with the next member.
-//!
-//! `publish_many` builds up to 64 messages on the stack and pushes the whole run
-//! into each ring before moving to the next member, then wakes that member once:
-//! fewer snapshot walks, and a receiver that drains 64 messages per wake.
+//! A publish allocates its [`Message`] (one allocation), loads the snapshot of
+//! the target set (the hub's shards for a broadcast, the topic's set for a
+//! topic), and offers the message to each member's inbox: no lock, no
+//! allocation per delivery. Each offer's outcome goes into the
+//! [`PublishReport`], which is added to the striped counters once at the end. A
+//! member whose policy is `Evict` and whose ring is full is closed on the spot
+//! (`SlowConsumer`) and handed to the cleanup worker (see `reaper.rs`); the
+//! publish goes on with the next member.
 //!
 //! # Shutdown
 //!
@@ -31,20 +29,17 @@ use crossbeam_channel::{Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
-use crate::config::{ConfigError, HubConfig, Overflow, SubscribeOptions};
+use crate::builder::HubBuilder;
+use crate::config::{ConfigError, HubConfig, SubscribeOptions};
 use crate::error::{CloseReason, PublishError, SendError, SubscribeError};
 use crate::inbox::{Inbox, Offer};
 use crate::members::Members;
-use crate::message::{Envelope, Message, Meta, Origin, Priority};
+use crate::message::{Message, Meta, Origin, Priority};
 use crate::reaper::{self, Request};
-use crate::shared::Prepaid;
-use crate::stats::{thread_index, Counters, PublishReport, Stats};
+use crate::stats::{Counters, PublishReport, Stats};
 use crate::subscriber::Subscriber;
 use crate::topic::{Topic, TopicInner};
 use crate::SubscriberId;
-
-/// Messages built on the stack per pass of `publish_many`.
-const RUN: usize = 64;
 
 /// The fan-out hub. Cheap to clone (an `Arc`); the hub shuts down when the last
 /// `Hub` and [`Topic`] handle is dropped.
@@ -93,81 +88,6 @@ pub(crate) struct Inner<T: Clone + Send + Sync + 'static> {
     reaper_tx: Sender<Request<T>>,
     /// A removal request found the channel full: the worker sweeps on its next tick.
     pub(crate) needs_sweep: AtomicBool,
-}
-
-/// Builds a [`Hub`] from validated settings.
-///
-/// ```
-/// use fanout_core::{Hub, Overflow};
-/// use std::time::Duration;
-///
-/// let hub = Hub::<u64>::builder()
-///     .capacity(1024)
-///     .overflow(Overflow::DropOldest)
-///     .high_water(0.9)
-///     .sweep_interval(Duration::from_millis(50))
-///     .build()
-///     .unwrap();
-/// assert_eq!(hub.config().capacity, 1024);
-/// assert!(Hub::<u64>::builder().capacity(0).build().is_err());
-/// ```
-pub struct HubBuilder<T> {
-    config: HubConfig,
-    _payload: std::marker::PhantomData<fn() -> T>,
-}
-
-impl<T> Clone for HubBuilder<T> {
-    fn clone(&self) -> Self {
-        HubBuilder { config: self.config.clone(), _payload: std::marker::PhantomData }
-    }
-}
-
-impl<T> fmt::Debug for HubBuilder<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HubBuilder").field("config", &self.config).finish()
-    }
-}
-
-impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
-    /// Ring slots per subscriber.
-    pub fn capacity(mut self, capacity: usize) -> Self {
-        self.config.capacity = capacity;
-        self
-    }
-    /// Default overflow policy.
-    pub fn overflow(mut self, overflow: Overflow) -> Self {
-        self.config.overflow = overflow;
-        self
-    }
-    /// Fraction of a ring that `Normal` messages may fill, in (0, 1].
-    pub fn high_water(mut self, fraction: f64) -> Self {
-        self.config.high_water = fraction;
-        self
-    }
-    /// Capacity of the cleanup worker's request channel.
-    pub fn cleanup_capacity(mut self, capacity: usize) -> Self {
-        self.config.cleanup_capacity = capacity;
-        self
-    }
-    /// How often the cleanup worker sweeps for closed subscribers it was not told of.
-    pub fn sweep_interval(mut self, interval: std::time::Duration) -> Self {
-        self.config.sweep_interval = interval;
-        self
-    }
-    /// Shards of the hub-wide subscriber set.
-    pub fn shards(mut self, shards: usize) -> Self {
-        self.config.shards = shards;
-        self
-    }
-    /// Subscribers per copy-on-write chunk.
-    pub fn chunk_size(mut self, chunk_size: usize) -> Self {
-        self.config.chunk_size = chunk_size;
-        self
-    }
-    /// Validates the settings and starts the hub (and its cleanup thread).
-    pub fn build(self) -> Result<Hub<T>, ConfigError> {
-        Hub::with_config(self.config)
-    }
 }
 
 impl<T: Clone + Send + Sync + 'static> Hub<T> {
@@ -541,133 +461,6 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
             return;
         }
         self.topics.remove_if(&*topic.name, |_, t| Arc::ptr_eq(t, topic) && t.reclaimable());
-    }
-
-    /// A publish to a topic with no members: counted, nothing allocated.
-    pub(crate) fn count_empty(&self, messages: u64) -> PublishReport {
-        let r = PublishReport { messages, ..PublishReport::default() };
-        self.counters.publish(&r);
-        r
-    }
-
-    pub(crate) fn publish_topic(
-        &self,
-        topic: &TopicInner<T>,
-        priority: Priority,
-        make: impl FnOnce(Meta) -> T,
-    ) -> Result<PublishReport, PublishError> {
-        self.check_open()?;
-        if topic.members.is_empty() {
-            return Ok(self.count_empty(1));
-        }
-        let meta = topic.next_meta();
-        let msg = Message::new(Some(topic.name.clone()), Origin::Topic, meta, priority, make(meta));
-        let mut r = PublishReport { seq: meta.seq, messages: 1, ..PublishReport::default() };
-        self.deliver(&topic.members, &msg, &mut r);
-        self.counters.publish(&r);
-        Ok(r)
-    }
-
-    pub(crate) fn publish_topic_many<I: IntoIterator<Item = T>>(
-        &self,
-        topic: &TopicInner<T>,
-        priority: Priority,
-        payloads: I,
-    ) -> Result<PublishReport, PublishError> {
-        self.check_open()?;
-        if topic.members.is_empty() {
-            return Ok(self.count_empty(payloads.into_iter().count() as u64));
-        }
-        Ok(self.publish_run(&topic.members, Some(&topic.name), Origin::Topic, priority, payloads, |n| {
-            topic.next_metas(n)
-        }))
-    }
-
-    /// Offers one message to every member of `set`.
-    #[inline]
-    pub(crate) fn deliver(&self, set: &Members<T>, msg: &Message<T>, r: &mut PublishReport) {
-        let priority = msg.priority();
-        // One atomic for every recipient's reference (see `shared.rs`).
-        let pre = msg.inner.prepay(set.len());
-        set.for_each_from(thread_index(), |inbox| {
-            self.offer_and_wake(inbox, std::iter::once(&pre), priority, r)
-        });
-    }
-
-    /// One member's share of a publish: offer the run, evict or wake.
-    #[inline]
-    fn offer_and_wake<'m, 'p: 'm>(
-        &self,
-        inbox: &Arc<Inbox<T>>,
-        msgs: impl Iterator<Item = &'m Prepaid<'p, Envelope<T>>>,
-        priority: Priority,
-        r: &mut PublishReport,
-    ) where
-        T: 'p,
-    {
-        let (queued, evict) = inbox.offer_run(msgs, priority, r);
-        if evict {
-            self.close_inbox(inbox, CloseReason::SlowConsumer);
-        }
-        if queued {
-            r.wakes += u64::from(inbox.notify());
-        }
-    }
-
-    /// `publish_many`: runs of up to [`RUN`] messages, each run pushed whole into
-    /// each ring. `number(n)` reserves `n` sequence numbers and returns the first.
-    fn publish_run<I: IntoIterator<Item = T>>(
-        &self,
-        set: &Members<T>,
-        topic: Option<&Arc<str>>,
-        origin: Origin,
-        priority: Priority,
-        payloads: I,
-        number: impl Fn(u64) -> Meta,
-    ) -> PublishReport {
-        let mut r = PublishReport::default();
-        let mut it = payloads.into_iter().peekable();
-        let mut run: [Option<Message<T>>; RUN] = [const { None }; RUN];
-        while it.peek().is_some() {
-            let mut n = 0;
-            let mut staged: [Option<T>; RUN] = [const { None }; RUN];
-            while n < RUN {
-                match it.next() {
-                    Some(p) => {
-                        staged[n] = Some(p);
-                        n += 1;
-                    }
-                    None => break,
-                }
-            }
-            let first = number(n as u64);
-            if r.seq == 0 {
-                r.seq = first.seq;
-            }
-            for (i, p) in staged.iter_mut().take(n).enumerate() {
-                let meta = Meta { seq: first.seq + i as u64, epoch: first.epoch };
-                let payload = p.take().expect("staged");
-                run[i] = Some(Message::new(topic.cloned(), origin, meta, priority, payload));
-            }
-            r.messages += n as u64;
-            {
-                // One atomic per message for all its recipients (see `shared.rs`).
-                let members = set.len();
-                let mut pres: [Option<Prepaid<'_, Envelope<T>>>; RUN] = [const { None }; RUN];
-                for (pre, msg) in pres.iter_mut().zip(run.iter().take(n)) {
-                    *pre = msg.as_ref().map(|m| m.inner.prepay(members));
-                }
-                let pres = &pres[..n];
-                set.for_each_from(thread_index(), |inbox| {
-                    self.offer_and_wake(inbox, pres.iter().flatten(), priority, &mut r)
-                });
-            }
-            for slot in run.iter_mut().take(n) {
-                *slot = None;
-            }
-        }
-        self.counters.publish(&r);
-        r
     }
 
     /// Closes `inbox` (open → closing) and asks the cleanup worker to remove it.

@@ -67,6 +67,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)] // allowed in ring.rs and shared.rs alone
 
+mod builder;
 mod config;
 mod engine;
 mod error;
@@ -75,6 +76,7 @@ mod inbox;
 mod loom;
 mod members;
 mod message;
+mod publish;
 mod reaper;
 mod ring;
 mod shared;
@@ -87,10 +89,11 @@ mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+pub use builder::HubBuilder;
 pub use config::{ConfigError, HubConfig, Overflow, SubscribeOptions, MAX_CAPACITY};
 pub use engine::{add as add_report, Engine, Receiver};
 pub use error::{CloseReason, PublishError, RecvError, SendError, SubscribeError, TryRecvError};
-pub use hub::{Hub, HubBuilder};
+pub use hub::Hub;
 pub use message::{Message, Meta, Origin, Priority};
 pub use stats::{Closes, Drops, PublishReport, Stats};
 pub use subscriber::{Lagged, Recv, RecvMany, Subscriber};

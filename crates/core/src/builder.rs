@@ -1,0 +1,81 @@
+//! [`HubBuilder`]: the hub's settings, validated when the hub is built.
+
+use std::fmt;
+
+use crate::config::{ConfigError, HubConfig, Overflow};
+use crate::hub::Hub;
+
+/// Builds a [`Hub`] from validated settings.
+///
+/// ```
+/// use fanout_core::{Hub, Overflow};
+/// use std::time::Duration;
+///
+/// let hub = Hub::<u64>::builder()
+///     .capacity(1024)
+///     .overflow(Overflow::DropOldest)
+///     .high_water(0.9)
+///     .sweep_interval(Duration::from_millis(50))
+///     .build()
+///     .unwrap();
+/// assert_eq!(hub.config().capacity, 1024);
+/// assert!(Hub::<u64>::builder().capacity(0).build().is_err());
+/// ```
+pub struct HubBuilder<T> {
+    pub(crate) config: HubConfig,
+    pub(crate) _payload: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for HubBuilder<T> {
+    fn clone(&self) -> Self {
+        HubBuilder { config: self.config.clone(), _payload: std::marker::PhantomData }
+    }
+}
+
+impl<T> fmt::Debug for HubBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubBuilder").field("config", &self.config).finish()
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
+    /// Ring slots per subscriber.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.config.capacity = capacity;
+        self
+    }
+    /// Default overflow policy.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.config.overflow = overflow;
+        self
+    }
+    /// Fraction of a ring that `Normal` messages may fill, in (0, 1].
+    pub fn high_water(mut self, fraction: f64) -> Self {
+        self.config.high_water = fraction;
+        self
+    }
+    /// Capacity of the cleanup worker's request channel.
+    pub fn cleanup_capacity(mut self, capacity: usize) -> Self {
+        self.config.cleanup_capacity = capacity;
+        self
+    }
+    /// How often the cleanup worker sweeps for closed subscribers it was not told of.
+    pub fn sweep_interval(mut self, interval: std::time::Duration) -> Self {
+        self.config.sweep_interval = interval;
+        self
+    }
+    /// Shards of the hub-wide subscriber set.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.config.shards = shards;
+        self
+    }
+    /// Subscribers per copy-on-write chunk.
+    pub fn chunk_size(mut self, chunk_size: usize) -> Self {
+        self.config.chunk_size = chunk_size;
+        self
+    }
+    /// Validates the settings and starts the hub (and its cleanup thread).
+    pub fn build(self) -> Result<Hub<T>, ConfigError> {
+        Hub::with_config(self.config)
+    }
+}
