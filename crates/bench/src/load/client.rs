@@ -31,7 +31,12 @@
 //! and the server evicts it. Its deliveries are not counted. Its receive
 //! buffer is set to 4 KiB (`SO_RCVBUF`) before it connects: with loopback's
 //! default of several megabytes the server's queue would only fill after
-//! minutes at a modest rate.
+//! minutes at a modest rate. That is not enough either: the server's send
+//! buffer autotunes up to `tcp_wmem` max (4 MiB here) and absorbs what the
+//! client does not read. With `--stall-flood`, stalled clients also subscribe
+//! to a `flood` topic that a second publisher fills with large messages, so
+//! their buffers and queues fill within seconds and the eviction path runs,
+//! while the healthy clients see only the normal load.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -160,6 +165,9 @@ struct SeqState {
     last: Vec<Option<(u64, u64)>>,
 }
 
+/// The topic only stalled clients subscribe to with `--stall-flood`.
+pub const FLOOD_TOPIC: &str = "flood";
+
 /// Topic `n`'s name.
 pub fn topic_name(n: u32) -> String {
     format!("t{n}")
@@ -172,7 +180,13 @@ fn topic_index(name: &str) -> Option<u32> {
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// Connects and subscribes; `Err` says why it could not.
-pub async fn connect(id: usize, target: &Target, topics: &[u32], stalled: bool) -> Result<Ws, String> {
+pub async fn connect(
+    id: usize,
+    target: &Target,
+    topics: &[u32],
+    stalled: bool,
+    flood: bool,
+) -> Result<Ws, String> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     if stalled {
         // A small receive window, so that the server's queue (not megabytes of
@@ -190,16 +204,18 @@ pub async fn connect(id: usize, target: &Target, topics: &[u32], stalled: bool) 
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(config))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    for (i, &t) in topics.iter().enumerate() {
-        let req = format!(
-            r#"{{"jsonrpc":"2.0","id":{i},"method":"subscribe","params":{{"topic":"{}"}}}}"#,
-            topic_name(t)
-        );
+    let mut names: Vec<String> = topics.iter().map(|&t| topic_name(t)).collect();
+    if stalled && flood {
+        names.push(FLOOD_TOPIC.to_string());
+    }
+    for (i, name) in names.iter().enumerate() {
+        let req =
+            format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"subscribe","params":{{"topic":"{name}"}}}}"#);
         ws.feed(Message::text(req)).await.map_err(|e| format!("subscribe: {e}"))?;
     }
     ws.flush().await.map_err(|e| format!("subscribe: {e}"))?;
     let mut answered = 0;
-    while answered < topics.len() {
+    while answered < names.len() {
         let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
             .await
             .map_err(|_| "subscribe: no answer in 30 s".to_string())?;

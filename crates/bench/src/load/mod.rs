@@ -96,6 +96,13 @@ pub struct LoadArgs {
     /// Share of clients that stop reading after they subscribed (e.g. 0.02).
     #[arg(long, default_value_t = 0.0)]
     pub stalled_fraction: f64,
+    /// With --stalled-fraction: messages/s on a `flood` topic only stalled
+    /// clients subscribe to, so that their queues fill and eviction runs.
+    #[arg(long, default_value_t = 0.0)]
+    pub stall_flood: f64,
+    /// Payload bytes of the flood messages.
+    #[arg(long, default_value_t = 16384)]
+    pub stall_flood_size: usize,
     /// Worker processes for the clients (at least what the open-files limit needs).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -217,6 +224,8 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
         duration: a.duration,
         idle: a.idle,
         stalled_fraction: a.stalled_fraction,
+        flood_rate: a.stall_flood,
+        flood_size: a.stall_flood_size,
         per_worker: plan.per_worker.clone(),
         concurrency: a.concurrency,
         api_key: a.api_key.clone(),
@@ -300,6 +309,8 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
             duration_secs: a.duration.as_secs_f64(),
             idle: a.idle,
             stalled_fraction: a.stalled_fraction,
+            stall_flood_rate: a.stall_flood,
+            stall_flood_size: a.stall_flood_size,
             workers: plan.per_worker.len(),
             clients_per_worker: plan.per_worker.clone(),
             source_addresses: "127.0.0.2–127.0.0.255 (loopback servers only)".into(),

@@ -113,6 +113,8 @@ pub struct PublishPlan {
     pub api_key: String,
     /// 0: every topic at the same rate; s > 0: topic i's share ∝ 1/(i+1)^s.
     pub zipf: f64,
+    /// Publish every message to this topic instead (the stall flood).
+    pub only_topic: Option<String>,
 }
 
 /// Picks the topic of each message (see the module docs).
@@ -236,11 +238,8 @@ pub async fn run(
                 t
             };
             topics.push(t);
-            body.push_str(&format!(
-                r#"{{"topic":"{}","payload":{}}}"#,
-                topic_name(t),
-                payload(plan.payload_size)
-            ));
+            let name = plan.only_topic.clone().unwrap_or_else(|| topic_name(t));
+            body.push_str(&format!(r#"{{"topic":"{name}","payload":{}}}"#, payload(plan.payload_size)));
         }
         if n > 1 {
             body.push(']');

@@ -13,7 +13,7 @@
 //! started_unix      start time, seconds since the Unix epoch
 //! machine           {cores, memory_bytes, cpu, os, open_files_limit, loadavg}
 //! setup             {url, clients, topics, topics_per_client, payload_size, zipf, duration_secs,
-//!                    idle, stalled_fraction, workers, clients_per_worker, source_addresses,
+//!                    idle, stalled_fraction, stall_flood_rate, stall_flood_size, workers, clients_per_worker, source_addresses,
 //!                    mode: "single"|"compare"|"search", engines, rates, p99_bound_ms}
 //! runs[]            one per run, in the order they ran (see run::RunResult):
 //!   label, engine, target_rate, achieved_rate, clients, connected, connect_failures,
@@ -25,7 +25,7 @@
 //!   broadcast_reach_ms (idle runs), server {pid, rss_before_bytes, rss_after_ramp_bytes,
 //!   rss_end_bytes, rss_peak_bytes, rss_per_connection_bytes, cpu_percent_mean,
 //!   metrics {messages_per_write, evicted, dropped, delivered, lag_notices}},
-//!   loadgen_cpu_percent_mean, loadgen_cpu_us_per_delivery, first_errors[], held,
+//!   loadgen_cpu_percent_mean, loadgen_cpu_us_per_delivery, first_errors[], flood_published, held,
 //!   timeline[] {t, deliveries_per_sec, published_per_sec, p50_us, p99_us, p999_us, max_us,
 //!               connections, gaps, errors, server_rss_bytes, server_cpu_percent,
 //!               loadgen_cpu_percent, loadavg_1m},
@@ -62,6 +62,8 @@ pub struct Setup {
     pub duration_secs: f64,
     pub idle: bool,
     pub stalled_fraction: f64,
+    pub stall_flood_rate: f64,
+    pub stall_flood_size: usize,
     pub workers: usize,
     pub clients_per_worker: Vec<usize>,
     pub source_addresses: String,
@@ -149,7 +151,22 @@ fn markdown(r: &Report) -> String {
         s.source_addresses,
         s.topics_per_client,
         s.topics,
-        if s.stalled_fraction > 0.0 { format!("; {:.1} % of them stop reading after subscribing", s.stalled_fraction * 100.0) } else { String::new() }
+        if s.stalled_fraction > 0.0 {
+            format!(
+                "; {:.1} % of them stop reading after subscribing{}",
+                s.stalled_fraction * 100.0,
+                if s.stall_flood_rate > 0.0 {
+                    format!(
+                        " and also subscribe to a `flood` topic fed {} × {}-byte messages/s, so that the server's buffers for them fill and eviction runs",
+                        s.stall_flood_rate, s.stall_flood_size
+                    )
+                } else {
+                    String::new()
+                }
+            )
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(
         o,

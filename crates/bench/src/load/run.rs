@@ -47,6 +47,9 @@ pub struct RunConfig {
     pub duration: Duration,
     pub idle: bool,
     pub stalled_fraction: f64,
+    /// Messages/s on the flood topic (stalled clients only); 0 = none.
+    pub flood_rate: f64,
+    pub flood_size: usize,
     pub per_worker: Vec<usize>,
     pub concurrency: usize,
     pub api_key: String,
@@ -156,6 +159,8 @@ pub struct RunResult {
     /// Load-generator CPU per delivery (all its processes), µs.
     pub loadgen_cpu_us_per_delivery: Option<f64>,
     pub first_errors: Vec<String>,
+    /// Messages published on the flood topic (stalled clients only).
+    pub flood_published: u64,
     /// Capacity search: whether this step held (set by the caller).
     pub held: Option<bool>,
     pub timeline: Vec<Point>,
@@ -236,6 +241,7 @@ pub async fn run_one(
         per_client: cfg.per_client,
         stalled_fraction: cfg.stalled_fraction,
         concurrency: cfg.concurrency,
+        flood: cfg.flood_rate > 0.0 && cfg.stalled_fraction > 0.0,
         spread_sources: true,
     };
     let ramp_start = Instant::now();
@@ -290,9 +296,21 @@ pub async fn run_one(
         topics: cfg.topics,
         api_key: cfg.api_key.clone(),
         zipf: cfg.zipf,
+        only_topic: None,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (pub_tx, pub_rx) = watch::channel(0u64);
+    let flood_task = (cfg.flood_rate > 0.0 && cfg.stalled_fraction > 0.0).then(|| {
+        let flood = PublishPlan {
+            rate: cfg.flood_rate,
+            payload_size: cfg.flood_size,
+            topics: 1,
+            only_topic: Some(super::client::FLOOD_TOPIC.to_string()),
+            zipf: 0.0,
+            api_key: cfg.api_key.clone(),
+        };
+        tokio::spawn(publisher::run(http, flood, stop_rx.clone(), watch::channel(0u64).0))
+    });
     let pub_task = tokio::spawn(publisher::run(http, plan.clone(), stop_rx, pub_tx));
     let mut server_cpu = server_pid.map(|p| CpuMeter::new(vec![p]));
     let mut gen_pids = workers.pids();
@@ -361,6 +379,10 @@ pub async fn run_one(
     }
     let _ = stop_tx.send(true);
     let mut published: Published = pub_task.await.unwrap_or_default();
+    let flood_published = match flood_task {
+        Some(t) => t.await.map(|p| p.messages).unwrap_or(0),
+        None => 0,
+    };
     let steady_secs = steady_start.elapsed().as_secs_f64();
     sf.rss_end_bytes = server_pid.and_then(rss_bytes);
     let mut broadcast_reach_ms = None;
@@ -463,6 +485,7 @@ pub async fn run_one(
             .map(|s| s * 1e6 / total.deliveries as f64),
         first_errors: first_errors.into_iter().chain(published.first_error).collect(),
         held: None,
+        flood_published,
         timeline,
         histogram: buckets(&coarse(&hist)),
     };

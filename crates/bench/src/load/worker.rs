@@ -55,6 +55,9 @@ pub struct WorkerArgs {
     pub stalled_fraction: f64,
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Stalled clients also subscribe to the flood topic.
+    #[arg(long)]
+    pub flood: bool,
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub spread_sources: bool,
 }
@@ -112,11 +115,12 @@ async fn run(args: WorkerArgs) -> Result<(), String> {
     for id in args.first_id..args.first_id + args.clients {
         let topics = topics_of(id, args.topics, args.per_client);
         let stalled = is_stalled(id, args.stalled_fraction);
+        let flood = args.flood;
         let (target, tallies, stop, failed, sem, ready) =
             (target.clone(), tallies.clone(), stop_rx.clone(), failed.clone(), sem.clone(), ready_tx.clone());
         set.spawn(async move {
             let permit = sem.acquire_owned().await;
-            let conn = client::connect(id, &target, &topics, stalled).await;
+            let conn = client::connect(id, &target, &topics, stalled, flood).await;
             drop(permit);
             match conn {
                 Ok(ws) => {
@@ -201,6 +205,7 @@ impl Workers {
                 .args(["--stalled-fraction", &base.stalled_fraction.to_string()])
                 .args(["--concurrency", &base.concurrency.to_string()])
                 .args(["--spread-sources", &base.spread_sources.to_string()])
+                .args(if base.flood { &["--flood"][..] } else { &[][..] })
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
