@@ -137,6 +137,9 @@ pub struct Cli {
     /// tungstenite write buffer per connection, bytes [default: 16384].
     #[arg(long, env = "FANOUT_WRITE_BUFFER_SIZE")]
     pub write_buffer_size: Option<usize>,
+    /// SO_SNDBUF of accepted sockets, bytes; 0 = kernel autotuning [default: 65536].
+    #[arg(long, env = "FANOUT_SEND_BUFFER_SIZE")]
+    pub send_buffer_size: Option<usize>,
     /// Interval of the $sys.stats topic (0s = off) [default: 1s].
     #[arg(long, env = "FANOUT_STATS_INTERVAL", value_parser = parse_duration)]
     pub stats_interval: Option<Duration>,
@@ -180,6 +183,7 @@ pub struct FileConfig {
     drain_timeout: Option<String>,
     read_buffer_size: Option<usize>,
     write_buffer_size: Option<usize>,
+    send_buffer_size: Option<usize>,
     stats_interval: Option<String>,
     max_body_size: Option<usize>,
     log_format: Option<LogFormat>,
@@ -335,6 +339,11 @@ impl Settings {
                 .collect(),
             jwt_secret: cli.jwt_secret.or(f.jwt_secret).filter(|s| !s.is_empty()),
             tcp_nodelay: w.tcp_nodelay,
+            send_buffer_size: match cli.send_buffer_size.or(f.send_buffer_size) {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None => w.send_buffer_size,
+            },
             reply_queue: w.reply_queue,
         };
         ws.validate().map_err(|e| e.to_string())?;
@@ -426,6 +435,18 @@ mod tests {
         assert_eq!(s.ws.max_message_size, 2000);
         assert_eq!(s.ws.ping_interval, Duration::from_secs(5));
         assert_eq!(s.ws.max_subscriptions, 64);
+    }
+
+    #[test]
+    fn send_buffer_defaults_to_64k_and_zero_means_kernel() {
+        let s =
+            Settings::merge(Cli::try_parse_from(["fanout-server"]).unwrap(), FileConfig::default()).unwrap();
+        assert_eq!(s.ws.send_buffer_size, Some(64 * 1024));
+        let cli = Cli::try_parse_from(["fanout-server", "--send-buffer-size", "0"]).unwrap();
+        assert_eq!(Settings::merge(cli, FileConfig::default()).unwrap().ws.send_buffer_size, None);
+        let file: FileConfig = toml::from_str("send_buffer_size = 8192").unwrap();
+        let s = Settings::merge(Cli::try_parse_from(["fanout-server"]).unwrap(), file).unwrap();
+        assert_eq!(s.ws.send_buffer_size, Some(8192));
     }
 
     #[test]

@@ -92,6 +92,11 @@ pub struct WsConfig {
     pub jwt_secret: Option<String>,
     /// Set `TCP_NODELAY` on accepted sockets (default true: we batch ourselves).
     pub tcp_nodelay: bool,
+    /// `SO_SNDBUF` of accepted sockets, bytes (default 64 KiB; `None` = the
+    /// kernel's autotuning, which lets a client that stopped reading park up to
+    /// ~4 MiB in the kernel before the engine's queue, and so eviction, sees
+    /// it). The kernel doubles the value it is given.
+    pub send_buffer_size: Option<usize>,
     /// Replies queued from a connection's reader to its writer (default 64).
     pub reply_queue: usize,
 }
@@ -118,6 +123,7 @@ impl fmt::Debug for WsConfig {
             .field("allowed_origins", &self.allowed_origins)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
             .field("tcp_nodelay", &self.tcp_nodelay)
+            .field("send_buffer_size", &self.send_buffer_size)
             .field("reply_queue", &self.reply_queue)
             .finish()
     }
@@ -145,6 +151,7 @@ impl Default for WsConfig {
             allowed_origins: Vec::new(),
             jwt_secret: None,
             tcp_nodelay: true,
+            send_buffer_size: Some(64 * 1024),
             reply_queue: 64,
         }
     }

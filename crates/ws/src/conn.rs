@@ -121,8 +121,9 @@ pub(crate) async fn run<E, S>(
     let mut w = Writer {
         sink: Some(sink),
         sub,
-        buf: Vec::with_capacity(cfg.max_batch),
-        out: Vec::with_capacity(cfg.max_batch + 1),
+        // Grown on first use: an idle connection keeps no batch buffers.
+        buf: Vec::new(),
+        out: Vec::new(),
         rx,
         rx_open: true,
         phase: inner.phase.subscribe(),

@@ -62,6 +62,11 @@ where
                     if gateway.config().tcp_nodelay {
                         let _ = tcp.set_nodelay(true);
                     }
+                    if let Some(n) = gateway.config().send_buffer_size {
+                        // Bounds what a stalled client can park in the kernel, so
+                        // that the engine's queue fills and eviction works.
+                        let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(n);
+                    }
                     tokio::spawn(serve_conn(tcp, peer, gateway.clone(), routes.clone(), stop_rx.clone()));
                 }
                 Err(e) => {
