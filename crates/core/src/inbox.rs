@@ -198,22 +198,23 @@ impl<T> Inbox<T> {
     /// each time the local estimate reaches the high-water mark (the estimate
     /// only errs high: the receiver may have drained meanwhile).
     #[inline]
-    pub(crate) fn offer_run<'m, 'p: 'm>(
+    pub(crate) fn offer_run(
         &self,
-        msgs: impl Iterator<Item = &'m Prepaid<'p, Envelope<T>>>,
+        run: &[Option<Prepaid<'_, Envelope<T>>>],
         priority: Priority,
         r: &mut crate::stats::PublishReport,
-    ) -> (bool, bool)
-    where
-        T: 'p,
-    {
+    ) -> (bool, bool) {
+        // Every slot of a run holds a message (the `Option` only lets the
+        // caller build the run on the stack); a hole would be a caller bug.
+        let msg = |i: usize| run[i].as_ref().expect("a run has no holes");
         if self.state.load(Ordering::Relaxed) & STAGE_MASK != OPEN {
             return (false, false);
         }
         let cap = self.ring.capacity();
         if priority == Priority::Urgent {
             let mut queued = false;
-            for pre in msgs {
+            for i in 0..run.len() {
+                let pre = msg(i);
                 let offer = self.offer_with(|| Message::from_prepaid(pre), priority, &mut r.depth);
                 r.count(offer);
                 queued = true;
@@ -227,8 +228,8 @@ impl<T> Inbox<T> {
             r.depth = len;
         }
         let mut queued = false;
-        let mut msgs = msgs.peekable();
-        while msgs.peek().is_some() {
+        let mut next = 0;
+        while next < run.len() {
             // Room for this priority, by the local estimate.
             let mut room = if checked { limit.saturating_sub(len) } else { usize::MAX };
             if room == 0 {
@@ -236,13 +237,14 @@ impl<T> Inbox<T> {
                 room = limit.saturating_sub(len);
             }
             if room > 0 {
-                // One CAS reserves as much of the run as fits.
-                let want = room.min(msgs.size_hint().1.unwrap_or(usize::MAX)).max(1);
-                let (pos, n) = self.ring.reserve(want);
-                for (i, pre) in msgs.by_ref().take(n).enumerate() {
-                    self.ring.write(pos + i, Message::from_prepaid(pre));
+                // One CAS reserves as much of the rest of the run as fits:
+                // never more than there are messages to write.
+                let (pos, n) = self.ring.reserve(room.min(run.len() - next));
+                for i in 0..n {
+                    self.ring.write(pos + i, Message::from_prepaid(msg(next + i)));
                 }
                 if n > 0 {
+                    next += n;
                     len += n;
                     r.delivered += n as u64;
                     r.recipients += n as u64;
@@ -251,7 +253,8 @@ impl<T> Inbox<T> {
                 }
             }
             // No room for the next message: the policy decides, one message.
-            let Some(pre) = msgs.next() else { break };
+            let pre = msg(next);
+            next += 1;
             let reason = if room == 0 { DropReason::HighWater } else { DropReason::Full };
             let offer = self.apply_overflow(&|| Message::from_prepaid(pre), reason);
             r.count(offer);

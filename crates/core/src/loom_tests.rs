@@ -34,8 +34,8 @@ fn inbox(id: u64, cap: usize, overflow: Overflow) -> Arc<Inbox<u64>> {
 fn publish(set: &Members<u64>, m: &Message<u64>) -> PublishReport {
     let mut r = PublishReport::default();
     set.for_each(|i| {
-        let pre = m.inner.prepay(1);
-        let (queued, evict) = i.offer_run(std::iter::once(&pre), Priority::Normal, &mut r);
+        let run = [Some(m.inner.prepay(1))];
+        let (queued, evict) = i.offer_run(&run, Priority::Normal, &mut r);
         if evict {
             i.close(CloseReason::SlowConsumer);
         }
@@ -310,10 +310,10 @@ fn loom_shutdown_racing_publish_and_recv() {
             let set = set.clone();
             thread::spawn(move || {
                 let run = [msg(1), msg(2)];
-                let pres: Vec<_> = run.iter().map(|m| m.inner.prepay(1)).collect();
+                let pres: Vec<_> = run.iter().map(|m| Some(m.inner.prepay(1))).collect();
                 let mut r = PublishReport::default();
                 set.for_each(|i| {
-                    let (queued, _) = i.offer_run(pres.iter(), Priority::Normal, &mut r);
+                    let (queued, _) = i.offer_run(&pres, Priority::Normal, &mut r);
                     if queued {
                         i.notify();
                     }

@@ -71,24 +71,20 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     pub(crate) fn deliver(&self, set: &Members<T>, msg: &Message<T>, r: &mut PublishReport) {
         let priority = msg.priority();
         // One atomic for every recipient's reference (see `shared.rs`).
-        let pre = msg.inner.prepay(set.len());
-        set.for_each_from(thread_index(), |inbox| {
-            self.offer_and_wake(inbox, std::iter::once(&pre), priority, r)
-        });
+        let run = [Some(msg.inner.prepay(set.len()))];
+        set.for_each_from(thread_index(), |inbox| self.offer_and_wake(inbox, &run, priority, r));
     }
 
     /// One member's share of a publish: offer the run, evict or wake.
     #[inline]
-    fn offer_and_wake<'m, 'p: 'm>(
+    fn offer_and_wake(
         &self,
         inbox: &Arc<Inbox<T>>,
-        msgs: impl Iterator<Item = &'m Prepaid<'p, Envelope<T>>>,
+        run: &[Option<Prepaid<'_, Envelope<T>>>],
         priority: Priority,
         r: &mut PublishReport,
-    ) where
-        T: 'p,
-    {
-        let (queued, evict) = inbox.offer_run(msgs, priority, r);
+    ) {
+        let (queued, evict) = inbox.offer_run(run, priority, r);
         if evict {
             self.close_inbox(inbox, CloseReason::SlowConsumer);
         }
@@ -141,9 +137,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
                     *pre = msg.as_ref().map(|m| m.inner.prepay(members));
                 }
                 let pres = &pres[..n];
-                set.for_each_from(thread_index(), |inbox| {
-                    self.offer_and_wake(inbox, pres.iter().flatten(), priority, &mut r)
-                });
+                set.for_each_from(thread_index(), |inbox| self.offer_and_wake(inbox, pres, priority, &mut r));
             }
             for slot in run.iter_mut().take(n) {
                 *slot = None;
