@@ -56,16 +56,21 @@ use std::ptr;
 
 use crossbeam_utils::CachePadded;
 
-use crate::loom::{spin, AtomicPtr, AtomicUsize, Ordering};
+use crate::loom::{spin, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+
+/// A position as a stamp (see `Ring::stamps`).
+#[inline]
+fn stamp(pos: usize) -> u32 {
+    pos as u32
+}
 use crate::message::{Envelope, Message};
 use crate::shared::Counted;
 
+/// A slot's pointer. Owned by the slot while its stamp (kept apart, in
+/// `stamps`) says it holds a position; stale otherwise (never cleared).
+/// Written before the stamp's `Release` store and read after its `Acquire`
+/// load, so `Relaxed` suffices here.
 struct Slot {
-    /// `p` (free for position `p`) or `p + 1` (holds position `p`).
-    stamp: AtomicUsize,
-    /// Owned by the slot while the stamp says it holds a position (stale
-    /// otherwise: it is never cleared). Written before the stamp's `Release`
-    /// store and read after its `Acquire` load, so `Relaxed` suffices here.
     ptr: AtomicPtr<()>,
 }
 
@@ -76,6 +81,13 @@ pub(crate) struct Ring<T> {
     /// receiver by a batch, displacing publishers by one).
     head: CachePadded<AtomicUsize>,
     slots: Box<[Slot]>,
+    /// Per slot: `p` (free for position `p`) or `p + 1` (holds position `p`),
+    /// truncated to 32 bits. Kept apart from the pointers so that a run of 64
+    /// touches 4 lines of stamps and 8 of pointers instead of 16 of both, and a
+    /// 256-slot ring costs 3 KiB instead of 4. Truncation is safe: stamps are
+    /// only compared for equality with positions within one lap of the slot's
+    /// own (a lap is at most 2^24 positions, `MAX_CAPACITY`), never 2^32 apart.
+    stamps: Box<[AtomicU32]>,
     mask: usize,
     /// Positions that may be reserved and not yet taken.
     cap: usize,
@@ -91,9 +103,8 @@ impl<T> Ring<T> {
         Ring {
             tail: CachePadded::new(AtomicUsize::new(0)),
             head: CachePadded::new(AtomicUsize::new(0)),
-            slots: (0..size)
-                .map(|i| Slot { stamp: AtomicUsize::new(i), ptr: AtomicPtr::new(ptr::null_mut()) })
-                .collect(),
+            slots: (0..size).map(|_| Slot { ptr: AtomicPtr::new(ptr::null_mut()) }).collect(),
+            stamps: (0..size).map(|i| AtomicU32::new(stamp(i))).collect(),
             mask: size - 1,
             cap,
             _owns: PhantomData,
@@ -102,6 +113,20 @@ impl<T> Ring<T> {
 
     pub(crate) fn capacity(&self) -> usize {
         self.cap
+    }
+
+    /// A ring whose positions start at `start` (a multiple of the size), to
+    /// test stamps across the 32-bit wrap.
+    #[cfg(all(test, not(loom)))]
+    fn starting_at(cap: usize, start: usize) -> Self {
+        let r = Ring::new(cap);
+        assert_eq!(start & r.mask, 0);
+        r.head.store(start, Ordering::Relaxed);
+        r.tail.store(start, Ordering::Relaxed);
+        for (i, st) in r.stamps.iter().enumerate() {
+            st.store(stamp(start + i), Ordering::Relaxed);
+        }
+        r
     }
 
     fn size(&self) -> usize {
@@ -144,16 +169,17 @@ impl<T> Ring<T> {
     /// Fills reserved position `pos` with `m`.
     #[inline]
     pub(crate) fn write(&self, pos: usize, m: Message<T>) {
-        let slot = &self.slots[pos & self.mask];
+        let i = pos & self.mask;
+        let slot = &self.slots[i];
         // The lap before was taken (`head` passed it), but its taker may not
         // have freed the slot yet. Acquire: pairs with the taker's Release.
-        while slot.stamp.load(Ordering::Acquire) != pos {
+        while self.stamps[i].load(Ordering::Acquire) != stamp(pos) {
             spin();
         }
         slot.ptr.store(m.inner.into_raw(), Ordering::Relaxed);
         // Release: a taker that sees the stamp sees the pointer and the
         // envelope behind it.
-        slot.stamp.store(pos + 1, Ordering::Release);
+        self.stamps[i].store(stamp(pos + 1), Ordering::Release);
     }
 
     /// Pushes one message; hands it back when the ring is full.
@@ -170,13 +196,14 @@ impl<T> Ring<T> {
     /// Takes the claimed position `pos` out of its slot and frees the slot.
     #[inline]
     fn take_claimed(&self, pos: usize) -> Message<T> {
-        let slot = &self.slots[pos & self.mask];
+        let i = pos & self.mask;
+        let slot = &self.slots[i];
         // A plain load: the stamp, not the pointer, says whether the slot is
         // full, and the claim made this thread its only reader.
         let p = slot.ptr.load(Ordering::Relaxed);
         // Release: the next lap's writer, which waits for this stamp, writes
         // only after the pointer was read.
-        slot.stamp.store(pos + self.size(), Ordering::Release);
+        self.stamps[i].store(stamp(pos + self.size()), Ordering::Release);
         // SAFETY: the stamp said the slot held position `pos` (a pointer from
         // `Counted::into_raw` in `write`), and the CAS on `head` that claimed
         // `pos` made this thread the only one to take it.
@@ -190,7 +217,7 @@ impl<T> Ring<T> {
             if h >= self.tail.load(Ordering::Acquire) {
                 return None;
             }
-            if self.slots[h & self.mask].stamp.load(Ordering::Acquire) != h + 1 {
+            if self.stamps[h & self.mask].load(Ordering::Acquire) != stamp(h + 1) {
                 // Reserved but not written yet, or already taken (then `head`
                 // has moved): look again.
                 spin();
@@ -227,7 +254,7 @@ impl<T> Ring<T> {
             let h = self.head.load(Ordering::Acquire);
             let mut n = 0;
             // Acquire: pairs with the writer's Release of the stamp.
-            while n < max && self.slots[(h + n) & self.mask].stamp.load(Ordering::Acquire) == h + n + 1 {
+            while n < max && self.stamps[(h + n) & self.mask].load(Ordering::Acquire) == stamp(h + n + 1) {
                 n += 1;
             }
             if n == 0 {
@@ -259,7 +286,7 @@ impl<T> Drop for Ring<T> {
         let tail = self.tail.load(Ordering::Acquire);
         for pos in head..tail {
             let slot = &self.slots[pos & self.mask];
-            if slot.stamp.load(Ordering::Acquire) == pos + 1 {
+            if self.stamps[pos & self.mask].load(Ordering::Acquire) == stamp(pos + 1) {
                 let p = slot.ptr.load(Ordering::Relaxed);
                 // SAFETY: `&mut self`: no other thread holds the ring, so no
                 // write is in flight; the stamp says the slot holds position
@@ -307,6 +334,26 @@ mod tests {
             }
             assert_eq!(expect, next);
         }
+    }
+
+    #[test]
+    fn stamps_survive_the_32_bit_wrap() {
+        let r = Ring::starting_at(4, (1usize << 32) - 8);
+        let mut next = 0;
+        let mut expect = 0;
+        for _ in 0..6 {
+            while r.push(m(next)).is_ok() {
+                next += 1;
+            }
+            assert_eq!(r.force_push(m(next)), 1);
+            next += 1;
+            expect += 1; // the oldest was displaced
+            for v in take_all(&r) {
+                assert_eq!(v, expect);
+                expect += 1;
+            }
+        }
+        assert_eq!(expect, next);
     }
 
     #[test]
