@@ -131,7 +131,7 @@ pub struct Cli {
     /// Longest graceful drain on SIGTERM/SIGINT [default: 10s].
     #[arg(long, env = "FANOUT_DRAIN_TIMEOUT", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
-    /// tungstenite read buffer per connection, bytes [default: 4096].
+    /// tungstenite read buffer per connection, bytes [default: 1024].
     #[arg(long, env = "FANOUT_READ_BUFFER_SIZE")]
     pub read_buffer_size: Option<usize>,
     /// tungstenite write buffer per connection, bytes [default: 16384].
