@@ -344,7 +344,6 @@ impl Settings {
                 Some(n) => Some(n),
                 None => w.send_buffer_size,
             },
-            reply_queue: w.reply_queue,
         };
         ws.validate().map_err(|e| e.to_string())?;
         let s = Settings {

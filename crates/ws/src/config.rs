@@ -62,7 +62,8 @@ pub struct WsConfig {
     /// Bytes tungstenite buffers before writing to the socket (default 16 KiB). A
     /// batch smaller than this is written with one syscall, at the flush.
     pub write_buffer_size: usize,
-    /// Most messages the writer takes from the engine per batch (default 64).
+    /// Most messages a connection takes from the engine per batch, and most
+    /// replies it gathers before one write (default 64).
     pub max_batch: usize,
     /// Longest a batch's write and flush may take (default 10 s): past it the
     /// connection is dropped as a slow consumer.
@@ -100,8 +101,6 @@ pub struct WsConfig {
     /// ~4 MiB in the kernel before the engine's queue, and so eviction, sees
     /// it). The kernel doubles the value it is given.
     pub send_buffer_size: Option<usize>,
-    /// Replies queued from a connection's reader to its writer (default 64).
-    pub reply_queue: usize,
 }
 
 impl fmt::Debug for WsConfig {
@@ -127,7 +126,6 @@ impl fmt::Debug for WsConfig {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
             .field("tcp_nodelay", &self.tcp_nodelay)
             .field("send_buffer_size", &self.send_buffer_size)
-            .field("reply_queue", &self.reply_queue)
             .finish()
     }
 }
@@ -155,7 +153,6 @@ impl Default for WsConfig {
             jwt_secret: None,
             tcp_nodelay: true,
             send_buffer_size: Some(64 * 1024),
-            reply_queue: 64,
         }
     }
 }
@@ -226,9 +223,6 @@ impl WsConfig {
         }
         if self.max_topic_len == 0 || self.max_topic_len > 255 {
             return err("max_topic_len", "must be between 1 and 255");
-        }
-        if self.reply_queue == 0 {
-            return err("reply_queue", "must be at least 1");
         }
         if self.jwt_secret.as_deref() == Some("") {
             return err("jwt_secret", "must not be empty");

@@ -1,45 +1,68 @@
-//! One connection: a reader task and a writer task.
+//! One connection: one task that reads requests and writes pushes.
 //!
-//! # Writer
+//! # One task, one wait
 //!
-//! The writer owns the engine subscriber. It waits on whichever comes first:
+//! A connection is a single task that owns the WebSocket stream, the engine
+//! subscriber and the client's session. It waits on whichever comes first:
 //!
 //! - the engine: `recv_many` hands it up to `max_batch` messages; it feeds them
 //!   all to tungstenite (which buffers up to `write_buffer_size`) and flushes
 //!   once, so a batch costs one write syscall when it fits the buffer. The batch
 //!   must be written and flushed within `write_timeout`, or the connection is
-//!   dropped as a slow consumer (no close frame: the socket is stuck).
-//! - a reply from the reader (JSON-RPC responses), written the same way;
-//! - the ping interval: a ping goes out;
-//! - the pong deadline: if no pong came within `pong_timeout`, close 1008;
-//! - the gateway's phase: on drain, it takes what its queue still holds
-//!   (`try_recv` until empty), writes it, and closes with 1001.
+//!   dropped as a slow consumer (no close frame: the socket is stuck);
+//! - a frame from the client: a request is handled in place (subscribe,
+//!   publish, …), and so is every further frame already buffered, up to
+//!   `max_batch` replies, which are then written at once. While it writes, it
+//!   does not read: a client that sends faster than its replies drain is held
+//!   back by TCP. The rate limit and the close codes for bad input (too big →
+//!   1009, bad UTF-8 → 1007, protocol → 1002) are enforced here;
+//! - the gateway leaving `Running`: on drain, it takes what its queue still
+//!   holds (`try_recv` until empty), writes it, and closes with 1001;
+//! - the heartbeat timer: one timer for both the next ping and the pong
+//!   deadline (close 1008 when no pong came within `pong_timeout`).
 //!
 //! A `Lagged(n)` from the engine becomes a `{"lagged":n,"topic":…}` text frame
 //! at that point of the stream. A close by the engine (`SlowConsumer`, `Kicked`,
 //! `Shutdown`) comes after the queue is drained and becomes a close frame.
 //!
-//! # Reader
+//! # Why one task, not a reader and a writer
 //!
-//! The reader parses requests and sends replies to the writer through a bounded
-//! channel (when the writer cannot keep up, the reader stops reading: TCP
-//! pushes back on the client). It enforces the rate limit, and turns read
-//! errors into close codes: too big → 1009, bad UTF-8 → 1007, protocol → 1002.
-//! It ends by handing its half of the stream back, so that the writer can send
-//! the close frame and wait (at most `close_timeout`) for the client's.
+//! An earlier version split the stream into a reader task and a writer task
+//! joined by a reply channel. A heap profile of 5,000 idle connections put
+//! ~1.7 KiB of each connection in the second task and the channel alone (plus
+//! the lock between the stream's halves and the shared pong clock and
+//! sole-topic cell), and a CPU profile at 100 messages/s put ~5 % of the
+//! server's CPU in polling them on every wake (the reader's `JoinHandle`, the
+//! channel, the lock). One task owns everything, so nothing is shared: the
+//! task's state is 1,480 bytes (`a_connection_task_stays_small`) where the
+//! two tasks took ~3.4 KiB, and a server holding 5,000 idle connections went
+//! from 13.1 to 7.8 KiB of RSS per connection (docs/benchmarks.md, run 3).
+//!
+//! # What is polled on a wake
+//!
+//! The engine is polled first, so that a wake for a push touches the
+//! subscriber and not the other sources; the others are polled whenever the
+//! engine has nothing, which is also when the task registers with all of them
+//! before it sleeps. A connection whose engine is never empty still gets the
+//! others polled first once every [`FAIR_EVERY`] batches, so a busy stream
+//! cannot starve a drain, a request or the heartbeat. The phase wait is one
+//! future for the life of the connection (it stays registered with the
+//! gateway's watch, instead of joining and leaving its waiter list on every
+//! wake), and the write timeout's timer is armed only when a write does not
+//! complete at once. The rarely taken paths (drain, close handshakes, write
+//! failures) are boxed, so that their state does not enlarge every idle
+//! connection's task.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::pin::{pin, Pin};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use fanout_core::{CloseReason, Engine, Message as EngineMessage, Receiver, RecvError, TryRecvError};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -47,7 +70,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::Permissions;
 use crate::frame::{lag_notice, Frame};
-use crate::gateway::{Gateway, Phase};
+use crate::gateway::{Gateway, Phase, TaskGuard};
 use crate::limits::{Slot, TokenBucket, Verdict};
 use crate::metrics::CloseKind;
 use crate::rpc::Session;
@@ -66,10 +89,10 @@ pub mod close_codes {
     pub const TOO_BIG: u16 = 1009;
 }
 
-type Sink<S> = SplitSink<WebSocketStream<S>, Message>;
-type Stream<S> = SplitStream<WebSocketStream<S>>;
+/// Engine batches in a row after which the other sources are polled first.
+const FAIR_EVERY: u32 = 16;
 
-/// Why the reader stopped.
+/// What ended a read, or what it asks for.
 enum ReadWhy {
     /// The client closed, or the socket failed.
     Gone(CloseKind),
@@ -78,233 +101,326 @@ enum ReadWhy {
     Close { kind: CloseKind, code: u16, reason: &'static str, fatal: bool },
 }
 
-struct ReadEnd<S> {
-    stream: Stream<S>,
-    why: ReadWhy,
-}
-
 enum WriteFail {
     Timeout,
     Io,
+}
+
+/// What woke the connection.
+enum Event {
+    Engine(Result<usize, RecvError>),
+    /// The gateway left `Running`.
+    Phase,
+    Read(Option<Result<Message, WsError>>),
+    /// Time to ping, or to check the pong deadline.
+    Heartbeat,
 }
 
 fn close_frame(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from_static(reason) }))
 }
 
-/// Runs one client connection until it ends.
-pub(crate) async fn run<E, S>(
+/// Builds a client connection; the future runs it until it ends. Spawn it as
+/// a task of its own: its state is all a connection costs between messages
+/// (see the module docs), so nothing from the upgrade should stay around it.
+pub(crate) fn run<E, S>(
     gw: Gateway<E>,
     ws: WebSocketStream<S>,
     sub: E::Subscriber,
     perms: Permissions,
     peer: SocketAddr,
     slot: Slot,
-) where
+    guard: TaskGuard<E>,
+) -> impl Future<Output = ()> + Send + 'static
+where
     E: Engine<Frame>,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let _slot = slot;
-    let inner = gw.inner.clone();
-    inner.metrics.opened();
+    gw.inner.metrics.opened();
     let id = sub.id();
     tracing::debug!(%peer, client = id.get(), subject = perms.subject.as_deref(), "connected");
-    let cfg = &inner.config;
-    let (sink, stream) = ws.split();
-    let (tx, rx) = mpsc::channel(cfg.reply_queue);
-    let start = tokio::time::Instant::now();
-    let last_pong = Arc::new(AtomicU64::new(0));
-    let sole_topic = Arc::new(Mutex::new(None));
-    let session =
-        Session { gateway: gw.clone(), id, perms, topics: HashSet::new(), sole_topic: sole_topic.clone() };
-    let reader = tokio::spawn(read_loop(session, stream, tx, last_pong.clone(), start));
-    let mut w = Writer {
-        sink: Some(sink),
+    let conn = Conn {
+        bucket: TokenBucket::new(gw.inner.config.rate_limit, Instant::now()),
+        session: Session { gateway: gw, id, perms, topics: HashSet::new(), sole_topic: None },
+        ws,
         sub,
         // Grown on first use: an idle connection keeps no batch buffers.
         buf: Vec::new(),
         out: Vec::new(),
-        rx,
-        rx_open: true,
-        phase: inner.phase.subscribe(),
-        sole_topic,
-        write_timeout: cfg.write_timeout,
-        close_timeout: cfg.close_timeout,
-        max_batch: cfg.max_batch,
-        gw: gw.clone(),
+        reading: true,
+        last_pong: tokio::time::Instant::now(),
         recorded: false,
+        peer,
+        _slot: slot,
+        _guard: guard,
     };
-    let kind = w.run(reader, last_pong, start).await;
-    tracing::debug!(%peer, client = id.get(), reason = kind.as_str(), "disconnected");
-    inner.metrics.ended();
+    conn.run()
 }
 
-struct Writer<E: Engine<Frame>, S> {
-    /// `None` only once the close handshake took it back (reunited).
-    sink: Option<Sink<S>>,
+struct Conn<E: Engine<Frame>, S> {
+    ws: WebSocketStream<S>,
     sub: E::Subscriber,
+    /// The client's subscriptions and permissions; holds the gateway.
+    session: Session<E>,
+    bucket: TokenBucket,
     /// Messages taken from the engine, not yet written.
     buf: Vec<EngineMessage<Frame>>,
-    /// Frames being written.
+    /// Frames to write: pushes, replies, pings, a close.
     out: Vec<Message>,
-    rx: mpsc::Receiver<String>,
-    /// False once the reader dropped its sender.
-    rx_open: bool,
-    phase: watch::Receiver<Phase>,
-    sole_topic: Arc<Mutex<Option<Arc<str>>>>,
-    write_timeout: Duration,
-    close_timeout: Duration,
-    max_batch: usize,
-    gw: Gateway<E>,
+    /// False once the stream ended (the client closed, or a read failed).
+    reading: bool,
+    last_pong: tokio::time::Instant,
     /// The close reason was counted.
     recorded: bool,
+    peer: SocketAddr,
+    /// Held for the connection's life: its place under the connection caps,
+    /// and its count among the gateway's live tasks.
+    _slot: Slot,
+    _guard: TaskGuard<E>,
 }
 
-impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Writer<E, S> {
-    async fn run(
-        &mut self,
-        mut reader: JoinHandle<ReadEnd<S>>,
-        last_pong: Arc<AtomicU64>,
-        start: tokio::time::Instant,
-    ) -> CloseKind {
-        let kind = self.run_inner(&mut reader, &last_pong, start).await;
-        self.record(kind);
-        reader.abort();
-        kind
+impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<E, S> {
+    fn gw(&self) -> &Gateway<E> {
+        &self.session.gateway
     }
 
-    async fn run_inner(
-        &mut self,
-        reader: &mut JoinHandle<ReadEnd<S>>,
-        last_pong: &AtomicU64,
-        start: tokio::time::Instant,
-    ) -> CloseKind {
-        let cfg = &self.gw.inner.config;
-        let (ping_interval, pong_timeout) = (cfg.ping_interval, cfg.pong_timeout);
-        let mut ping = tokio::time::interval_at(start + ping_interval, ping_interval);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let pong_deadline = tokio::time::sleep_until(start + pong_timeout);
-        tokio::pin!(pong_deadline);
-        if *self.phase.borrow_and_update() != Phase::Running {
-            return self.drain(reader).await;
+    /// The connection's whole life. An `async move` block rather than an
+    /// `async fn(self)`: an async fn keeps its by-value arguments twice in its
+    /// state (rust-lang/rust#62958), which here would be 664 bytes per
+    /// connection for nothing (guarded by `a_connection_task_stays_small`).
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            let kind = self.serve().await;
+            self.record(kind);
+            tracing::debug!(peer = %self.peer, client = self.session.id.get(), reason = kind.as_str(), "disconnected");
+            self.gw().inner.metrics.ended();
         }
+    }
+
+    async fn serve(&mut self) -> CloseKind {
+        let start = self.last_pong;
+        let cfg = &self.gw().inner.config;
+        let (ping_every, pong_timeout, max_batch) = (cfg.ping_interval, cfg.pong_timeout, cfg.max_batch);
+        let mut phase = self.gw().inner.phase.subscribe();
+        if *phase.borrow_and_update() != Phase::Running {
+            return Box::pin(self.drain()).await;
+        }
+        // Registered with the watch once, for the life of the connection.
+        let mut left_running = pin!(async move {
+            let _ = phase.wait_for(|p| *p != Phase::Running).await;
+        });
+        let (mut next_ping, mut pong_due) = (start + ping_every, start + pong_timeout);
+        let mut heartbeat = pin!(tokio::time::sleep_until(next_ping.min(pong_due)));
+        let mut streak = 0;
         loop {
-            tokio::select! {
-                biased;
-                changed = self.phase.changed() => {
-                    let phase = if changed.is_ok() { *self.phase.borrow_and_update() } else { Phase::Forced };
-                    match phase {
-                        Phase::Running => {}
-                        Phase::Draining => return self.drain(reader).await,
-                        Phase::Forced => return CloseKind::Shutdown,
+            let event = if streak < FAIR_EVERY {
+                tokio::select! {
+                    biased;
+                    r = self.sub.recv_many(&mut self.buf, max_batch) => Event::Engine(r),
+                    () = &mut left_running => Event::Phase,
+                    m = self.ws.next(), if self.reading => Event::Read(m),
+                    () = &mut heartbeat => Event::Heartbeat,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    () = &mut left_running => Event::Phase,
+                    m = self.ws.next(), if self.reading => Event::Read(m),
+                    () = &mut heartbeat => Event::Heartbeat,
+                    r = self.sub.recv_many(&mut self.buf, max_batch) => Event::Engine(r),
+                }
+            };
+            streak = match event {
+                Event::Engine(Ok(_)) if streak < FAIR_EVERY => streak + 1,
+                _ => 0,
+            };
+            match event {
+                Event::Engine(Ok(_)) => {
+                    self.out.extend(self.buf.drain(..).map(|m| m.payload().to_message()));
+                    if let Err(f) = self.write_out().await {
+                        return Box::pin(self.write_failed(f)).await;
                     }
                 }
-                end = &mut *reader => {
-                    let Ok(end) = end else { return CloseKind::Error };
-                    return match end.why {
-                        ReadWhy::Gone(kind) => kind,
-                        ReadWhy::Close { kind, code, reason, fatal } => {
-                            self.record(kind);
-                            // The reader has ended, so every reply it queued is in
-                            // the channel: send them before the close (the
-                            // -32003 answers that led to a rate-limit close, say).
-                            while let Ok(t) = self.rx.try_recv() {
-                                self.out.push(Message::Text(t.into()));
-                            }
-                            self.close_after_reader(end.stream, code, reason, fatal).await;
-                            kind
+                Event::Engine(Err(RecvError::Lagged(n))) => self.push_lag(n),
+                Event::Engine(Err(RecvError::Closed(reason))) => {
+                    let (kind, code, why) = match reason {
+                        CloseReason::Shutdown => {
+                            (CloseKind::Shutdown, close_codes::GOING_AWAY, "server shutting down")
                         }
+                        CloseReason::SlowConsumer => {
+                            (CloseKind::SlowConsumer, close_codes::POLICY, "slow consumer")
+                        }
+                        CloseReason::Kicked => (CloseKind::Kicked, close_codes::POLICY, "kicked"),
+                        CloseReason::Unsubscribed => (CloseKind::Client, 1000, ""),
+                    };
+                    self.record(kind);
+                    Box::pin(self.close(code, why, false)).await;
+                    return kind;
+                }
+                Event::Phase => {
+                    let phase = *self.gw().inner.phase.borrow();
+                    return match phase {
+                        Phase::Running | Phase::Draining => Box::pin(self.drain()).await,
+                        Phase::Forced => CloseKind::Shutdown,
                     };
                 }
-                reply = self.rx.recv(), if self.rx_open => match reply {
-                    Some(text) => {
-                        self.out.push(Message::Text(text.into()));
-                        while self.out.len() < self.max_batch {
-                            match self.rx.try_recv() {
-                                Ok(t) => self.out.push(Message::Text(t.into())),
-                                Err(_) => break,
-                            }
-                        }
-                        if let Err(f) = self.write_out().await {
-                            return self.write_failed(f, reader).await;
-                        }
-                    }
-                    None => self.rx_open = false,
-                },
-                r = self.sub.recv_many(&mut self.buf, self.max_batch) => match r {
-                    Ok(_) => {
-                        self.out.extend(self.buf.drain(..).map(|m| m.payload().to_message()));
-                        if let Err(f) = self.write_out().await {
-                            return self.write_failed(f, reader).await;
-                        }
-                    }
-                    Err(RecvError::Lagged(n)) => self.push_lag(n),
-                    Err(RecvError::Closed(reason)) => {
-                        let (kind, code, why) = match reason {
-                            CloseReason::Shutdown => (CloseKind::Shutdown, close_codes::GOING_AWAY, "server shutting down"),
-                            CloseReason::SlowConsumer => (CloseKind::SlowConsumer, close_codes::POLICY, "slow consumer"),
-                            CloseReason::Kicked => (CloseKind::Kicked, close_codes::POLICY, "kicked"),
-                            CloseReason::Unsubscribed => (CloseKind::Client, 1000, ""),
-                        };
-                        self.record(kind);
-                        self.close_while_reading(reader, code, why).await;
+                Event::Read(m) => {
+                    if let Some(kind) = self.on_read(m).await {
                         return kind;
                     }
-                },
-                _ = ping.tick() => {
-                    self.out.push(Message::Ping(bytes::Bytes::new()));
-                    if let Err(f) = self.write_out().await {
-                        return self.write_failed(f, reader).await;
-                    }
                 }
-                () = &mut pong_deadline => {
-                    let last = start + Duration::from_millis(last_pong.load(Relaxed));
-                    if tokio::time::Instant::now() >= last + pong_timeout {
-                        self.record(CloseKind::Heartbeat);
-                        self.close_while_reading(reader, close_codes::POLICY, "heartbeat timeout").await;
-                        return CloseKind::Heartbeat;
+                Event::Heartbeat => {
+                    let now = tokio::time::Instant::now();
+                    if now >= pong_due {
+                        let deadline = self.last_pong + pong_timeout;
+                        if now >= deadline {
+                            self.record(CloseKind::Heartbeat);
+                            Box::pin(self.close(close_codes::POLICY, "heartbeat timeout", false)).await;
+                            return CloseKind::Heartbeat;
+                        }
+                        pong_due = deadline;
                     }
-                    pong_deadline.as_mut().reset(last + pong_timeout);
+                    if now >= next_ping {
+                        self.out.push(Message::Ping(bytes::Bytes::new()));
+                        if let Err(f) = self.write_out().await {
+                            return Box::pin(self.write_failed(f)).await;
+                        }
+                        next_ping = now + ping_every;
+                    }
+                    heartbeat.as_mut().reset(next_ping.min(pong_due));
                 }
             }
         }
+    }
+
+    /// Handles `first` and every further frame already buffered (up to
+    /// `max_batch` replies), then writes the replies at once. `Some` when the
+    /// connection ends.
+    async fn on_read(&mut self, first: Option<Result<Message, WsError>>) -> Option<CloseKind> {
+        let max_batch = self.gw().inner.config.max_batch;
+        let mut next = first;
+        loop {
+            match self.on_frame(next) {
+                None => {}
+                Some(ReadWhy::Gone(kind)) => return Some(kind),
+                Some(ReadWhy::Close { kind, code, reason, fatal }) => {
+                    self.record(kind);
+                    // The replies handled so far go out before the close frame
+                    // (the -32003 answers that led to a rate-limit close, say).
+                    Box::pin(self.close(code, reason, fatal)).await;
+                    return Some(kind);
+                }
+            }
+            if self.out.len() >= max_batch {
+                break;
+            }
+            // Already buffered or readable without waiting; a `Pending` here
+            // leaves nothing behind (the next poll registers the task again).
+            match self.ws.next().now_or_never() {
+                Some(m) => next = m,
+                None => break,
+            }
+        }
+        if let Err(f) = self.write_out().await {
+            return Some(Box::pin(self.write_failed(f)).await);
+        }
+        None
+    }
+
+    /// One frame from the client: a reply goes to `out`.
+    fn on_frame(&mut self, m: Option<Result<Message, WsError>>) -> Option<ReadWhy> {
+        let msg = match m {
+            None => {
+                self.reading = false;
+                return Some(ReadWhy::Gone(CloseKind::Client));
+            }
+            Some(Err(e)) => {
+                self.reading = false;
+                return Some(classify(e));
+            }
+            Some(Ok(m)) => m,
+        };
+        let reply = match &msg {
+            Message::Text(_) | Message::Binary(_) => {
+                self.gw().inner.metrics.frame_in();
+                match self.bucket.check(Instant::now()) {
+                    Verdict::Allow => match &msg {
+                        Message::Text(t) => self.session.handle_text(t.as_str()),
+                        Message::Binary(b) => self.session.handle_binary(b),
+                        _ => None,
+                    },
+                    Verdict::Refuse => Some(self.session.rate_limited()),
+                    Verdict::Close => {
+                        return Some(ReadWhy::Close {
+                            kind: CloseKind::RateLimit,
+                            code: close_codes::POLICY,
+                            reason: "rate limit exceeded",
+                            fatal: false,
+                        })
+                    }
+                }
+            }
+            Message::Pong(_) => {
+                self.last_pong = tokio::time::Instant::now();
+                None
+            }
+            // tungstenite answers pings and closes itself; after a close the
+            // stream ends.
+            Message::Ping(_) | Message::Close(_) | Message::Frame(_) => None,
+        };
+        if let Some(r) = reply {
+            self.out.push(Message::Text(r.into()));
+        }
+        None
     }
 
     /// Counts the close reason once (see `Metrics::closed`).
     fn record(&mut self, kind: CloseKind) {
         if !self.recorded {
             self.recorded = true;
-            self.gw.inner.metrics.closed(kind);
+            self.gw().inner.metrics.closed(kind);
         }
     }
 
     fn push_lag(&mut self, n: u64) {
-        self.gw.inner.metrics.lag(n);
-        let topic = self.sole_topic.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        self.out.push(lag_notice(n, topic.as_deref()));
+        self.gw().inner.metrics.lag(n);
+        self.out.push(lag_notice(n, self.session.sole_topic.as_deref()));
     }
 
     /// Feeds every frame of `out`, then flushes once, within the write timeout.
+    /// The timeout's timer is made only when the write does not finish at once.
     async fn write_out(&mut self) -> Result<(), WriteFail> {
         let n = self.out.len();
         if n == 0 {
             return Ok(());
         }
         let bytes: usize = self.out.iter().map(Message::len).sum();
-        let (Some(sink), out) = (self.sink.as_mut(), &mut self.out) else {
-            return Err(WriteFail::Io);
-        };
-        let fut = async {
-            for m in out.drain(..) {
-                sink.feed(m).await?;
+        let write_timeout = self.gw().inner.config.write_timeout;
+        let r = {
+            // The sink driven by hand (not `feed` futures): a smaller state.
+            let (ws, out) = (&mut self.ws, &mut self.out);
+            let mut fed = 0;
+            let mut write = std::future::poll_fn(move |cx| {
+                while fed < out.len() {
+                    std::task::ready!(ws.poll_ready_unpin(cx))?;
+                    ws.start_send_unpin(std::mem::replace(
+                        &mut out[fed],
+                        Message::Binary(bytes::Bytes::new()),
+                    ))?;
+                    fed += 1;
+                }
+                ws.poll_flush_unpin(cx)
+            });
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut write).poll(cx))).await {
+                Poll::Ready(r) => Ok(r),
+                Poll::Pending => tokio::time::timeout(write_timeout, write).await,
             }
-            sink.flush().await
         };
-        let r = tokio::time::timeout(self.write_timeout, fut).await;
         self.out.clear();
         match r {
             Ok(Ok(())) => {
-                self.gw.inner.metrics.batch(n, bytes);
+                self.gw().inner.metrics.batch(n, bytes);
                 Ok(())
             }
             Ok(Err(_)) => Err(WriteFail::Io),
@@ -312,66 +428,65 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Write
         }
     }
 
-    async fn write_failed(&mut self, f: WriteFail, reader: &mut JoinHandle<ReadEnd<S>>) -> CloseKind {
+    async fn write_failed(&mut self, f: WriteFail) -> CloseKind {
         match f {
             WriteFail::Timeout => {
                 tracing::debug!("write timeout: dropping slow consumer");
                 CloseKind::WriteTimeout
             }
-            // Usually the client closed or reset: the reader knows which.
-            WriteFail::Io => match tokio::time::timeout(self.close_timeout, reader).await {
-                Ok(Ok(ReadEnd { why: ReadWhy::Gone(kind), .. })) => kind,
-                _ => CloseKind::Error,
-            },
+            // Usually the client closed or reset: reading tells which.
+            WriteFail::Io if !self.reading => CloseKind::Client,
+            WriteFail::Io => {
+                let close_timeout = self.gw().inner.config.close_timeout;
+                let ws = &mut self.ws;
+                let gone = async move {
+                    loop {
+                        match ws.next().await {
+                            None => return CloseKind::Client,
+                            Some(Err(e)) => match classify(e) {
+                                ReadWhy::Gone(kind) => return kind,
+                                ReadWhy::Close { .. } => return CloseKind::Error,
+                            },
+                            Some(Ok(_)) => {}
+                        }
+                    }
+                };
+                tokio::time::timeout(close_timeout, gone).await.unwrap_or(CloseKind::Error)
+            }
         }
     }
 
-    /// Sends a close frame while the reader still runs, then waits (at most the
-    /// close timeout) for the reader to see the client's close.
-    async fn close_while_reading(
-        &mut self,
-        reader: &mut JoinHandle<ReadEnd<S>>,
-        code: u16,
-        reason: &'static str,
-    ) {
-        self.out.push(close_frame(code, reason));
-        if self.write_out().await.is_ok() {
-            let _ = tokio::time::timeout(self.close_timeout, reader).await;
-        }
-    }
-
-    /// The reader stopped on a fault of the client's: send the close frame, and
-    /// wait (at most the close timeout) for the client's close or EOF, so that
-    /// unread input does not turn our close into a reset.
-    async fn close_after_reader(&mut self, stream: Stream<S>, code: u16, reason: &'static str, fatal: bool) {
+    /// Writes what `out` holds and a close frame, then waits (at most the close
+    /// timeout) for the client's close. `fatal`: the input cannot be read as
+    /// frames any more, so it lingers on the raw socket instead (see [`linger`]).
+    async fn close(&mut self, code: u16, reason: &'static str, fatal: bool) {
         self.out.push(close_frame(code, reason));
         if self.write_out().await.is_err() {
             return;
         }
-        let Some(sink) = self.sink.take() else { return };
-        let Ok(mut ws) = sink.reunite(stream) else { return };
+        let close_timeout = self.gw().inner.config.close_timeout;
         if fatal {
-            linger(ws.get_mut(), self.close_timeout).await;
-        } else {
-            let _ = tokio::time::timeout(self.close_timeout, async {
-                while let Some(Ok(_)) = ws.next().await {}
-            })
+            linger(self.ws.get_mut(), close_timeout).await;
+        } else if self.reading {
+            let ws = &mut self.ws;
+            let _ = tokio::time::timeout(
+                close_timeout,
+                async move { while let Some(Ok(_)) = ws.next().await {} },
+            )
             .await;
         }
     }
 
-    /// Drain: write what the queue holds (and pending replies), close 1001.
-    async fn drain(&mut self, reader: &mut JoinHandle<ReadEnd<S>>) -> CloseKind {
-        while let Ok(t) = self.rx.try_recv() {
-            self.out.push(Message::Text(t.into()));
-        }
+    /// Drain: write what the queue holds, close 1001.
+    async fn drain(&mut self) -> CloseKind {
+        let max_batch = self.gw().inner.config.max_batch;
         loop {
             match self.sub.try_recv() {
                 Ok(m) => {
                     self.out.push(m.payload().to_message());
-                    if self.out.len() >= self.max_batch {
+                    if self.out.len() >= max_batch {
                         if let Err(f) = self.write_out().await {
-                            return self.write_failed(f, reader).await;
+                            return self.write_failed(f).await;
                         }
                     }
                 }
@@ -380,64 +495,8 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Write
             }
         }
         self.record(CloseKind::Shutdown);
-        self.close_while_reading(reader, close_codes::GOING_AWAY, "server shutting down").await;
+        self.close(close_codes::GOING_AWAY, "server shutting down", false).await;
         CloseKind::Shutdown
-    }
-}
-
-async fn read_loop<E, S>(
-    mut session: Session<E>,
-    mut stream: Stream<S>,
-    tx: mpsc::Sender<String>,
-    last_pong: Arc<AtomicU64>,
-    start: tokio::time::Instant,
-) -> ReadEnd<S>
-where
-    E: Engine<Frame>,
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let inner = session.gateway.inner.clone();
-    let mut bucket = TokenBucket::new(inner.config.rate_limit, Instant::now());
-    loop {
-        let msg = match stream.next().await {
-            None => return ReadEnd { stream, why: ReadWhy::Gone(CloseKind::Client) },
-            Some(Err(e)) => return ReadEnd { stream, why: classify(e) },
-            Some(Ok(m)) => m,
-        };
-        let reply = match msg {
-            Message::Text(_) | Message::Binary(_) => {
-                inner.metrics.frame_in();
-                match bucket.check(Instant::now()) {
-                    Verdict::Allow => match &msg {
-                        Message::Text(t) => session.handle_text(t.as_str()),
-                        Message::Binary(b) => session.handle_binary(b),
-                        _ => None,
-                    },
-                    Verdict::Refuse => Some(session.rate_limited()),
-                    Verdict::Close => {
-                        let why = ReadWhy::Close {
-                            kind: CloseKind::RateLimit,
-                            code: close_codes::POLICY,
-                            reason: "rate limit exceeded",
-                            fatal: false,
-                        };
-                        return ReadEnd { stream, why };
-                    }
-                }
-            }
-            Message::Pong(_) => {
-                last_pong.store(start.elapsed().as_millis() as u64, Relaxed);
-                None
-            }
-            // tungstenite answers pings and closes itself; after a close the
-            // stream ends.
-            Message::Ping(_) | Message::Close(_) | Message::Frame(_) => None,
-        };
-        if let Some(r) = reply {
-            if tx.send(r).await.is_err() {
-                return ReadEnd { stream, why: ReadWhy::Gone(CloseKind::Client) };
-            }
-        }
     }
 }
 
@@ -534,4 +593,32 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, limit: Duration) 
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The connection task's state is most of what an idle connection costs
+    /// (with the ring, the read buffer and the socket). It was ~3.4 KiB as a
+    /// reader and a writer task; this guards the budget of the single task.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let gw = Gateway::new(fanout_core::Hub::<Frame>::new(), crate::WsConfig::default()).unwrap();
+        let (io, _peer) = tokio::io::duplex(64);
+        let ws = WebSocketStream::from_raw_socket(
+            io,
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        let sub = gw.inner.engine.subscribe().unwrap();
+        let slot = gw.inner.limiter.try_acquire("127.0.0.1".parse().unwrap()).unwrap();
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let task = run(gw.clone(), ws, sub, Permissions::anonymous(), peer, slot, gw.task_guard());
+        let size = std::mem::size_of_val(&task);
+        let conn = std::mem::size_of::<Conn<fanout_core::Hub<Frame>, tokio::io::DuplexStream>>();
+        assert!(size <= 1536, "connection task state {size} bytes (the connection itself: {conn})");
+        assert!(size < 3 * conn, "the task state holds the connection more than once: {size} vs {conn}");
+    }
 }

@@ -2,14 +2,14 @@
 //!
 //! The inbound path of a connection, without a socket: [`RpcHarness`] holds a
 //! real JSON-RPC session on a real engine (a [`Hub`]) and feeds it the bytes of
-//! one text or binary frame, as the reader task does. Topic validation and token
+//! one text or binary frame, as a connection does. Topic validation and token
 //! verification are public already ([`crate::validate_topic`],
 //! [`crate::verify_hs256`]); the checks on their outputs are here so that the
 //! regression tests of the normal suite run the very same assertions as the
 //! fuzzer.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use fanout_core::{Engine, Hub};
 use serde_json::Value;
@@ -47,13 +47,7 @@ impl RpcHarness {
             subscribe: Patterns::all(),
             publish: Patterns::new(vec!["fuzz.*".into()]),
         };
-        let session = Session {
-            gateway: gw,
-            id: sub.id(),
-            perms,
-            topics: HashSet::new(),
-            sole_topic: Arc::new(Mutex::new(None)),
-        };
+        let session = Session { gateway: gw, id: sub.id(), perms, topics: HashSet::new(), sole_topic: None };
         RpcHarness { session, _sub: sub }
     }
 
@@ -80,7 +74,7 @@ impl RpcHarness {
     fn check_state(&self) {
         let max = self.session.gateway.inner.config.max_subscriptions;
         assert!(self.session.topics.len() <= max, "more topics than max_subscriptions");
-        let sole = self.session.sole_topic.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sole = self.session.sole_topic.clone();
         match (self.session.topics.len(), sole) {
             (1, Some(t)) => assert!(self.session.topics.contains(&t)),
             (1, None) => panic!("one topic but no sole topic"),

@@ -88,7 +88,7 @@ pub(crate) struct Inner<E: Engine<Frame>> {
     pub(crate) config: WsConfig,
     pub(crate) ws_config: WebSocketConfig,
     pub(crate) metrics: Metrics,
-    limiter: Arc<Limiter>,
+    pub(crate) limiter: Arc<Limiter>,
     pub(crate) phase: watch::Sender<Phase>,
     /// Connection tasks alive (upgrading or connected); `idle` is notified at 0.
     tasks: AtomicUsize,
@@ -400,7 +400,9 @@ impl<E: Engine<Frame>> Gateway<E> {
             )
             .await;
             match sub {
-                Some(sub) => crate::conn::run(gw, ws, sub, perms, peer, slot).await,
+                // A task of its own, so that this one's state (the upgrade)
+                // is freed now rather than held for the connection's life.
+                Some(sub) => drop(tokio::spawn(crate::conn::run(gw, ws, sub, perms, peer, slot, _guard))),
                 None => crate::conn::run_echo(gw, ws, peer, slot).await,
             }
         });
@@ -432,8 +434,7 @@ impl<E: Engine<Frame>> Gateway<E> {
             let _ = ws.flush().await;
             return;
         };
-        let _guard = self.task_guard();
-        crate::conn::run(self.clone(), ws, sub, perms, peer, slot).await
+        crate::conn::run(self.clone(), ws, sub, perms, peer, slot, self.task_guard()).await
     }
 
     /// Waits until no connection task is alive.

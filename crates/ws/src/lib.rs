@@ -22,7 +22,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Per connection there is a reader task and a writer task (see `conn.rs`);
+//! Per connection there is one task that reads and writes (see `conn.rs`);
 //! every limit is in [`WsConfig`]; the protocol is in `docs/protocol.md`.
 //!
 //! With the `axum` feature, `axum::router` mounts the gateway in an axum

@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use fanout_core::{Engine, PublishReport, SubscriberId};
 use serde::de::{Deserializer, IgnoredAny};
@@ -172,14 +172,14 @@ fn publish_params(params: Option<&RawValue>) -> Result<(Cow<'_, str>, &RawValue)
     }
 }
 
-/// What the reader knows about its connection: the state every request sees.
+/// What the connection knows about itself: the state every request sees.
 pub(crate) struct Session<E: Engine<Frame>> {
     pub(crate) gateway: Gateway<E>,
     pub(crate) id: SubscriberId,
     pub(crate) perms: Permissions,
     pub(crate) topics: HashSet<Arc<str>>,
-    /// The one topic joined, if exactly one (for lag notices; read by the writer).
-    pub(crate) sole_topic: Arc<Mutex<Option<Arc<str>>>>,
+    /// The one topic joined, if exactly one (named in lag notices).
+    pub(crate) sole_topic: Option<Arc<str>>,
 }
 
 impl<E: Engine<Frame>> Session<E> {
@@ -355,9 +355,8 @@ impl<E: Engine<Frame>> Session<E> {
         }
     }
 
-    fn update_sole(&self) {
-        let sole = if self.topics.len() == 1 { self.topics.iter().next().cloned() } else { None };
-        *self.sole_topic.lock().unwrap_or_else(|e| e.into_inner()) = sole;
+    fn update_sole(&mut self) {
+        self.sole_topic = if self.topics.len() == 1 { self.topics.iter().next().cloned() } else { None };
     }
 
     pub(crate) fn rate_limited(&self) -> String {
