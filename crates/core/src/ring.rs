@@ -56,9 +56,11 @@
 //!   stamps visible to it).
 //! - The publisher installs the storage *before* its CAS on `tail`, in program
 //!   order, and that CAS is `AcqRel`: anyone who sees a reserved position
-//!   (through `tail` or a stamp, both `Acquire`) sees the storage. Until the
-//!   first install no position is reserved, so nothing is ready either:
-//!   `take`, `pop`, `displace` and `Drop` treat a null storage as empty.
+//!   through `tail` (`Acquire`: `len`, `displace`, `Drop`) sees the storage,
+//!   and a stamp can only be read through the storage. Until the first install
+//!   no position is reserved, so nothing is ready either: `take`, `pop`,
+//!   `displace` and `Drop` treat a null storage as empty (which also makes a
+//!   null read safe, never wrong, for a reader racing the install).
 //! - Once installed the storage never changes until `Drop` frees it (after
 //!   dropping the messages left), so one load serves a whole run or batch:
 //!   `reserve` returns the storage inside the [`Run`] it reserved, and `take`
@@ -66,7 +68,12 @@
 //!
 //! What it costs the hot path: one `Acquire` load (a plain `mov` on x86, from
 //! the line that already holds `mask`) and a branch that is never taken after
-//! the first push, per `reserve` and per `take`.
+//! the first push, per `reserve` and per `take`. It saves more than that: the
+//! stamps, slots and mask travel in registers through a run or a batch, with
+//! no bounds checks and no reloads of the two boxed slices' pointers and
+//! lengths per message (callgrind, `benches/hot_path.rs` at 10k subscribers:
+//! 41 → 30 instructions per delivery on the publisher's side, 41 → 33 on the
+//! receiver's).
 //!
 //! # Safety
 //!
