@@ -239,9 +239,10 @@ impl<T> Inbox<T> {
             if room > 0 {
                 // One CAS reserves as much of the rest of the run as fits:
                 // never more than there are messages to write.
-                let (pos, n) = self.ring.reserve(room.min(run.len() - next));
+                let reserved = self.ring.reserve(room.min(run.len() - next));
+                let n = reserved.n;
                 for i in 0..n {
-                    self.ring.write(pos + i, Message::from_prepaid(msg(next + i)));
+                    reserved.write(i, Message::from_prepaid(msg(next + i)));
                 }
                 if n > 0 {
                     next += n;

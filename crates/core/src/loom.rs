@@ -10,8 +10,9 @@
 //! | [`arc_swap::ArcSwap`] ([`Snapshot`]) | `loom::sync::RwLock<Arc<T>>` | a reader sees the whole old or the whole new value; `store` is visible to every later `with` |
 //! | `futures_util::task::AtomicWaker` | `loom::future::AtomicWaker` | `wake` after `register` wakes the registered waker |
 //!
-//! The ring (`ring.rs`) is built from this module's atomics, so loom explores
-//! the real ring. Counters that only feed statistics use std atomics in both
+//! The ring (`ring.rs`) is built from this module's atomics and allocates its
+//! storage through `alloc`/`dealloc` here, so loom explores the real ring and
+//! checks that a storage lost in the race to install it is freed. Counters that only feed statistics use std atomics in both
 //! builds: they order nothing.
 
 #[cfg(not(loom))]
@@ -25,6 +26,13 @@ pub(crate) use std::sync::{Mutex, MutexGuard};
 pub(crate) use loom::sync::atomic::{
     fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
+
+#[cfg(loom)]
+pub(crate) use loom::alloc::{alloc, dealloc};
+/// Raw allocation for the ring's storage: std's, or loom's, which tracks leaks
+/// (a model fails if an allocation is still live when it ends).
+#[cfg(not(loom))]
+pub(crate) use std::alloc::{alloc, dealloc};
 
 /// One turn of a wait loop on another thread's progress (a yield under loom,
 /// so that the model lets the other thread run).

@@ -1,10 +1,11 @@
 //! loom models of the engine's races, run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p fanout-core --release --lib loom_`.
 //!
-//! The models drive the real `Inbox` (state word, parking, lag) and `Members`
-//! (copy-on-write snapshots) code; under `cfg(loom)` the ring is a loom mutex
-//! around a `VecDeque` and the snapshot a loom `RwLock<Arc<_>>` (see `loom.rs`),
-//! so every hand-over is visible to the model checker. Each model is explored
+//! The models drive the real `Inbox` (state word, parking, lag), `Members`
+//! (copy-on-write snapshots) and ring code; under `cfg(loom)` the ring's
+//! atomics and storage allocation are loom's (leaks fail a model) and the
+//! snapshot is a loom `RwLock<Arc<_>>` (see `loom.rs`), so every hand-over is
+//! visible to the model checker. Each model is explored
 //! exhaustively up to loom's default preemption bound (unless
 //! `LOOM_MAX_PREEMPTIONS` says otherwise; `.ci/run` sets 3).
 
@@ -236,11 +237,11 @@ fn loom_ring_run_racing_take() {
         let runner = {
             let r = r.clone();
             thread::spawn(move || {
-                let (pos, n) = r.reserve(2);
-                for i in 0..n {
-                    r.write(pos + i, msg(1 + i as u64));
+                let run = r.reserve(2);
+                for i in 0..run.n {
+                    run.write(i, msg(1 + i as u64));
                 }
-                n
+                run.n
             })
         };
         let mut got = Vec::new();
@@ -332,5 +333,51 @@ fn loom_shutdown_racing_publish_and_recv() {
         assert_eq!(r.recipients, r.delivered + r.dropped.total());
         assert!(got.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(got.len() + i.len(), r.delivered as usize, "delivered = received + still queued");
+    });
+}
+
+/// Two publishers race to install a fresh subscriber's ring storage (one
+/// pushes a run of two with one reservation, the other two single messages) while
+/// the receiver takes what is there: one storage is installed and the loser's
+/// is freed (loom fails a model that leaks an allocation), and every message
+/// arrives exactly once, in per-publisher order.
+#[test]
+fn loom_first_push_racing_install_and_recv() {
+    loom::model(|| {
+        let i = inbox(1, 4, Overflow::Evict);
+        let runner = {
+            let i = i.clone();
+            thread::spawn(move || {
+                let run = [msg(1), msg(2)];
+                let pres: Vec<_> = run.iter().map(|m| Some(m.inner.prepay(1))).collect();
+                let mut r = PublishReport::default();
+                let (queued, evict) = i.offer_run(&pres, Priority::Normal, &mut r);
+                assert!(queued && !evict);
+                assert_eq!(r.delivered, 2);
+            })
+        };
+        let single = {
+            let i = i.clone();
+            thread::spawn(move || {
+                for v in [11, 12] {
+                    assert_eq!(i.offer(&msg(v), Priority::Normal, &mut 0), Offer::Delivered);
+                }
+            })
+        };
+        // The receiver, racing both (twice): it may find no storage yet, part
+        // of the run, or everything.
+        let mut buf = Vec::new();
+        for _ in 0..2 {
+            assert!(i.try_pop_many(&mut buf, 8).is_ok());
+        }
+        runner.join().unwrap();
+        single.join().unwrap();
+        while i.try_pop_many(&mut buf, 8).unwrap() > 0 {}
+        let got: Vec<u64> = buf.iter().map(|m| *m.payload()).collect();
+        let from =
+            |lo: u64, hi: u64| got.iter().copied().filter(|v| (lo..hi).contains(v)).collect::<Vec<_>>();
+        assert_eq!(from(0, 10), vec![1, 2], "the run, once, in order: {got:?}");
+        assert_eq!(from(10, 20), vec![11, 12], "the singles, once, in order: {got:?}");
+        assert_eq!(i.len(), 0);
     });
 }

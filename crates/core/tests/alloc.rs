@@ -1,5 +1,7 @@
 //! The hot path allocates nothing per delivery and at most once per publish:
-//! a counting global allocator proves it for 1,000 subscribers.
+//! a counting global allocator proves it for 1,000 subscribers. A subscriber's
+//! ring storage is allocated by the first delivery to it, not by `subscribe`:
+//! the allocator also counts allocations of exactly the storage's size.
 //!
 //! One test per binary, so that no other test's allocations are counted.
 
@@ -10,11 +12,21 @@ struct Counting;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Allocations of `STORAGE_BYTES`: ring storages.
+static STORAGES: AtomicU64 = AtomicU64::new(0);
+
+/// The test's ring capacity, and the size of one ring's storage (one
+/// allocation: a 4-byte stamp and an 8-byte pointer per slot).
+const CAPACITY: usize = 1024;
+const STORAGE_BYTES: usize = CAPACITY * (4 + 8);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if COUNTING.load(Ordering::Relaxed) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
+            if layout.size() == STORAGE_BYTES {
+                STORAGES.fetch_add(1, Ordering::Relaxed);
+            }
         }
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.alloc(layout) }
@@ -29,23 +41,49 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let (r, n, _) = counted_storages(f);
+    (r, n)
+}
+
+/// `f`'s result, its allocations, and how many of them were ring storages.
+fn counted_storages<R>(f: impl FnOnce() -> R) -> (R, u64, u64) {
     ALLOCS.store(0, Ordering::SeqCst);
+    STORAGES.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
     let r = f();
     COUNTING.store(false, Ordering::SeqCst);
-    (r, ALLOCS.load(Ordering::SeqCst))
+    (r, ALLOCS.load(Ordering::SeqCst), STORAGES.load(Ordering::SeqCst))
 }
 
 #[test]
 fn publish_to_1000_allocates_at_most_once() {
-    let hub = fanout_core::Hub::<u64>::builder().capacity(1024).build().unwrap();
-    let mut subs: Vec<_> = (0..1000).map(|_| hub.subscribe().unwrap()).collect();
-    for s in &subs {
-        s.join("t").unwrap();
-    }
+    let hub = fanout_core::Hub::<u64>::builder().capacity(CAPACITY).build().unwrap();
+    // Subscribing and joining allocate no ring storage: an idle subscriber
+    // holds none.
+    let ((mut subs, idle), _, storages) = counted_storages(|| {
+        let subs: Vec<_> = (0..1000).map(|_| hub.subscribe().unwrap()).collect();
+        for s in &subs {
+            s.join("t").unwrap();
+        }
+        let idle = hub.subscribe().unwrap();
+        idle.join("quiet").unwrap();
+        (subs, idle)
+    });
+    assert_eq!(storages, 0, "subscribe allocates no ring storage");
     let topic = hub.topic("t");
-    // Warm up: thread-locals, arc-swap's per-thread debt slots.
-    hub.publish("t", 0).unwrap();
+    // The first delivery to each member allocates its storage, once; the idle
+    // subscriber (not a member) still has none.
+    let (r, n, storages) = counted_storages(|| hub.publish("t", 0).unwrap());
+    assert_eq!(r.delivered, 1000);
+    assert_eq!(storages, 1000, "one storage per member, at its first delivery");
+    assert!(n > storages, "and the message");
+    let (_, n, storages) = counted_storages(|| hub.publish("t", 0).unwrap());
+    assert_eq!((n, storages), (1, 0), "the second publish: the message only");
+    // Out of the way before counting again (its removal allocates, on the
+    // cleanup worker's thread).
+    drop(idle);
+    hub.flush_cleanup();
+    // The rest of the warm-up: thread-locals, arc-swap's per-thread debt slots.
     hub.broadcast(0).unwrap();
     topic.publish(0).unwrap();
 
@@ -78,6 +116,6 @@ fn publish_to_1000_allocates_at_most_once() {
         }
         total
     });
-    assert_eq!(got, 1000 * 67 + 1000 * 3);
+    assert_eq!(got, 1000 * 67 + 1000 * 4);
     assert_eq!(n, 0, "receiving");
 }
