@@ -331,6 +331,25 @@ async fn writer_batches() {
     assert!(h.buckets.iter().find(|(le, _)| *le == 16.0).unwrap().1 == h.count, "no batch above max_batch");
 }
 
+/// Requests that arrive together are answered together: the connection handles
+/// every frame already buffered before it writes, so 20 pipelined requests
+/// (one TCP write from the client) do not cost 20 writes.
+#[tokio::test]
+async fn pipelined_requests_share_a_write() {
+    let srv = start(hub(), WsConfig { read_buffer_size: 4096, ..WsConfig::default() }).await;
+    let mut ws = connect(srv.addr).await;
+    for id in 1..=20u64 {
+        let req = json!({"jsonrpc": "2.0", "id": id, "method": "ping"}).to_string();
+        ws.feed(Message::Text(req.into())).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    for id in 1..=20u64 {
+        assert_eq!(next_json(&mut ws).await["id"], id, "replies in request order");
+    }
+    let h = srv.gw.metrics().write_batch;
+    assert!(h.count < 20, "20 replies took {} writes: {h:?}", h.count);
+}
+
 // --------------------------------------------------------------- heartbeat --
 
 /// A client that answers pings stays connected past several pong timeouts.
