@@ -208,8 +208,10 @@ impl WsConfig {
                 return err(field, "must be longer than zero");
             }
         }
-        if self.pong_timeout < self.ping_interval {
-            return err("pong_timeout", "must be at least `ping_interval`");
+        // Equal would close every connection at its first ping, before the
+        // client could answer it.
+        if self.pong_timeout <= self.ping_interval {
+            return err("pong_timeout", "must be longer than `ping_interval`");
         }
         let r = &self.rate_limit;
         if !(r.per_second >= 0.0 && r.per_second.is_finite()) {
@@ -237,5 +239,23 @@ impl WsConfig {
             .write_buffer_size(self.write_buffer_size)
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pong_timeout_must_outlast_the_ping_interval() {
+        let with = |ping, pong| WsConfig {
+            ping_interval: Duration::from_secs(ping),
+            pong_timeout: Duration::from_secs(pong),
+            ..WsConfig::default()
+        };
+        assert!(with(10, 11).validate().is_ok());
+        // Equal would close every connection at its first ping.
+        assert!(with(10, 10).validate().unwrap_err().to_string().contains("pong_timeout"));
+        assert!(with(10, 5).validate().is_err());
     }
 }

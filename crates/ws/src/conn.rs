@@ -179,6 +179,15 @@ struct Conn<E: Engine<Frame>, S> {
     _guard: TaskGuard<E>,
 }
 
+/// `run` counted the connection open when it built it; it is counted ended
+/// when it is dropped, so that the gauge stays right if the future is dropped
+/// before it completes (a cancelled `run_stream`, a runtime shutting down).
+impl<E: Engine<Frame>, S> Drop for Conn<E, S> {
+    fn drop(&mut self) {
+        self.session.gateway.inner.metrics.ended();
+    }
+}
+
 impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<E, S> {
     fn gw(&self) -> &Gateway<E> {
         &self.session.gateway
@@ -194,7 +203,6 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
             let kind = self.serve().await;
             self.record(kind);
             tracing::debug!(peer = %self.peer, client = self.session.id.get(), reason = kind.as_str(), "disconnected");
-            self.gw().inner.metrics.ended();
         }
     }
 
@@ -231,8 +239,11 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                     r = self.sub.recv_many(&mut self.buf, max_batch) => Event::Engine(r),
                 }
             };
+            // A lag notice counts as a batch: a connection whose queue
+            // overflows alternates lag and messages, and must not starve the
+            // other sources either.
             streak = match event {
-                Event::Engine(Ok(_)) if streak < FAIR_EVERY => streak + 1,
+                Event::Engine(Ok(_) | Err(RecvError::Lagged(_))) if streak < FAIR_EVERY => streak + 1,
                 _ => 0,
             };
             match event {
@@ -295,11 +306,15 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
     }
 
     /// Handles `first` and every further frame already buffered (up to
-    /// `max_batch` replies), then writes the replies at once. `Some` when the
+    /// `max_batch` frames), then writes the replies at once. `Some` when the
     /// connection ends.
     async fn on_read(&mut self, first: Option<Result<Message, WsError>>) -> Option<CloseKind> {
         let max_batch = self.gw().inner.config.max_batch;
         let mut next = first;
+        // Frames, not replies, are counted: a client sending frames that need
+        // no answer (binary publishes, notifications) must not keep the task
+        // reading while its own queue and heartbeat wait.
+        let mut handled = 0;
         loop {
             match self.on_frame(next) {
                 None => {}
@@ -312,7 +327,8 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                     return Some(kind);
                 }
             }
-            if self.out.len() >= max_batch {
+            handled += 1;
+            if handled >= max_batch {
                 break;
             }
             // Already buffered or readable without waiting; a `Pending` here

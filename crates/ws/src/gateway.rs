@@ -466,7 +466,10 @@ impl<E: Engine<Frame>> Gateway<E> {
         let graceful = tokio::time::timeout(drain_timeout, self.wait_idle()).await.is_ok();
         if !graceful {
             self.inner.phase.send_replace(Phase::Forced);
-            // Forced connections return at their next await point.
+            // A connection waiting in its main loop returns at once; one in
+            // the middle of its drain or close still finishes that write (each
+            // bounded by the write and close timeouts), which may outlast this
+            // grace period.
             let _ = tokio::time::timeout(Duration::from_secs(1), self.wait_idle()).await;
         }
         DrainReport { connections, graceful, elapsed: t0.elapsed() }
