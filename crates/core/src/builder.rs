@@ -54,6 +54,18 @@ impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
         self.config.high_water = fraction;
         self
     }
+    /// Allocate each subscriber's ring at its first delivery rather than at
+    /// `subscribe` (see [`HubConfig::lazy_rings`]).
+    ///
+    /// ```
+    /// let hub = fanout_core::Hub::<u64>::builder().lazy_rings(true).build().unwrap();
+    /// assert!(hub.config().lazy_rings);
+    /// ```
+    pub fn lazy_rings(mut self, lazy: bool) -> Self {
+        self.config.lazy_rings = lazy;
+        self
+    }
+
     /// Capacity of the cleanup worker's request channel.
     pub fn cleanup_capacity(mut self, capacity: usize) -> Self {
         self.config.cleanup_capacity = capacity;

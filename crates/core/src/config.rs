@@ -45,6 +45,13 @@ pub struct HubConfig {
     /// Subscribers per copy-on-write chunk inside a snapshot (default 512): a
     /// change copies one chunk and the shard's list of chunk pointers.
     pub chunk_size: usize,
+    /// Allocate each subscriber's ring storage at its first delivery instead
+    /// of at `subscribe` (default false). Worth it when most subscribers are
+    /// idle (a WebSocket server's connections on quiet topics: 3 KiB each at
+    /// the default capacity); the price is that the first publish to many
+    /// fresh subscribers allocates their rings on the publisher's thread
+    /// (100,000 rings: ~0.2 s on this project's machine; see docs/benchmarks.md).
+    pub lazy_rings: bool,
 }
 
 impl Default for HubConfig {
@@ -57,6 +64,7 @@ impl Default for HubConfig {
             sweep_interval: Duration::from_millis(100),
             shards: 8,
             chunk_size: 512,
+            lazy_rings: false,
         }
     }
 }

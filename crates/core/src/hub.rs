@@ -396,7 +396,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         }
         let r = options.resolve(&self.config).map_err(|e| SubscribeError::InvalidOptions(e.field()))?;
         let id = SubscriberId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
-        let inbox = Arc::new(Inbox::new(id, r.capacity, r.high_water, r.overflow));
+        let inbox = Arc::new(Inbox::new(id, r.capacity, r.high_water, r.overflow, self.config.lazy_rings));
         self.by_id.insert(id, inbox.clone());
         self.all.insert(inbox.clone());
         self.counters.subscribed();

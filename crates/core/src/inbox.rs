@@ -112,10 +112,20 @@ pub(crate) struct Inbox<T> {
 }
 
 impl<T> Inbox<T> {
-    pub(crate) fn new(id: SubscriberId, capacity: usize, high_water: usize, overflow: Overflow) -> Self {
+    pub(crate) fn new(
+        id: SubscriberId,
+        capacity: usize,
+        high_water: usize,
+        overflow: Overflow,
+        lazy_ring: bool,
+    ) -> Self {
+        let ring = Ring::new(capacity);
+        if !lazy_ring {
+            ring.allocate();
+        }
         Inbox {
             id,
-            ring: Ring::new(capacity),
+            ring,
             high_water: high_water.clamp(1, capacity),
             overflow,
             state: AtomicU8::new(OPEN),

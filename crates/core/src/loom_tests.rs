@@ -27,7 +27,7 @@ fn msg(v: u64) -> Message<u64> {
 }
 
 fn inbox(id: u64, cap: usize, overflow: Overflow) -> Arc<Inbox<u64>> {
-    Arc::new(Inbox::new(SubscriberId(id), cap, cap, overflow))
+    Arc::new(Inbox::new(SubscriberId(id), cap, cap, overflow, true))
 }
 
 /// What a publisher does per member (hub.rs `offer_and_wake`), minus the

@@ -5,7 +5,7 @@
 //! paid for in advance by the publisher (see `shared.rs`), so a delivery costs no
 //! atomic on the publisher's side. Nothing is copied or serialised per recipient, and a ring slot is
 //! one pointer wide (plus a 32-bit stamp), so 256 slots cost 3 KiB per subscriber, allocated at its
-//! first delivery.
+//! first delivery with `lazy_rings`.
 
 use std::fmt;
 use std::sync::Arc;

@@ -271,6 +271,14 @@ impl<T> Ring<T> {
         }
     }
 
+    /// Installs the storage now, if no push did yet (for a hub without
+    /// `lazy_rings`: the allocation is then part of `subscribe`).
+    pub(crate) fn allocate(&self) {
+        if self.storage.load(Ordering::Acquire).is_null() {
+            self.install(0);
+        }
+    }
+
     /// Allocates a storage whose stamps say "free for positions `first`,
     /// `first + 1`, …" (`first` a multiple of the size), and installs it unless
     /// another thread did first; returns the installed one either way.

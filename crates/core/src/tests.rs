@@ -9,7 +9,7 @@ use crate::members::Members;
 use crate::{Hub, SubscriberId};
 
 fn inbox(id: u64) -> Arc<Inbox<u64>> {
-    Arc::new(Inbox::new(SubscriberId(id), 4, 4, Overflow::Evict))
+    Arc::new(Inbox::new(SubscriberId(id), 4, 4, Overflow::Evict, false))
 }
 
 fn ids(m: &Members<u64>) -> Vec<u64> {

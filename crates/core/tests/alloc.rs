@@ -1,7 +1,8 @@
 //! The hot path allocates nothing per delivery and at most once per publish:
-//! a counting global allocator proves it for 1,000 subscribers. A subscriber's
-//! ring storage is allocated by the first delivery to it, not by `subscribe`:
-//! the allocator also counts allocations of exactly the storage's size.
+//! a counting global allocator proves it for 1,000 subscribers. With
+//! `lazy_rings`, a subscriber's ring storage is allocated by the first delivery
+//! to it, not by `subscribe` (without, by `subscribe`): the allocator also
+//! counts allocations of exactly the storage's size.
 //!
 //! One test per binary, so that no other test's allocations are counted.
 
@@ -57,9 +58,18 @@ fn counted_storages<R>(f: impl FnOnce() -> R) -> (R, u64, u64) {
 
 #[test]
 fn publish_to_1000_allocates_at_most_once() {
-    let hub = fanout_core::Hub::<u64>::builder().capacity(CAPACITY).build().unwrap();
-    // Subscribing and joining allocate no ring storage: an idle subscriber
-    // holds none.
+    // The default: the ring is allocated by `subscribe`.
+    let eager = fanout_core::Hub::<u64>::builder().capacity(CAPACITY).build().unwrap();
+    let (sub, _, storages) = counted_storages(|| eager.subscribe().unwrap());
+    assert_eq!(storages, 1, "subscribe allocates the ring storage by default");
+    let (_, _, storages) = counted_storages(|| eager.broadcast(0).unwrap());
+    assert_eq!(storages, 0, "and the first delivery does not");
+    drop(sub);
+    eager.shutdown();
+
+    let hub = fanout_core::Hub::<u64>::builder().capacity(CAPACITY).lazy_rings(true).build().unwrap();
+    // With lazy rings, subscribing and joining allocate no ring storage: an
+    // idle subscriber holds none.
     let ((mut subs, idle), _, storages) = counted_storages(|| {
         let subs: Vec<_> = (0..1000).map(|_| hub.subscribe().unwrap()).collect();
         for s in &subs {

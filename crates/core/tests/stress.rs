@@ -84,7 +84,9 @@ fn publishers_churn_and_slow_subscribers() {
     let rounds = 400 * scale();
     let readers = 99u64;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
-    let hub = Hub::<u64>::builder().capacity(CAPACITY).build().unwrap();
+    // Lazy rings, as the server runs: subscribers joining mid-publish have
+    // their rings installed by racing publishers.
+    let hub = Hub::<u64>::builder().capacity(CAPACITY).lazy_rings(true).build().unwrap();
     let totals = Arc::new(Totals::default());
     let topics: Vec<String> = (0..PUBLISHERS).map(|k| format!("t{k}")).collect();
 

@@ -95,7 +95,12 @@ pub async fn start(settings: Settings) -> Result<Server, StartError> {
 }
 
 fn build_hub(s: &Settings) -> Result<Hub<Frame>, StartError> {
-    Hub::builder().capacity(s.capacity).overflow(s.overflow).build().map_err(|e| StartError(e.to_string()))
+    Hub::builder()
+        .capacity(s.capacity)
+        .overflow(s.overflow)
+        .lazy_rings(true)
+        .build()
+        .map_err(|e| StartError(e.to_string()))
 }
 
 /// Runs the server on `engine` until `shutdown` resolves, then drains.
