@@ -104,12 +104,7 @@ fn latency(path: &Path, runs: &[&RunResult]) -> Result<(), String> {
             .label(r.label.clone())
             .legend(legend(c));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut chart)?;
     root.present().map_err(err)
 }
 
@@ -141,12 +136,7 @@ fn deliveries(path: &Path, runs: &[&RunResult]) -> Result<(), String> {
             .label(r.label.clone())
             .legend(legend(c));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut chart)?;
     root.present().map_err(err)
 }
 
@@ -199,12 +189,7 @@ fn series_panel(
             .label(r.label.clone())
             .legend(legend(c));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut chart)?;
     Ok(())
 }
 
@@ -250,12 +235,7 @@ fn histogram(path: &Path, runs: &[&RunResult]) -> Result<(), String> {
             .label(r.label.clone())
             .legend(legend(c));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut chart)?;
     root.present().map_err(err)
 }
 
@@ -302,7 +282,7 @@ fn capacity(path: &Path, all: &[RunResult]) -> Result<(), String> {
         }))
         .map_err(err)?;
     }
-    c1.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).draw().map_err(err)?;
+    draw_legend(&mut c1)?;
     let dmax = all.iter().map(|r| r.deliveries_per_sec).fold(1.0, f64::max) * 1.15;
     let mut c2 = ChartBuilder::on(&bottom)
         .caption("Deliveries per second against publish rate", ("sans-serif", 18))
@@ -325,6 +305,13 @@ fn capacity(path: &Path, all: &[RunResult]) -> Result<(), String> {
             .label(e.clone())
             .legend(legend(c));
     }
-    c2.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).draw().map_err(err)?;
+    draw_legend(&mut c2)?;
     root.present().map_err(err)
+}
+
+/// The legend box every chart here draws, from the series' labels.
+fn draw_legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+) -> Result<(), String> {
+    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).draw().map_err(err)
 }
