@@ -127,10 +127,15 @@ pub(crate) fn apply<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, batch: &
         topic.members.remove_many(members);
         inner.maybe_reclaim(topic);
     }
+    // Count the inboxes this batch moved to `closed`, not the batch's length:
+    // the sweep and a queued request can both bring one inbox, in two batches
+    // (the sweep removes it first, the request comes later), and `finish`
+    // succeeds once per inbox.
+    let mut removed = 0;
     for inbox in batch.iter() {
         inner.by_id.remove_if(&inbox.id, |_, v| Arc::ptr_eq(v, inbox));
-        inbox.finish();
+        removed += usize::from(inbox.finish());
     }
-    inner.counters.cleanup(batch.len());
+    inner.counters.cleanup(removed);
     batch.clear();
 }
