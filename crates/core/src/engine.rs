@@ -102,6 +102,7 @@ pub fn add(total: &mut PublishReport, r: &PublishReport) {
     total.dropped.evicted += r.dropped.evicted;
     total.displaced += r.displaced;
     total.messages += r.messages;
+    total.walked += r.walked;
     total.wakes += r.wakes;
     total.depth = total.depth.max(r.depth);
     if total.seq == 0 {

@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError};
-use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
 use crate::builder::HubBuilder;
@@ -35,7 +34,9 @@ use crate::error::{CloseReason, PublishError, SendError, SubscribeError};
 use crate::inbox::{Inbox, Offer};
 use crate::members::Members;
 use crate::message::{Message, Meta, Origin, Priority};
+use crate::publish::Target;
 use crate::reaper::{self, Request};
+use crate::sequencer::Sequencer;
 use crate::stats::{Counters, PublishReport, Stats};
 use crate::subscriber::Subscriber;
 use crate::topic::{Topic, TopicInner};
@@ -82,7 +83,8 @@ pub(crate) struct Inner<T: Clone + Send + Sync + 'static> {
     pub(crate) topics: DashMap<Arc<str>, Arc<TopicInner<T>>>,
     next_id: AtomicU64,
     next_epoch: AtomicU64,
-    broadcast_seq: CachePadded<AtomicU64>,
+    /// Numbers and orders broadcasts: their own stream, epoch 0.
+    pub(crate) broadcasts: Sequencer<T>,
     shut: AtomicBool,
     pub(crate) counters: Counters,
     reaper_tx: Sender<Request<T>>,
@@ -111,7 +113,7 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
             topics: DashMap::new(),
             next_id: AtomicU64::new(0),
             next_epoch: AtomicU64::new(0),
-            broadcast_seq: CachePadded::new(AtomicU64::new(0)),
+            broadcasts: Sequencer::new(),
             shut: AtomicBool::new(false),
             counters: Counters::new(),
             reaper_tx: tx,
@@ -212,12 +214,7 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     ) -> Result<PublishReport, PublishError> {
         let inner = self.inner();
         inner.check_open()?;
-        let meta = Meta { seq: inner.broadcast_seq.fetch_add(1, Ordering::Relaxed) + 1, epoch: 0 };
-        let msg = Message::new(None, Origin::Broadcast, meta, priority, make(meta));
-        let mut r = PublishReport { seq: meta.seq, messages: 1, ..PublishReport::default() };
-        inner.deliver(&inner.all, &msg, &mut r);
-        inner.counters.publish(&r);
-        Ok(r)
+        Ok(inner.publish_one(&inner.broadcast_target(), priority, make))
     }
 
     /// Broadcasts a run of `Normal` messages, one pass over the subscribers.
@@ -227,11 +224,7 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     ) -> Result<PublishReport, PublishError> {
         let inner = self.inner();
         inner.check_open()?;
-        let seq = &inner.broadcast_seq;
-        Ok(inner.publish_run(&inner.all, None, Origin::Broadcast, Priority::Normal, payloads, |n| Meta {
-            seq: seq.fetch_add(n, Ordering::Relaxed) + 1,
-            epoch: 0,
-        }))
+        Ok(inner.publish_run(&inner.broadcast_target(), Priority::Normal, payloads))
     }
 
     /// Sends one `Normal` message to subscriber `id` alone.
@@ -262,7 +255,7 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
         inner.counters.publish(&r);
         match offer {
             Offer::Delivered | Offer::Displaced(_) => Ok(()),
-            Offer::Skipped => Err(SendError::Closed(msg.into_payload())),
+            Offer::Skipped | Offer::SkippedAfterDisplacing(_) => Err(SendError::Closed(msg.into_payload())),
             Offer::Evict => {
                 inner.close_inbox(&inbox, CloseReason::SlowConsumer);
                 Err(SendError::Full(msg.into_payload()))
@@ -350,8 +343,12 @@ impl<T: Clone + Send + Sync + 'static> Shared<T> {
         self.inner.shutdown();
         let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
-            // The worker never holds a `Hub`, so this is never the worker itself.
-            let _ = h.join();
+            // The worker holds no `Hub`, but a payload may: the last handle can
+            // be dropped on the worker itself (freeing a message). It must not
+            // join itself; it has been sent `Stop` and ends its loop.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
     }
 }
@@ -363,6 +360,11 @@ impl<T: Clone + Send + Sync + 'static> Drop for Shared<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> Inner<T> {
+    /// Broadcasts: every subscriber, numbered by the hub's own sequencer.
+    fn broadcast_target(&self) -> Target<'_, T> {
+        Target { seq: &self.broadcasts, set: &self.all, topic: None, origin: Origin::Broadcast, epoch: 0 }
+    }
+
     pub(crate) fn is_shut(&self) -> bool {
         self.shut.load(Ordering::SeqCst)
     }
@@ -397,15 +399,39 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         let r = options.resolve(&self.config).map_err(|e| SubscribeError::InvalidOptions(e.field()))?;
         let id = SubscriberId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let inbox = Arc::new(Inbox::new(id, r.capacity, r.high_water, r.overflow, self.config.lazy_rings));
-        self.by_id.insert(id, inbox.clone());
-        self.all.insert(inbox.clone());
+        self.insert_new(&inbox);
         self.counters.subscribed();
+        self.settle_new(&inbox);
+        Ok(Subscriber::new(inbox, self.clone()))
+    }
+
+    /// A new subscriber's two inserts. Between them it is already reachable
+    /// (by id: `kick`; through `all`: a broadcast that evicts it), so it can be
+    /// closed, and its removal applied, before the second insert lands: see
+    /// [`Inner::settle_new`].
+    fn insert_new(&self, inbox: &Arc<Inbox<T>>) {
+        self.by_id.insert(inbox.id, inbox.clone());
+        self.all.insert(inbox.clone());
+    }
+
+    /// After both inserts: a subscriber closed meanwhile is removed again, so
+    /// that no closed inbox stays in a set.
+    fn settle_new(&self, inbox: &Arc<Inbox<T>>) {
         // Shutdown sets the flag, then closes what `by_id` holds; one of the two
         // sides sees the other (both go through the map's shard lock).
         if self.is_shut() {
-            self.close_inbox(&inbox, CloseReason::Shutdown);
+            self.close_inbox(inbox, CloseReason::Shutdown);
+            // The worker may have emptied every set already (`clear_all`) and
+            // stopped: take it out here. Removing twice is harmless.
+            self.all.remove(inbox.id);
+            self.by_id.remove_if(&inbox.id, |_, v| Arc::ptr_eq(v, inbox));
+            inbox.finish();
+        } else if !inbox.is_open() {
+            // Closed between the inserts (kicked, evicted): its removal may
+            // have been applied before the second insert. Ask again; the
+            // worker's removal is idempotent and counts a subscriber once.
+            self.request_removal(inbox);
         }
-        Ok(Subscriber::new(inbox, self.clone()))
     }
 
     pub(crate) fn topic_inner(&self, name: &str) -> Arc<TopicInner<T>> {
@@ -474,6 +500,13 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
             // The worker empties every set as it stops.
             return true;
         }
+        self.request_removal(inbox);
+        true
+    }
+
+    /// Asks the cleanup worker to remove a closing inbox from every set (or,
+    /// when its channel is full, to sweep).
+    fn request_removal(&self, inbox: &Arc<Inbox<T>>) {
         match self.reaper_tx.try_send(Request::Remove(inbox.clone())) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -483,7 +516,6 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
             }
             Err(TrySendError::Disconnected(_)) => {}
         }
-        true
     }
 
     fn shutdown(&self) {

@@ -40,10 +40,17 @@
 //! harmless. A closing inbox keeps its ring: the receiver drains what is queued,
 //! then sees `Closed(reason)`.
 //!
-//! A publisher that read "open" just before a close may still push one message
-//! after it; the receiver sees it if it has not yet returned `Closed`, and it is
-//! freed with the ring otherwise. It is counted as delivered: delivered means
-//! "queued", and the loss is the closing subscriber's.
+//! A publisher that read "open" just before a close may still push a run after
+//! it. The close is made terminal by the ring's seal (`ring.rs`, "Sealing"):
+//! the receiver that sees the close seals the ring, drains everything reserved
+//! before the seal (waiting for a slot still being written), reports a lag
+//! counted meanwhile, and only then returns `Closed`; a push after the seal
+//! finds nothing to reserve and is not counted as a delivery. A subscriber
+//! dropped with messages still queued takes them out the same way and counts
+//! them as discarded ([`Inbox::discard`]). So every message counted as
+//! delivered (queued) is received, displaced by a later one (`DropOldest`,
+//! `Urgent`), or discarded with its subscriber: `delivered == received +
+//! displaced + discarded`, exactly.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -86,6 +93,9 @@ pub(crate) enum Offer {
     Evict,
     /// The inbox is closing or closed: not a recipient.
     Skipped,
+    /// The ring was sealed while this message was making room for itself: not
+    /// a recipient, but this many older messages were displaced first.
+    SkippedAfterDisplacing(u32),
 }
 
 pub(crate) struct Inbox<T> {
@@ -176,23 +186,33 @@ impl<T> Inbox<T> {
                     return self.apply_overflow(&make, DropReason::HighWater);
                 }
             }
-            Priority::Urgent => {
-                return match self.ring.force_push(make()) {
-                    0 => Offer::Delivered,
-                    n => {
-                        self.lagged.fetch_add(n as u64, Ordering::Relaxed);
-                        Offer::Displaced(n as u32)
-                    }
-                };
-            }
+            Priority::Urgent => return self.force(make()),
             _ => {}
         }
-        match self.ring.push(make()) {
-            Ok(()) => Offer::Delivered,
-            Err(m) => {
-                // Not queued: give the reference back before the policy runs.
-                drop(m);
-                self.apply_overflow(&make, DropReason::Full)
+        let run = self.ring.reserve(1);
+        if run.n == 1 {
+            run.write(0, make());
+            return Offer::Delivered;
+        }
+        if run.sealed {
+            return Offer::Skipped;
+        }
+        self.apply_overflow(&make, DropReason::Full)
+    }
+
+    /// Queues `m`, displacing the oldest messages until it fits (each loss
+    /// counted as lag).
+    fn force(&self, m: Message<T>) -> Offer {
+        match self.ring.force_push(m) {
+            Ok(0) => Offer::Delivered,
+            Ok(n) => {
+                self.lagged.fetch_add(n as u64, Ordering::Relaxed);
+                Offer::Displaced(n as u32)
+            }
+            Err((_, 0)) => Offer::Skipped,
+            Err((_, n)) => {
+                self.lagged.fetch_add(n as u64, Ordering::Relaxed);
+                Offer::SkippedAfterDisplacing(n as u32)
             }
         }
     }
@@ -247,9 +267,15 @@ impl<T> Inbox<T> {
                 room = limit.saturating_sub(len);
             }
             if room > 0 {
-                // One CAS reserves as much of the rest of the run as fits:
-                // never more than there are messages to write.
-                let reserved = self.ring.reserve(room.min(run.len() - next));
+                // One CAS reserves as much of the rest of the run as fits,
+                // never more than there are messages to write, and checks the
+                // limit itself (the estimate may be stale: another publisher,
+                // of another topic, may be filling the same ring).
+                let reserved = self.ring.reserve_within(limit, room.min(run.len() - next));
+                if reserved.sealed {
+                    // The receiver has seen the close: the rest is not offered.
+                    return (queued, false);
+                }
                 let n = reserved.n;
                 for i in 0..n {
                     reserved.write(i, Message::from_prepaid(msg(next + i)));
@@ -266,13 +292,14 @@ impl<T> Inbox<T> {
             // No room for the next message: the policy decides, one message.
             let pre = msg(next);
             next += 1;
-            let reason = if room == 0 { DropReason::HighWater } else { DropReason::Full };
+            let reason = if checked { DropReason::HighWater } else { DropReason::Full };
             let offer = self.apply_overflow(&|| Message::from_prepaid(pre), reason);
             r.count(offer);
             match offer {
                 Offer::Evict => return (queued, true),
                 Offer::Displaced(_) | Offer::Delivered => queued = true,
-                _ => {}
+                Offer::Skipped | Offer::SkippedAfterDisplacing(_) => return (queued, false),
+                Offer::Dropped(_) => {}
             }
             len = self.ring.len();
         }
@@ -300,13 +327,16 @@ impl<T> Inbox<T> {
                 let mut lost = 0u32;
                 if reason == DropReason::HighWater && self.ring.displace().is_some() {
                     lost += 1;
+                    self.lagged.fetch_add(1, Ordering::Relaxed);
                 }
-                lost += self.ring.force_push(make()) as u32;
-                if lost == 0 {
-                    return Offer::Delivered;
+                match (self.force(make()), lost) {
+                    (offer, 0) => offer,
+                    (Offer::Delivered, l) => Offer::Displaced(l),
+                    (Offer::Displaced(n), l) => Offer::Displaced(n + l),
+                    (Offer::Skipped, l) => Offer::SkippedAfterDisplacing(l),
+                    (Offer::SkippedAfterDisplacing(n), l) => Offer::SkippedAfterDisplacing(n + l),
+                    (other, _) => unreachable!("force_push gives {other:?}"),
                 }
-                self.lagged.fetch_add(u64::from(lost), Ordering::Relaxed);
-                Offer::Displaced(lost)
             }
         }
     }
@@ -385,11 +415,14 @@ impl<T> Inbox<T> {
             return Ok(m);
         }
         match self.close_reason() {
-            // Acquire on the state: a push made before the close is visible now.
-            Some(reason) => match self.ring.pop() {
-                Some(m) => Ok(m),
-                None => Err(crate::TryRecvError::Closed(reason)),
-            },
+            Some(reason) => {
+                let mut got = None;
+                match self.final_drain(&mut got, 1, reason) {
+                    Ok(_) => Ok(got.expect("one message taken")),
+                    Err(RecvError::Lagged(n)) => Err(crate::TryRecvError::Lagged(n)),
+                    Err(RecvError::Closed(r)) => Err(crate::TryRecvError::Closed(r)),
+                }
+            }
             None => Err(crate::TryRecvError::Empty),
         }
     }
@@ -411,10 +444,10 @@ impl<T> Inbox<T> {
             return Ok(n);
         }
         match self.close_reason() {
-            Some(reason) => match self.drain_into(buf, max) {
-                0 => Err(crate::TryRecvError::Closed(reason)),
-                n => Ok(n),
-            },
+            Some(reason) => self.final_drain(buf, max, reason).map_err(|e| match e {
+                RecvError::Lagged(n) => crate::TryRecvError::Lagged(n),
+                RecvError::Closed(r) => crate::TryRecvError::Closed(r),
+            }),
             None => Ok(0),
         }
     }
@@ -447,7 +480,7 @@ impl<T> Inbox<T> {
             return Poll::Ready(Ok(n));
         }
         if let Some(reason) = self.close_reason() {
-            return self.final_drain(buf, max, reason);
+            return Poll::Ready(self.final_drain(buf, max, reason));
         }
         // Park: register, announce, look again (see "Waking").
         self.waker.register(cx.waker());
@@ -469,25 +502,41 @@ impl<T> Inbox<T> {
         }
         if let Some(reason) = self.close_reason() {
             self.parked.store(false, Ordering::Relaxed);
-            return self.final_drain(buf, max, reason);
+            return Poll::Ready(self.final_drain(buf, max, reason));
         }
         Poll::Pending
     }
 
+    /// The receive side of a close: seal the ring, hand over what was
+    /// reserved before the seal, then a lag counted meanwhile, then `Closed`
+    /// (and `Closed` from then on: nothing can enter a sealed ring).
     fn final_drain(
         &self,
         buf: &mut impl Sink<T>,
         max: usize,
         reason: CloseReason,
-    ) -> Poll<Result<usize, RecvError>> {
-        // The state was read with Acquire after the first drain came up empty;
-        // anything pushed before the close is visible now.
-        let n = self.drain_into(buf, max);
+    ) -> Result<usize, RecvError> {
+        let n = self.ring.take_sealed(max, |m| buf.put(m));
         if n > 0 {
-            Poll::Ready(Ok(n))
-        } else {
-            Poll::Ready(Err(RecvError::Closed(reason)))
+            return Ok(n);
         }
+        if let Some(n) = self.take_lagged() {
+            return Err(RecvError::Lagged(n));
+        }
+        Err(RecvError::Closed(reason))
+    }
+
+    /// The subscriber is gone: seal the ring and take out what is still queued
+    /// (it was counted as delivered, and nobody will receive it). Returns how
+    /// many messages were discarded.
+    pub(crate) fn discard(&self) -> u64 {
+        let mut n = 0u64;
+        while self.ring.take_sealed(usize::MAX, |m| {
+            drop(m);
+            n += 1;
+        }) > 0
+        {}
+        n
     }
 
     /// A receive future was dropped while parked: leave no waker behind.

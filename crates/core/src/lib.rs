@@ -79,6 +79,7 @@ mod message;
 mod publish;
 mod reaper;
 mod ring;
+mod sequencer;
 mod shared;
 mod stats;
 mod subscriber;

@@ -34,14 +34,33 @@ pub(crate) use loom::alloc::{alloc, dealloc};
 #[cfg(not(loom))]
 pub(crate) use std::alloc::{alloc, dealloc};
 
-/// One turn of a wait loop on another thread's progress (a yield under loom,
-/// so that the model lets the other thread run).
-#[inline]
-pub(crate) fn spin() {
+/// A wait on another thread's progress (a slot still being written, a walker
+/// still delivering): crossbeam's `Backoff`, which spins a few times and then
+/// yields the core, so that a waiter never burns its time slice on a thread
+/// that was preempted; under loom, every turn is a yield, so that the model
+/// lets the other thread run.
+pub(crate) struct Backoff {
     #[cfg(not(loom))]
-    std::hint::spin_loop();
-    #[cfg(loom)]
-    loom::thread::yield_now();
+    inner: crossbeam_utils::Backoff,
+}
+
+impl Backoff {
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Backoff {
+            #[cfg(not(loom))]
+            inner: crossbeam_utils::Backoff::new(),
+        }
+    }
+
+    /// One turn of the wait.
+    #[inline]
+    pub(crate) fn snooze(&self) {
+        #[cfg(not(loom))]
+        self.inner.snooze();
+        #[cfg(loom)]
+        loom::thread::yield_now();
+    }
 }
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};

@@ -17,6 +17,13 @@
 //! (every `sweep_interval` at the latest), walks the hub-wide set and removes
 //! every closing subscriber it finds.
 //!
+//! # Panics
+//!
+//! The worker frees what it removes, and a message payload's `Drop` may
+//! panic there. It catches the panic (counted in `Stats::cleanup_panics`),
+//! sweeps on its next turn for what the interrupted batch did not reach, and
+//! goes on: a dead worker would leave every later close unapplied.
+//!
 //! # Stopping
 //!
 //! `Hub::shutdown`, or the drop of the last hub handle, sends `Stop` and joins
@@ -24,6 +31,7 @@
 //! so no thread and no reference cycle outlives the hub.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -87,7 +95,11 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
             }
         }
         if stop {
-            inner.clear_all();
+            // A panic here (a payload's `Drop`) must not stop the thread from
+            // ending normally: the hub's shutdown joins it.
+            if catch_unwind(AssertUnwindSafe(|| inner.clear_all())).is_err() {
+                inner.counters.cleanup_panic();
+            }
             return;
         }
         // A flush also sweeps, so that it covers removals whose request found
@@ -95,8 +107,13 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
         if inner.needs_sweep.swap(false, Ordering::AcqRel) || !flushes.is_empty() {
             batch.extend(inner.all.closing());
         }
-        if !batch.is_empty() {
-            apply(inner, &mut batch);
+        if !batch.is_empty() && catch_unwind(AssertUnwindSafe(|| apply(inner, &mut batch))).is_err() {
+            // A payload's `Drop` panicked while a snapshot was freed. Every
+            // step of `apply` is idempotent: sweep for what it did not reach,
+            // and go on (a dead worker would leave every later close unapplied).
+            inner.counters.cleanup_panic();
+            batch.clear();
+            inner.needs_sweep.store(true, Ordering::Release);
         }
         for done in flushes.drain(..) {
             let _ = done.send(());

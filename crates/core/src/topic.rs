@@ -16,31 +16,31 @@
 //!
 //! # Sequence numbers and epochs
 //!
-//! Every publish to a topic takes the next `seq` (from 1). A topic created anew
-//! after a reclaim gets a new `epoch` from the hub, so a subscriber that sees
-//! `seq` restart also sees the epoch change and knows it is not a gap. With one
-//! publisher per topic, each subscriber sees the seqs it receives in increasing
-//! order, and a hole means messages it lost (it also gets `Lagged(n)` for them).
-//! Concurrent publishers to one topic each get distinct seqs, but their pushes
-//! may reach different rings in different orders.
+//! Every publish to a topic with members takes the next `seq` (from 1), from
+//! the topic's [`Sequencer`], which also delivers the topic's messages in
+//! that order, whatever the number of concurrent publishers (`sequencer.rs`).
+//! So each subscriber receives a topic's messages in strictly increasing
+//! `seq`, and a hole means messages it lost (it also gets `Lagged(n)` for
+//! them). A topic created anew after a reclaim gets a new `epoch` from the
+//! hub, so a subscriber that sees `seq` restart also sees the epoch change and
+//! knows it is not a gap.
 
 use std::fmt;
 use std::sync::Arc;
-
-use crossbeam_utils::CachePadded;
 
 use crate::error::PublishError;
 use crate::hub::Hub;
 use crate::members::Members;
 use crate::message::{Meta, Priority};
+use crate::sequencer::Sequencer;
 use crate::stats::PublishReport;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub(crate) struct TopicInner<T> {
     pub(crate) name: Arc<str>,
     pub(crate) epoch: u64,
-    /// Last sequence number given out; the next publish takes `seq + 1`.
-    seq: CachePadded<AtomicU64>,
+    /// Numbers the topic's messages and delivers them in that order.
+    pub(crate) seq: Sequencer<T>,
     pub(crate) members: Members<T>,
     /// Live [`Topic`] handles: a handled topic is never reclaimed. Changed only
     /// while holding the topic's map shard (creation) or before a reclaim check.
@@ -52,20 +52,10 @@ impl<T> TopicInner<T> {
         TopicInner {
             name,
             epoch,
-            seq: CachePadded::new(AtomicU64::new(0)),
+            seq: Sequencer::new(),
             members: Members::new(1, chunk_size),
             handles: AtomicUsize::new(0),
         }
-    }
-
-    #[inline]
-    pub(crate) fn next_meta(&self) -> Meta {
-        Meta { seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1, epoch: self.epoch }
-    }
-
-    /// Takes `n` consecutive numbers; returns the first.
-    pub(crate) fn next_metas(&self, n: u64) -> Meta {
-        Meta { seq: self.seq.fetch_add(n, Ordering::Relaxed) + 1, epoch: self.epoch }
     }
 
     pub(crate) fn reclaimable(&self) -> bool {
