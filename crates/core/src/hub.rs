@@ -409,14 +409,14 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     /// (by id: `kick`; through `all`: a broadcast that evicts it), so it can be
     /// closed, and its removal applied, before the second insert lands: see
     /// [`Inner::settle_new`].
-    fn insert_new(&self, inbox: &Arc<Inbox<T>>) {
+    pub(crate) fn insert_new(&self, inbox: &Arc<Inbox<T>>) {
         self.by_id.insert(inbox.id, inbox.clone());
         self.all.insert(inbox.clone());
     }
 
     /// After both inserts: a subscriber closed meanwhile is removed again, so
     /// that no closed inbox stays in a set.
-    fn settle_new(&self, inbox: &Arc<Inbox<T>>) {
+    pub(crate) fn settle_new(&self, inbox: &Arc<Inbox<T>>) {
         // Shutdown sets the flag, then closes what `by_id` holds; one of the two
         // sides sees the other (both go through the map's shard lock).
         if self.is_shut() {

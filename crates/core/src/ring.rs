@@ -361,6 +361,17 @@ impl<T> Ring<T> {
         }
     }
 
+    /// The next position to reserve (`tail` without the seal bit): where a
+    /// message that did not fit would have gone.
+    pub(crate) fn tail(&self) -> usize {
+        self.tail.load(Ordering::Acquire) & !SEALED
+    }
+
+    /// The next position to take.
+    pub(crate) fn head(&self) -> usize {
+        self.head.load(Ordering::Acquire)
+    }
+
     /// Reserved and not yet taken (may count a message still being written).
     #[inline]
     pub(crate) fn len(&self) -> usize {
@@ -550,6 +561,38 @@ impl<T> Ring<T> {
         store.stamp(h).load(Ordering::Acquire) == stamp(h + 1)
     }
 
+    /// Takes up to `max` ready messages from position `from`, none at or past
+    /// `bound()` (read after the slots are seen ready: see `inbox.rs`, "Lag
+    /// at its position"). `None` if `head` is no longer `from` (a displacer
+    /// took the oldest). Called by the ring's one receiver.
+    #[inline]
+    pub(crate) fn take_from(
+        &self,
+        from: usize,
+        max: usize,
+        bound: impl FnOnce() -> usize,
+        mut out: impl FnMut(Message<T>),
+    ) -> Option<usize> {
+        let Some(store) = self.storage() else {
+            return Some(0);
+        };
+        let max = max.min(self.cap);
+        let mut n = 0;
+        // Acquire: pairs with the writer's Release of the stamp.
+        while n < max && store.stamp(from + n).load(Ordering::Acquire) == stamp(from + n + 1) {
+            n += 1;
+        }
+        n = n.min(bound().saturating_sub(from));
+        if n == 0 {
+            return (self.head.load(Ordering::Acquire) == from).then_some(0);
+        }
+        self.head.compare_exchange(from, from + n, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+        for pos in from..from + n {
+            out(self.take_claimed(store, pos));
+        }
+        Some(n)
+    }
+
     /// Claims up to `max` ready positions from `head` with one CAS and hands
     /// each claimed position to `take` (which must take it out of its slot).
     #[inline]
@@ -581,7 +624,7 @@ impl<T> Ring<T> {
     }
 
     /// Takes one message.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn pop(&self) -> Option<Message<T>> {
         let mut got = None;
         self.take(1, |m| got = Some(m));

@@ -131,3 +131,40 @@ fn walks_from_any_start_visit_every_member_once() {
         assert_eq!(seen, (0..200).collect::<Vec<_>>(), "start {start}");
     }
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "a hub's maps go through DashMap's lock, whose futex syscalls miri cannot model")]
+fn a_subscriber_kicked_between_its_inserts_is_removed() {
+    // The interleaving a kick can make with `subscribe`: it finds the new
+    // subscriber by id after the first insert, and the worker applies its
+    // removal before the second. Without `settle_new`, the closed inbox
+    // stayed in the hub-wide set until shutdown.
+    let hub = Hub::<u64>::new();
+    let inner = hub.inner();
+    let inbox = Arc::new(Inbox::new(SubscriberId(1000), 4, 4, Overflow::Evict, false));
+    inner.by_id.insert(inbox.id, inbox.clone()); // insert_new, first half
+    assert!(hub.kick(inbox.id));
+    hub.flush_cleanup(); // the removal is applied now
+    inner.all.insert(inbox.clone()); // insert_new, second half
+    inner.settle_new(&inbox);
+    hub.flush_cleanup();
+    assert!(inner.all.is_empty(), "no closed inbox left in the hub-wide set");
+    assert!(inner.by_id.get(&inbox.id).is_none());
+    assert_eq!(hub.stats().cleanup_removed, 1, "counted once though removed twice");
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "a hub's maps go through DashMap's lock, whose futex syscalls miri cannot model")]
+fn a_subscriber_inserted_after_the_final_clear_is_removed() {
+    // A subscribe racing shutdown, whose inserts land after the worker's
+    // last `clear_all`: nobody would remove it (the worker has stopped).
+    let hub = Hub::<u64>::new();
+    let inner = hub.inner().clone();
+    hub.shutdown();
+    let inbox = Arc::new(Inbox::new(SubscriberId(1000), 4, 4, Overflow::Evict, false));
+    inner.insert_new(&inbox);
+    inner.settle_new(&inbox);
+    assert_eq!(inbox.close_reason(), Some(CloseReason::Shutdown));
+    assert!(inner.all.is_empty());
+    assert!(inner.by_id.is_empty());
+}

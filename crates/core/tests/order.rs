@@ -25,7 +25,7 @@ const PUBLISHERS: usize = 4;
 
 fn per_publisher() -> u64 {
     let scale: u64 = std::env::var("FANOUT_STRESS_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    2_000 * scale
+    10_000 * scale
 }
 
 #[derive(Default)]
