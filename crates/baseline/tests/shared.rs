@@ -139,10 +139,13 @@ async fn shutdown_drains_then_closes<E: Engine<u64>>(e: E) {
 
 macro_rules! shared_tests {
     ($engine:ident, $make:expr, [$($test:ident),* $(,)?]) => {
+        shared_tests!(#[tokio::test], $engine, $make, [$($test),*]);
+    };
+    (#[$attr:meta], $engine:ident, $make:expr, [$($test:ident),* $(,)?]) => {
         mod $engine {
             use super::*;
             $(
-                #[tokio::test]
+                #[$attr]
                 async fn $test() {
                     super::$test($make).await;
                 }
@@ -167,6 +170,23 @@ shared_tests!(
 
 shared_tests!(
     mutex,
+    MutexHub::<u64>::new(),
+    [
+        subscribe_join_publish,
+        publish_many_in_order,
+        broadcast_reaches_everyone,
+        leave_stops_delivery,
+        evict_on_full,
+        unicast,
+        shutdown_drains_then_closes,
+    ]
+);
+
+// The mutex hub made inside a multi-threaded runtime: its run loop is a task
+// on that runtime (a blocking `subscribe` on a worker must not starve it).
+shared_tests!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
+    mutex_on_runtime,
     MutexHub::<u64>::new(),
     [
         subscribe_join_publish,
@@ -214,4 +234,57 @@ async fn mutex_drop_unregisters() {
         recv_n(&mut b, 1).await;
     }
     assert_eq!(hub.stats().evicted.unsubscribed, 1);
+}
+
+/// Made inside a multi-threaded runtime, the mutex hub's run loop is one more
+/// task on it (as Go's run loop is a goroutine), not a thread of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutex_run_loop_is_a_task_on_the_runtime() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let hub = MutexHub::<u64>::new();
+    assert_eq!(metrics.num_alive_tasks(), before + 1);
+    // A subscribe from a task blocks its worker for the run loop's answer.
+    let h = hub.clone();
+    let mut sub = tokio::spawn(async move { h.subscribe().unwrap() }).await.unwrap();
+    hub.broadcast(7).unwrap();
+    assert_eq!(*recv_n(&mut sub, 1).await[0].payload(), 7);
+    hub.shutdown();
+    assert_eq!(metrics.num_alive_tasks(), before, "shutdown waits for the run loop to end");
+}
+
+/// Four publishers on one topic: every subscriber receives its `seq`s in
+/// increasing order, with no gap (nobody lags: 4 × 50 < the capacity of 256).
+async fn topic_order_under_four_publishers<E: Engine<u64>>(e: E) {
+    let mut subs: Vec<_> = (0..8).map(|_| e.subscribe().unwrap()).collect();
+    for s in &subs {
+        e.join(s.id(), "t").unwrap();
+    }
+    let publishers: Vec<_> = (0..4)
+        .map(|p| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    e.publish("t", p * 1000 + i).unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.join().unwrap();
+    }
+    for s in &mut subs {
+        let seqs: Vec<u64> = recv_n(s, 200).await.iter().map(|m| m.seq()).collect();
+        assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutex_topic_order_under_four_publishers() {
+    topic_order_under_four_publishers(MutexHub::<u64>::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_broadcast_topic_order_under_four_publishers() {
+    topic_order_under_four_publishers(TokioBroadcast::<u64>::new()).await;
 }
