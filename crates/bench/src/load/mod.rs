@@ -28,7 +28,7 @@ mod client;
 mod limits;
 mod live;
 mod plots;
-mod procstat;
+pub(crate) mod procstat;
 mod proto;
 mod publisher;
 mod report;
