@@ -3,6 +3,11 @@
 //! `start`, on `127.0.0.1:0`), sampled through `--server-pid`. The report files
 //! must exist and parse, show deliveries, and no loss. It checks that the load
 //! tester works end to end, never how fast anything is: no timing thresholds.
+//!
+//! It publishes with one publisher (`--publishers 1`), whose messages the
+//! server must deliver in order: the order counters must be there, and zero.
+//! (With several publishers the order is the engine's promise under test, which
+//! the hub harness's `same_topic` checks; this test checks the load tester.)
 
 use std::process::Command;
 
@@ -39,6 +44,8 @@ async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
         "1",
         "--rate",
         "20",
+        "--publishers",
+        "1",
         "--duration",
         "2s",
         "--progress",
@@ -69,7 +76,8 @@ async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
             .expect("parses");
-    assert_eq!(v["schema"], "fanout-bench/load/1");
+    assert_eq!(v["schema"], "fanout-bench/load/2");
+    assert_eq!(v["setup"]["publishers"], 1);
     assert!(v["machine"]["cores"].as_u64().unwrap_or(0) >= 1);
     let runs = v["runs"].as_array().expect("runs");
     assert_eq!(runs.len(), 1);
@@ -82,6 +90,16 @@ async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
     assert_eq!(r["gap_messages"], 0);
     assert_eq!(r["missing"], 0);
     assert_eq!(r["errors"], 0, "{:?}", r["first_errors"]);
+    assert_eq!(r["publishers"], 1);
+    for counter in ["out_of_order", "duplicates", "seq_missing", "unexplained_gaps", "clients_disordered"] {
+        assert_eq!(r[counter], 0, "{counter} must be present and zero: {r}");
+    }
+    assert!(r["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .all(|p| p["out_of_order"] == 0 && p["duplicates"] == 0));
+    assert!(md.contains("out of order") && md.contains("Order held"), "report.md shows the order counters");
     assert!(r["latency"]["count"].as_u64().unwrap_or(0) > 0);
     assert!(r["server"]["rss_before_bytes"].as_u64().unwrap_or(0) > 0, "server sampled");
     assert!(!r["timeline"].as_array().expect("timeline").is_empty());
