@@ -37,7 +37,10 @@
 //! [`OrderChecker::from_start`] knows the first seq (the hub harness: a fresh
 //! topic starts at 1), so a loss before the first push is a gap too.
 //! [`OrderChecker::new`] takes the first push as the start (the load test,
-//! whose server may have numbered the topic before).
+//! whose server may have numbered the topic before). The first push may itself
+//! have overtaken earlier ones: a later push below the lowest seq received is
+//! then **out of order** too (one violation), it becomes the start, and the
+//! seqs between it and the old start become holes.
 //!
 //! # Memory
 //!
@@ -148,6 +151,10 @@ pub struct OrderChecker {
     highest: u64,
     /// Whether `highest` means anything yet.
     started: bool,
+    /// Whether the stream's first seq was given ([`OrderChecker::from_start`]).
+    known_start: bool,
+    /// Lowest seq received (or the known start).
+    lowest: u64,
     /// Lag reported since the last push; consumed (or forgotten) by the next one.
     pending_lag: u64,
     /// Seqs skipped and not received since: disjoint inclusive ranges, in
@@ -165,7 +172,13 @@ impl OrderChecker {
 
     /// A checker for a stream whose first seq is `first` (≥ 1).
     pub fn from_start(first: u64) -> Self {
-        OrderChecker { highest: first.saturating_sub(1), started: true, ..Self::default() }
+        OrderChecker {
+            highest: first.saturating_sub(1),
+            started: true,
+            known_start: true,
+            lowest: first,
+            ..Self::default()
+        }
     }
 
     /// `n` messages were reported lost at this position.
@@ -181,6 +194,7 @@ impl OrderChecker {
         if !self.started {
             self.started = true;
             self.highest = seq;
+            self.lowest = seq;
             return None;
         }
         let highest = self.highest;
@@ -199,6 +213,19 @@ impl OrderChecker {
             self.counts.unexplained_gaps += 1;
             Violation::Gap { seq, highest, lagged: lag }
         } else if self.fill_hole(seq) {
+            self.counts.out_of_order += 1;
+            Violation::OutOfOrder { seq, highest }
+        } else if !self.known_start && seq < self.lowest {
+            // Overtaken before the first push we took as the start.
+            if seq + 1 < self.lowest {
+                if self.holes.len() == MAX_HOLE_RANGES {
+                    // Give up the lowest range already kept, as `open_hole` does.
+                    let (a, b) = self.holes.pop_front().expect("full");
+                    self.counts.missing += b - a + 1;
+                }
+                self.holes.push_front((seq + 1, self.lowest - 1));
+            }
+            self.lowest = seq;
             self.counts.out_of_order += 1;
             Violation::OutOfOrder { seq, highest }
         } else {

@@ -65,7 +65,15 @@ async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
     assert!(status.success(), "fanout-bench load failed: {status}");
     server.shutdown().await.expect("server drains");
 
-    for f in ["report.json", "report.md", "latency.svg", "deliveries.svg", "server.svg", "histogram.svg"] {
+    for f in [
+        "report.json",
+        "report.md",
+        "latency.svg",
+        "deliveries.svg",
+        "order.svg",
+        "server.svg",
+        "histogram.svg",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let svg = std::fs::read_to_string(out.join("latency.svg")).expect("latency.svg");

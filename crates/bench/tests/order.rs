@@ -107,6 +107,19 @@ fn a_stream_without_a_known_start_begins_at_its_first_push() {
 }
 
 #[test]
+fn a_push_that_overtook_the_first_one_is_out_of_order() {
+    let mut c = OrderChecker::new();
+    // 5 came first and was taken as the start; 3 was overtaken by it, 4 never comes.
+    let v = feed(&mut c, &[Push(5), Push(6), Push(3), Push(7)]);
+    assert_eq!(v, vec![Violation::OutOfOrder { seq: 3, highest: 6 }]);
+    let n = c.finish();
+    assert_eq!((n.out_of_order, n.duplicates, n.missing), (1, 0, 1));
+    // With a known start, a seq below it can only be a repeat.
+    let mut c = OrderChecker::from_start(5);
+    assert_eq!(feed(&mut c, &[Push(5), Push(3)]), vec![Violation::Duplicate { seq: 3, highest: 5 }]);
+}
+
+#[test]
 fn counts_add_up() {
     let mut a = OrderCounts { received: 3, out_of_order: 1, ..OrderCounts::default() };
     a.add(&OrderCounts { received: 2, duplicates: 1, unexplained_gaps: 1, ..OrderCounts::default() });

@@ -158,8 +158,12 @@ fn failure(r: &RunResult, bound: Duration) -> Option<String> {
             r.out_of_order, r.duplicates, r.clients_disordered
         ));
     }
-    if r.missing > 0 || r.gap_messages > 0 {
-        return Some(format!("{} messages lost ({} in seq gaps)", r.missing.max(0), r.gap_messages));
+    if r.missing > 0 || r.seq_missing > 0 {
+        return Some(format!(
+            "{} messages lost ({} in seq gaps never filled)",
+            r.missing.max(0),
+            r.seq_missing
+        ));
     }
     if r.latency.p99_us as u128 > bound.as_micros() {
         return Some(format!("p99 {:.1} ms > {} ms", r.latency.p99_us as f64 / 1e3, bound.as_millis()));

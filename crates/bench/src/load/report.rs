@@ -293,8 +293,8 @@ fn reading(r: &Report) -> String {
     let lost: u64 = r.runs.iter().map(|x| x.missing.max(0) as u64).sum();
     let _ = writeln!(
         o,
-        "- Messages lost over all runs: {lost} (counted as expected − received; seq gaps seen: {}; lag notices: {}).",
-        r.runs.iter().map(|x| x.gap_messages).sum::<u64>(),
+        "- Messages lost over all runs: {lost} (counted as expected − received; seq gaps never filled: {}; lag notices: {}).",
+        r.runs.iter().map(|x| x.seq_missing).sum::<u64>(),
         r.runs.iter().map(|x| x.lag_notices).sum::<u64>()
     );
     for x in &r.runs {
