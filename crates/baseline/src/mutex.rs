@@ -99,8 +99,10 @@
 //! subscribes, then closes the run loop's `done` channel (Go's `ctx.Done()`); the
 //! run loop takes the write lock, marks every client `Shutdown`, drops every
 //! sender (Go's `close(client.send)` for each), and returns; the caller waits
-//! for it to return (blocking as `subscribe` does). Receivers drain what is
-//! queued, then see `Closed(Shutdown)`.
+//! for it to return (blocking as `subscribe` does). Dropping the last handle
+//! does the same without waiting (it may happen while the runtime shuts down,
+//! when the run loop will never run again). Receivers drain what is queued,
+//! then see `Closed(Shutdown)`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -321,10 +323,16 @@ impl<T: Clone + Send + Sync + 'static> Clone for MutexHub<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> Shared<T> {
-    fn shutdown(&self) {
+    /// Refuses later calls and tells the run loop to close every client.
+    fn cancel(&self) {
         self.inner.shut.store(true, Ordering::SeqCst);
         // Closing `done` is Go's cancel(): the run loop closes every client.
         drop(self.done.lock().unwrap_or_else(PoisonError::into_inner).take());
+    }
+
+    /// [`Shared::cancel`], then waits for the run loop to return.
+    fn shutdown(&self) {
+        self.cancel();
         let finished = self.run_loop.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(f) = finished {
             // Err: the run loop's runtime is gone, and the loop with it.
@@ -334,8 +342,12 @@ impl<T: Clone + Send + Sync + 'static> Shared<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> Drop for Shared<T> {
+    /// Cancels without waiting: the last handle may be dropped while its
+    /// runtime shuts down, when the run loop will never be polled again. The
+    /// loop closes the clients if it runs; if it is dropped instead, the
+    /// clients' senders go with it and receivers see `Closed(Shutdown)`.
     fn drop(&mut self) {
-        self.shutdown();
+        self.cancel();
     }
 }
 
