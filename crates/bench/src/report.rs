@@ -347,11 +347,15 @@ pub fn markdown(
 pub struct Session {
     /// The command line.
     pub command: String,
+    /// Whether `--quick` chose the defaults.
     pub quick: bool,
+    /// Rounds per scenario × batch × N.
     pub rounds: usize,
     /// Target deliveries per run.
     pub budget: u64,
+    /// Wall time of the whole session.
     pub wall: Duration,
+    /// Where the figures come from (measured, see `machine.rs`).
     pub machine: Machine,
 }
 

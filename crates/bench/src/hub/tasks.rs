@@ -40,9 +40,13 @@ pub type Progress = Arc<Vec<CachePadded<AtomicU64>>>;
 
 /// What a drain task hands back.
 pub struct Drained {
+    /// Messages received.
     pub received: u64,
+    /// Messages reported lost (`RecvError::Lagged`).
     pub lagged: u64,
+    /// Receive calls that had to park.
     pub wakes: u64,
+    /// Publish-to-receive latencies, if this subscriber was sampled.
     pub e2e: Option<Histogram<u64>>,
     /// With an order check: what it saw, and its first violation.
     pub order: Option<(OrderCounts, Option<String>)>,
@@ -114,8 +118,11 @@ pub async fn drain<R: Receiver<Tick>>(
 /// Shared by the publishers: the next message number to reserve, and the
 /// subscribers' progress to pace against.
 pub struct Pace {
+    /// The next message number to reserve (per subscriber).
     pub next: AtomicU64,
+    /// Messages each subscriber receives in the run.
     pub total: u64,
+    /// What each healthy subscriber has received.
     pub progress: Progress,
     /// Every subscriber has received at least this many (see the module docs).
     pub floor: AtomicU64,
