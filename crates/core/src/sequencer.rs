@@ -372,3 +372,63 @@ impl<T> Drop for Reserved<'_, T> {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! The walk and the history it guards, with two real threads: small
+    //! enough for miri (`scripts/miri.sh`), which checks the `UnsafeCell`
+    //! accesses through `Walk` for aliasing.
+
+    use super::*;
+    use crate::config::Overflow;
+    use crate::message::{Meta, Origin};
+    use crate::SubscriberId;
+
+    fn publish(seq: &Sequencer<u64>, set: &Members<u64>, v: u64) -> PublishReport {
+        let mut r = PublishReport { messages: 1, ..PublishReport::default() };
+        // As `publish.rs` does: while the log is full, walk it, or wait.
+        let run = loop {
+            let run = seq.reserve(1);
+            if run.n == 1 {
+                break run;
+            }
+            walk(seq, set, 0, &mut r, &|_: &Arc<Inbox<u64>>| {});
+            std::thread::yield_now();
+        };
+        let n = run.pos as u64 + 1;
+        run.write(0, Message::new(None, Origin::Topic, Meta { seq: n, epoch: 1 }, Priority::Normal, v));
+        walk(seq, set, 0, &mut r, &|_: &Arc<Inbox<u64>>| {});
+        r
+    }
+
+    #[test]
+    fn two_publishers_one_walk_and_a_history() {
+        let per = if cfg!(miri) { 20 } else { 2_000 };
+        let seq = Arc::new(Sequencer::<u64>::new(8, Duration::from_secs(60)));
+        let set = Arc::new(Members::new(1, 16));
+        let inbox = Arc::new(Inbox::new(SubscriberId(1), 4096, 4096, Overflow::DropNewest, false));
+        set.insert(inbox.clone());
+        let threads: Vec<_> = (0..2u64)
+            .map(|k| {
+                let (seq, set) = (seq.clone(), set.clone());
+                std::thread::spawn(move || {
+                    (0..per).map(|i| publish(&seq, &set, k << 32 | i).walked).sum::<u64>()
+                })
+            })
+            .collect();
+        let walked: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(walked, 2 * per, "every message walked once");
+        let mut last = 0;
+        let mut got = 0;
+        while let Ok(m) = inbox.try_pop() {
+            assert_eq!(m.seq(), last + 1, "in seq order, no gap");
+            last = m.seq();
+            got += 1;
+        }
+        assert_eq!(got, 2 * per);
+        let mut w = seq.walk_blocking();
+        let kept: Vec<u64> = w.history(|h| h.after(0, 100)).iter().map(|m| m.seq()).collect();
+        assert!(!w.end(), "nothing left to walk");
+        assert_eq!(kept, ((2 * per - 7)..=2 * per).collect::<Vec<_>>(), "the last 8, in order");
+    }
+}
