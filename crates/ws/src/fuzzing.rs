@@ -8,7 +8,6 @@
 //! regression tests of the normal suite run the very same assertions as the
 //! fuzzer.
 
-use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use fanout_core::{Engine, Hub};
@@ -24,7 +23,14 @@ use crate::WsConfig;
 fn gateway() -> &'static Gateway<Hub<Frame>> {
     static GW: OnceLock<Gateway<Hub<Frame>>> = OnceLock::new();
     GW.get_or_init(|| {
-        let cfg = WsConfig { max_subscriptions: 8, ..WsConfig::default() };
+        // No rate limits: the fuzzer sends far more than a client may, and
+        // every input should reach the dispatcher.
+        let cfg = WsConfig {
+            max_subscriptions: 8,
+            rate_limit: crate::RateLimit { per_second: 0.0, ..crate::RateLimit::default() },
+            costly_rate_limit: crate::KeyedRate { per_second: 0.0, burst: 0 },
+            ..WsConfig::default()
+        };
         Gateway::new(Hub::new(), cfg).expect("default settings are valid")
     })
 }
@@ -46,8 +52,9 @@ impl RpcHarness {
             subject: Some("fuzz".into()),
             subscribe: Patterns::all(),
             publish: Patterns::new(vec!["fuzz.*".into()]),
+            expires: None,
         };
-        let session = Session { gateway: gw, id: sub.id(), perms, topics: HashSet::new(), sole_topic: None };
+        let session = Session::new(gw, sub.id(), perms, [127, 0, 0, 1].into());
         RpcHarness { session, _sub: sub }
     }
 

@@ -41,11 +41,13 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::auth::{verify_hs256, AuthError, Permissions};
+use crate::auth::{AuthError, Permissions};
 use crate::config::{WsConfig, WsConfigError};
 use crate::frame::{encode_binary, encode_json, now_ms, Frame};
+use crate::keyed_limit::KeyedLimiter;
 use crate::limits::{Limiter, Slot};
 use crate::metrics::{Metrics, MetricsSnapshot, Rejection};
+use crate::token::Verifier;
 
 /// Header of the `101` response that carries the connection's subscriber id.
 pub const CLIENT_ID_HEADER: &str = "x-fanout-client-id";
@@ -89,6 +91,10 @@ pub(crate) struct Inner<E: Engine<Frame>> {
     pub(crate) ws_config: WebSocketConfig,
     pub(crate) metrics: Metrics,
     pub(crate) limiter: Arc<Limiter>,
+    /// Costly calls per client address and per token subject.
+    pub(crate) keyed: KeyedLimiter,
+    /// Token checks; `None`: no key configured, anonymous connections.
+    pub(crate) verifier: Option<Verifier>,
     pub(crate) phase: watch::Sender<Phase>,
     /// Connection tasks alive (upgrading or connected); `idle` is notified at 0.
     tasks: AtomicUsize,
@@ -164,6 +170,8 @@ impl<E: Engine<Frame>> Gateway<E> {
                 engine,
                 ws_config: config.websocket_config(),
                 limiter: Arc::new(Limiter::new(config.max_connections, config.max_connections_per_ip)),
+                keyed: KeyedLimiter::new(config.costly_rate_limit),
+                verifier: Verifier::from_config(&config),
                 config,
                 metrics: Metrics::new(),
                 phase,
@@ -328,14 +336,11 @@ impl<E: Engine<Frame>> Gateway<E> {
                 }
             }
         }
-        let perms = match &cfg.jwt_secret {
+        let perms = match &self.inner.verifier {
             None => Permissions::anonymous(),
-            Some(secret) => {
+            Some(verifier) => {
                 let now = now_ms() / 1000;
-                match token(&req)
-                    .ok_or(AuthError::Missing)
-                    .and_then(|t| verify_hs256(t, secret.as_bytes(), now))
-                {
+                match token(&req).ok_or(AuthError::Missing).and_then(|t| verifier.verify(t, now)) {
                     Ok(claims) => claims.permissions(),
                     Err(e) => {
                         let mut r =

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::client_ip::ip_key;
 use crate::config::RateLimit;
 use crate::metrics::Rejection;
 
@@ -29,7 +30,10 @@ impl Limiter {
         Limiter { max_total, max_per_ip, state: Mutex::new((0, HashMap::new())) }
     }
 
+    /// Takes a slot for a connection from `ip` (keyed by [`ip_key`]: an IPv6
+    /// /64 is one client).
     pub(crate) fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Rejection> {
+        let ip = ip_key(ip);
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if self.max_total != 0 && st.0 >= self.max_total {
             return Err(Rejection::GlobalCap);
@@ -82,7 +86,16 @@ impl TokenBucket {
         TokenBucket { limit, tokens: f64::from(limit.burst), last: now, strikes: 0 }
     }
 
+    /// Takes one token: one frame or one call.
+    #[cfg(test)]
     pub(crate) fn check(&mut self, now: Instant) -> Verdict {
+        self.take(1, now)
+    }
+
+    /// Takes `n` tokens at once (a batch of `n` calls), or none: a batch that
+    /// does not fit is refused whole, as one strike. A batch larger than the
+    /// burst never fits.
+    pub(crate) fn take(&mut self, n: u32, now: Instant) -> Verdict {
         if self.limit.per_second <= 0.0 {
             return Verdict::Allow;
         }
@@ -94,8 +107,9 @@ impl TokenBucket {
             // The client slowed down enough to refill the bucket: forgive it.
             self.strikes = 0;
         }
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let n = f64::from(n);
+        if self.tokens >= n {
+            self.tokens -= n;
             return Verdict::Allow;
         }
         self.strikes += 1;
@@ -132,6 +146,20 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_takes_one_token_per_call_or_none() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(RateLimit { per_second: 10.0, burst: 100, max_strikes: 3 }, t0);
+        assert_eq!(b.take(100, t0), Verdict::Allow);
+        // Empty now: neither another batch nor a single call passes.
+        assert_eq!(b.take(100, t0), Verdict::Refuse);
+        assert_eq!(b.take(1, t0), Verdict::Refuse);
+        // One second refills 10 tokens: 10 calls, not 11.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(b.take(11, t1), Verdict::Close);
+        assert_eq!(b.take(10, t1), Verdict::Allow);
+    }
+
+    #[test]
     fn caps() {
         let l = Arc::new(Limiter::new(3, 2));
         let a: IpAddr = "127.0.0.1".parse().unwrap();
@@ -143,5 +171,17 @@ mod tests {
         assert_eq!(l.try_acquire(b).err(), Some(Rejection::GlobalCap));
         drop(s1);
         assert!(l.try_acquire(a).is_ok());
+    }
+
+    /// One IPv6 client picks a fresh address of its /64 per connection: the
+    /// cap still counts them together.
+    #[test]
+    fn per_ip_cap_keys_ipv6_by_its_64() {
+        let l = Arc::new(Limiter::new(0, 2));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _a = l.try_acquire(ip("2001:db8::1")).unwrap();
+        let _b = l.try_acquire(ip("2001:db8::2")).unwrap();
+        assert_eq!(l.try_acquire(ip("2001:db8::ffff:3")).err(), Some(Rejection::PerIpCap));
+        assert!(l.try_acquire(ip("2001:db8:0:1::1")).is_ok(), "another /64 is another client");
     }
 }

@@ -61,13 +61,13 @@ impl Rejection {
 pub enum CloseKind {
     /// The client closed it (or went away).
     Client,
-    /// Evicted by the engine: its queue overflowed (close 1008).
+    /// Evicted by the engine: its queue overflowed (close 4001).
     SlowConsumer,
     /// A write or flush took longer than the write timeout (dropped).
     WriteTimeout,
-    /// No pong within the pong timeout (close 1008).
+    /// No pong within the pong timeout of a ping (close 4000).
     Heartbeat,
-    /// Kept exceeding the rate limit (close 1008).
+    /// Kept exceeding the rate limit (close 4100).
     RateLimit,
     /// Sent a message over the size limit (close 1009).
     TooBig,
@@ -77,15 +77,21 @@ pub enum CloseKind {
     Protocol,
     /// Server shutdown (close 1001).
     Shutdown,
-    /// Kicked through the engine (close 1008).
+    /// Kicked through the engine (close 4200).
     Kicked,
     /// An I/O error.
     Error,
+    /// The TCP connection ended without a WebSocket close (a reset, or an EOF
+    /// with no close frame: 1006 in the client's terms), apart from `Client`,
+    /// a clean close by the client.
+    Reset,
+    /// The token reached its `exp` without a `refresh` (close 4002).
+    TokenExpired,
 }
 
 impl CloseKind {
     /// Every reason, in label order.
-    pub const ALL: [CloseKind; 11] = [
+    pub const ALL: [CloseKind; 13] = [
         CloseKind::Client,
         CloseKind::SlowConsumer,
         CloseKind::WriteTimeout,
@@ -97,6 +103,8 @@ impl CloseKind {
         CloseKind::Shutdown,
         CloseKind::Kicked,
         CloseKind::Error,
+        CloseKind::Reset,
+        CloseKind::TokenExpired,
     ];
 
     /// Metrics label.
@@ -113,6 +121,8 @@ impl CloseKind {
             CloseKind::Shutdown => "shutdown",
             CloseKind::Kicked => "kicked",
             CloseKind::Error => "error",
+            CloseKind::Reset => "reset",
+            CloseKind::TokenExpired => "token_expired",
         }
     }
 }

@@ -19,7 +19,7 @@ use fanout_core::{Engine, Hub, Overflow};
 use fanout_ws::tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use fanout_ws::tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use fanout_ws::tokio_tungstenite::tungstenite::Message;
-use fanout_ws::{codes, CloseKind, Frame, RateLimit, Rejection, WsConfig};
+use fanout_ws::{close_codes, codes, CloseKind, Frame, RateLimit, Rejection, WsConfig};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -156,7 +156,7 @@ async fn resets_mid_broadcast_lose_nothing_for_the_others() {
     assert_eq!(dropped, 0, "no queue overflowed");
     wait_until("resets noticed", || srv.gw.connections() == HEALTHY).await;
     let m = srv.gw.metrics();
-    assert_eq!(closed(&m, CloseKind::Client) + closed(&m, CloseKind::Error), RESETTERS as u64);
+    assert_eq!(closed(&m, CloseKind::Reset), RESETTERS as u64, "resets are counted as resets");
     wait_until("subscribers freed", || srv.gw.engine().stats().subscribers == HEALTHY as u64).await;
     // The survivors still work.
     for ws in &mut healthy {
@@ -167,7 +167,7 @@ async fn resets_mid_broadcast_lose_nothing_for_the_others() {
 // ------------------------------------------------------------- heartbeat --
 
 /// A client that vanishes without a FIN (it stops reading and answering pings;
-/// the socket stays open) is closed by the heartbeat (1008, counted as
+/// the socket stays open) is closed by the heartbeat (4000, counted as
 /// `heartbeat`), while a bystander keeps receiving throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vanished_client_closed_by_heartbeat_bystander_unaffected() {
@@ -300,7 +300,7 @@ async fn connection_flood_over_per_ip_cap_gets_429() {
 }
 
 /// A client that floods requests without waiting: the burst is served, then
-/// each refused frame is answered -32003 (id null), then close 1008. Its
+/// each refused frame is answered -32003 (id null), then close 4100. Its
 /// neighbour is not affected (the bucket is per connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_flood_rate_limited_then_closed() {
@@ -345,7 +345,7 @@ async fn message_flood_rate_limited_then_closed() {
     let _ = sender.await;
     assert_eq!(pongs, BURST);
     assert_eq!(limited, STRIKES - 1);
-    assert_eq!((code(&close), close.reason.as_str()), (1008, "rate limit exceeded"));
+    assert_eq!((code(&close), close.reason.as_str()), (close_codes::RATE_LIMITED, "rate limit exceeded"));
     assert_eq!(closed(&srv.gw.metrics(), CloseKind::RateLimit), 1);
     calm.check(&srv, 10).await;
 }
