@@ -350,6 +350,94 @@ async fn message_flood_rate_limited_then_closed() {
     calm.check(&srv, 10).await;
 }
 
+/// Issue 14, item 1. The rate limit is charged per JSON-RPC call, not per
+/// frame: a batch of 100 takes 100 tokens, and a batch that does not fit is
+/// refused whole (one -32003, id null). Before, a frame cost one token
+/// whatever it carried, so a burst of 150 let through 150 batches (15,000
+/// calls).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_charged_per_call() {
+    let cfg = WsConfig {
+        // 0.001 token/s: the bucket does not refill during the test.
+        rate_limit: RateLimit { per_second: 0.001, burst: 150, max_strikes: 5 },
+        ..WsConfig::default()
+    };
+    let srv = start(hub(), cfg).await;
+    let mut ws = connect(srv.addr).await;
+    let batch = |base: u64| -> Value {
+        (0..100).map(|i| json!({"jsonrpc": "2.0", "id": base + i, "method": "ping"})).collect()
+    };
+    send(&mut ws, batch(0)).await;
+    assert_eq!(next_json(&mut ws).await.as_array().map(Vec::len), Some(100), "100 of 150 tokens");
+    // 50 tokens left: the next batch of 100 is refused whole.
+    send(&mut ws, batch(100)).await;
+    let r = next_json(&mut ws).await;
+    assert_eq!(
+        (r["error"]["code"].clone(), r["id"].clone()),
+        (json!(codes::RATE_LIMITED), Value::Null),
+        "{r}"
+    );
+    // ... and cost nothing: 50 single calls still pass, the 51st does not.
+    for i in 0..50 {
+        assert_eq!(call(&mut ws, 1_000 + i, "ping", Value::Null).await["result"], "pong");
+    }
+    send(&mut ws, json!({"jsonrpc": "2.0", "id": 2_000, "method": "ping"})).await;
+    assert_eq!(next_json(&mut ws).await["error"]["code"], codes::RATE_LIMITED);
+}
+
+/// Issue 14, item 1. Membership changes are also charged to the client's
+/// address, shared by all its connections: 10 connections of one address
+/// (each far under its own limit) get 20 subscribes in all, then -32003 with
+/// `data.scope = "ip"`; a refused call changes nothing in the engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costly_calls_are_limited_per_address_across_connections() {
+    let cfg = WsConfig {
+        costly_rate_limit: fanout_ws::KeyedRate { per_second: 0.001, burst: 20 },
+        ..WsConfig::default()
+    };
+    let srv = start(hub(), cfg).await;
+    let mut conns = Vec::new();
+    for _ in 0..10 {
+        conns.push(connect(srv.addr).await);
+    }
+    let (mut joined, mut refused) = (0, 0);
+    for (c, ws) in conns.iter_mut().enumerate() {
+        for t in 0..3 {
+            let r = call(ws, t, "subscribe", json!({"topic": format!("t{c}.{t}")})).await;
+            if r["result"]["joined"] == true {
+                joined += 1;
+            } else {
+                assert_eq!(r["error"]["code"], codes::RATE_LIMITED, "{r}");
+                assert_eq!(r["error"]["data"]["scope"], "ip", "{r}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((joined, refused), (20, 10));
+    assert_eq!(srv.gw.engine().topic_count(), 20, "refused calls joined nothing");
+    // Cheap calls are not charged there.
+    assert_eq!(call(&mut conns[9], 99, "ping", Value::Null).await["result"], "pong");
+}
+
+/// Issue 14, item 10. A client that resets its connection is counted as a
+/// reset, apart from a client that closes cleanly (before, both were
+/// `client`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_are_counted_apart_from_clean_closes() {
+    let srv = start(hub(), WsConfig::default()).await;
+    let mut clean = connect(srv.addr).await;
+    let resetter = connect(srv.addr).await;
+    clean.close(None).await.unwrap();
+    while clean.next().await.is_some() {}
+    #[allow(deprecated)] // SO_LINGER 0 is the point: the close is a reset.
+    resetter.get_ref().set_linger(Some(Duration::ZERO)).unwrap();
+    drop(resetter);
+    wait_until("both connections ended", || srv.gw.connections() == 0).await;
+    let m = srv.gw.metrics();
+    let by_label = |l: &str| m.closed.iter().find(|(k, _)| k.as_str() == l).map_or(0, |(_, v)| *v);
+    assert_eq!((by_label("client"), by_label("reset")), (1, 1));
+}
+
 /// Frames over the size limit (1009), invalid UTF-8 (1007) and a protocol
 /// violation (1002) each close only the offender.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
