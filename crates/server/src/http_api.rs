@@ -64,6 +64,10 @@ impl<E: Engine<Frame>> Api<E> {
                     respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")
                 }
             }
+            // With --metrics-listen, /metrics lives there only.
+            (&Method::GET, "/metrics") if self.settings.metrics_listen.is_some() => {
+                error(StatusCode::NOT_FOUND, "not found")
+            }
             (&Method::GET, "/metrics") => respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -150,10 +154,17 @@ impl<E: Engine<Frame>> Api<E> {
                 Ok(v) => v,
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
             };
+            // Validated whole before any item is delivered: a bad item must not
+            // leave a half-delivered batch that a retry would duplicate.
+            for item in &items {
+                if let Err(resp) = self.validate(item) {
+                    return resp;
+                }
+            }
             let mut out =
                 BatchResult { total: PublishResult::default(), messages: items.len(), results: Vec::new() };
             for item in &items {
-                match self.publish_one(item) {
+                match self.publish_one(item, true) {
                     Ok(r) => {
                         out.total.recipients += r.recipients;
                         out.total.delivered += r.delivered;
@@ -169,7 +180,7 @@ impl<E: Engine<Frame>> Api<E> {
             return json(StatusCode::OK, &out);
         }
         match serde_json::from_str::<PublishBody>(text) {
-            Ok(item) => match self.publish_one(&item) {
+            Ok(item) => match self.validate(&item).and_then(|()| self.publish_one(&item, false)) {
                 Ok(r) => json(StatusCode::OK, &r),
                 Err(resp) => resp,
             },
@@ -188,19 +199,33 @@ impl<E: Engine<Frame>> Api<E> {
         Ok(())
     }
 
+    /// Everything about an item that the request alone decides.
     #[allow(clippy::result_large_err)]
-    fn publish_one(&self, item: &PublishBody) -> Result<PublishResult, Response<Body>> {
+    fn validate(&self, item: &PublishBody) -> Result<(), Response<Body>> {
         match (&item.topic, item.to) {
-            (Some(topic), None) => {
-                self.check_topic(topic)?;
-                self.gateway
-                    .publish_json(topic, item.payload)
-                    .map(PublishResult::from)
-                    .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
-            }
+            (Some(topic), None) => self.check_topic(topic),
+            (None, Some(_)) => Ok(()),
+            _ => Err(error(StatusCode::BAD_REQUEST, "give exactly one of `topic` and `to`")),
+        }
+    }
+
+    /// Delivers a validated item. `in_batch`: a `to` that names no open
+    /// connection counts as dropped instead of failing the rest of the batch
+    /// (the connection may close between any two items).
+    #[allow(clippy::result_large_err)]
+    fn publish_one(&self, item: &PublishBody, in_batch: bool) -> Result<PublishResult, Response<Body>> {
+        match (&item.topic, item.to) {
+            (Some(topic), None) => self
+                .gateway
+                .publish_json(topic, item.payload)
+                .map(PublishResult::from)
+                .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
             (None, Some(id)) => match self.gateway.send_json_to(SubscriberId::new(id), item.payload) {
                 Ok(()) => Ok(PublishResult { recipients: 1, delivered: 1, dropped: 0, seq: 0 }),
                 Err(SendError::Full(_)) => {
+                    Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0 })
+                }
+                Err(SendError::NoSuchSubscriber(_)) | Err(SendError::Closed(_)) if in_batch => {
                     Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0 })
                 }
                 Err(SendError::NoSuchSubscriber(_)) | Err(SendError::Closed(_)) => {

@@ -273,3 +273,50 @@ async fn shutdown_stops_accepting_then_closes_1001() {
     drop(c);
     assert!(done.await.unwrap().unwrap().graceful);
 }
+
+/// Issue 14, item 13. A batch with a bad item is refused whole before any
+/// item is delivered: a retry of the corrected batch does not duplicate the
+/// good ones (before, the items ahead of the bad one went out, then 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_publish_is_validated_whole_first() {
+    let srv = start(settings(EngineKind::Fanout)).await.unwrap();
+    let addr = srv.addr();
+    let (mut c, _) = ws(addr).await;
+    subscribe(&mut c, "t").await;
+    for bad in [
+        json!([{"topic": "t", "payload": "first"}, {"topic": "bad topic", "payload": 2}]),
+        json!([{"topic": "t", "payload": "first"}, {"topic": "$sys.stats", "payload": 2}]),
+        json!([{"topic": "t", "payload": "first"}, {"payload": 2}]),
+    ] {
+        let (s, _) = publish(addr, bad).await;
+        assert!(s == 400 || s == 403, "{s}");
+    }
+    // A `to` naming no open connection does not cut a batch: it is dropped.
+    let (s, r) =
+        publish(addr, json!([{"to": 987_654, "payload": 0}, {"topic": "t", "payload": "after"}])).await;
+    assert_eq!((s, r["results"][0]["dropped"].as_u64()), (200, Some(1)), "{r}");
+    let m = next_json(&mut c).await;
+    assert_eq!(
+        (m["payload"].clone(), m["seq"].clone()),
+        (json!("after"), json!(1)),
+        "nothing went out before"
+    );
+    srv.shutdown().await.unwrap();
+}
+
+/// Issue 14, item 9. With `--metrics-listen`, `/metrics` is served there and
+/// is 404 on the public listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_listen_moves_metrics_off_the_public_port() {
+    let s = Settings { metrics_listen: Some("127.0.0.1:0".parse().unwrap()), ..settings(EngineKind::Fanout) };
+    let srv = start(s).await.unwrap();
+    let private = srv.metrics_addr().expect("a metrics address");
+    assert_ne!(private, srv.addr());
+    assert_eq!(http(srv.addr(), "GET", "/metrics", &[], b"").await.0, 404);
+    assert_eq!(http(srv.addr(), "GET", "/healthz", &[], b"").await.0, 200, "the other routes stay");
+    let (s, text) = http(private, "GET", "/metrics", &[], b"").await;
+    assert_eq!(s, 200);
+    assert_eq!(metric(&text, "fanout_connections"), 0.0);
+    assert_eq!(http(private, "GET", "/api/publish", &[], b"").await.0, 404, "metrics only");
+    srv.shutdown().await.unwrap();
+}
