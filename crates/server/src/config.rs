@@ -180,6 +180,12 @@ pub struct Cli {
     /// Serve /metrics on this address only (unset: on --listen, public).
     #[arg(long, env = "FANOUT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Distinct topics clients may create by subscribing (0 = no cap) [default: 100000].
+    #[arg(long, env = "FANOUT_MAX_TOPICS")]
+    pub max_topics: Option<usize>,
+    /// WebSocket connections per token subject (0 = no cap) [default: 100].
+    #[arg(long, env = "FANOUT_MAX_CONNECTIONS_PER_SUBJECT")]
+    pub max_connections_per_subject: Option<usize>,
 }
 
 /// The TOML file: the same keys as the flags, `_` for `-`.
@@ -225,6 +231,8 @@ pub struct FileConfig {
     costly_rate_limit: Option<f64>,
     costly_rate_burst: Option<u32>,
     metrics_listen: Option<SocketAddr>,
+    max_topics: Option<usize>,
+    max_connections_per_subject: Option<usize>,
 }
 
 /// Everything the server runs with. `Debug` redacts the API key (and the JWT
@@ -406,6 +414,11 @@ impl Settings {
             jwt_leeway: cli.jwt_leeway.or(dur("jwt_leeway", f.jwt_leeway)?).unwrap_or(w.jwt_leeway),
             jwt_audience: cli.jwt_audience.or(f.jwt_audience).filter(|s| !s.is_empty()),
             jwt_issuer: cli.jwt_issuer.or(f.jwt_issuer).filter(|s| !s.is_empty()),
+            max_topics: cli.max_topics.or(f.max_topics).unwrap_or(w.max_topics),
+            max_connections_per_subject: cli
+                .max_connections_per_subject
+                .or(f.max_connections_per_subject)
+                .unwrap_or(w.max_connections_per_subject),
         };
         let mut ws = ws;
         ws.jwt_secret = crate::secrets::inline_or_file(

@@ -48,6 +48,9 @@ pub fn open_settings(s: &Settings) -> Vec<String> {
     if w.rate_limit.per_second <= 0.0 {
         out.push("open: --rate-limit 0: no limit on calls per connection".into());
     }
+    if w.max_topics == 0 {
+        out.push("open: --max-topics 0: clients may create any number of topics".into());
+    }
     if w.costly_rate_limit.per_second <= 0.0 {
         out.push("open: --costly-rate-limit 0: no limit on subscribe calls per address or subject".into());
     }

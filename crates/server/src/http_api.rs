@@ -42,6 +42,9 @@ struct PublishBody<'a> {
     /// Unicast: the subscriber id from the `X-Fanout-Client-Id` header.
     #[serde(default)]
     to: Option<u64>,
+    /// To a user: every open connection whose token has this `sub`.
+    #[serde(default, borrow)]
+    user: Option<Cow<'a, str>>,
     #[serde(borrow)]
     payload: &'a RawValue,
 }
@@ -202,10 +205,10 @@ impl<E: Engine<Frame>> Api<E> {
     /// Everything about an item that the request alone decides.
     #[allow(clippy::result_large_err)]
     fn validate(&self, item: &PublishBody) -> Result<(), Response<Body>> {
-        match (&item.topic, item.to) {
-            (Some(topic), None) => self.check_topic(topic),
-            (None, Some(_)) => Ok(()),
-            _ => Err(error(StatusCode::BAD_REQUEST, "give exactly one of `topic` and `to`")),
+        match (&item.topic, item.to, &item.user) {
+            (Some(topic), None, None) => self.check_topic(topic),
+            (None, Some(_), None) | (None, None, Some(_)) => Ok(()),
+            _ => Err(error(StatusCode::BAD_REQUEST, "give exactly one of `topic`, `to` and `user`")),
         }
     }
 
@@ -214,6 +217,13 @@ impl<E: Engine<Frame>> Api<E> {
     /// (the connection may close between any two items).
     #[allow(clippy::result_large_err)]
     fn publish_one(&self, item: &PublishBody, in_batch: bool) -> Result<PublishResult, Response<Body>> {
+        if let Some(user) = &item.user {
+            return self
+                .gateway
+                .send_json_to_subject(user, item.payload)
+                .map(PublishResult::from)
+                .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
+        }
         match (&item.topic, item.to) {
             (Some(topic), None) => self
                 .gateway
@@ -235,7 +245,7 @@ impl<E: Engine<Frame>> Api<E> {
                     Err(error(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down"))
                 }
             },
-            _ => Err(error(StatusCode::BAD_REQUEST, "give exactly one of `topic` and `to`")),
+            _ => Err(error(StatusCode::BAD_REQUEST, "give exactly one of `topic`, `to` and `user`")),
         }
     }
 }

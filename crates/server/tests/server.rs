@@ -322,3 +322,33 @@ async fn metrics_listen_moves_metrics_off_the_public_port() {
     assert_eq!(http(private, "GET", "/api/publish", &[], b"").await.0, 404, "metrics only");
     srv.shutdown().await.unwrap();
 }
+
+/// Issue 14, item 8. A backend sends to a user (`"user": sub`), not to a
+/// guessable connection id: each of the user's connections gets it, nobody
+/// else does; a user with no open connection is 0 recipients, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_to_a_user_reaches_each_of_its_connections() {
+    const SECRET: &str = "server-test-secret-of-32-bytes!!";
+    let mut s = settings(EngineKind::Fanout);
+    s.ws.jwt_secret = Some(SECRET.into());
+    let srv = start(s).await.unwrap();
+    let addr = srv.addr();
+    let connect = |sub: &'static str| async move {
+        let t = fanout_ws::sign_hs256(&json!({"sub": sub}), SECRET.as_bytes());
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={t}")).await.unwrap().0
+    };
+    let (mut a1, mut a2, mut b) = (connect("alice").await, connect("alice").await, connect("bob").await);
+    let (s, r) = publish(addr, json!({"user": "alice", "payload": "for alice"})).await;
+    assert_eq!((s, r["recipients"].as_u64(), r["delivered"].as_u64()), (200, Some(2), Some(2)), "{r}");
+    for c in [&mut a1, &mut a2] {
+        let m = next_json(c).await;
+        assert_eq!((m["topic"].clone(), m["payload"].clone()), (Value::Null, json!("for alice")));
+    }
+    let (s, r) = publish(addr, json!({"user": "carol", "payload": 1})).await;
+    assert_eq!((s, r["recipients"].as_u64()), (200, Some(0)));
+    assert_eq!(publish(addr, json!({"user": "bob", "to": 1, "payload": 1})).await.0, 400);
+    let (s, _) = publish(addr, json!({"user": "bob", "payload": "for bob"})).await;
+    assert_eq!(s, 200);
+    assert_eq!(next_json(&mut b).await["payload"], "for bob", "bob got his, and not alice's");
+    srv.shutdown().await.unwrap();
+}

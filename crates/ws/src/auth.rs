@@ -156,6 +156,9 @@ pub struct Permissions {
     /// closed with 4002 then (plus the leeway), unless a `refresh` replaces
     /// the token. `None`: the rights do not expire.
     pub expires: Option<u64>,
+    /// Topics the connection is subscribed to when it starts (the token's
+    /// `channels` claim), with no round trip. Also granted in `subscribe`.
+    pub channels: Vec<String>,
 }
 
 impl Permissions {
@@ -167,6 +170,7 @@ impl Permissions {
             subscribe: Patterns::new(vec!["*".into(), format!("{SYS_PREFIX}*")]),
             publish: Patterns::none(),
             expires: None,
+            channels: Vec::new(),
         }
     }
 }
@@ -195,6 +199,9 @@ pub struct Claims {
     /// Issuer (checked when the server names one).
     #[serde(default)]
     pub iss: Option<String>,
+    /// Topics subscribed at connect (exact names, not patterns).
+    #[serde(default)]
+    pub channels: Vec<String>,
 }
 
 /// The `aud` claim: one audience or several.
@@ -220,11 +227,17 @@ impl Audience {
 impl Claims {
     /// The permissions they grant.
     pub fn permissions(self) -> Permissions {
+        let mut subscribe = self.subscribe;
+        // A granted channel may be subscribed to again after a leave. A name
+        // with `*` is no topic: it would never be joined, and must not
+        // widen `subscribe` either.
+        subscribe.extend(self.channels.iter().filter(|c| !c.contains('*')).cloned());
         Permissions {
             subject: self.sub,
-            subscribe: Patterns(self.subscribe),
+            subscribe: Patterns(subscribe),
             publish: Patterns(self.publish),
             expires: self.exp,
+            channels: self.channels,
         }
     }
 }

@@ -125,6 +125,13 @@ pub struct WsConfig {
     pub jwt_audience: Option<String>,
     /// When set, a token's `iss` must be it.
     pub jwt_issuer: Option<String>,
+    /// Open connections per token subject (`sub`; default 100, 0 = no cap):
+    /// past it, HTTP 429. See `subjects.rs`.
+    pub max_connections_per_subject: usize,
+    /// Distinct topics clients may create by subscribing, across the gateway
+    /// (default 100,000; 0 = no cap): past it a join of a new topic gets
+    /// `-32006`. See `topic_cap.rs`.
+    pub max_topics: usize,
     /// Costly calls (`subscribe`, `unsubscribe`, `refresh`) per second, shared
     /// by every connection of one client address and of one token subject
     /// (default 200/s, burst 1,000; 0 = off). See `keyed_limit.rs`.
@@ -155,6 +162,8 @@ impl fmt::Debug for WsConfig {
             .field("tcp_nodelay", &self.tcp_nodelay)
             .field("send_buffer_size", &self.send_buffer_size)
             .field("costly_rate_limit", &self.costly_rate_limit)
+            .field("max_topics", &self.max_topics)
+            .field("max_connections_per_subject", &self.max_connections_per_subject)
             .field("jwt_keys", &self.jwt_keys.iter().map(|(kid, _)| (kid, "<redacted>")).collect::<Vec<_>>())
             .field("jwt_leeway", &self.jwt_leeway)
             .field("jwt_audience", &self.jwt_audience)
@@ -187,6 +196,8 @@ impl Default for WsConfig {
             tcp_nodelay: true,
             send_buffer_size: Some(64 * 1024),
             costly_rate_limit: KeyedRate::default(),
+            max_topics: 100_000,
+            max_connections_per_subject: 100,
             jwt_keys: Vec::new(),
             jwt_leeway: Duration::ZERO,
             jwt_audience: None,

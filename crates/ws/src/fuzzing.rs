@@ -53,6 +53,7 @@ impl RpcHarness {
             subscribe: Patterns::all(),
             publish: Patterns::new(vec!["fuzz.*".into()]),
             expires: None,
+            channels: Vec::new(),
         };
         let session = Session::new(gw, sub.id(), perms, [127, 0, 0, 1].into());
         RpcHarness { session, _sub: sub }

@@ -47,7 +47,9 @@ use crate::frame::{encode_binary, encode_json, now_ms, Frame};
 use crate::keyed_limit::KeyedLimiter;
 use crate::limits::{Limiter, Slot};
 use crate::metrics::{Metrics, MetricsSnapshot, Rejection};
+use crate::subjects::Subjects;
 use crate::token::Verifier;
+use crate::topic_cap::TopicCap;
 
 /// Header of the `101` response that carries the connection's subscriber id.
 pub const CLIENT_ID_HEADER: &str = "x-fanout-client-id";
@@ -95,6 +97,10 @@ pub(crate) struct Inner<E: Engine<Frame>> {
     pub(crate) keyed: KeyedLimiter,
     /// Token checks; `None`: no key configured, anonymous connections.
     pub(crate) verifier: Option<Verifier>,
+    /// Client-created topics, for `max_topics`.
+    pub(crate) topic_cap: TopicCap,
+    /// Open connections by token subject.
+    pub(crate) subjects: Arc<Subjects>,
     pub(crate) phase: watch::Sender<Phase>,
     /// Connection tasks alive (upgrading or connected); `idle` is notified at 0.
     tasks: AtomicUsize,
@@ -172,6 +178,8 @@ impl<E: Engine<Frame>> Gateway<E> {
                 limiter: Arc::new(Limiter::new(config.max_connections, config.max_connections_per_ip)),
                 keyed: KeyedLimiter::new(config.costly_rate_limit),
                 verifier: Verifier::from_config(&config),
+                topic_cap: TopicCap::new(config.max_topics),
+                subjects: Arc::new(Subjects::new(config.max_connections_per_subject)),
                 config,
                 metrics: Metrics::new(),
                 phase,
@@ -266,6 +274,29 @@ impl<E: Engine<Frame>> Gateway<E> {
         let take = || slot.take().expect("the frame is taken once");
         self.timed(|| self.inner.engine.send_to(id, take()))
             .unwrap_or_else(|| Err(SendError::Shutdown(take())))
+    }
+
+    /// Sends a JSON payload to every open connection of token subject
+    /// `subject` (`"topic":null`, `"seq":0`; see `subjects.rs`): recipients
+    /// is how many it has (0 when none is open), dropped those whose queue was
+    /// full or that closed meanwhile.
+    pub fn send_json_to_subject(
+        &self,
+        subject: &str,
+        payload: &RawValue,
+    ) -> Result<PublishReport, PublishError> {
+        let ids = self.inner.subjects.connections(subject);
+        let frame = encode_json(None, Meta { seq: 0, epoch: 0 }, now_ms(), payload);
+        let mut report = PublishReport::default();
+        for id in ids {
+            report.recipients += 1;
+            match self.timed(|| self.inner.engine.send_to(id, frame.clone())) {
+                None | Some(Err(SendError::Shutdown(_))) => return Err(PublishError::Shutdown),
+                Some(Ok(())) => report.delivered += 1,
+                Some(Err(_)) => report.dropped.full += 1,
+            }
+        }
+        Ok(report)
     }
 
     /// Answers a request on the WebSocket path: `101` and a spawned connection,
@@ -370,6 +401,20 @@ impl<E: Engine<Frame>> Gateway<E> {
                 }
             }
         };
+        let mut slot = slot;
+        if let (Some(s), Some(subject)) = (&sub, &perms.subject) {
+            use fanout_core::Receiver;
+            match self.inner.subjects.acquire(subject, s.id()) {
+                Ok(held) => slot.subject = Some(held),
+                Err(_) => {
+                    return self.reject(
+                        Rejection::SubjectCap,
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many connections for this user\n",
+                    )
+                }
+            }
+        }
         let mut resp = Response::new(Full::new(Bytes::new()));
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let hm = resp.headers_mut();
@@ -428,9 +473,14 @@ impl<E: Engine<Frame>> Gateway<E> {
     {
         use futures_util::SinkExt;
         let mut ws = ws;
-        let slot: Option<Slot> = self.inner.limiter.try_acquire(peer.ip()).ok();
+        let mut slot: Option<Slot> = self.inner.limiter.try_acquire(peer.ip()).ok();
         let sub = self.inner.engine.subscribe().ok();
-        let (Some(slot), Some(sub), false) = (slot, sub, self.is_draining()) else {
+        if let (Some(slot), Some(s), Some(subject)) = (&mut slot, &sub, &perms.subject) {
+            use fanout_core::Receiver;
+            slot.subject = self.inner.subjects.acquire(subject, s.id()).ok();
+        }
+        let subject_full = perms.subject.is_some() && slot.as_ref().is_some_and(|s| s.subject.is_none());
+        let (Some(slot), Some(sub), false, false) = (slot, sub, self.is_draining(), subject_full) else {
             let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame {
                 code: 1013u16.into(),
                 reason: "try again later".into(),

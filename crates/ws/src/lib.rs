@@ -47,7 +47,9 @@ mod limits;
 mod metrics;
 pub mod rpc;
 mod serve;
+mod subjects;
 pub mod token;
+mod topic_cap;
 
 pub use auth::{sign_hs256, validate_topic, verify_hs256, Claims, Permissions, TopicError};
 pub use config::{RateLimit, WsConfig, WsConfigError, MAX_DURATION};

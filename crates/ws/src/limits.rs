@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::client_ip::ip_key;
 use crate::config::RateLimit;
 use crate::metrics::Rejection;
+use crate::subjects::SubjectSlot;
 
 /// Counts open connections, globally and per client IP. A slot is taken before
 /// the upgrade is answered and given back when the connection ends (or when the
@@ -23,6 +24,8 @@ pub(crate) struct Limiter {
 pub(crate) struct Slot {
     limiter: Arc<Limiter>,
     ip: IpAddr,
+    /// The connection's place under its token subject's cap, once known.
+    pub(crate) subject: Option<SubjectSlot>,
 }
 
 impl Limiter {
@@ -44,7 +47,7 @@ impl Limiter {
         }
         st.0 += 1;
         st.1.insert(ip, n + 1);
-        Ok(Slot { limiter: self.clone(), ip })
+        Ok(Slot { limiter: self.clone(), ip, subject: None })
     }
 }
 

@@ -28,11 +28,13 @@ pub enum Rejection {
     Draining,
     /// The upgrade request did not arrive in time (connection dropped).
     HandshakeTimeout,
+    /// Per-subject connection cap (HTTP 429).
+    SubjectCap,
 }
 
 impl Rejection {
     /// Every reason, in label order.
-    pub const ALL: [Rejection; 7] = [
+    pub const ALL: [Rejection; 8] = [
         Rejection::BadRequest,
         Rejection::Origin,
         Rejection::Unauthorized,
@@ -40,6 +42,7 @@ impl Rejection {
         Rejection::GlobalCap,
         Rejection::Draining,
         Rejection::HandshakeTimeout,
+        Rejection::SubjectCap,
     ];
 
     /// Metrics label.
@@ -52,6 +55,7 @@ impl Rejection {
             Rejection::GlobalCap => "global_cap",
             Rejection::Draining => "draining",
             Rejection::HandshakeTimeout => "handshake_timeout",
+            Rejection::SubjectCap => "subject_cap",
         }
     }
 }

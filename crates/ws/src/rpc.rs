@@ -52,6 +52,9 @@ pub mod codes {
     /// `refresh`: the token is refused (bad, expired, another subject, or the
     /// server uses no tokens); the connection keeps its current rights.
     pub const TOKEN_REFUSED: i64 = -32005;
+    /// The server holds as many client-created topics as it may
+    /// (`max_topics`): a join that would create another is refused.
+    pub const TOPIC_LIMIT: i64 = -32006;
 }
 
 /// Most requests in one batch.
@@ -215,7 +218,7 @@ impl<E: Engine<Frame>> Session<E> {
         let cfg = &gateway.inner.config;
         let bucket = TokenBucket::new(cfg.rate_limit, Instant::now());
         let expires = perms.expires.map(|exp| crate::token::deadline(exp, cfg.jwt_leeway));
-        Session {
+        let mut s = Session {
             gateway,
             id,
             perms,
@@ -225,7 +228,22 @@ impl<E: Engine<Frame>> Session<E> {
             rate_close: false,
             ip: ip_key(ip),
             expires,
+        };
+        s.join_channels();
+        s
+    }
+
+    /// Joins the token's `channels` (no round trip). A channel that breaks a
+    /// rule or a limit is skipped, with a debug line: the client can still
+    /// `subscribe` to it and learn why.
+    fn join_channels(&mut self) {
+        let channels = std::mem::take(&mut self.perms.channels);
+        for c in &channels {
+            if let Err(e) = self.check_topic(c).and_then(|()| self.join(c)) {
+                tracing::debug!(channel = %c, error = %e.message, "channel not joined");
+            }
         }
+        self.perms.channels = channels;
     }
 
     /// Charges `calls` to the connection's bucket; the `-32003` reply when it
@@ -370,8 +388,15 @@ impl<E: Engine<Frame>> Session<E> {
                 format!("permission denied: subscribe to {topic}"),
             ));
         }
-        if self.topics.contains(topic.as_ref()) {
-            return Ok(serde_json::json!({"topic": topic, "subscribed": true, "joined": false}));
+        let joined = self.join(&topic)?;
+        Ok(serde_json::json!({"topic": topic, "subscribed": true, "joined": joined}))
+    }
+
+    /// Joins a valid, permitted topic within the limits; `false` if already
+    /// subscribed.
+    fn join(&mut self, topic: &str) -> Result<bool, RpcError> {
+        if self.topics.contains(topic) {
+            return Ok(false);
         }
         let max = self.gateway.inner.config.max_subscriptions;
         if self.topics.len() >= max {
@@ -383,13 +408,20 @@ impl<E: Engine<Frame>> Session<E> {
         }
         // Only a call that changes the engine's membership is costly.
         self.charge_costly()?;
-        match self.gateway.inner.engine.join(self.id, &topic) {
+        let name = self.gateway.inner.topic_cap.join(topic).map_err(|l| {
+            RpcError::new(codes::TOPIC_LIMIT, format!("topic limit reached ({})", l.0))
+                .with_data(serde_json::json!({"limit": l.0}))
+        })?;
+        match self.gateway.inner.engine.join(self.id, topic) {
             Ok(_) => {
-                self.topics.insert(Arc::from(topic.as_ref()));
+                self.topics.insert(name);
                 self.update_sole();
-                Ok(serde_json::json!({"topic": topic, "subscribed": true, "joined": true}))
+                Ok(true)
             }
-            Err(e) => Err(RpcError::new(codes::UNAVAILABLE, e.to_string())),
+            Err(e) => {
+                self.gateway.inner.topic_cap.leave(topic);
+                Err(RpcError::new(codes::UNAVAILABLE, e.to_string()))
+            }
         }
     }
 
@@ -401,6 +433,7 @@ impl<E: Engine<Frame>> Session<E> {
         }
         self.charge_costly()?;
         self.topics.remove(topic.as_ref());
+        self.gateway.inner.topic_cap.leave(&topic);
         self.update_sole();
         match self.gateway.inner.engine.leave(self.id, &topic) {
             Ok(_) => Ok(serde_json::json!({"topic": topic, "subscribed": false, "left": true})),
@@ -452,6 +485,7 @@ impl<E: Engine<Frame>> Session<E> {
             self.topics.iter().filter(|t| !perms.subscribe.allows(t)).cloned().collect();
         for t in &gone {
             self.topics.remove(t);
+            self.gateway.inner.topic_cap.leave(t);
             let _ = self.gateway.inner.engine.leave(self.id, t);
         }
         self.update_sole();
@@ -491,6 +525,16 @@ impl<E: Engine<Frame>> Session<E> {
 
     pub(crate) fn rate_limited(&self) -> String {
         self.error(&Value::Null, RpcError::new(codes::RATE_LIMITED, "rate limit exceeded: message dropped"))
+    }
+}
+
+/// The engine drops a closed subscriber's memberships itself; the gateway's
+/// topic count (`topic_cap.rs`) is given back here.
+impl<E: Engine<Frame>> Drop for Session<E> {
+    fn drop(&mut self) {
+        for t in self.topics.drain() {
+            self.gateway.inner.topic_cap.leave(&t);
+        }
     }
 }
 

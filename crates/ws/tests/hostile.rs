@@ -419,6 +419,65 @@ async fn costly_calls_are_limited_per_address_across_connections() {
     assert_eq!(call(&mut conns[9], 99, "ping", Value::Null).await["result"], "pong");
 }
 
+/// Issue 14, item 4. Topics created by subscribing are capped for the whole
+/// gateway: past `max_topics`, a join of a new topic gets -32006 (existing
+/// topics can still be joined), and a closed connection gives its topics back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_topic_cap_refuses_new_topics() {
+    let srv = start(hub(), WsConfig { max_topics: 5, ..WsConfig::default() }).await;
+    let mut a = connect(srv.addr).await;
+    let mut b = connect(srv.addr).await;
+    for t in 0..3 {
+        subscribe(&mut a, &format!("a{t}")).await;
+    }
+    subscribe(&mut b, "b0").await;
+    subscribe(&mut b, "b1").await;
+    let r = call(&mut b, 1, "subscribe", json!({"topic": "b2"})).await;
+    assert_eq!(
+        (r["error"]["code"].clone(), r["error"]["data"]["limit"].clone()),
+        (json!(-32006), json!(5)),
+        "{r}"
+    );
+    subscribe(&mut b, "a0").await; // an existing topic
+    assert_eq!(srv.gw.engine().topic_count(), 5);
+    drop(a);
+    wait_until("a's connection ended", || srv.gw.connections() == 1).await;
+    // a1 and a2 had no other client: two new topics fit again (a0 is b's).
+    subscribe(&mut b, "b2").await;
+    subscribe(&mut b, "b3").await;
+    let r = call(&mut b, 2, "subscribe", json!({"topic": "b4"})).await;
+    assert_eq!(r["error"]["code"], -32006, "{r}");
+}
+
+/// Issue 14, items 5 and 8. A token subject may hold at most
+/// `max_connections_per_subject` connections (429 past it, whatever the
+/// address); its `channels` are joined at connect, with no round trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_subject_cap_and_channels_claim() {
+    const SECRET: &str = "hostile-secret-of-at-least-32-b!";
+    let cfg =
+        WsConfig { jwt_secret: Some(SECRET.into()), max_connections_per_subject: 2, ..WsConfig::default() };
+    let srv = start(hub(), cfg).await;
+    let tok = |sub: &str| {
+        fanout_ws::sign_hs256(&json!({"sub": sub, "channels": ["inbox.alice"]}), SECRET.as_bytes())
+    };
+    let path = |sub: &str| format!("/ws?token={}", tok(sub));
+    let (mut a1, _) = try_connect(srv.addr, &path("alice"), &[], false).await.unwrap();
+    let (_a2, _) = try_connect(srv.addr, &path("alice"), &[], false).await.unwrap();
+    assert_eq!(refused_status(srv.addr, &path("alice"), &[]).await, 429);
+    let (_b, _) = try_connect(srv.addr, &path("bob"), &[], false).await.unwrap();
+    assert_eq!(rejected(&srv.gw.metrics(), Rejection::SubjectCap), 1);
+    // Subscribed at connect: the first message needs no subscribe call.
+    wait_until("channels joined", || srv.gw.engine().topic_count() == 1).await;
+    let p = serde_json::value::to_raw_value(&"hi").unwrap();
+    assert_eq!(srv.gw.publish_json("inbox.alice", &p).unwrap().recipients, 3);
+    assert_eq!(next_json(&mut a1).await["topic"], "inbox.alice");
+    // A closed connection frees its place under the subject's cap.
+    drop(a1);
+    wait_until("a1 ended", || srv.gw.connections() == 2).await;
+    assert!(try_connect(srv.addr, &path("alice"), &[], false).await.is_ok());
+}
+
 /// Issue 14, item 10. A client that resets its connection is counted as a
 /// reset, apart from a client that closes cleanly (before, both were
 /// `client`).
