@@ -129,7 +129,7 @@ where
     let id = sub.id();
     tracing::debug!(%peer, client = id.get(), subject = perms.subject.as_deref(), "connected");
     let conn = Conn {
-        session: Session::new(gw, id, perms, peer.ip()),
+        session: Session::new(gw, id, perms, slot),
         ws,
         sub,
         // Grown on first use: an idle connection keeps no batch buffers.
@@ -139,7 +139,6 @@ where
         unanswered_ping: None,
         recorded: false,
         peer,
-        _slot: slot,
         _guard: guard,
     };
     conn.run()
@@ -162,9 +161,8 @@ struct Conn<E: Engine<Frame>, S> {
     /// The close reason was counted.
     recorded: bool,
     peer: SocketAddr,
-    /// Held for the connection's life: its place under the connection caps,
-    /// and its count among the gateway's live tasks.
-    _slot: Slot,
+    /// Held for the connection's life: its count among the gateway's live
+    /// tasks (its place under the connection caps is in `session`).
     _guard: TaskGuard<E>,
 }
 

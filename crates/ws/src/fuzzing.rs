@@ -29,6 +29,9 @@ fn gateway() -> &'static Gateway<Hub<Frame>> {
             max_subscriptions: 8,
             rate_limit: crate::RateLimit { per_second: 0.0, ..crate::RateLimit::default() },
             costly_rate_limit: crate::KeyedRate { per_second: 0.0, burst: 0 },
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            max_topics: 0,
             ..WsConfig::default()
         };
         Gateway::new(Hub::new(), cfg).expect("default settings are valid")
@@ -55,7 +58,8 @@ impl RpcHarness {
             expires: None,
             channels: Vec::new(),
         };
-        let session = Session::new(gw, sub.id(), perms, [127, 0, 0, 1].into());
+        let slot = gw.inner.limiter.try_acquire([127, 0, 0, 1].into()).expect("the fuzz gateway has no caps");
+        let session = Session::new(gw, sub.id(), perms, slot);
         RpcHarness { session, _sub: sub }
     }
 

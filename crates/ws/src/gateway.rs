@@ -405,7 +405,7 @@ impl<E: Engine<Frame>> Gateway<E> {
         if let (Some(s), Some(subject)) = (&sub, &perms.subject) {
             use fanout_core::Receiver;
             match self.inner.subjects.acquire(subject, s.id()) {
-                Ok(held) => slot.subject = Some(held),
+                Ok(held) => slot.subject = Some(Box::new(held)),
                 Err(_) => {
                     return self.reject(
                         Rejection::SubjectCap,
@@ -477,7 +477,7 @@ impl<E: Engine<Frame>> Gateway<E> {
         let sub = self.inner.engine.subscribe().ok();
         if let (Some(slot), Some(s), Some(subject)) = (&mut slot, &sub, &perms.subject) {
             use fanout_core::Receiver;
-            slot.subject = self.inner.subjects.acquire(subject, s.id()).ok();
+            slot.subject = self.inner.subjects.acquire(subject, s.id()).ok().map(Box::new);
         }
         let subject_full = perms.subject.is_some() && slot.as_ref().is_some_and(|s| s.subject.is_none());
         let (Some(slot), Some(sub), false, false) = (slot, sub, self.is_draining(), subject_full) else {

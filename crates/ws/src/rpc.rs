@@ -20,14 +20,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::auth::{is_reserved, validate_topic, Permissions};
-use crate::client_ip::ip_key;
 use crate::frame::Frame;
 use crate::gateway::Gateway;
-use crate::limits::{TokenBucket, Verdict};
+use crate::limits::{Slot, TokenBucket, Verdict};
 
 /// JSON-RPC error codes used by the gateway.
 pub mod codes {
@@ -205,8 +203,9 @@ pub(crate) struct Session<E: Engine<Frame>> {
     /// Set when the bucket says close (4100): the connection reads it after
     /// each frame.
     pub(crate) rate_close: bool,
-    /// The client's key under the per-address limits ([`ip_key`]).
-    ip: IpAddr,
+    /// The connection's place under the connection caps (held for its life);
+    /// its address key charges the costly calls.
+    slot: Slot,
     /// When the token expires (its `exp` plus the leeway): the connection
     /// closes with 4002 then, unless a `refresh` moves it. `None`: never.
     pub(crate) expires: Option<tokio::time::Instant>,
@@ -214,7 +213,7 @@ pub(crate) struct Session<E: Engine<Frame>> {
 
 impl<E: Engine<Frame>> Session<E> {
     /// The session of a new connection from `ip` with `perms`.
-    pub(crate) fn new(gateway: Gateway<E>, id: SubscriberId, perms: Permissions, ip: IpAddr) -> Self {
+    pub(crate) fn new(gateway: Gateway<E>, id: SubscriberId, perms: Permissions, slot: Slot) -> Self {
         let cfg = &gateway.inner.config;
         let bucket = TokenBucket::new(cfg.rate_limit, Instant::now());
         let expires = perms.expires.map(|exp| crate::token::deadline(exp, cfg.jwt_leeway));
@@ -226,7 +225,7 @@ impl<E: Engine<Frame>> Session<E> {
             sole_topic: None,
             bucket,
             rate_close: false,
-            ip: ip_key(ip),
+            slot,
             expires,
         };
         s.join_channels();
@@ -249,7 +248,7 @@ impl<E: Engine<Frame>> Session<E> {
     /// Charges `calls` to the connection's bucket; the `-32003` reply when it
     /// refuses (and `rate_close` set when it is time to close).
     fn charge(&mut self, calls: u32) -> Result<(), String> {
-        match self.bucket.take(calls, Instant::now()) {
+        match self.bucket.take(calls, Instant::now(), &self.gateway.inner.config.rate_limit) {
             Verdict::Allow => Ok(()),
             Verdict::Refuse => Err(self.rate_limited()),
             Verdict::Close => {
@@ -263,7 +262,7 @@ impl<E: Engine<Frame>> Session<E> {
     /// `keyed_limit.rs`).
     fn charge_costly(&self) -> Result<(), RpcError> {
         let subject = self.perms.subject.as_deref();
-        self.gateway.inner.keyed.charge(self.ip, subject, Instant::now()).map_err(|scope| {
+        self.gateway.inner.keyed.charge(self.slot.ip(), subject, Instant::now()).map_err(|scope| {
             RpcError::new(codes::RATE_LIMITED, format!("rate limit exceeded for this {}", scope.as_str()))
                 .with_data(serde_json::json!({"scope": scope.as_str()}))
         })
