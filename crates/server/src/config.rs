@@ -186,6 +186,10 @@ pub struct Cli {
     /// WebSocket connections per token subject (0 = no cap) [default: 100].
     #[arg(long, env = "FANOUT_MAX_CONNECTIONS_PER_SUBJECT")]
     pub max_connections_per_subject: Option<usize>,
+    /// Proxies (addresses or ranges, comma-separated) whose X-Forwarded-For
+    /// names the client [default: none, the header is ignored].
+    #[arg(long, env = "FANOUT_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// The TOML file: the same keys as the flags, `_` for `-`.
@@ -233,6 +237,7 @@ pub struct FileConfig {
     metrics_listen: Option<SocketAddr>,
     max_topics: Option<usize>,
     max_connections_per_subject: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Everything the server runs with. `Debug` redacts the API key (and the JWT
@@ -419,6 +424,14 @@ impl Settings {
                 .max_connections_per_subject
                 .or(f.max_connections_per_subject)
                 .unwrap_or(w.max_connections_per_subject),
+            trusted_proxies: cli
+                .trusted_proxies
+                .or(f.trusted_proxies)
+                .unwrap_or_default()
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.parse().map_err(|e| format!("trusted_proxies: {e}")))
+                .collect::<Result<_, _>>()?,
         };
         let mut ws = ws;
         ws.jwt_secret = crate::secrets::inline_or_file(

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::client_ip::Cidr;
 use crate::keyed_limit::KeyedRate;
 use crate::token::MIN_SECRET_LEN;
 
@@ -125,6 +126,9 @@ pub struct WsConfig {
     pub jwt_audience: Option<String>,
     /// When set, a token's `iss` must be it.
     pub jwt_issuer: Option<String>,
+    /// Proxies whose `X-Forwarded-For` names the client (default none: the
+    /// header is ignored). See `client_ip.rs`.
+    pub trusted_proxies: Vec<Cidr>,
     /// Open connections per token subject (`sub`; default 100, 0 = no cap):
     /// past it, HTTP 429. See `subjects.rs`.
     pub max_connections_per_subject: usize,
@@ -163,6 +167,7 @@ impl fmt::Debug for WsConfig {
             .field("send_buffer_size", &self.send_buffer_size)
             .field("costly_rate_limit", &self.costly_rate_limit)
             .field("max_topics", &self.max_topics)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("max_connections_per_subject", &self.max_connections_per_subject)
             .field("jwt_keys", &self.jwt_keys.iter().map(|(kid, _)| (kid, "<redacted>")).collect::<Vec<_>>())
             .field("jwt_leeway", &self.jwt_leeway)
@@ -197,6 +202,7 @@ impl Default for WsConfig {
             send_buffer_size: Some(64 * 1024),
             costly_rate_limit: KeyedRate::default(),
             max_topics: 100_000,
+            trusted_proxies: Vec::new(),
             max_connections_per_subject: 100,
             jwt_keys: Vec::new(),
             jwt_leeway: Duration::ZERO,

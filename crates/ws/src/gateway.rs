@@ -348,6 +348,9 @@ impl<E: Engine<Frame>> Gateway<E> {
             return r;
         }
         let accept = derive_accept_key(key.as_bytes());
+        // The client behind a trusted proxy, for the caps and the logs.
+        let peer =
+            SocketAddr::new(crate::client_ip::client_ip(peer.ip(), h, &cfg.trusted_proxies), peer.port());
         let slot = match self.inner.limiter.try_acquire(peer.ip()) {
             Ok(s) => s,
             Err(Rejection::PerIpCap) => {

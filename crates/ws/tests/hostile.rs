@@ -478,6 +478,33 @@ async fn per_subject_cap_and_channels_claim() {
     assert!(try_connect(srv.addr, &path("alice"), &[], false).await.is_ok());
 }
 
+/// Issue 14, item 3. Behind a trusted proxy, the per-IP cap counts the
+/// client named by `X-Forwarded-For`, not the proxy; from an untrusted peer
+/// the header is ignored (a client cannot pick a fresh cap per connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_cap_keys_clients_behind_trusted_proxies_only() {
+    let cfg = WsConfig {
+        max_connections_per_ip: 2,
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..WsConfig::default()
+    };
+    let proxied = start(hub(), cfg).await;
+    let xff = |ip: &'static str| [("x-forwarded-for", ip)];
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(try_connect(proxied.addr, "/ws", &xff("203.0.113.1"), false).await.unwrap());
+    }
+    assert_eq!(refused_status(proxied.addr, "/ws", &xff("203.0.113.1")).await, 429);
+    // Another client behind the same proxy has its own cap.
+    held.push(try_connect(proxied.addr, "/ws", &xff("203.0.113.2"), false).await.unwrap());
+    // Without trusted proxies, the header changes nothing.
+    let direct = start(hub(), WsConfig { max_connections_per_ip: 2, ..WsConfig::default() }).await;
+    for ip in ["198.51.100.1", "198.51.100.2"] {
+        held.push(try_connect(direct.addr, "/ws", &xff(ip), false).await.unwrap());
+    }
+    assert_eq!(refused_status(direct.addr, "/ws", &xff("198.51.100.3")).await, 429);
+}
+
 /// Issue 14, item 10. A client that resets its connection is counted as a
 /// reset, apart from a client that closes cleanly (before, both were
 /// `client`).
