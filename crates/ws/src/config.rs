@@ -126,6 +126,14 @@ pub struct WsConfig {
     pub jwt_audience: Option<String>,
     /// When set, a token's `iss` must be it.
     pub jwt_issuer: Option<String>,
+    /// Sockets from one client address that have not (yet) upgraded to a
+    /// WebSocket: HTTP requests and handshakes in progress (default 128; 0 =
+    /// no cap). Past it, a new socket is closed at accept. Trusted proxies
+    /// are exempt. See `serve.rs`.
+    pub max_pending_per_ip: usize,
+    /// Largest HTTP request head, bytes (default 16 KiB; at least 8 KiB):
+    /// past it, `431`.
+    pub max_request_head: usize,
     /// Proxies whose `X-Forwarded-For` names the client (default none: the
     /// header is ignored). See `client_ip.rs`.
     pub trusted_proxies: Vec<Cidr>,
@@ -168,6 +176,8 @@ impl fmt::Debug for WsConfig {
             .field("costly_rate_limit", &self.costly_rate_limit)
             .field("max_topics", &self.max_topics)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("max_pending_per_ip", &self.max_pending_per_ip)
+            .field("max_request_head", &self.max_request_head)
             .field("max_connections_per_subject", &self.max_connections_per_subject)
             .field("jwt_keys", &self.jwt_keys.iter().map(|(kid, _)| (kid, "<redacted>")).collect::<Vec<_>>())
             .field("jwt_leeway", &self.jwt_leeway)
@@ -203,6 +213,8 @@ impl Default for WsConfig {
             costly_rate_limit: KeyedRate::default(),
             max_topics: 100_000,
             trusted_proxies: Vec::new(),
+            max_pending_per_ip: 128,
+            max_request_head: 16 * 1024,
             max_connections_per_subject: 100,
             jwt_keys: Vec::new(),
             jwt_leeway: Duration::ZERO,
@@ -287,6 +299,10 @@ impl WsConfig {
         }
         if k.per_second > 0.0 && k.burst == 0 {
             return err("costly_rate_limit.burst", "must be at least 1");
+        }
+        // hyper panics on a smaller read buffer.
+        if self.max_request_head < 8192 {
+            return err("max_request_head", "must be at least 8192 bytes");
         }
         if self.max_topic_len == 0 || self.max_topic_len > 255 {
             return err("max_topic_len", "must be between 1 and 255");

@@ -101,6 +101,8 @@ pub(crate) struct Inner<E: Engine<Frame>> {
     pub(crate) topic_cap: TopicCap,
     /// Open connections by token subject.
     pub(crate) subjects: Arc<Subjects>,
+    /// Un-upgraded sockets per client address (`max_pending_per_ip`).
+    pub(crate) pending: Arc<Limiter>,
     pub(crate) phase: watch::Sender<Phase>,
     /// Connection tasks alive (upgrading or connected); `idle` is notified at 0.
     tasks: AtomicUsize,
@@ -180,6 +182,7 @@ impl<E: Engine<Frame>> Gateway<E> {
                 verifier: Verifier::from_config(&config),
                 topic_cap: TopicCap::new(config.max_topics),
                 subjects: Arc::new(Subjects::new(config.max_connections_per_subject)),
+                pending: Arc::new(Limiter::new(0, config.max_pending_per_ip)),
                 config,
                 metrics: Metrics::new(),
                 phase,

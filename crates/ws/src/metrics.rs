@@ -30,11 +30,13 @@ pub enum Rejection {
     HandshakeTimeout,
     /// Per-subject connection cap (HTTP 429).
     SubjectCap,
+    /// Too many un-upgraded sockets from one address (closed at accept).
+    PendingCap,
 }
 
 impl Rejection {
     /// Every reason, in label order.
-    pub const ALL: [Rejection; 8] = [
+    pub const ALL: [Rejection; 9] = [
         Rejection::BadRequest,
         Rejection::Origin,
         Rejection::Unauthorized,
@@ -43,6 +45,7 @@ impl Rejection {
         Rejection::Draining,
         Rejection::HandshakeTimeout,
         Rejection::SubjectCap,
+        Rejection::PendingCap,
     ];
 
     /// Metrics label.
@@ -56,6 +59,7 @@ impl Rejection {
             Rejection::Draining => "draining",
             Rejection::HandshakeTimeout => "handshake_timeout",
             Rejection::SubjectCap => "subject_cap",
+            Rejection::PendingCap => "pending_cap",
         }
     }
 }
