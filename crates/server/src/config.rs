@@ -186,6 +186,15 @@ pub struct Cli {
     /// WebSocket connections per token subject (0 = no cap) [default: 100].
     #[arg(long, env = "FANOUT_MAX_CONNECTIONS_PER_SUBJECT")]
     pub max_connections_per_subject: Option<usize>,
+    /// Longest read of a POST /api/publish body [default: 10s]; past it 408.
+    #[arg(long, env = "FANOUT_BODY_READ_TIMEOUT", value_parser = parse_duration)]
+    pub body_read_timeout: Option<Duration>,
+    /// Un-upgraded sockets per client address (0 = no cap) [default: 128].
+    #[arg(long, env = "FANOUT_MAX_PENDING_PER_IP")]
+    pub max_pending_per_ip: Option<usize>,
+    /// Largest HTTP request head, bytes (at least 8192) [default: 16384].
+    #[arg(long, env = "FANOUT_MAX_REQUEST_HEAD")]
+    pub max_request_head: Option<usize>,
     /// Proxies (addresses or ranges, comma-separated) whose X-Forwarded-For
     /// names the client [default: none, the header is ignored].
     #[arg(long, env = "FANOUT_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -238,6 +247,9 @@ pub struct FileConfig {
     max_topics: Option<usize>,
     max_connections_per_subject: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
+    body_read_timeout: Option<String>,
+    max_pending_per_ip: Option<usize>,
+    max_request_head: Option<usize>,
 }
 
 /// Everything the server runs with. `Debug` redacts the API key (and the JWT
@@ -268,6 +280,8 @@ pub struct Settings {
     pub ws: WsConfig,
     /// Where `/metrics` is served; `None`: on `listen`, with the public routes.
     pub metrics_listen: Option<SocketAddr>,
+    /// Longest read of a `POST /api/publish` body: past it, 408.
+    pub body_read_timeout: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -285,6 +299,7 @@ impl std::fmt::Debug for Settings {
             .field("log_level", &self.log_level)
             .field("ws", &self.ws)
             .field("metrics_listen", &self.metrics_listen)
+            .field("body_read_timeout", &self.body_read_timeout)
             .finish()
     }
 }
@@ -304,6 +319,7 @@ impl Default for Settings {
             log_level: "info".into(),
             ws: WsConfig::default(),
             metrics_listen: None,
+            body_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -432,6 +448,11 @@ impl Settings {
                 .filter(|s| !s.trim().is_empty())
                 .map(|s| s.parse().map_err(|e| format!("trusted_proxies: {e}")))
                 .collect::<Result<_, _>>()?,
+            max_pending_per_ip: cli
+                .max_pending_per_ip
+                .or(f.max_pending_per_ip)
+                .unwrap_or(w.max_pending_per_ip),
+            max_request_head: cli.max_request_head.or(f.max_request_head).unwrap_or(w.max_request_head),
         };
         let mut ws = ws;
         ws.jwt_secret = crate::secrets::inline_or_file(
@@ -463,7 +484,14 @@ impl Settings {
             log_level: cli.log_level.or(f.log_level).unwrap_or(d.log_level),
             ws,
             metrics_listen: cli.metrics_listen.or(f.metrics_listen),
+            body_read_timeout: cli
+                .body_read_timeout
+                .or(dur("body_read_timeout", f.body_read_timeout)?)
+                .unwrap_or(d.body_read_timeout),
         };
+        if s.body_read_timeout.is_zero() {
+            return Err("body_read_timeout: must be longer than zero".into());
+        }
         if s.capacity == 0 {
             return Err("capacity: must be at least 1".into());
         }

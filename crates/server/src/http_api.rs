@@ -115,7 +115,13 @@ impl<E: Engine<Frame>> Api<E> {
             .query()
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("topic=")))
             .map(str::to_owned);
-        let body = match Limited::new(req.into_body(), self.settings.max_body_size).collect().await {
+        // A body sent a byte at a time must not hold the request (and its
+        // socket) for ever.
+        let read = Limited::new(req.into_body(), self.settings.max_body_size).collect();
+        let Ok(read) = tokio::time::timeout(self.settings.body_read_timeout, read).await else {
+            return error(StatusCode::REQUEST_TIMEOUT, "request body not received in time");
+        };
+        let body = match read {
             Ok(b) => b.to_bytes(),
             Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
                 return error(

@@ -352,3 +352,24 @@ async fn publish_to_a_user_reaches_each_of_its_connections() {
     assert_eq!(next_json(&mut b).await["payload"], "for bob", "bob got his, and not alice's");
     srv.shutdown().await.unwrap();
 }
+
+/// Issue 14, item 2. A publish body that does not arrive within
+/// `body_read_timeout` is answered 408 (before, the request waited for it as
+/// long as the client kept the socket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_publish_body_gets_408() {
+    let s = Settings { body_read_timeout: Duration::from_millis(200), ..settings(EngineKind::Fanout) };
+    let srv = start(s).await.unwrap();
+    let mut tcp = TcpStream::connect(srv.addr()).await.unwrap();
+    tcp.write_all(
+        b"POST /api/publish HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k3y\r\n\
+          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"topic\":",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n =
+        tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await.expect("an answer").unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&buf[..n]));
+    srv.shutdown().await.unwrap();
+}
