@@ -186,6 +186,10 @@ pub struct Cli {
     /// WebSocket connections per token subject (0 = no cap) [default: 100].
     #[arg(long, env = "FANOUT_MAX_CONNECTIONS_PER_SUBJECT")]
     pub max_connections_per_subject: Option<usize>,
+    /// On SIGTERM, how long /readyz answers 503 before the listener closes, so
+    /// that a load balancer stops sending new clients [default: 0s].
+    #[arg(long, env = "FANOUT_DRAIN_GRACE", value_parser = parse_duration)]
+    pub drain_grace: Option<Duration>,
     /// Longest read of a POST /api/publish body [default: 10s]; past it 408.
     #[arg(long, env = "FANOUT_BODY_READ_TIMEOUT", value_parser = parse_duration)]
     pub body_read_timeout: Option<Duration>,
@@ -248,6 +252,7 @@ pub struct FileConfig {
     max_connections_per_subject: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
     body_read_timeout: Option<String>,
+    drain_grace: Option<String>,
     max_pending_per_ip: Option<usize>,
     max_request_head: Option<usize>,
 }
@@ -282,6 +287,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Longest read of a `POST /api/publish` body: past it, 408.
     pub body_read_timeout: Duration,
+    /// On shutdown, how long `/readyz` answers 503 before the listener closes.
+    pub drain_grace: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -300,6 +307,7 @@ impl std::fmt::Debug for Settings {
             .field("ws", &self.ws)
             .field("metrics_listen", &self.metrics_listen)
             .field("body_read_timeout", &self.body_read_timeout)
+            .field("drain_grace", &self.drain_grace)
             .finish()
     }
 }
@@ -320,6 +328,7 @@ impl Default for Settings {
             ws: WsConfig::default(),
             metrics_listen: None,
             body_read_timeout: Duration::from_secs(10),
+            drain_grace: Duration::ZERO,
         }
     }
 }
@@ -488,6 +497,7 @@ impl Settings {
                 .body_read_timeout
                 .or(dur("body_read_timeout", f.body_read_timeout)?)
                 .unwrap_or(d.body_read_timeout),
+            drain_grace: cli.drain_grace.or(dur("drain_grace", f.drain_grace)?).unwrap_or(d.drain_grace),
         };
         if s.body_read_timeout.is_zero() {
             return Err("body_read_timeout: must be longer than zero".into());

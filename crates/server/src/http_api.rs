@@ -1,7 +1,10 @@
-//! The HTTP routes: `POST /api/publish`, `GET /metrics`, `GET /healthz`.
+//! The HTTP routes: `POST /api/publish`, `GET /metrics`, `GET /healthz`,
+//! `GET /readyz`.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use fanout_core::{Engine, SendError, SubscriberId};
@@ -18,6 +21,8 @@ use crate::config::Settings;
 pub(crate) struct Api<E: Engine<Frame>> {
     pub(crate) gateway: Gateway<E>,
     pub(crate) settings: Settings,
+    /// Cleared when the shutdown begins: `/readyz` answers 503 from then on.
+    pub(crate) ready: Arc<AtomicBool>,
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
@@ -60,6 +65,13 @@ struct BatchResult {
 impl<E: Engine<Frame>> Api<E> {
     pub(crate) async fn route(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
         match (req.method(), req.uri().path()) {
+            (&Method::GET, "/readyz") | (&Method::HEAD, "/readyz") => {
+                if self.ready.load(Ordering::Relaxed) && !self.gateway.is_draining() {
+                    respond(StatusCode::OK, "text/plain; charset=utf-8", "ready\n")
+                } else {
+                    respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "not ready\n")
+                }
+            }
             (&Method::GET, "/healthz") | (&Method::HEAD, "/healthz") => {
                 if self.gateway.is_draining() {
                     respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "draining\n")
@@ -77,7 +89,7 @@ impl<E: Engine<Frame>> Api<E> {
                 crate::prometheus::render(&self.gateway),
             ),
             (&Method::POST, "/api/publish") => self.publish(req).await,
-            (_, "/api/publish") | (_, "/metrics") | (_, "/healthz") => {
+            (_, "/api/publish") | (_, "/metrics") | (_, "/healthz") | (_, "/readyz") => {
                 let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
                 let allow = if req.uri().path() == "/api/publish" { "POST" } else { "GET" };
                 r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));

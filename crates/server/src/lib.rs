@@ -11,6 +11,7 @@
 //! | `POST /api/publish` | publish for backends (API key) |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /healthz` | `200 ok`, `503 draining` during shutdown |
+//! | `GET /readyz` | `200 ready`; `503 not ready` from the start of the shutdown (before the grace period) |
 //!
 //! A `$sys.stats` topic carries the hub's stats every `stats_interval`.
 
@@ -183,10 +184,26 @@ async fn run_all<E: Engine<Frame>>(
             }
         })
     });
-    let api = Arc::new(http_api::Api { gateway: gateway.clone(), settings: settings.clone() });
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let api = Arc::new(http_api::Api {
+        gateway: gateway.clone(),
+        settings: settings.clone(),
+        ready: ready.clone(),
+    });
     let routes = move |req, peer| {
         let api = api.clone();
         async move { api.route(req, peer).await }
+    };
+    // The drain in the order a load balancer needs: /readyz answers 503 at
+    // once; after the grace period the listener closes and the HTTP requests
+    // in flight are answered (serve returns then); then the WebSocket
+    // connections drain.
+    let grace = settings.drain_grace;
+    let shutdown = async move {
+        shutdown.await;
+        ready.store(false, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(grace = ?grace, "shutting down: not ready");
+        tokio::time::sleep(grace).await;
     };
     fanout_ws::serve(listener, gateway.clone(), routes, shutdown).await?;
     tracing::info!(connections = gateway.connections(), timeout = ?settings.drain_timeout, "draining");
@@ -219,7 +236,7 @@ pub mod fuzzing {
         API.get_or_init(|| {
             let settings = Settings { api_key: Some("fuzz".into()), ..Settings::default() };
             let gateway = Gateway::new(Hub::new(), settings.ws.clone()).expect("default settings are valid");
-            Api { gateway, settings }
+            Api { gateway, settings, ready: Default::default() }
         })
     }
 

@@ -373,3 +373,58 @@ async fn slow_publish_body_gets_408() {
     assert!(buf[..n].starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&buf[..n]));
     srv.shutdown().await.unwrap();
 }
+
+/// Issue 14, item 12. The drain in the order a load balancer needs: at the
+/// signal `/readyz` answers 503 while the listener still accepts (the grace
+/// period); then the listener closes; a publish that was in flight (its body
+/// still arriving) is applied and answered 200; then the WebSocket
+/// connections get it and their 1001. Before, the listener closed first,
+/// there was no `/readyz`, and the publish in flight was refused (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_order_readyz_grace_inflight_then_websockets() {
+    let s = Settings { drain_grace: Duration::from_secs(2), ..settings(EngineKind::Fanout) };
+    let srv = start(s).await.unwrap();
+    let addr = srv.addr();
+    assert_eq!(http(addr, "GET", "/readyz", &[], b"").await, (200, "ready\n".into()));
+    let (mut c, _) = ws(addr).await;
+    subscribe(&mut c, "t").await;
+    // A publish whose body is not complete yet.
+    let body = br#"{"topic":"t","payload":"in flight"}"#;
+    let mut inflight = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k3y\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    inflight.write_all(head.as_bytes()).await.unwrap();
+    inflight.write_all(&body[..10]).await.unwrap();
+    let done = tokio::spawn(srv.shutdown());
+    // Not ready at once, while still accepting.
+    let r = tokio::time::timeout(Duration::from_secs(10), async {
+        while http(addr, "GET", "/readyz", &[], b"").await.0 != 503 {}
+    })
+    .await;
+    assert!(r.is_ok(), "/readyz went 503");
+    // Then the listener closes.
+    let r = tokio::time::timeout(Duration::from_secs(10), async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "the listener closed after the grace period");
+    // The publish in flight completes, is applied, and is answered 200.
+    inflight.write_all(&body[10..]).await.unwrap();
+    let mut resp = Vec::new();
+    inflight.read_to_end(&mut resp).await.unwrap();
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // The WebSocket client gets it, then its 1001.
+    assert_eq!(next_json(&mut c).await["payload"], "in flight");
+    match c.next().await.unwrap().unwrap() {
+        Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1001),
+        other => panic!("{other:?}"),
+    }
+    drop(c);
+    assert!(done.await.unwrap().unwrap().graceful);
+}

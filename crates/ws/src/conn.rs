@@ -509,6 +509,11 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                 Ok(m) => {
                     self.out.push(m.payload().to_message());
                     if self.out.len() >= max_batch {
+                        // A forced drain ends it between batches (each batch
+                        // would otherwise get a fresh write timeout).
+                        if *self.gw().inner.phase.borrow() == Phase::Forced {
+                            return CloseKind::Shutdown;
+                        }
                         if let Err(f) = self.write_out().await {
                             return self.write_failed(f).await;
                         }

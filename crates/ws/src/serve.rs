@@ -56,8 +56,13 @@ pub async fn not_found(_req: Request<Incoming>, _peer: SocketAddr) -> Response<B
 }
 
 /// Serves `listener` until `shutdown` resolves: the gateway's paths upgrade,
-/// the rest goes to `routes`. Returns once the listener is closed; then call
-/// [`Gateway::shutdown`] to drain the WebSocket connections.
+/// the rest goes to `routes`. Then it closes the listener, tells every HTTP
+/// connection to finish (idle keep-alive ones close at once), and returns
+/// once the requests in flight are answered (each bounded by the handshake
+/// timeout from then on), so that a publish answered `200` was applied
+/// before the caller drains the WebSocket connections with
+/// [`Gateway::shutdown`]. Upgraded connections are not waited for here: their
+/// HTTP part ended at the upgrade.
 pub async fn serve<E, H, Fut>(
     listener: TcpListener,
     gateway: Gateway<E>,
@@ -70,6 +75,9 @@ where
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Each HTTP connection task holds a clone; `recv` returns `None` once
+    // every one has ended.
+    let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -99,9 +107,11 @@ where
                     let conn = serve_conn(tcp, peer, gateway.clone(), routes.clone(), stop_rx.clone());
                     // The place is held until the HTTP connection ends, which
                     // is at the upgrade for a WebSocket.
+                    let alive = alive_tx.clone();
                     tokio::spawn(async move {
                         conn.await;
                         drop(pending);
+                        drop(alive);
                     });
                 }
                 Err(e) => {
@@ -114,6 +124,8 @@ where
     }
     drop(listener);
     let _ = stop_tx.send(true);
+    drop(alive_tx);
+    let _ = alive_rx.recv().await;
     Ok(())
 }
 
