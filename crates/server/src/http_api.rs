@@ -201,10 +201,15 @@ impl<E: Engine<Frame>> Api<E> {
             return json(StatusCode::OK, &out);
         }
         match serde_json::from_str::<PublishBody>(text) {
-            Ok(item) => match self.validate(&item).and_then(|()| self.publish_one(&item, false)) {
-                Ok(r) => json(StatusCode::OK, &r),
-                Err(resp) => resp,
-            },
+            Ok(item) => {
+                if let Err(resp) = self.validate(&item) {
+                    return resp;
+                }
+                match self.publish_one(&item, false) {
+                    Ok(r) => json(StatusCode::OK, &r),
+                    Err(resp) => resp,
+                }
+            }
             Err(e) => error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
         }
     }
