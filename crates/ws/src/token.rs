@@ -15,7 +15,7 @@
 //! # Lifetime
 //!
 //! A token is checked at the upgrade and its `exp` becomes the connection's
-//! deadline ([`deadline`]): at `exp + leeway` the connection is closed with
+//! deadline (`deadline`): at `exp + leeway` the connection is closed with
 //! 4002 (`token expired`: get a new token, reconnect), unless the client sent
 //! a `refresh` with a newer token first. A refresh verifies the new token as
 //! the upgrade does, must carry the same `sub` (a connection belongs to one
