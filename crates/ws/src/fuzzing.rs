@@ -10,6 +10,10 @@
 
 use std::sync::OnceLock;
 
+/// The `refresh`/token path (fuzz target `refresh`).
+#[path = "fuzzing_refresh.rs"]
+pub mod refresh;
+
 use fanout_core::{Engine, Hub};
 use serde_json::Value;
 
