@@ -98,7 +98,7 @@ pub struct Cli {
     /// Burst of the rate limit [default: 200].
     #[arg(long, env = "FANOUT_RATE_BURST")]
     pub rate_burst: Option<u32>,
-    /// Refused messages before the close (1008) [default: 20].
+    /// Refused frames before the close (4100) [default: 20].
     #[arg(long, env = "FANOUT_RATE_STRIKES")]
     pub rate_strikes: Option<u32>,
     /// WebSocket path [default: /ws].

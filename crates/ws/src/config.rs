@@ -22,7 +22,7 @@ const MAX_LEEWAY: Duration = Duration::from_secs(3600);
 /// `burst` tokens and refills at `per_second`. A frame that finds it empty is
 /// answered with a `-32003` error and not processed (a *strike*); after
 /// `max_strikes` strikes without the bucket refilling to full in between, the
-/// connection is closed with 1008.
+/// connection is closed with 4100.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RateLimit {
     /// Tokens added per second (0 disables the limit).

@@ -79,7 +79,7 @@ pub(crate) enum Verdict {
     Allow,
     /// Refuse it with an error.
     Refuse,
-    /// Refuse it and close the connection (1008).
+    /// Refuse it and close the connection (4100).
     Close,
 }
 
