@@ -225,6 +225,7 @@ impl<E: Engine<Frame>> Api<E> {
                         out.total.recipients += r.recipients;
                         out.total.delivered += r.delivered;
                         out.total.dropped += r.dropped;
+                        out.total.walked += r.walked;
                         if out.total.seq == 0 {
                             out.total.seq = r.seq;
                         }
@@ -289,12 +290,12 @@ impl<E: Engine<Frame>> Api<E> {
                 .map(PublishResult::from)
                 .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
             (None, Some(id)) => match self.gateway.send_json_to(SubscriberId::new(id), item.payload) {
-                Ok(()) => Ok(PublishResult { recipients: 1, delivered: 1, dropped: 0, seq: 0 }),
+                Ok(()) => Ok(PublishResult { recipients: 1, delivered: 1, dropped: 0, seq: 0, walked: 1 }),
                 Err(SendError::Full(_)) => {
-                    Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0 })
+                    Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0, walked: 1 })
                 }
                 Err(SendError::NoSuchSubscriber(_)) | Err(SendError::Closed(_)) if in_batch => {
-                    Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0 })
+                    Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0, walked: 1 })
                 }
                 Err(SendError::NoSuchSubscriber(_)) | Err(SendError::Closed(_)) => {
                     Err(error(StatusCode::NOT_FOUND, format!("no open connection with id {id}")))

@@ -109,16 +109,27 @@ pub(crate) fn error_response(id: &Value, e: &RpcError) -> String {
 }
 
 /// What a publish did, as the client and `POST /api/publish` see it.
+///
+/// The delivery counts describe the messages this call *delivered*
+/// (`walked`): under concurrent publishers to one topic, one call may deliver
+/// several callers' messages in one pass, and a call whose message went out
+/// with another call's pass returns at once with `walked` 0 and no counts
+/// (see the engine's `PublishReport`). `seq` is always this call's own.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PublishResult {
-    /// Subscribers the message was offered to.
+    /// Deliveries attempted (subscribers offered a message), over the
+    /// `walked` messages.
     pub recipients: u64,
-    /// Queued for delivery.
+    /// Of those, queued for delivery.
     pub delivered: u64,
-    /// Not queued (full queues, evictions).
+    /// Of those, not queued (full queues, evictions).
     pub dropped: u64,
-    /// Sequence number given to the message (0 when nobody was subscribed).
+    /// Sequence number given to the message (0 when the topic keeps no
+    /// history and nobody was subscribed: no number is spent).
     pub seq: u64,
+    /// Messages this call delivered, its own and other publishers'.
+    #[serde(default)]
+    pub walked: u64,
 }
 
 impl From<PublishReport> for PublishResult {
@@ -128,6 +139,7 @@ impl From<PublishReport> for PublishResult {
             delivered: r.delivered,
             dropped: r.dropped.total(),
             seq: r.seq,
+            walked: r.walked,
         }
     }
 }
