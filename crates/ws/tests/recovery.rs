@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use fanout_core::{Engine, Hub};
+use fanout_core::Hub;
 use fanout_ws::{Frame, WsConfig};
 use serde_json::{json, Value};
 
