@@ -119,6 +119,11 @@ impl fmt::Display for NotRecovered {
 }
 
 /// What a join did.
+///
+/// For a join from a position or with the latest message, `position` is the
+/// exact hand-off: the replay ends there and the live stream starts after it.
+/// For [`JoinFrom::Now`] (which waits for nothing), every message after
+/// `position` reaches the subscriber; one just before it may too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Joined {
     /// False when the subscriber was already a member (nothing replayed).
@@ -170,6 +175,22 @@ pub(crate) fn join_at<T>(
     r: &mut PublishReport,
     evict: &impl Fn(&Arc<Inbox<T>>),
 ) -> Result<Joined, SubscribeError> {
+    if from == JoinFrom::Now {
+        // Nothing to replay: no walk to wait for. The position is read after
+        // the insert, so every message after it reaches the subscriber (a
+        // run taken after the read loads its snapshot after the insert).
+        let joined = inbox.join_with(&topic.name, |me| {
+            topic.members.insert(me.clone());
+            topic.clone()
+        })?;
+        return Ok(Joined {
+            joined,
+            recovered: false,
+            reason: None,
+            position: topic.position(),
+            replayed: 0,
+        });
+    }
     with_walk(topic, start, r, evict, |w, r| {
         let now = topic.position();
         let (mut replay, mut reason) = w.history(|h| {

@@ -168,3 +168,31 @@ fn a_subscriber_inserted_after_the_final_clear_is_removed() {
     assert!(inner.all.is_empty());
     assert!(inner.by_id.is_empty());
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "a hub's maps go through DashMap's lock, whose futex syscalls miri cannot model")]
+fn a_plain_join_does_not_wait_for_a_walk() {
+    // A walk of a large topic can take a long time; a plain join (the
+    // server's `subscribe` without `since`) must not wait for it. Only joins
+    // that replay take the walk.
+    let hub = Hub::<u64>::builder().history(8, std::time::Duration::from_secs(60)).build().unwrap();
+    let topic = hub.inner().topic_inner("t");
+    let walk = topic.seq.walk_blocking(); // someone is walking
+    let s = hub.subscribe().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let joiner = {
+        let hub = hub.clone();
+        let id = s.id();
+        std::thread::spawn(move || {
+            let j = hub.join_from(id, "t", crate::JoinFrom::Now).unwrap();
+            tx.send(j.joined).unwrap();
+        })
+    };
+    // A generous bound that only stops a hang; a join that waits for the walk
+    // never answers while this thread holds it.
+    let joined = rx.recv_timeout(std::time::Duration::from_secs(30));
+    assert!(!walk.end());
+    joiner.join().unwrap();
+    assert_eq!(joined, Ok(true), "joined while the walk was held");
+    hub.inner().release_topic(&topic);
+}
