@@ -101,6 +101,17 @@ pub struct WsConfig {
     /// ~4 MiB in the kernel before the engine's queue, and so eviction, sees
     /// it). The kernel doubles the value it is given.
     pub send_buffer_size: Option<usize>,
+    /// Bytes a connection may hold taken from the engine but not yet written
+    /// to its socket, frame headers included (default 4 MiB): the burst a
+    /// healthy client may fall behind by. At the mark the connection stops
+    /// taking from the engine, so its ring fills next and the overflow policy
+    /// applies (the ring's message count is the second cap: whichever fills
+    /// first decides); it also stops reading requests until it is under again.
+    pub max_queued_bytes: usize,
+    /// Longest a connection may stay at `max_queued_bytes` (default 10 s):
+    /// past it, it is closed with 1008 "slow consumer". A socket that accepts
+    /// no byte at all for `write_timeout` is dropped at once, whatever this is.
+    pub slow_consumer_timeout: Duration,
 }
 
 impl fmt::Debug for WsConfig {
@@ -126,6 +137,8 @@ impl fmt::Debug for WsConfig {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
             .field("tcp_nodelay", &self.tcp_nodelay)
             .field("send_buffer_size", &self.send_buffer_size)
+            .field("max_queued_bytes", &self.max_queued_bytes)
+            .field("slow_consumer_timeout", &self.slow_consumer_timeout)
             .finish()
     }
 }
@@ -153,6 +166,8 @@ impl Default for WsConfig {
             jwt_secret: None,
             tcp_nodelay: true,
             send_buffer_size: Some(64 * 1024),
+            max_queued_bytes: 4 * 1024 * 1024,
+            slow_consumer_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -228,6 +243,12 @@ impl WsConfig {
         }
         if self.jwt_secret.as_deref() == Some("") {
             return err("jwt_secret", "must not be empty");
+        }
+        if self.max_queued_bytes < 1024 {
+            return err("max_queued_bytes", "must be at least 1 KiB");
+        }
+        if self.slow_consumer_timeout.is_zero() {
+            return err("slow_consumer_timeout", "must be longer than zero");
         }
         Ok(())
     }

@@ -44,6 +44,7 @@ mod limits;
 mod metrics;
 pub mod rpc;
 mod serve;
+mod writer;
 
 pub use auth::{sign_hs256, validate_topic, verify_hs256, Claims, Permissions, TopicError};
 pub use config::{RateLimit, WsConfig, WsConfigError};
