@@ -44,6 +44,8 @@ mod limits;
 mod metrics;
 pub mod rpc;
 mod serve;
+#[cfg(test)]
+mod slow_consumer_tests;
 mod writer;
 
 pub use auth::{sign_hs256, validate_topic, verify_hs256, Claims, Permissions, TopicError};
