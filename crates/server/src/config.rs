@@ -116,7 +116,7 @@ pub struct Cli {
     /// Messages per write batch [default: 64].
     #[arg(long, env = "FANOUT_MAX_BATCH")]
     pub max_batch: Option<usize>,
-    /// Write timeout per batch, e.g. 10s [default: 10s].
+    /// Drop a connection whose socket accepts no byte for this long, e.g. 10s [default: 10s].
     #[arg(long, env = "FANOUT_WRITE_TIMEOUT", value_parser = parse_duration)]
     pub write_timeout: Option<Duration>,
     /// Server ping interval [default: 54s].
@@ -152,6 +152,15 @@ pub struct Cli {
     /// Log level: error, warn, info, debug, trace [default: info].
     #[arg(long, env = "FANOUT_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Bytes a connection may hold taken from its queue but not yet written
+    /// to its socket; at the mark it stops taking (the queue's overflow policy
+    /// applies next) [default: 4194304].
+    #[arg(long, env = "FANOUT_MAX_QUEUED_BYTES")]
+    pub max_queued_bytes: Option<usize>,
+    /// Close (1008 "slow consumer") a connection that stays at
+    /// --max-queued-bytes this long, e.g. 10s [default: 10s].
+    #[arg(long, env = "FANOUT_SLOW_CONSUMER_TIMEOUT", value_parser = parse_duration)]
+    pub slow_consumer_timeout: Option<Duration>,
 }
 
 /// The TOML file: the same keys as the flags, `_` for `-`.
@@ -188,6 +197,8 @@ pub struct FileConfig {
     max_body_size: Option<usize>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
+    max_queued_bytes: Option<usize>,
+    slow_consumer_timeout: Option<String>,
 }
 
 /// Everything the server runs with. `Debug` redacts the API key (and the JWT
@@ -344,6 +355,11 @@ impl Settings {
                 Some(n) => Some(n),
                 None => w.send_buffer_size,
             },
+            max_queued_bytes: cli.max_queued_bytes.or(f.max_queued_bytes).unwrap_or(w.max_queued_bytes),
+            slow_consumer_timeout: cli
+                .slow_consumer_timeout
+                .or(dur("slow_consumer_timeout", f.slow_consumer_timeout)?)
+                .unwrap_or(w.slow_consumer_timeout),
         };
         ws.validate().map_err(|e| e.to_string())?;
         let s = Settings {
@@ -446,6 +462,22 @@ mod tests {
         let file: FileConfig = toml::from_str("send_buffer_size = 8192").unwrap();
         let s = Settings::merge(Cli::try_parse_from(["fanout-server"]).unwrap(), file).unwrap();
         assert_eq!(s.ws.send_buffer_size, Some(8192));
+    }
+
+    #[test]
+    fn slow_consumer_settings_from_flag_file_and_default() {
+        let s =
+            Settings::merge(Cli::try_parse_from(["fanout-server"]).unwrap(), FileConfig::default()).unwrap();
+        assert_eq!(s.ws.max_queued_bytes, 4 * 1024 * 1024);
+        assert_eq!(s.ws.slow_consumer_timeout, Duration::from_secs(10));
+        let file: FileConfig =
+            toml::from_str("max_queued_bytes = 65536\nslow_consumer_timeout = \"3s\"\n").unwrap();
+        let cli = Cli::try_parse_from(["fanout-server", "--slow-consumer-timeout", "500ms"]).unwrap();
+        let s = Settings::merge(cli, file).unwrap();
+        assert_eq!(s.ws.max_queued_bytes, 65536);
+        assert_eq!(s.ws.slow_consumer_timeout, Duration::from_millis(500));
+        let cli = Cli::try_parse_from(["fanout-server", "--max-queued-bytes", "10"]).unwrap();
+        assert!(Settings::merge(cli, FileConfig::default()).unwrap_err().contains("max_queued_bytes"));
     }
 
     #[test]
