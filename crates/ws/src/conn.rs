@@ -410,7 +410,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                         pong_due = deadline;
                     }
                     if now >= next_ping {
-                        self.writer.push_bytes(opcode::PING, Bytes::new());
+                        self.writer.push_control(opcode::PING, Bytes::new());
                         match self.write_now().await {
                             Err(f) => return Box::pin(self.write_failed(f)).await,
                             Ok(p) => progressed = p,

@@ -54,9 +54,10 @@ pub(crate) const MAX_IOV: usize = 128;
 /// buffer anyway; this bounds the work of building the slice list).
 pub(crate) const MAX_WRITE: usize = 256 * 1024;
 
-/// Queue slots kept after the queue empties; a larger queue (after a burst)
-/// gives its storage back.
-const KEEP_SLOTS: usize = 16;
+/// Queue slots kept after the queue empties (a batch at the default
+/// `max_batch`: 3 KiB); a larger queue, after a burst, gives its storage back.
+/// Keeping a batch's worth means a busy connection does not allocate per batch.
+const KEEP_SLOTS: usize = 64;
 
 /// WebSocket opcodes of the frames this writer sends.
 pub(crate) mod opcode {
@@ -154,6 +155,15 @@ impl Writer {
     /// Queues a frame with its own payload (a reply, a lag notice, a ping).
     pub(crate) fn push_bytes(&mut self, op: u8, payload: Bytes) {
         self.enqueue(Queued { head: Header::new(op, payload.len()), body: Body::Own(payload) });
+    }
+
+    /// Queues a control frame (a ping) ahead of the data frames not yet
+    /// started (RFC 6455 section 5.4 lets control frames go between data
+    /// frames), so that a backlog does not delay the heartbeat.
+    pub(crate) fn push_control(&mut self, op: u8, payload: Bytes) {
+        let q = Queued { head: Header::new(op, payload.len()), body: Body::Own(payload) };
+        self.queued += q.len();
+        self.queue.insert(usize::from(self.mid_frame()), q);
     }
 
     fn enqueue(&mut self, q: Queued) {
@@ -420,6 +430,27 @@ mod tests {
         assert_eq!(io.calls, 1_000usize.div_ceil(MAX_IOV / 2));
         assert!(per_write.iter().all(|&d| d <= 100));
         assert_eq!(parse(&io.out).len(), 1_000);
+    }
+
+    /// A ping goes ahead of the frames not yet started, never inside the one
+    /// in progress.
+    #[test]
+    fn a_control_frame_jumps_the_queue_between_frames() {
+        let mut w = Writer::default();
+        for i in 1..=3u8 {
+            w.push_bytes(opcode::BINARY, Bytes::from(vec![i; 100]));
+        }
+        let mut io = Trickle::new(usize::MAX, 50);
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let _ = w.poll_write(&mut cx, &mut io, usize::MAX, |_, _| {});
+        assert!(w.mid_frame());
+        w.push_control(opcode::PING, Bytes::new());
+        io.room = usize::MAX;
+        let r = w.poll_write(&mut cx, &mut io, usize::MAX, |_, _| {});
+        assert!(matches!(r, Poll::Ready(Ok(true))));
+        let ops: Vec<(u8, u8)> =
+            parse(&io.out).iter().map(|(op, p)| (*op, p.first().copied().unwrap_or(0))).collect();
+        assert_eq!(ops, [(opcode::BINARY, 1), (opcode::PING, 0), (opcode::BINARY, 2), (opcode::BINARY, 3)]);
     }
 
     /// Discarding on eviction keeps the frame in progress, so the stream stays
