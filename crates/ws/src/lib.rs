@@ -36,6 +36,8 @@ pub mod auth;
 pub mod axum;
 mod config;
 mod conn;
+#[cfg(test)]
+mod conn_tests;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -44,8 +46,6 @@ mod limits;
 mod metrics;
 pub mod rpc;
 mod serve;
-#[cfg(test)]
-mod slow_consumer_tests;
 mod writer;
 
 pub use auth::{sign_hs256, validate_topic, verify_hs256, Claims, Permissions, TopicError};

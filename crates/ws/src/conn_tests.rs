@@ -1,4 +1,6 @@
-//! The slow-consumer policy by bytes and time, on tokio's paused clock.
+//! A connection on tokio's paused clock: the slow-consumer policy by bytes
+//! and time, and the rule that lets tungstenite and the frame writer share
+//! one socket.
 //!
 //! A connection runs over an in-memory pipe (`tokio::io::duplex`, 4 KiB of
 //! buffer: a socket whose peer reads only when the test says so), so that
@@ -9,7 +11,7 @@
 use std::time::Duration;
 
 use fanout_core::{Hub, Overflow};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -150,4 +152,30 @@ async fn a_socket_that_takes_nothing_is_dropped_after_the_write_timeout() {
     task.await.unwrap();
     assert_eq!(closed(&gw, CloseKind::WriteTimeout), 1);
     assert_eq!(closed(&gw, CloseKind::SlowConsumer), 0);
+}
+
+/// A ping from the client while a push is half written: tungstenite's pong
+/// must not land inside the push's frame. The connection reads (and so lets
+/// tungstenite write) only between frames, so the client sees the whole push,
+/// then the pong; reading mid-frame would splice the pong into the payload
+/// and the client would fail to parse the stream.
+#[tokio::test(start_paused = true)]
+async fn a_pong_never_lands_inside_a_push() {
+    let (gw, mut client, _task) = connection().await;
+    gw.publish_binary("t", &[9u8; 32 * 1024]).unwrap();
+    tokio::task::yield_now().await; // the connection writes 4 KiB of it and waits
+    client.send(Message::Ping(bytes::Bytes::from_static(b"hb"))).await.unwrap();
+    tokio::task::yield_now().await;
+    match client.next().await.unwrap().unwrap() {
+        Message::Binary(b) => {
+            let p = crate::frame::decode_binary(&b).unwrap();
+            assert_eq!((p.seq, p.payload.len()), (1, 32 * 1024));
+            assert!(p.payload.iter().all(|&x| x == 9), "the push arrived whole");
+        }
+        other => panic!("expected the push first, got {other:?}"),
+    }
+    match client.next().await.unwrap().unwrap() {
+        Message::Pong(p) => assert_eq!(&p[..], b"hb"),
+        other => panic!("expected the pong, got {other:?}"),
+    }
 }
