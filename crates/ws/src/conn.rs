@@ -564,9 +564,15 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                 self.last_pong = TokioInstant::now();
                 None
             }
-            // tungstenite answers pings and closes itself; after a close the
-            // stream ends.
-            Message::Ping(_) | Message::Close(_) | Message::Frame(_) => None,
+            // The client closed and tungstenite has answered: nothing may
+            // follow its close frame, so what the writer still holds is
+            // dropped and the connection ends.
+            Message::Close(_) => {
+                self.reading = false;
+                return Some(ReadWhy::Gone(CloseKind::Client));
+            }
+            // tungstenite answers pings itself.
+            Message::Ping(_) | Message::Frame(_) => None,
         };
         if let Some(r) = reply {
             self.writer.push_bytes(opcode::TEXT, Bytes::from(r));

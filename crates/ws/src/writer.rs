@@ -23,8 +23,9 @@
 //! which the connection (`conn.rs`) keeps:
 //!
 //! - before this writer writes, tungstenite's buffer is flushed to the socket
-//!   ([`Writer::poll_write`] flushes it first), so a pong it had half written
-//!   is finished before our next frame starts;
+//!   (the connection's `poll_write_step` flushes it, then calls
+//!   [`Writer::poll_write`]), so a pong it had half written is finished
+//!   before our next frame starts;
 //! - tungstenite gets the socket (a read, which may write a pong; a close)
 //!   only while this writer is not in the middle of a frame
 //!   ([`Writer::mid_frame`]).
@@ -33,8 +34,16 @@
 //!
 //! [`Writer::queued`] is the bytes not yet written, headers included: the
 //! connection's share of the slow-consumer budget (`max_queued_bytes`). The
-//! queue's storage is kept while it is in use and released when it empties
-//! after a burst, so that an idle connection holds none.
+//! queue is allocated at the first frame (a connection that never receives
+//! holds none); once empty it keeps at most [`KEEP_SLOTS`] entries, so a busy
+//! connection does not allocate per batch and a burst's storage is returned.
+//!
+//! # Order
+//!
+//! Frames leave in the order they were queued, except a ping
+//! ([`Writer::push_control`]), which goes ahead of the frames not yet started
+//! so that a backlog does not delay the heartbeat (RFC 6455 section 5.4 lets
+//! control frames go between the frames of a stream).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
