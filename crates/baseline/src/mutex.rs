@@ -13,11 +13,17 @@
 //! }
 //! ```
 //!
-//! - **Run loop.** One thread (`Hub.Run`'s goroutine) selects over `done`,
-//!   `register`, `unregister` and `broadcast` with `crossbeam_channel::select!`,
-//!   which, like Go's `select`, picks at random among the ready cases.
-//!   Registration takes the write lock; a broadcast takes the read lock and
-//!   offers the message to every client in map order.
+//! - **Run loop.** One task (`Hub.Run`'s goroutine) selects over `done`,
+//!   `register`, `unregister` and `broadcast` with `tokio::select!`, which, like
+//!   Go's `select`, picks at random among the ready cases. Registration takes
+//!   the write lock; a broadcast takes the read lock and offers the message to
+//!   every client in map order. Like a goroutine on Go's scheduler, the task
+//!   runs on the same runtime as everything else (the publishers, the
+//!   receivers, the transport): created inside a multi-threaded tokio runtime,
+//!   [`MutexHub::new`] spawns it there. Created outside one (or inside a
+//!   current-thread runtime, where a caller blocked in `subscribe` would stop
+//!   the only thread that could answer it), the run loop gets a thread of its
+//!   own with a one-thread runtime, as a last resort for tests and sync users.
 //! - **Broadcast** ([`Engine::broadcast`]) only hands the message to the run loop
 //!   through the 256-slot channel, as Go's `Broadcast` does, and drops the whole
 //!   message when that channel is full (Go logs "broadcast channel full,
@@ -51,7 +57,12 @@
 //!   before it is in the map. Here the run loop acknowledges after the insert, so
 //!   that [`Engine::join`] may follow [`Engine::subscribe`] at once. Like Go, a
 //!   subscribe waits behind whatever the run loop is doing (a broadcast to every
-//!   client included): that is the design's subscribe latency.
+//!   client included): that is the design's subscribe latency. The trait's
+//!   `subscribe` is not async, so the caller blocks its thread for the answer;
+//!   on a worker of a multi-threaded runtime it does so inside
+//!   `tokio::task::block_in_place`, which hands the worker's other tasks (the
+//!   run loop among them, perhaps) to another thread first, as Go's scheduler
+//!   moves other goroutines off a blocked one's thread.
 //! - **Unregister never blocks.** Go's `unregister` is unbuffered too, and the
 //!   pumps block on it in a `defer`. In Rust the receiver unregisters from
 //!   `Drop`, which may run on an async runtime's worker thread, where blocking
@@ -70,6 +81,14 @@
 //! - **Numbering and stats.** Messages carry a per-topic `seq` (per hub for
 //!   broadcasts) like the engine's, so that the transport works on either; the
 //!   counters are plain atomics updated once per publish, not per delivery.
+//! - **Order under concurrent publishers.** The Go hubs have no `seq`, so they
+//!   never promised an order. The port promises the engine's (every subscriber
+//!   receives a topic's messages in increasing `seq`), and keeps it the way a Go
+//!   engineer would: a topic's number is taken and its members are walked under
+//!   that topic's mutex (Go: a `sync.Mutex` in the topic struct), and a
+//!   broadcast is numbered and queued for the run loop under the hub's
+//!   broadcast mutex. Without them two publishers under the read lock interleave
+//!   their walks, and a subscriber receives seq 6 before seq 5.
 //! - **Priorities** are carried in the message but ignored: the Go hub has none.
 //!   Unicast ([`Engine::send_to`], which the Go hubs lack) is a `try_send` under
 //!   the read lock, with the same eviction on full.
@@ -79,20 +98,24 @@
 //! [`Engine::shutdown`] (or dropping the last handle) refuses later publishes and
 //! subscribes, then closes the run loop's `done` channel (Go's `ctx.Done()`); the
 //! run loop takes the write lock, marks every client `Shutdown`, drops every
-//! sender (Go's `close(client.send)` for each), and returns; the caller joins
-//! it. Receivers drain what is queued, then see `Closed(Shutdown)`.
+//! sender (Go's `close(client.send)` for each), and returns; the caller waits
+//! for it to return (blocking as `subscribe` does). Dropping the last handle
+//! does the same without waiting (it may happen while the runtime shuts down,
+//! when the run loop will never run again). Receivers drain what is queued,
+//! then see `Closed(Shutdown)`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::thread::JoinHandle;
 
-use crossbeam_channel::{select, Receiver as CbReceiver, Sender as CbSender};
+use crossbeam_channel::{Receiver as CbReceiver, Sender as CbSender};
 use fanout_core::{
     CloseReason, Closes, Drops, Engine, Message, Meta, Origin, Priority, PublishError, PublishReport,
     Receiver, RecvError, SendError, Stats, SubscribeError, SubscriberId, TryRecvError,
 };
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
 
 /// Slots in each client's channel (Go: `make(chan []byte, 256)`).
 pub const CLIENT_CAPACITY: usize = 256;
@@ -119,22 +142,25 @@ pub struct MutexHub<T: Clone + Send + Sync + 'static> {
 /// What the handles share; dropping it shuts the hub down.
 struct Shared<T: Clone + Send + Sync + 'static> {
     inner: Arc<Inner<T>>,
-    run_loop: Mutex<Option<JoinHandle<()>>>,
+    /// Answered (or dropped) when the run loop returns; taken by shutdown.
+    run_loop: Mutex<Option<CbReceiver<()>>>,
     /// Go's `ctx`: dropped (closed) by shutdown, which the run loop sees.
-    done: Mutex<Option<CbSender<()>>>,
+    done: Mutex<Option<oneshot::Sender<()>>>,
 }
 
 struct Inner<T> {
     /// Go's `mu` and what it guards.
     state: RwLock<State<T>>,
-    register: CbSender<Register<T>>,
-    unregister: CbSender<SubscriberId>,
-    broadcast: CbSender<Message<T>>,
+    register: mpsc::UnboundedSender<Register<T>>,
+    unregister: mpsc::UnboundedSender<SubscriberId>,
+    broadcast: mpsc::Sender<Message<T>>,
     /// Refuses publishes and subscribes once set.
     shut: AtomicBool,
     next_id: AtomicU64,
     next_epoch: AtomicU64,
-    broadcast_seq: AtomicU64,
+    /// Last broadcast seq given out; held while a broadcast is numbered and
+    /// queued, so that the queue (and every client) sees increasing seqs.
+    broadcast_seq: Mutex<u64>,
     counters: Counters,
 }
 
@@ -154,8 +180,10 @@ struct Client<T> {
 struct Topic<T> {
     name: Arc<str>,
     epoch: u64,
-    /// Last seq given out (atomic: publishers number under the read lock).
-    seq: AtomicU64,
+    /// Last seq given out; held while a message is numbered and offered to
+    /// every member, so that each member receives the topic's seqs in order
+    /// (publishers hold the hub's read lock only, and would interleave).
+    seq: Mutex<u64>,
     /// Members' senders (clones of `Client::send`).
     members: HashMap<SubscriberId, mpsc::Sender<Message<T>>>,
 }
@@ -224,12 +252,15 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> MutexHub<T> {
-    /// A hub with its run loop started.
+    /// A hub with its run loop started: a task on the current tokio runtime if
+    /// it is multi-threaded, else a thread of its own (see the module docs).
     pub fn new() -> Self {
-        let (register_tx, register_rx) = crossbeam_channel::bounded(0);
-        let (unregister_tx, unregister_rx) = crossbeam_channel::unbounded();
-        let (broadcast_tx, broadcast_rx) = crossbeam_channel::bounded(BROADCAST_CAPACITY);
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+        // Register needs no buffer to be Go's rendezvous: the caller waits for
+        // the run loop's acknowledgement anyway.
+        let (register_tx, register_rx) = mpsc::unbounded_channel();
+        let (unregister_tx, unregister_rx) = mpsc::unbounded_channel();
+        let (broadcast_tx, broadcast_rx) = mpsc::channel(BROADCAST_CAPACITY);
+        let (done_tx, done_rx) = oneshot::channel::<()>();
         let inner = Arc::new(Inner {
             state: RwLock::new(State { clients: HashMap::new(), topics: HashMap::new() }),
             register: register_tx,
@@ -238,18 +269,32 @@ impl<T: Clone + Send + Sync + 'static> MutexHub<T> {
             shut: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             next_epoch: AtomicU64::new(0),
-            broadcast_seq: AtomicU64::new(0),
+            broadcast_seq: Mutex::new(0),
             counters: Counters::default(),
         });
-        let run = inner.clone();
-        let handle = std::thread::Builder::new()
-            .name("mutex-hub-run".into())
-            .spawn(move || run.run(done_rx, register_rx, unregister_rx, broadcast_rx))
-            .expect("spawn the hub's run loop");
+        let (finished_tx, finished_rx) = crossbeam_channel::bounded::<()>(1);
+        let run = inner.clone().run(done_rx, register_rx, unregister_rx, broadcast_rx);
+        let run = async move {
+            run.await;
+            let _ = finished_tx.send(());
+        };
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                h.spawn(run);
+            }
+            _ => {
+                let rt =
+                    tokio::runtime::Builder::new_current_thread().build().expect("the run loop's runtime");
+                std::thread::Builder::new()
+                    .name("mutex-hub-run".into())
+                    .spawn(move || rt.block_on(run))
+                    .expect("spawn the hub's run loop");
+            }
+        }
         MutexHub {
             shared: Arc::new(Shared {
                 inner,
-                run_loop: Mutex::new(Some(handle)),
+                run_loop: Mutex::new(Some(finished_rx)),
                 done: Mutex::new(Some(done_tx)),
             }),
         }
@@ -278,35 +323,58 @@ impl<T: Clone + Send + Sync + 'static> Clone for MutexHub<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> Shared<T> {
-    fn shutdown(&self) {
+    /// Refuses later calls and tells the run loop to close every client.
+    fn cancel(&self) {
         self.inner.shut.store(true, Ordering::SeqCst);
         // Closing `done` is Go's cancel(): the run loop closes every client.
         drop(self.done.lock().unwrap_or_else(PoisonError::into_inner).take());
-        let handle = self.run_loop.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(h) = handle {
-            let _ = h.join();
+    }
+
+    /// [`Shared::cancel`], then waits for the run loop to return.
+    fn shutdown(&self) {
+        self.cancel();
+        let finished = self.run_loop.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(f) = finished {
+            // Err: the run loop's runtime is gone, and the loop with it.
+            let _ = block(|| f.recv());
         }
     }
 }
 
 impl<T: Clone + Send + Sync + 'static> Drop for Shared<T> {
+    /// Cancels without waiting: the last handle may be dropped while its
+    /// runtime shuts down, when the run loop will never be polled again. The
+    /// loop closes the clients if it runs; if it is dropped instead, the
+    /// clients' senders go with it and receivers see `Closed(Shutdown)`.
     fn drop(&mut self) {
-        self.shutdown();
+        self.cancel();
+    }
+}
+
+/// Runs `f`, which blocks the thread until the run loop answers: inside
+/// `block_in_place` on a worker of a multi-threaded runtime (so that its other
+/// tasks, the run loop perhaps among them, move to another thread first),
+/// directly anywhere else.
+fn block<R>(f: impl FnOnce() -> R) -> R {
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
 impl<T: Clone + Send + Sync + 'static> Inner<T> {
     /// `Hub.Run`.
-    fn run(
-        &self,
-        done: CbReceiver<()>,
-        register: CbReceiver<Register<T>>,
-        unregister: CbReceiver<SubscriberId>,
-        broadcast: CbReceiver<Message<T>>,
+    async fn run(
+        self: Arc<Self>,
+        mut done: oneshot::Receiver<()>,
+        mut register: mpsc::UnboundedReceiver<Register<T>>,
+        mut unregister: mpsc::UnboundedReceiver<SubscriberId>,
+        mut broadcast: mpsc::Receiver<Message<T>>,
     ) {
+        // `self` holds a sender of each channel, so none of them ends first.
         loop {
-            select! {
-                recv(done) -> _ => {
+            tokio::select! {
+                _ = &mut done => {
                     let mut st = write(&self.state);
                     for (_, c) in st.clients.drain() {
                         if c.life.close(CloseReason::Shutdown) {
@@ -316,20 +384,17 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
                     st.topics.clear();
                     return;
                 }
-                recv(register) -> r => {
-                    let Ok(r) = r else { continue };
+                Some(r) = register.recv() => {
                     write(&self.state).clients.insert(r.id, r.client);
                     let _ = r.ack.send(());
                 }
-                recv(unregister) -> id => {
-                    let Ok(id) = id else { continue };
+                Some(id) = unregister.recv() => {
                     let mut st = write(&self.state);
                     if remove(&mut st, id, CloseReason::Unsubscribed) {
                         self.counters.closed(CloseReason::Unsubscribed);
                     }
                 }
-                recv(broadcast) -> msg => {
-                    let Ok(msg) = msg else { continue };
+                Some(msg) = broadcast.recv() => {
                     let mut r = PublishReport::default();
                     let mut full = Vec::new();
                     {
@@ -341,6 +406,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
                     self.evict(full);
                     self.counters.publish(&r);
                 }
+                else => return,
             }
         }
     }
@@ -425,7 +491,9 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for MutexHub<T> {
         let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
         let client = Client { send: tx, life: life.clone(), topics: Vec::new() };
         // Go: `h.register <- client` (a rendezvous with the run loop).
-        if inner.register.send(Register { id, client, ack: ack_tx }).is_err() || ack_rx.recv().is_err() {
+        if inner.register.send(Register { id, client, ack: ack_tx }).is_err()
+            || block(|| ack_rx.recv()).is_err()
+        {
             return Err(SubscribeError::Shutdown);
         }
         inner.counters.subscribed.fetch_add(1, Ordering::Relaxed);
@@ -451,7 +519,7 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for MutexHub<T> {
                 st.topics.entry(name.clone()).or_insert(Topic {
                     name,
                     epoch,
-                    seq: AtomicU64::new(0),
+                    seq: Mutex::new(0),
                     members: HashMap::new(),
                 })
             }
@@ -494,7 +562,9 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for MutexHub<T> {
         {
             let st = read(&inner.state);
             if let Some(t) = st.topics.get(topic) {
-                let meta = Meta { seq: t.seq.fetch_add(1, Ordering::Relaxed) + 1, epoch: t.epoch };
+                let mut seq = t.seq.lock().unwrap_or_else(PoisonError::into_inner);
+                *seq += 1;
+                let meta = Meta { seq: *seq, epoch: t.epoch };
                 r.seq = meta.seq;
                 let msg = Message::new(Some(t.name.clone()), Origin::Topic, meta, priority, make(meta));
                 for (id, send) in t.members.iter() {
@@ -512,10 +582,14 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for MutexHub<T> {
     fn broadcast(&self, payload: T) -> Result<PublishReport, PublishError> {
         let inner = self.inner();
         inner.check_open()?;
-        let meta = Meta { seq: inner.broadcast_seq.fetch_add(1, Ordering::Relaxed) + 1, epoch: 0 };
+        let mut seq = inner.broadcast_seq.lock().unwrap_or_else(PoisonError::into_inner);
+        *seq += 1;
+        let meta = Meta { seq: *seq, epoch: 0 };
         let msg = Message::new(None, Origin::Broadcast, meta, Priority::Normal, payload);
         let mut r = PublishReport { messages: 1, seq: meta.seq, ..PublishReport::default() };
-        match inner.broadcast.try_send(msg) {
+        let sent = inner.broadcast.try_send(msg);
+        drop(seq);
+        match sent {
             // Deliveries are made and counted by the run loop.
             Ok(()) => inner.counters.published.fetch_add(1, Ordering::Relaxed),
             Err(_) => {
@@ -601,7 +675,7 @@ pub struct MutexSubscriber<T> {
     id: SubscriberId,
     rx: mpsc::Receiver<Message<T>>,
     life: Arc<Life>,
-    unregister: CbSender<SubscriberId>,
+    unregister: mpsc::UnboundedSender<SubscriberId>,
     /// Set once the channel reported closed and drained.
     closed: Option<CloseReason>,
 }

@@ -12,6 +12,15 @@
 //! messages it lost ([`RecvError::Lagged`]). The benchmark harness paces
 //! publishers so that no receiver lags, and counts the losses if one does.
 //!
+//! # Order under concurrent publishers
+//!
+//! A channel delivers in the order of its `send`s, but the `seq` a message
+//! carries is taken before its `send`: two publishers on one topic could send
+//! seq 6 before seq 5. So a topic's number is taken and its message sent under
+//! that topic's mutex (the hub-wide channel's likewise), which is what a Rust
+//! engineer who promises ordered `seq`s over `tokio::sync::broadcast` would
+//! write; `send` takes the channel's own tail lock anyway.
+//!
 //! # Subscribers with several topics
 //!
 //! A subscriber holds one `broadcast::Receiver` per channel it listens to. A
@@ -78,7 +87,8 @@ struct Inner<T> {
     all: ArcSwapOption<broadcast::Sender<Message<T>>>,
     /// Subscribers listen to the hub-wide channel (see [`TokioBroadcast::topics_only`]).
     hub_wide: bool,
-    broadcast_seq: AtomicU64,
+    /// Last hub-wide seq; held while a broadcast is numbered and sent.
+    broadcast_seq: Mutex<u64>,
     topics: DashMap<Arc<str>, Arc<TopicChan<T>>>,
     /// Subscriber id → its mailbox, for joins by id.
     mailboxes: DashMap<SubscriberId, Arc<Mailbox<T>>>,
@@ -93,7 +103,8 @@ struct Inner<T> {
 struct TopicChan<T> {
     name: Arc<str>,
     epoch: u64,
-    seq: AtomicU64,
+    /// Last seq; held while a message is numbered and sent (see the module docs).
+    seq: Mutex<u64>,
     tx: broadcast::Sender<Message<T>>,
 }
 
@@ -139,7 +150,7 @@ impl<T: Clone + Send + Sync + 'static> TokioBroadcast<T> {
             inner: Arc::new(Inner {
                 all: ArcSwapOption::from_pointee(tx),
                 hub_wide,
-                broadcast_seq: AtomicU64::new(0),
+                broadcast_seq: Mutex::new(0),
                 topics: DashMap::new(),
                 mailboxes: DashMap::new(),
                 shut: AtomicBool::new(false),
@@ -219,7 +230,7 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for TokioBroadcast<T> {
                 Arc::new(TopicChan {
                     name: Arc::from(topic),
                     epoch: inner.next_epoch.fetch_add(1, Ordering::Relaxed) + 1,
-                    seq: AtomicU64::new(0),
+                    seq: Mutex::new(0),
                     tx: broadcast::channel(CAPACITY).0,
                 })
             })
@@ -257,7 +268,9 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for TokioBroadcast<T> {
         let Some(chan) = inner.topics.get(topic).map(|c| c.clone()) else {
             return Ok(PublishReport { messages: 1, ..PublishReport::default() });
         };
-        let meta = Meta { seq: chan.seq.fetch_add(1, Ordering::Relaxed) + 1, epoch: chan.epoch };
+        let mut seq = chan.seq.lock().unwrap_or_else(PoisonError::into_inner);
+        *seq += 1;
+        let meta = Meta { seq: *seq, epoch: chan.epoch };
         let msg = Message::new(Some(chan.name.clone()), Origin::Topic, meta, priority, make(meta));
         Ok(report(chan.tx.send(msg), meta.seq))
     }
@@ -267,7 +280,9 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for TokioBroadcast<T> {
         let guard = inner.all.load();
         let Some(tx) = guard.as_ref() else { return Err(PublishError::Shutdown) };
         inner.published.fetch_add(1, Ordering::Relaxed);
-        let meta = Meta { seq: inner.broadcast_seq.fetch_add(1, Ordering::Relaxed) + 1, epoch: 0 };
+        let mut seq = inner.broadcast_seq.lock().unwrap_or_else(PoisonError::into_inner);
+        *seq += 1;
+        let meta = Meta { seq: *seq, epoch: 0 };
         let msg = Message::new(None, Origin::Broadcast, meta, Priority::Normal, payload);
         Ok(report(tx.send(msg), meta.seq))
     }

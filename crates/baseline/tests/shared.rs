@@ -7,7 +7,7 @@
 
 use fanout_baseline::{MutexHub, TokioBroadcast};
 use fanout_core::{
-    CloseReason, Engine, Hub, Message, Receiver, RecvError, SendError, SubscribeError, TryRecvError,
+    CloseReason, Engine, Hub, Message, Priority, Receiver, RecvError, SendError, SubscribeError, TryRecvError,
 };
 
 /// Awaits exactly `n` messages (several `recv_many` calls if need be).
@@ -139,10 +139,13 @@ async fn shutdown_drains_then_closes<E: Engine<u64>>(e: E) {
 
 macro_rules! shared_tests {
     ($engine:ident, $make:expr, [$($test:ident),* $(,)?]) => {
+        shared_tests!(#[tokio::test], $engine, $make, [$($test),*]);
+    };
+    (#[$attr:meta], $engine:ident, $make:expr, [$($test:ident),* $(,)?]) => {
         mod $engine {
             use super::*;
             $(
-                #[tokio::test]
+                #[$attr]
                 async fn $test() {
                     super::$test($make).await;
                 }
@@ -167,6 +170,23 @@ shared_tests!(
 
 shared_tests!(
     mutex,
+    MutexHub::<u64>::new(),
+    [
+        subscribe_join_publish,
+        publish_many_in_order,
+        broadcast_reaches_everyone,
+        leave_stops_delivery,
+        evict_on_full,
+        unicast,
+        shutdown_drains_then_closes,
+    ]
+);
+
+// The mutex hub made inside a multi-threaded runtime: its run loop is a task
+// on that runtime (a blocking `subscribe` on a worker must not starve it).
+shared_tests!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
+    mutex_on_runtime,
     MutexHub::<u64>::new(),
     [
         subscribe_join_publish,
@@ -214,4 +234,67 @@ async fn mutex_drop_unregisters() {
         recv_n(&mut b, 1).await;
     }
     assert_eq!(hub.stats().evicted.unsubscribed, 1);
+}
+
+/// Made inside a multi-threaded runtime, the mutex hub's run loop is one more
+/// task on it (as Go's run loop is a goroutine), not a thread of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutex_run_loop_is_a_task_on_the_runtime() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let hub = MutexHub::<u64>::new();
+    assert_eq!(metrics.num_alive_tasks(), before + 1);
+    // A subscribe from a task blocks its worker for the run loop's answer.
+    let h = hub.clone();
+    let mut sub = tokio::spawn(async move { h.subscribe().unwrap() }).await.unwrap();
+    hub.broadcast(7).unwrap();
+    assert_eq!(*recv_n(&mut sub, 1).await[0].payload(), 7);
+    hub.shutdown();
+    // Shutdown waited for the run loop: the client is closed already.
+    assert!(matches!(sub.try_recv(), Err(TryRecvError::Closed(CloseReason::Shutdown))));
+}
+
+/// A publish whose payload is still being built (it has its `seq`) is not
+/// overtaken by a second publisher: the second waits, and the subscriber
+/// receives seq 1 before seq 2. The first payload's builder holds on until the
+/// second publish returns, or 200 ms pass: an engine that numbers first and
+/// delivers later without ordering lets the second through at once, and the
+/// subscriber sees 2 before 1; one that orders them makes the second wait out
+/// the 200 ms (a bound on the wait, not a figure the test checks).
+async fn a_publish_being_built_is_not_overtaken<E: Engine<u64>>(e: E) {
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    let mut sub = e.subscribe().unwrap();
+    e.join(sub.id(), "t").unwrap();
+    let (building_tx, building_rx) = channel::<()>();
+    let (second_done_tx, second_done_rx) = channel::<()>();
+    let second = {
+        let e = e.clone();
+        std::thread::spawn(move || {
+            building_rx.recv().unwrap();
+            e.publish("t", 2).unwrap();
+            let _ = second_done_tx.send(());
+        })
+    };
+    e.publish_with("t", Priority::Normal, |meta| {
+        assert_eq!(meta.seq, 1);
+        building_tx.send(()).unwrap();
+        let _ = second_done_rx.recv_timeout(Duration::from_millis(200));
+        1
+    })
+    .unwrap();
+    second.join().unwrap();
+    let got: Vec<(u64, u64)> = recv_n(&mut sub, 2).await.iter().map(|m| (m.seq(), *m.payload())).collect();
+    assert_eq!(got, vec![(1, 1), (2, 2)], "(seq, payload) in the order received");
+}
+
+#[tokio::test]
+async fn mutex_topic_order_under_concurrent_publishers() {
+    a_publish_being_built_is_not_overtaken(MutexHub::<u64>::new()).await;
+}
+
+#[tokio::test]
+async fn tokio_broadcast_topic_order_under_concurrent_publishers() {
+    a_publish_being_built_is_not_overtaken(TokioBroadcast::<u64>::new()).await;
 }

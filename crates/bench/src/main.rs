@@ -20,6 +20,7 @@
 mod alloc;
 mod hub;
 mod load;
+mod machine;
 mod report;
 
 use std::path::Path;
@@ -43,7 +44,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// In-process scenarios: fanout, multi_publisher, churn, slow_subscribers, topics.
+    /// In-process scenarios: fanout, multi_publisher, churn, slow_subscribers, topics, same_topic.
     Hub(hub::HubArgs),
     /// WebSocket load test against a server: clients, publisher, report with plots.
     Load(load::LoadArgs),

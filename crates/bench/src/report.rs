@@ -1,10 +1,14 @@
 //! The report: `hub.json` (machine, records, ratios) and `hub.md` (tables).
 //!
-//! One record per scenario × engine × N. Each figure is the median over the
+//! One record per scenario × batch × engine × N (`batch`: messages per publish
+//! call, 1 or 64). Each figure is the median over the
 //! rounds (so one noisy round cannot make a headline); per-round deliveries/s
 //! are kept in `deliveries_per_sec_rounds` to show the spread. Losses are
 //! summed over rounds, and so are evictions; peak heap and RSS are the highest seen.
-//! Ratios compare medians measured in the same process run.
+//! Ratios compare medians measured in the same process run, at the same batch.
+//! `order_violations` is the order checker's verdict (`null` where the
+//! scenario does not check order), summed over rounds. The machine section
+//! (`machine.rs`) is measured, never typed in.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,18 +16,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::hub::{EngineKind, RunResult, Scenario};
+use fanout_bench::order::OrderCounts;
 
-/// The machine the figures come from.
-#[derive(Serialize)]
-pub struct Machine {
-    /// Logical CPUs available to the process.
-    pub cores: usize,
-    /// Physical memory, bytes.
-    pub memory: u64,
-    pub cpu: String,
-    pub os: String,
-}
+use crate::hub::{EngineKind, Plan, RunResult};
+use crate::machine::Machine;
 
 /// One scenario × engine × N, medians over rounds.
 #[derive(Serialize, Clone)]
@@ -32,6 +28,8 @@ pub struct Record {
     pub engine: &'static str,
     pub subscribers: usize,
     pub publishers: usize,
+    /// Messages per publish call: 1 (`broadcast`/`publish`) or 64 (`*_many`).
+    pub batch: u64,
     pub rounds: usize,
     /// Messages published per run.
     pub messages: u64,
@@ -62,6 +60,13 @@ pub struct Record {
     /// run's subscribers were created (highest over rounds).
     pub peak_heap_bytes: u64,
     pub setup_ms: f64,
+    /// Pushes that broke per-topic order (out of order, duplicated, or after a
+    /// gap no lag explains), summed over rounds; `null` where not checked.
+    pub order_violations: Option<u64>,
+    /// The order checker's counts, summed over subscribers and rounds.
+    pub order: Option<OrderCounts>,
+    /// The first violation seen (round, subscriber, what it saw).
+    pub first_order_violation: Option<String>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -78,21 +83,17 @@ fn median_u(v: impl Iterator<Item = u64>) -> u64 {
 }
 
 impl Record {
-    pub fn from_runs(
-        scenario: Scenario,
-        engine: EngineKind,
-        subscribers: usize,
-        publishers: usize,
-        runs: &[RunResult],
-    ) -> Record {
+    pub fn from_runs(plan: &Plan, engine: EngineKind, runs: &[RunResult]) -> Record {
+        let scenario = plan.scenario();
         let rate = |r: &RunResult| r.deliveries as f64 / r.elapsed.as_secs_f64();
         let rounds: Vec<f64> = runs.iter().map(rate).collect();
         let q = |f: &dyn Fn(&RunResult) -> u64| median_u(runs.iter().map(f));
         Record {
             scenario: scenario.name(),
             engine: engine.name(),
-            subscribers,
-            publishers,
+            subscribers: plan.subscribers(),
+            publishers: scenario.publishers(),
+            batch: plan.batch(),
             rounds: runs.len(),
             messages: q(&|r| r.messages),
             deliveries: q(&|r| r.deliveries),
@@ -125,7 +126,23 @@ impl Record {
             peak_rss_bytes: runs.iter().map(|r| r.peak_rss).max().unwrap_or(0),
             peak_heap_bytes: runs.iter().map(|r| r.peak_heap).max().unwrap_or(0),
             setup_ms: median(runs.iter().map(|r| r.setup.as_secs_f64() * 1e3).collect()),
+            order: runs.iter().all(|r| r.order.is_some()).then(|| {
+                let mut total = OrderCounts::default();
+                runs.iter().filter_map(|r| r.order.as_ref()).for_each(|o| total.add(o));
+                total
+            }),
+            order_violations: None,
+            first_order_violation: runs
+                .iter()
+                .enumerate()
+                .find_map(|(i, r)| r.first_violation.as_ref().map(|v| format!("round {}, {v}", i + 1))),
         }
+        .with_verdict()
+    }
+
+    fn with_verdict(mut self) -> Record {
+        self.order_violations = self.order.map(|o| o.violations());
+        self
     }
 }
 
@@ -134,6 +151,7 @@ impl Record {
 pub struct Ratio {
     pub scenario: &'static str,
     pub subscribers: usize,
+    pub batch: u64,
     /// fanout deliveries/s ÷ mutex deliveries/s.
     pub fanout_over_mutex: Option<f64>,
     /// fanout deliveries/s ÷ tokio broadcast deliveries/s.
@@ -156,37 +174,19 @@ struct Report<'a> {
     ratios: Vec<Ratio>,
 }
 
-pub fn machine() -> Machine {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024);
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|v| v.split_once(':')).map(|(_, v)| v.trim()))
-        .unwrap_or("unknown")
-        .to_string();
-    let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| format!("{} {}", std::env::consts::OS, s.trim()))
-        .unwrap_or_else(|_| std::env::consts::OS.to_string());
-    Machine { cores: std::thread::available_parallelism().map_or(1, |n| n.get()), memory, cpu, os }
-}
-
 fn ratios(records: &[Record]) -> Vec<Ratio> {
-    let find = |s: &str, e: &str, n: usize| {
-        records.iter().find(|r| r.scenario == s && r.engine == e && r.subscribers == n)
+    let find = |s: &str, e: &str, n: usize, b: u64| {
+        records.iter().find(|r| r.scenario == s && r.engine == e && r.subscribers == n && r.batch == b)
     };
     let div = |a: f64, b: f64| (b > 0.0).then_some(a / b);
     let mut out = Vec::new();
     for r in records.iter().filter(|r| r.engine == "fanout") {
-        let m = find(r.scenario, "mutex", r.subscribers);
-        let t = find(r.scenario, "tokio_broadcast", r.subscribers);
+        let m = find(r.scenario, "mutex", r.subscribers, r.batch);
+        let t = find(r.scenario, "tokio_broadcast", r.subscribers, r.batch);
         out.push(Ratio {
             scenario: r.scenario,
             subscribers: r.subscribers,
+            batch: r.batch,
             fanout_over_mutex: m.and_then(|m| div(r.deliveries_per_sec, m.deliveries_per_sec)),
             fanout_over_tokio: t.and_then(|t| div(r.deliveries_per_sec, t.deliveries_per_sec)),
             mutex_publish_p99_over_fanout: m
@@ -247,17 +247,37 @@ pub fn markdown(
     );
     let _ = writeln!(
         s,
+        "Build: commit {}{}, {}, {} profile  ",
+        m.commit.as_deref().unwrap_or("unknown"),
+        if m.dirty == Some(true) { " (with uncommitted changes)" } else { "" },
+        m.rustc,
+        m.profile
+    );
+    let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
+    let _ = writeln!(
+        s,
+        "Quiet: **{}** (load average before {}, during max {} / mean {}; other processes' CPU {} % of the machine; rule: {})  ",
+        if m.quiet { "yes" } else { "no" },
+        m.loadavg_before.map_or("–".to_string(), |l| format!("{:.2} / {:.2} / {:.2}", l[0], l[1], l[2])),
+        f(m.loadavg_1m_max_during),
+        f(m.loadavg_1m_mean_during),
+        f(m.other_cpu_percent),
+        m.quiet_rule
+    );
+    let _ = writeln!(
+        s,
         "Rounds: {rounds} (engines alternate within each round; figures are medians); wall time {:.0} s\n",
         wall.as_secs_f64()
     );
     let _ = writeln!(s, "## Ratios (deliveries/s, same run)\n");
-    let _ = writeln!(s, "| scenario | N | fanout ÷ mutex | fanout ÷ tokio broadcast | mutex ÷ fanout publish p99 | mutex ÷ fanout e2e p99 |");
-    let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(s, "| scenario | batch | N | fanout ÷ mutex | fanout ÷ tokio broadcast | mutex ÷ fanout publish p99 | mutex ÷ fanout e2e p99 |");
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in ratios {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             r.scenario,
+            r.batch,
             r.subscribers,
             x(r.fanout_over_mutex),
             x(r.fanout_over_tokio),
@@ -271,16 +291,17 @@ pub fn markdown(
         let _ = writeln!(s, "\n## {sc}\n");
         let _ = writeln!(
             s,
-            "| N | engine | deliveries/s | ns/delivery | deliveries/wake | publish p50 / p99 / p99.9 | e2e p50 / p99 | allocs/publish | lost | evicted | subscribe p99 | peak heap |"
+            "| batch | N | engine | deliveries/s | ns/delivery | deliveries/wake | publish p50 / p99 / p99.9 | e2e p50 / p99 | allocs/publish | lost | evicted | subscribe p99 | peak heap | order violations |"
         );
         let _ = writeln!(
             s,
-            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         for r in records.iter().filter(|r| r.scenario == sc) {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.1} | {:.1} | {} / {} / {} | {} / {} | {:.2} | {} | {} | {} | {:.0} MiB |",
+                "| {} | {} | {} | {} | {:.1} | {:.1} | {} / {} / {} | {} / {} | {:.2} | {} | {} | {} | {:.0} MiB | {} |",
+                r.batch,
                 r.subscribers,
                 r.engine,
                 si(r.deliveries_per_sec),
@@ -296,33 +317,60 @@ pub fn markdown(
                 r.evictions,
                 r.subscribe_p99_ns.map_or("–".into(), dur),
                 r.peak_heap_bytes as f64 / (1u64 << 20) as f64,
+                r.order_violations.map_or("–".into(), |v| if v == 0 { "0".into() } else { format!("**{v}**") }),
+            );
+        }
+    }
+    let broken: Vec<&Record> = records.iter().filter(|r| r.order_violations.is_some_and(|v| v > 0)).collect();
+    if !broken.is_empty() {
+        let _ = writeln!(s, "\n## Order violations\n");
+        for r in broken {
+            let _ = writeln!(
+                s,
+                "- {} batch {} N={} on {}: {} (out of order {}, duplicated {}, unexplained gaps {}); first: {}",
+                r.scenario,
+                r.batch,
+                r.subscribers,
+                r.engine,
+                r.order_violations.unwrap_or(0),
+                r.order.map_or(0, |o| o.out_of_order),
+                r.order.map_or(0, |o| o.duplicates),
+                r.order.map_or(0, |o| o.unexplained_gaps),
+                r.first_order_violation.as_deref().unwrap_or("?")
             );
         }
     }
     s
 }
 
+/// What a session of the harness was, for the report's header.
+pub struct Session {
+    /// The command line.
+    pub command: String,
+    /// Whether `--quick` chose the defaults.
+    pub quick: bool,
+    /// Rounds per scenario × batch × N.
+    pub rounds: usize,
+    /// Target deliveries per run.
+    pub budget: u64,
+    /// Wall time of the whole session.
+    pub wall: Duration,
+    /// Where the figures come from (measured, see `machine.rs`).
+    pub machine: Machine,
+}
+
 /// Writes `out/hub.json` and `out/hub.md`.
-pub fn write(
-    out: &Path,
-    cmd: &str,
-    quick: bool,
-    rounds: usize,
-    budget: u64,
-    wall: Duration,
-    records: Vec<Record>,
-) -> Result<(PathBuf, PathBuf), String> {
-    let machine = machine();
-    let ratios = ratios(&records);
-    let md = markdown(cmd, &machine, rounds, wall, &records, &ratios);
+pub fn write(out: &Path, session: Session, records: &[Record]) -> Result<(PathBuf, PathBuf), String> {
+    let ratios = ratios(records);
+    let md = markdown(&session.command, &session.machine, session.rounds, session.wall, records, &ratios);
     let report = Report {
-        command: cmd,
-        quick,
-        rounds,
-        target_deliveries_per_run: budget,
-        wall_seconds: wall.as_secs_f64(),
-        machine,
-        records: &records,
+        command: &session.command,
+        quick: session.quick,
+        rounds: session.rounds,
+        target_deliveries_per_run: session.budget,
+        wall_seconds: session.wall.as_secs_f64(),
+        machine: session.machine,
+        records,
         ratios,
     };
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;

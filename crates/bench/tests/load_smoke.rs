@@ -3,6 +3,11 @@
 //! `start`, on `127.0.0.1:0`), sampled through `--server-pid`. The report files
 //! must exist and parse, show deliveries, and no loss. It checks that the load
 //! tester works end to end, never how fast anything is: no timing thresholds.
+//!
+//! It publishes with one publisher (`--publishers 1`), whose messages the
+//! server must deliver in order: the order counters must be there, and zero.
+//! (With several publishers the order is the engine's promise under test, which
+//! the hub harness's `same_topic` checks; this test checks the load tester.)
 
 use std::process::Command;
 
@@ -39,6 +44,8 @@ async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
         "1",
         "--rate",
         "20",
+        "--publishers",
+        "1",
         "--duration",
         "2s",
         "--progress",
@@ -58,7 +65,15 @@ async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
     assert!(status.success(), "fanout-bench load failed: {status}");
     server.shutdown().await.expect("server drains");
 
-    for f in ["report.json", "report.md", "latency.svg", "deliveries.svg", "server.svg", "histogram.svg"] {
+    for f in [
+        "report.json",
+        "report.md",
+        "latency.svg",
+        "deliveries.svg",
+        "order.svg",
+        "server.svg",
+        "histogram.svg",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let svg = std::fs::read_to_string(out.join("latency.svg")).expect("latency.svg");
@@ -69,7 +84,8 @@ async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
             .expect("parses");
-    assert_eq!(v["schema"], "fanout-bench/load/1");
+    assert_eq!(v["schema"], "fanout-bench/load/2");
+    assert_eq!(v["setup"]["publishers"], 1);
     assert!(v["machine"]["cores"].as_u64().unwrap_or(0) >= 1);
     let runs = v["runs"].as_array().expect("runs");
     assert_eq!(runs.len(), 1);
@@ -82,8 +98,82 @@ async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
     assert_eq!(r["gap_messages"], 0);
     assert_eq!(r["missing"], 0);
     assert_eq!(r["errors"], 0, "{:?}", r["first_errors"]);
+    assert_eq!(r["publishers"], 1);
+    for counter in ["out_of_order", "duplicates", "seq_missing", "unexplained_gaps", "clients_disordered"] {
+        assert_eq!(r[counter], 0, "{counter} must be present and zero: {r}");
+    }
+    assert!(r["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .all(|p| p["out_of_order"] == 0 && p["duplicates"] == 0));
+    assert!(md.contains("out of order") && md.contains("Order held"), "report.md shows the order counters");
     assert!(r["latency"]["count"].as_u64().unwrap_or(0) > 0);
     assert!(r["server"]["rss_before_bytes"].as_u64().unwrap_or(0) > 0, "server sampled");
     assert!(!r["timeline"].as_array().expect("timeline").is_empty());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Four publishers on one topic against the mutex engine, which keeps a
+/// topic's order under concurrent publishers (it numbers and delivers under the
+/// topic's mutex): the run must say it had four publishers, and every client
+/// must see every push in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_publishers_on_one_topic_keep_the_mutex_engines_order() {
+    let cli = fanout_server::Cli::parse_from([
+        "fanout-server",
+        "--listen",
+        "127.0.0.1:0",
+        "--api-key",
+        "smoke",
+        "--engine",
+        "mutex",
+        "--log-level",
+        "warn",
+    ]);
+    let settings = fanout_server::Settings::from_cli(cli).expect("settings");
+    let server = fanout_server::start(settings).await.expect("server starts");
+    let url = format!("ws://{}/ws", server.addr());
+    let out = std::env::temp_dir().join(format!("fanout-load-smoke-4p-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let args = [
+        "load",
+        "--url",
+        &url,
+        "--api-key",
+        "smoke",
+        "--clients",
+        "20",
+        "--rate",
+        "200",
+        "--publishers",
+        "4",
+        "--duration",
+        "2s",
+        "--progress",
+        "never",
+        "--out",
+        out.to_str().expect("utf-8 temp dir"),
+    ]
+    .map(String::from);
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_fanout-bench")).args(args).status()
+    })
+    .await
+    .expect("join")
+    .expect("run fanout-bench load");
+    assert!(status.success(), "fanout-bench load failed: {status}");
+    server.shutdown().await.expect("server drains");
+
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
+            .expect("parses");
+    let r = &v["runs"][0];
+    assert_eq!(r["publishers"], 4);
+    assert!(r["published"].as_u64().unwrap_or(0) > 0, "nothing published: {r}");
+    assert_eq!(r["deliveries"], r["expected_deliveries"], "{r}");
+    for counter in ["out_of_order", "duplicates", "seq_missing", "unexplained_gaps", "clients_disordered"] {
+        assert_eq!(r[counter], 0, "{counter}: {r}");
+    }
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -4,6 +4,8 @@
 //!
 //! Under `cargo test` (an unoptimised build) it shrinks the runs further with
 //! `--deliveries`; `fanout-bench hub --quick` itself is what users run.
+//! `same_topic`, whose verdict depends on the engine keeping order, has its own
+//! test (`same_topic.rs`).
 
 use std::process::Command;
 
@@ -11,7 +13,17 @@ use std::process::Command;
 fn quick_harness_writes_a_parsable_report() {
     let out = std::env::temp_dir().join(format!("fanout-bench-quick-{}", std::process::id()));
     let status = Command::new(env!("CARGO_BIN_EXE_fanout-bench"))
-        .args(["hub", "--quick", "--subscribers", "100,1000", "--deliveries", "100000", "--out"])
+        .args([
+            "hub",
+            "--quick",
+            "--scenarios",
+            "fanout,multi_publisher,churn,slow_subscribers,topics",
+            "--subscribers",
+            "100,1000",
+            "--deliveries",
+            "100000",
+            "--out",
+        ])
         .arg(&out)
         .status()
         .expect("run fanout-bench");
@@ -21,14 +33,22 @@ fn quick_harness_writes_a_parsable_report() {
     let v: serde_json::Value = serde_json::from_str(&json).expect("hub.json parses");
     assert!(v["machine"]["cores"].as_u64().unwrap_or(0) >= 1);
     assert!(v["machine"]["memory"].as_u64().unwrap_or(0) > 0);
+    let m = &v["machine"];
+    for field in ["cpu", "kernel", "rustc", "profile", "quiet_rule"] {
+        assert!(m[field].as_str().is_some_and(|s| !s.is_empty()), "machine lacks {field}: {m}");
+    }
+    assert!(m["rustc"].as_str().unwrap().starts_with("rustc "), "{m}");
+    assert!(m["quiet"].is_boolean(), "{m}");
+    assert!(m.get("commit").is_some() && m.get("loadavg_before").is_some(), "{m}");
     let records = v["records"].as_array().expect("records");
-    // 5 scenarios × 2 N × 3 engines, minus tokio broadcast under churn.
-    assert_eq!(records.len(), 28);
+    // 5 scenarios × 2 batches × 2 N × 3 engines (tokio broadcast under churn too).
+    assert_eq!(records.len(), 60);
     for r in records {
         for field in [
             "scenario",
             "engine",
             "subscribers",
+            "batch",
             "deliveries_per_sec",
             "ns_per_delivery",
             "publish_p99_ns",
@@ -40,6 +60,17 @@ fn quick_harness_writes_a_parsable_report() {
             assert!(!r[field].is_null(), "record lacks {field}: {r}");
         }
         assert!(r["deliveries"].as_u64().unwrap() > 0, "no deliveries: {r}");
+        assert!(r["order_violations"].is_null(), "these scenarios do not check order: {r}");
+    }
+    for s in ["fanout", "multi_publisher", "churn", "slow_subscribers", "topics"] {
+        for e in ["fanout", "mutex", "tokio_broadcast"] {
+            for b in [1, 64] {
+                assert!(
+                    records.iter().any(|r| r["scenario"] == s && r["engine"] == e && r["batch"] == b),
+                    "no {s} record for {e} at batch {b}"
+                );
+            }
+        }
     }
     for s in ["fanout", "multi_publisher", "churn", "slow_subscribers", "topics"] {
         assert!(records.iter().any(|r| r["scenario"] == s), "no {s} record");

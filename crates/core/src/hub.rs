@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError};
-use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
 use crate::builder::HubBuilder;
@@ -35,9 +34,13 @@ use crate::error::{CloseReason, PublishError, SendError, SubscribeError};
 use crate::inbox::{Inbox, Offer};
 use crate::members::Members;
 use crate::message::{Message, Meta, Origin, Priority};
+use crate::publish::Target;
 use crate::reaper::{self, Request};
+use crate::recovery::{JoinFrom, Joined};
+use crate::sequencer::Sequencer;
 use crate::stats::{Counters, PublishReport, Stats};
 use crate::subscriber::Subscriber;
+use crate::topic::HistoryPage;
 use crate::topic::{Topic, TopicInner};
 use crate::SubscriberId;
 
@@ -81,8 +84,12 @@ pub(crate) struct Inner<T: Clone + Send + Sync + 'static> {
     /// Topic name → topic; entries exist while the topic has members or handles.
     pub(crate) topics: DashMap<Arc<str>, Arc<TopicInner<T>>>,
     next_id: AtomicU64,
+    /// Topics created so far: hashed with `epoch_keys` into each new epoch.
     next_epoch: AtomicU64,
-    broadcast_seq: CachePadded<AtomicU64>,
+    /// Random keys, drawn per hub: epochs differ across hubs and restarts.
+    epoch_keys: std::collections::hash_map::RandomState,
+    /// Numbers and orders broadcasts: their own stream, epoch 0.
+    pub(crate) broadcasts: Sequencer<T>,
     shut: AtomicBool,
     pub(crate) counters: Counters,
     reaper_tx: Sender<Request<T>>,
@@ -111,7 +118,8 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
             topics: DashMap::new(),
             next_id: AtomicU64::new(0),
             next_epoch: AtomicU64::new(0),
-            broadcast_seq: CachePadded::new(AtomicU64::new(0)),
+            epoch_keys: std::collections::hash_map::RandomState::new(),
+            broadcasts: Sequencer::new(0, std::time::Duration::ZERO),
             shut: AtomicBool::new(false),
             counters: Counters::new(),
             reaper_tx: tx,
@@ -178,10 +186,11 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     ) -> Result<PublishReport, PublishError> {
         let inner = self.inner();
         inner.check_open()?;
-        let Some(t) = inner.topics.get(topic).map(|t| t.clone()) else {
-            return Ok(inner.count_empty(1));
-        };
-        inner.publish_topic(&t, priority, make)
+        match inner.topics.get(topic).map(|t| t.clone()) {
+            Some(t) if !t.seq.keeps_history() => inner.publish_topic(&t, priority, make),
+            None if inner.config.options_for(topic).history_size == 0 => Ok(inner.count_empty(1)),
+            _ => inner.with_topic(topic, |t| inner.publish_topic(t, priority, make)),
+        }
     }
 
     /// Publishes a run of `Normal` messages to `topic`: each member gets the whole
@@ -193,10 +202,50 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     ) -> Result<PublishReport, PublishError> {
         let inner = self.inner();
         inner.check_open()?;
-        let Some(t) = inner.topics.get(topic).map(|t| t.clone()) else {
-            return Ok(inner.count_empty(payloads.into_iter().count() as u64));
-        };
-        inner.publish_topic_many(&t, Priority::Normal, payloads)
+        match inner.topics.get(topic).map(|t| t.clone()) {
+            Some(t) if !t.seq.keeps_history() => inner.publish_topic_many(&t, Priority::Normal, payloads),
+            None if inner.config.options_for(topic).history_size == 0 => {
+                Ok(inner.count_empty(payloads.into_iter().count() as u64))
+            }
+            _ => inner.with_topic(topic, |t| inner.publish_topic_many(t, Priority::Normal, payloads)),
+        }
+    }
+
+    /// Joins subscriber `id` to `topic` from a position, or with its latest
+    /// message (see [`JoinFrom`]): the missed messages are queued in order
+    /// before any live one, with no gap and no duplicate at the hand-off, or
+    /// the answer says why not ([`Joined::recovered`], [`Joined::reason`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fanout_core::{Hub, JoinFrom, Position};
+    ///
+    /// let hub = Hub::<u32>::builder().history(100, Duration::from_secs(60)).build().unwrap();
+    /// let mut s = hub.subscribe().unwrap();
+    /// s.join("t").unwrap();
+    /// hub.publish_many("t", [1, 2]).unwrap();
+    /// let seen = Position { epoch: s.try_recv().unwrap().epoch(), seq: 1 }; // then it goes away
+    /// drop(s);
+    /// hub.publish_many("t", [3, 4]).unwrap();
+    ///
+    /// let mut back = hub.subscribe().unwrap();
+    /// let j = hub.join_from(back.id(), "t", JoinFrom::After(seen)).unwrap();
+    /// assert!(j.recovered);
+    /// let got: Vec<u32> = std::iter::from_fn(|| back.try_recv().ok()).map(|m| *m.payload()).collect();
+    /// assert_eq!(got, [2, 3, 4]);
+    /// ```
+    pub fn join_from(&self, id: SubscriberId, topic: &str, from: JoinFrom) -> Result<Joined, SubscribeError> {
+        let inner = self.inner();
+        let inbox = inner.inbox(id)?;
+        inner.with_topic(topic, |t| inner.join_topic_from(&inbox, t, from))
+    }
+
+    /// Reads `topic`'s history (see [`Topic::history`]); `None` when the
+    /// topic does not exist.
+    pub fn history(&self, topic: &str, limit: usize, since: Option<u64>) -> Option<HistoryPage<T>> {
+        let inner = self.inner();
+        let t = inner.topics.get(topic).map(|t| t.clone())?;
+        Some(inner.history(&t, limit, since))
     }
 
     /// Publishes one `Normal` message to every subscriber of the hub.
@@ -212,12 +261,7 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     ) -> Result<PublishReport, PublishError> {
         let inner = self.inner();
         inner.check_open()?;
-        let meta = Meta { seq: inner.broadcast_seq.fetch_add(1, Ordering::Relaxed) + 1, epoch: 0 };
-        let msg = Message::new(None, Origin::Broadcast, meta, priority, make(meta));
-        let mut r = PublishReport { seq: meta.seq, messages: 1, ..PublishReport::default() };
-        inner.deliver(&inner.all, &msg, &mut r);
-        inner.counters.publish(&r);
-        Ok(r)
+        Ok(inner.publish_one(&inner.broadcast_target(), priority, make))
     }
 
     /// Broadcasts a run of `Normal` messages, one pass over the subscribers.
@@ -227,11 +271,7 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     ) -> Result<PublishReport, PublishError> {
         let inner = self.inner();
         inner.check_open()?;
-        let seq = &inner.broadcast_seq;
-        Ok(inner.publish_run(&inner.all, None, Origin::Broadcast, Priority::Normal, payloads, |n| Meta {
-            seq: seq.fetch_add(n, Ordering::Relaxed) + 1,
-            epoch: 0,
-        }))
+        Ok(inner.publish_run(&inner.broadcast_target(), Priority::Normal, payloads))
     }
 
     /// Sends one `Normal` message to subscriber `id` alone.
@@ -262,7 +302,7 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
         inner.counters.publish(&r);
         match offer {
             Offer::Delivered | Offer::Displaced(_) => Ok(()),
-            Offer::Skipped => Err(SendError::Closed(msg.into_payload())),
+            Offer::Skipped | Offer::SkippedAfterDisplacing(_) => Err(SendError::Closed(msg.into_payload())),
             Offer::Evict => {
                 inner.close_inbox(&inbox, CloseReason::SlowConsumer);
                 Err(SendError::Full(msg.into_payload()))
@@ -281,8 +321,8 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     }
 
     /// Blocks until the cleanup worker has removed every subscriber closed before
-    /// this call (including those left to its sweep). Returns at once after
-    /// shutdown. Useful in tests and before reading membership counts.
+    /// this call (including those left to its sweep), and every topic whose
+    /// history has expired. Returns at once after shutdown. Useful in tests and before reading membership counts.
     pub fn flush_cleanup(&self) {
         let inner = self.inner();
         if inner.is_shut() {
@@ -350,8 +390,12 @@ impl<T: Clone + Send + Sync + 'static> Shared<T> {
         self.inner.shutdown();
         let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
-            // The worker never holds a `Hub`, so this is never the worker itself.
-            let _ = h.join();
+            // The worker holds no `Hub`, but a payload may: the last handle can
+            // be dropped on the worker itself (freeing a message). It must not
+            // join itself; it has been sent `Stop` and ends its loop.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
     }
 }
@@ -363,6 +407,11 @@ impl<T: Clone + Send + Sync + 'static> Drop for Shared<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> Inner<T> {
+    /// Broadcasts: every subscriber, numbered by the hub's own sequencer.
+    fn broadcast_target(&self) -> Target<'_, T> {
+        Target { seq: &self.broadcasts, set: &self.all, topic: None, origin: Origin::Broadcast, epoch: 0 }
+    }
+
     pub(crate) fn is_shut(&self) -> bool {
         self.shut.load(Ordering::SeqCst)
     }
@@ -397,15 +446,39 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         let r = options.resolve(&self.config).map_err(|e| SubscribeError::InvalidOptions(e.field()))?;
         let id = SubscriberId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let inbox = Arc::new(Inbox::new(id, r.capacity, r.high_water, r.overflow, self.config.lazy_rings));
-        self.by_id.insert(id, inbox.clone());
-        self.all.insert(inbox.clone());
+        self.insert_new(&inbox);
         self.counters.subscribed();
+        self.settle_new(&inbox);
+        Ok(Subscriber::new(inbox, self.clone()))
+    }
+
+    /// A new subscriber's two inserts. Between them it is already reachable
+    /// (by id: `kick`; through `all`: a broadcast that evicts it), so it can be
+    /// closed, and its removal applied, before the second insert lands: see
+    /// [`Inner::settle_new`].
+    pub(crate) fn insert_new(&self, inbox: &Arc<Inbox<T>>) {
+        self.by_id.insert(inbox.id, inbox.clone());
+        self.all.insert(inbox.clone());
+    }
+
+    /// After both inserts: a subscriber closed meanwhile is removed again, so
+    /// that no closed inbox stays in a set.
+    pub(crate) fn settle_new(&self, inbox: &Arc<Inbox<T>>) {
         // Shutdown sets the flag, then closes what `by_id` holds; one of the two
         // sides sees the other (both go through the map's shard lock).
         if self.is_shut() {
-            self.close_inbox(&inbox, CloseReason::Shutdown);
+            self.close_inbox(inbox, CloseReason::Shutdown);
+            // The worker may have emptied every set already (`clear_all`) and
+            // stopped: take it out here. Removing twice is harmless.
+            self.all.remove(inbox.id);
+            self.by_id.remove_if(&inbox.id, |_, v| Arc::ptr_eq(v, inbox));
+            inbox.finish();
+        } else if !inbox.is_open() {
+            // Closed between the inserts (kicked, evicted): its removal may
+            // have been applied before the second insert. Ask again; the
+            // worker's removal is idempotent and counts a subscriber once.
+            self.request_removal(inbox);
         }
-        Ok(Subscriber::new(inbox, self.clone()))
     }
 
     pub(crate) fn topic_inner(&self, name: &str) -> Arc<TopicInner<T>> {
@@ -420,8 +493,40 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     }
 
     fn new_topic(&self, name: &str) -> Arc<TopicInner<T>> {
-        let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
-        Arc::new(TopicInner::new(Arc::from(name), epoch, self.config.chunk_size))
+        Arc::new(TopicInner::new(
+            Arc::from(name),
+            self.fresh_epoch(),
+            self.config.chunk_size,
+            self.config.options_for(name),
+        ))
+    }
+
+    /// A new epoch: random (keyed per hub, hashed with a counter), at most
+    /// 2^53 − 1 so that a JavaScript number holds it exactly, never 0. Two
+    /// epochs of one hub never repeat while the counter does not; across
+    /// restarts, a repeat has a chance of 2^-53 per pair.
+    fn fresh_epoch(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let n = self.next_epoch.fetch_add(1, Ordering::Relaxed);
+        let mut h = self.epoch_keys.build_hasher();
+        h.write_u64(n);
+        (h.finish() & ((1 << 53) - 1)).max(1)
+    }
+
+    /// Runs `f` on topic `name` (created if needed) while holding a handle on
+    /// it, so that no reclaim removes it meanwhile.
+    pub(crate) fn with_topic<R>(&self, name: &str, f: impl FnOnce(&Arc<TopicInner<T>>) -> R) -> R {
+        let t = self.topic_inner(name);
+        let out = f(&t);
+        self.release_topic(&t);
+        out
+    }
+
+    /// Gives back a handle taken by [`Inner::topic_inner`].
+    pub(crate) fn release_topic(&self, topic: &Arc<TopicInner<T>>) {
+        if topic.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.maybe_reclaim(topic);
+        }
     }
 
     pub(crate) fn join_inbox(&self, inbox: &Arc<Inbox<T>>, name: &str) -> Result<bool, SubscribeError> {
@@ -454,6 +559,17 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         }
     }
 
+    /// Whether any topic may keep a history (then the cleanup worker sweeps
+    /// for expired ones).
+    pub(crate) fn keeps_histories(&self) -> bool {
+        self.config.topic_defaults.history_size > 0 || self.config.topic_options.is_some()
+    }
+
+    /// Removes every topic with no member, no handle and no history to keep.
+    pub(crate) fn sweep_topics(&self) {
+        self.topics.retain(|_, t| !t.reclaimable());
+    }
+
     /// Removes `topic` from the map if it has no members and no handles, and is
     /// still the instance the map holds.
     pub(crate) fn maybe_reclaim(&self, topic: &Arc<TopicInner<T>>) {
@@ -474,6 +590,13 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
             // The worker empties every set as it stops.
             return true;
         }
+        self.request_removal(inbox);
+        true
+    }
+
+    /// Asks the cleanup worker to remove a closing inbox from every set (or,
+    /// when its channel is full, to sweep).
+    fn request_removal(&self, inbox: &Arc<Inbox<T>>) {
         match self.reaper_tx.try_send(Request::Remove(inbox.clone())) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -483,7 +606,6 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
             }
             Err(TrySendError::Disconnected(_)) => {}
         }
-        true
     }
 
     fn shutdown(&self) {

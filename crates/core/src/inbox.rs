@@ -12,6 +12,26 @@
 //! counter, which the receiver reports as [`RecvError::Lagged`] before anything
 //! else.
 //!
+//! # Lag at its position
+//!
+//! A loss is reported where it happened in the stream, so that a subscriber
+//! checking `seq` sees every gap announced, never a gap first and its notice
+//! after:
+//!
+//! - A message that does not enter (`DropNewest`, the high-water mark,
+//!   `Evict`) would have gone to the ring's `tail` position `t`: the
+//!   publisher adds it to `lagged` and lowers `lag_at` to `t` (both `SeqCst`),
+//!   before it pushes anything later. The receiver takes no position at or
+//!   past `lag_at` (read *after* it saw those positions' stamps, so a later
+//!   message that it can see brings the `lag_at` written before it), and at
+//!   `lag_at` reports `Lagged(n)`. Drops at several positions before the
+//!   receiver reaches the first are reported together at the first (early,
+//!   never late).
+//! - A message displaced from the ring (`DropOldest`, `Urgent`) leaves a jump
+//!   in `head`: the receiver keeps the position it expects next (`next`), and
+//!   when `head` has moved past it, reports the difference before it takes
+//!   anything. No counter is needed, and the report is exactly at the gap.
+//!
 //! # Waking (coalesced)
 //!
 //! After pushing its run of messages into a ring, a publisher calls
@@ -40,17 +60,26 @@
 //! harmless. A closing inbox keeps its ring: the receiver drains what is queued,
 //! then sees `Closed(reason)`.
 //!
-//! A publisher that read "open" just before a close may still push one message
-//! after it; the receiver sees it if it has not yet returned `Closed`, and it is
-//! freed with the ring otherwise. It is counted as delivered: delivered means
-//! "queued", and the loss is the closing subscriber's.
+//! A publisher that read "open" just before a close may still push a run after
+//! it. The close is made terminal by the ring's seal (`ring.rs`, "Sealing"):
+//! the receiver that sees the close seals the ring, drains everything reserved
+//! before the seal (waiting for a slot still being written), reports a lag
+//! counted meanwhile, and only then returns `Closed`; a push after the seal
+//! finds nothing to reserve and is not counted as a delivery. A subscriber
+//! dropped with messages still queued takes them out the same way and counts
+//! them as discarded ([`Inbox::discard`]). So every message counted as
+//! delivered (queued) is received, displaced by a later one (`DropOldest`,
+//! `Urgent`), or discarded with its subscriber: `delivered == received +
+//! displaced + discarded`, exactly.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::config::Overflow;
 use crate::error::{CloseReason, RecvError};
-use crate::loom::{fence, lock, AtomicBool, AtomicU64, AtomicU8, AtomicWaker, Mutex, Ordering};
+use crate::loom::{
+    fence, lock, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, AtomicWaker, Backoff, Mutex, Ordering,
+};
 use crate::message::{Envelope, Message, Priority};
 use crate::ring::Ring;
 use crate::shared::Prepaid;
@@ -86,6 +115,9 @@ pub(crate) enum Offer {
     Evict,
     /// The inbox is closing or closed: not a recipient.
     Skipped,
+    /// The ring was sealed while this message was making room for itself: not
+    /// a recipient, but this many older messages were displaced first.
+    SkippedAfterDisplacing(u32),
 }
 
 pub(crate) struct Inbox<T> {
@@ -103,8 +135,14 @@ pub(crate) struct Inbox<T> {
     /// the waker registered before it), cleared by whoever wakes it.
     parked: AtomicBool,
     waker: AtomicWaker,
-    /// Messages lost by this subscriber since the receiver last reported it.
+    /// Messages that did not enter this subscriber's ring and have not been
+    /// reported yet (see "Lag at its position").
     lagged: AtomicU64,
+    /// The ring position of the earliest of those (`usize::MAX`: none).
+    lag_at: AtomicUsize,
+    /// The receiver's own: the position after the last one it took or
+    /// reported. `head` past it means publishers displaced the difference.
+    next: AtomicUsize,
     /// Topics joined. Locked by join, leave and the cleanup worker, never by a
     /// publisher. A join checks the state under this lock, so once the inbox is
     /// closing no topic can be added behind the cleanup worker's back.
@@ -132,6 +170,8 @@ impl<T> Inbox<T> {
             parked: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             lagged: AtomicU64::new(0),
+            lag_at: AtomicUsize::new(usize::MAX),
+            next: AtomicUsize::new(0),
             topics: Mutex::new(Vec::new()),
         }
     }
@@ -173,27 +213,33 @@ impl<T> Inbox<T> {
                     *depth = len;
                 }
                 if len >= self.high_water {
-                    return self.apply_overflow(&make, DropReason::HighWater);
+                    return self.apply_overflow(&make, DropReason::HighWater, self.ring.tail());
                 }
             }
-            Priority::Urgent => {
-                return match self.ring.force_push(make()) {
-                    0 => Offer::Delivered,
-                    n => {
-                        self.lagged.fetch_add(n as u64, Ordering::Relaxed);
-                        Offer::Displaced(n as u32)
-                    }
-                };
-            }
+            Priority::Urgent => return self.force(make()),
             _ => {}
         }
-        match self.ring.push(make()) {
-            Ok(()) => Offer::Delivered,
-            Err(m) => {
-                // Not queued: give the reference back before the policy runs.
-                drop(m);
-                self.apply_overflow(&make, DropReason::Full)
-            }
+        let run = self.ring.reserve(1);
+        if run.n == 1 {
+            run.write(0, make());
+            return Offer::Delivered;
+        }
+        if run.sealed {
+            return Offer::Skipped;
+        }
+        self.apply_overflow(&make, DropReason::Full, run.pos)
+    }
+
+    /// Queues `m`, displacing the oldest messages until it fits (each loss
+    /// counted as lag).
+    fn force(&self, m: Message<T>) -> Offer {
+        // Displaced messages are announced by the jump in `head` they leave
+        // (see "Lag at its position").
+        match self.ring.force_push(m) {
+            Ok(0) => Offer::Delivered,
+            Ok(n) => Offer::Displaced(n as u32),
+            Err((_, 0)) => Offer::Skipped,
+            Err((_, n)) => Offer::SkippedAfterDisplacing(n as u32),
         }
     }
 
@@ -239,6 +285,9 @@ impl<T> Inbox<T> {
         }
         let mut queued = false;
         let mut next = 0;
+        // Where a message that does not fit would have gone: the tail seen by
+        // the last reservation (or read afresh when none was tried).
+        let mut at;
         while next < run.len() {
             // Room for this priority, by the local estimate.
             let mut room = if checked { limit.saturating_sub(len) } else { usize::MAX };
@@ -246,10 +295,18 @@ impl<T> Inbox<T> {
                 len = self.ring.len();
                 room = limit.saturating_sub(len);
             }
+            at = self.ring.tail();
             if room > 0 {
-                // One CAS reserves as much of the rest of the run as fits:
-                // never more than there are messages to write.
-                let reserved = self.ring.reserve(room.min(run.len() - next));
+                // One CAS reserves as much of the rest of the run as fits,
+                // never more than there are messages to write, and checks the
+                // limit itself (the estimate may be stale: another publisher,
+                // of another topic, may be filling the same ring).
+                let reserved = self.ring.reserve_within(limit, room.min(run.len() - next));
+                if reserved.sealed {
+                    // The receiver has seen the close: the rest is not offered.
+                    return (queued, false);
+                }
+                at = reserved.pos;
                 let n = reserved.n;
                 for i in 0..n {
                     reserved.write(i, Message::from_prepaid(msg(next + i)));
@@ -266,13 +323,14 @@ impl<T> Inbox<T> {
             // No room for the next message: the policy decides, one message.
             let pre = msg(next);
             next += 1;
-            let reason = if room == 0 { DropReason::HighWater } else { DropReason::Full };
-            let offer = self.apply_overflow(&|| Message::from_prepaid(pre), reason);
+            let reason = if checked { DropReason::HighWater } else { DropReason::Full };
+            let offer = self.apply_overflow(&|| Message::from_prepaid(pre), reason, at);
             r.count(offer);
             match offer {
                 Offer::Evict => return (queued, true),
                 Offer::Displaced(_) | Offer::Delivered => queued = true,
-                _ => {}
+                Offer::Skipped | Offer::SkippedAfterDisplacing(_) => return (queued, false),
+                Offer::Dropped(_) => {}
             }
             len = self.ring.len();
         }
@@ -282,16 +340,17 @@ impl<T> Inbox<T> {
         (queued, false)
     }
 
-    /// The message did not fit: apply the policy.
+    /// The message did not fit; it would have gone to position `at`: apply
+    /// the policy.
     #[cold]
-    fn apply_overflow(&self, make: &impl Fn() -> Message<T>, reason: DropReason) -> Offer {
+    fn apply_overflow(&self, make: &impl Fn() -> Message<T>, reason: DropReason, at: usize) -> Offer {
         match self.overflow {
             Overflow::Evict => {
-                self.lagged.fetch_add(1, Ordering::Relaxed);
+                self.record_drop(at);
                 Offer::Evict
             }
             Overflow::DropNewest => {
-                self.lagged.fetch_add(1, Ordering::Relaxed);
+                self.record_drop(at);
                 Offer::Dropped(reason)
             }
             Overflow::DropOldest => {
@@ -301,14 +360,25 @@ impl<T> Inbox<T> {
                 if reason == DropReason::HighWater && self.ring.displace().is_some() {
                     lost += 1;
                 }
-                lost += self.ring.force_push(make()) as u32;
-                if lost == 0 {
-                    return Offer::Delivered;
+                match (self.force(make()), lost) {
+                    (offer, 0) => offer,
+                    (Offer::Delivered, l) => Offer::Displaced(l),
+                    (Offer::Displaced(n), l) => Offer::Displaced(n + l),
+                    (Offer::Skipped, l) => Offer::SkippedAfterDisplacing(l),
+                    (Offer::SkippedAfterDisplacing(n), l) => Offer::SkippedAfterDisplacing(n + l),
+                    (other, _) => unreachable!("force_push gives {other:?}"),
                 }
-                self.lagged.fetch_add(u64::from(lost), Ordering::Relaxed);
-                Offer::Displaced(lost)
             }
         }
+    }
+
+    /// A message that would have gone to position `at` did not enter: count
+    /// it, and mark its place (see "Lag at its position"). `SeqCst`, with the
+    /// receiver's reset in `take_lag`: a drop counted after the receiver took
+    /// the count also lowers `lag_at` after the receiver cleared it.
+    fn record_drop(&self, at: usize) {
+        self.lagged.fetch_add(1, Ordering::SeqCst);
+        self.lag_at.fetch_min(at, Ordering::SeqCst);
     }
 
     /// Wakes the receiver if, and only if, it is parked; true if it woke it.
@@ -366,31 +436,55 @@ impl<T> Inbox<T> {
         self.state.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
-    fn take_lagged(&self) -> Option<u64> {
-        if self.lagged.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        match self.lagged.swap(0, Ordering::Relaxed) {
+    /// Takes the count of messages that did not enter, if any, and clears
+    /// their position (first: see `record_drop`).
+    fn take_lag(&self) -> Option<u64> {
+        self.lag_at.store(usize::MAX, Ordering::SeqCst);
+        match self.lagged.swap(0, Ordering::SeqCst) {
             0 => None,
             n => Some(n),
         }
     }
 
+    /// The receiver's one step: up to `max` messages in order into `buf`,
+    /// stopping at a gap; `Err(n)` when the next thing in the stream is the
+    /// loss of `n` messages (see "Lag at its position"). `Ok(0)`: nothing
+    /// ready.
+    fn take_in_order(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
+        loop {
+            let h = self.ring.head();
+            let expected = self.next.load(Ordering::Relaxed);
+            if h > expected {
+                // Displaced by publishers while queued.
+                self.next.store(h, Ordering::Relaxed);
+                return Err((h - expected) as u64);
+            }
+            if self.lag_at.load(Ordering::SeqCst) <= h {
+                if let Some(n) = self.take_lag() {
+                    return Err(n);
+                }
+            }
+            match self.ring.take_from(h, max, || self.lag_at.load(Ordering::SeqCst), |m| buf.put(m)) {
+                Some(n) => {
+                    self.next.store(h + n, Ordering::Relaxed);
+                    if n == 0 && self.lag_at.load(Ordering::SeqCst) <= h {
+                        // A drop at this very position, seen only now.
+                        continue;
+                    }
+                    return Ok(n);
+                }
+                // A displacer took the oldest: look again.
+                None => continue,
+            }
+        }
+    }
+
     /// Non-blocking receive.
     pub(crate) fn try_pop(&self) -> Result<Message<T>, crate::TryRecvError> {
-        if let Some(n) = self.take_lagged() {
-            return Err(crate::TryRecvError::Lagged(n));
-        }
-        if let Some(m) = self.ring.pop() {
-            return Ok(m);
-        }
-        match self.close_reason() {
-            // Acquire on the state: a push made before the close is visible now.
-            Some(reason) => match self.ring.pop() {
-                Some(m) => Ok(m),
-                None => Err(crate::TryRecvError::Closed(reason)),
-            },
-            None => Err(crate::TryRecvError::Empty),
+        let mut got = None;
+        match self.try_pop_into(&mut got, 1) {
+            Ok(_) => got.ok_or(crate::TryRecvError::Empty),
+            Err(e) => Err(e),
         }
     }
 
@@ -403,33 +497,23 @@ impl<T> Inbox<T> {
         if max == 0 {
             return Ok(0);
         }
-        if let Some(n) = self.take_lagged() {
-            return Err(crate::TryRecvError::Lagged(n));
-        }
-        let n = self.drain_into(buf, max);
-        if n > 0 {
-            return Ok(n);
-        }
-        match self.close_reason() {
-            Some(reason) => match self.drain_into(buf, max) {
-                0 => Err(crate::TryRecvError::Closed(reason)),
-                n => Ok(n),
-            },
-            None => Ok(0),
-        }
+        self.try_pop_into(buf, max)
     }
 
-    /// Moves up to `max` queued messages into `buf`; returns how many.
-    #[inline]
-    fn drain_into(&self, buf: &mut impl Sink<T>, max: usize) -> usize {
-        let mut n = 0;
-        while n < max {
-            match self.ring.take(max - n, |m| buf.put(m)) {
-                0 => break,
-                k => n += k,
-            }
+    fn try_pop_into(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, crate::TryRecvError> {
+        let to_try = |e: RecvError| match e {
+            RecvError::Lagged(n) => crate::TryRecvError::Lagged(n),
+            RecvError::Closed(r) => crate::TryRecvError::Closed(r),
+        };
+        match self.take_in_order(buf, max) {
+            Ok(0) => {}
+            Ok(n) => return Ok(n),
+            Err(n) => return Err(crate::TryRecvError::Lagged(n)),
         }
-        n
+        match self.close_reason() {
+            Some(reason) => self.final_drain(buf, max, reason).map_err(to_try),
+            None => Ok(0),
+        }
     }
 
     /// The receive future's poll: up to `max` messages into `buf` (`max` ≥ 1).
@@ -439,15 +523,13 @@ impl<T> Inbox<T> {
         buf: &mut impl Sink<T>,
         max: usize,
     ) -> Poll<Result<usize, RecvError>> {
-        if let Some(n) = self.take_lagged() {
-            return Poll::Ready(Err(RecvError::Lagged(n)));
-        }
-        let n = self.drain_into(buf, max);
-        if n > 0 {
-            return Poll::Ready(Ok(n));
+        match self.take_in_order(buf, max) {
+            Ok(0) => {}
+            Ok(n) => return Poll::Ready(Ok(n)),
+            Err(n) => return Poll::Ready(Err(RecvError::Lagged(n))),
         }
         if let Some(reason) = self.close_reason() {
-            return self.final_drain(buf, max, reason);
+            return Poll::Ready(self.final_drain(buf, max, reason));
         }
         // Park: register, announce, look again (see "Waking").
         self.waker.register(cx.waker());
@@ -458,36 +540,55 @@ impl<T> Inbox<T> {
         // costs one atomic per park, not per delivery.
         self.parked.swap(true, Ordering::AcqRel);
         fence(Ordering::SeqCst);
-        let n = self.drain_into(buf, max);
-        if n > 0 {
+        let again = self.take_in_order(buf, max);
+        if again != Ok(0) {
             self.parked.store(false, Ordering::Relaxed);
-            return Poll::Ready(Ok(n));
-        }
-        if let Some(n) = self.take_lagged() {
-            self.parked.store(false, Ordering::Relaxed);
-            return Poll::Ready(Err(RecvError::Lagged(n)));
+            return Poll::Ready(again.map_err(RecvError::Lagged));
         }
         if let Some(reason) = self.close_reason() {
             self.parked.store(false, Ordering::Relaxed);
-            return self.final_drain(buf, max, reason);
+            return Poll::Ready(self.final_drain(buf, max, reason));
         }
         Poll::Pending
     }
 
+    /// The receive side of a close: seal the ring, hand over in order what
+    /// was reserved before the seal (waiting for a slot still being written),
+    /// then the losses not yet reported, then `Closed` (and `Closed` from then
+    /// on: nothing can enter a sealed ring).
     fn final_drain(
         &self,
         buf: &mut impl Sink<T>,
         max: usize,
         reason: CloseReason,
-    ) -> Poll<Result<usize, RecvError>> {
-        // The state was read with Acquire after the first drain came up empty;
-        // anything pushed before the close is visible now.
-        let n = self.drain_into(buf, max);
-        if n > 0 {
-            Poll::Ready(Ok(n))
-        } else {
-            Poll::Ready(Err(RecvError::Closed(reason)))
+    ) -> Result<usize, RecvError> {
+        let end = self.ring.seal();
+        let backoff = Backoff::new();
+        loop {
+            match self.take_in_order(buf, max) {
+                Ok(0) if self.ring.head() < end => backoff.snooze(),
+                Ok(0) => break,
+                Ok(n) => return Ok(n),
+                Err(n) => return Err(RecvError::Lagged(n)),
+            }
         }
+        if let Some(n) = self.take_lag() {
+            return Err(RecvError::Lagged(n));
+        }
+        Err(RecvError::Closed(reason))
+    }
+
+    /// The subscriber is gone: seal the ring and take out what is still queued
+    /// (it was counted as delivered, and nobody will receive it). Returns how
+    /// many messages were discarded.
+    pub(crate) fn discard(&self) -> u64 {
+        let mut n = 0u64;
+        while self.ring.take_sealed(usize::MAX, |m| {
+            drop(m);
+            n += 1;
+        }) > 0
+        {}
+        n
     }
 
     /// A receive future was dropped while parked: leave no waker behind.

@@ -34,17 +34,59 @@ pub(crate) use loom::alloc::{alloc, dealloc};
 #[cfg(not(loom))]
 pub(crate) use std::alloc::{alloc, dealloc};
 
-/// One turn of a wait loop on another thread's progress (a yield under loom,
-/// so that the model lets the other thread run).
-#[inline]
-pub(crate) fn spin() {
+/// A wait on another thread's progress (a slot still being written, a walker
+/// still delivering): crossbeam's `Backoff`, which spins a few times and then
+/// yields the core, so that a waiter never burns its time slice on a thread
+/// that was preempted; under loom, every turn is a yield, so that the model
+/// lets the other thread run.
+pub(crate) struct Backoff {
     #[cfg(not(loom))]
-    std::hint::spin_loop();
-    #[cfg(loom)]
-    loom::thread::yield_now();
+    inner: crossbeam_utils::Backoff,
+}
+
+impl Backoff {
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Backoff {
+            #[cfg(not(loom))]
+            inner: crossbeam_utils::Backoff::new(),
+        }
+    }
+
+    /// One turn of the wait.
+    #[inline]
+    pub(crate) fn snooze(&self) {
+        #[cfg(not(loom))]
+        self.inner.snooze();
+        #[cfg(loom)]
+        loom::thread::yield_now();
+    }
 }
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
+
+/// A cell whose exclusion the caller provides (the sequencer's walk guards a
+/// topic's history with it). Under loom, loom's own, which fails a model in
+/// which two threads reach the value at once.
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// std's `UnsafeCell` with loom's `with_mut` interface.
+#[cfg(not(loom))]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) fn new(value: T) -> Self {
+        UnsafeCell(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Runs `f` on a pointer to the value; the caller guarantees exclusion.
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
 
 #[cfg(not(loom))]
 pub(crate) use futures_util::task::AtomicWaker;

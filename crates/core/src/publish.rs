@@ -1,29 +1,44 @@
 //! The publish path: one message or a run, to a topic's members or to every
-//! subscriber of the hub.
+//! subscriber of the hub, numbered and delivered in order.
 //!
-//! A publish allocates its message(s), prepays every recipient's reference to
-//! each message with one atomic (`shared.rs`), loads the target set's snapshot,
-//! and for each member offers the message or the run in one call (`offer_run`:
-//! one reservation on the member's ring for as much of the run as fits), then
-//! evicts the member or wakes it if it was parked. `publish_many` builds runs of
-//! up to 64 messages on the stack, so a run costs no allocation beyond its
-//! messages. Concurrent publishers start their walk at a per-thread shard and
-//! chunk (`Members::for_each_from`) so that they do not contend for the same
-//! rings at the same moment.
+//! A publish reserves its numbers in the target's sequencer log, builds its
+//! message(s) with them, writes them into the log, and then delivers the log
+//! if no other publisher is doing so (see `sequencer.rs`: the walk). The
+//! walker prepays every recipient's reference to each message with one atomic
+//! (`shared.rs`), loads the target set's snapshot, and for each member offers
+//! the run in one call (`offer_run`: one reservation on the member's ring for
+//! as much of the run as fits), then evicts the member or wakes it if it was
+//! parked. Walkers start at a per-thread shard and chunk
+//! (`Members::for_each_from`) so that walkers of different topics do not
+//! contend for the same rings at the same moment.
 
 use std::sync::Arc;
 
 use crate::error::{CloseReason, PublishError};
 use crate::hub::Inner;
-use crate::inbox::Inbox;
+use crate::loom::Backoff;
 use crate::members::Members;
-use crate::message::{Envelope, Message, Meta, Origin, Priority};
-use crate::shared::Prepaid;
+use crate::message::{Message, Meta, Origin, Priority};
+use crate::ring::Run;
+use crate::sequencer::{self, Reserved, Sequencer, RUN};
 use crate::stats::{thread_index, PublishReport};
 use crate::topic::TopicInner;
 
-/// Messages built on the stack per pass of `publish_many`.
-const RUN: usize = 64;
+/// Where a publish goes: the sequencer that numbers it, the members it
+/// reaches, and what its messages say of their origin.
+pub(crate) struct Target<'a, T> {
+    pub(crate) seq: &'a Sequencer<T>,
+    pub(crate) set: &'a Members<T>,
+    pub(crate) topic: Option<&'a Arc<str>>,
+    pub(crate) origin: Origin,
+    pub(crate) epoch: u64,
+}
+
+impl<'a, T> Target<'a, T> {
+    pub(crate) fn topic(t: &'a TopicInner<T>) -> Self {
+        Target { seq: &t.seq, set: &t.members, topic: Some(&t.name), origin: Origin::Topic, epoch: t.epoch }
+    }
+}
 
 impl<T: Clone + Send + Sync + 'static> Inner<T> {
     /// A publish to a topic with no members: counted, nothing allocated.
@@ -40,15 +55,12 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         make: impl FnOnce(Meta) -> T,
     ) -> Result<PublishReport, PublishError> {
         self.check_open()?;
-        if topic.members.is_empty() {
+        // With a history, every publish takes a number (a subscriber that
+        // comes back will want it); without, nobody is there to number for.
+        if topic.members.is_empty() && !topic.seq.keeps_history() {
             return Ok(self.count_empty(1));
         }
-        let meta = topic.next_meta();
-        let msg = Message::new(Some(topic.name.clone()), Origin::Topic, meta, priority, make(meta));
-        let mut r = PublishReport { seq: meta.seq, messages: 1, ..PublishReport::default() };
-        self.deliver(&topic.members, &msg, &mut r);
-        self.counters.publish(&r);
-        Ok(r)
+        Ok(self.publish_one(&Target::topic(topic), priority, make))
     }
 
     pub(crate) fn publish_topic_many<I: IntoIterator<Item = T>>(
@@ -58,92 +70,90 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         payloads: I,
     ) -> Result<PublishReport, PublishError> {
         self.check_open()?;
-        if topic.members.is_empty() {
+        if topic.members.is_empty() && !topic.seq.keeps_history() {
             return Ok(self.count_empty(payloads.into_iter().count() as u64));
         }
-        Ok(self.publish_run(&topic.members, Some(&topic.name), Origin::Topic, priority, payloads, |n| {
-            topic.next_metas(n)
-        }))
+        Ok(self.publish_run(&Target::topic(topic), priority, payloads))
     }
 
-    /// Offers one message to every member of `set`.
-    #[inline]
-    pub(crate) fn deliver(&self, set: &Members<T>, msg: &Message<T>, r: &mut PublishReport) {
-        let priority = msg.priority();
-        // One atomic for every recipient's reference (see `shared.rs`).
-        let run = [Some(msg.inner.prepay(set.len()))];
-        set.for_each_from(thread_index(), |inbox| self.offer_and_wake(inbox, &run, priority, r));
-    }
-
-    /// One member's share of a publish: offer the run, evict or wake.
-    #[inline]
-    fn offer_and_wake(
+    /// One message: numbered, built, logged, then delivered (by this call or
+    /// by the walk in progress).
+    pub(crate) fn publish_one(
         &self,
-        inbox: &Arc<Inbox<T>>,
-        run: &[Option<Prepaid<'_, Envelope<T>>>],
+        to: &Target<'_, T>,
         priority: Priority,
-        r: &mut PublishReport,
-    ) {
-        let (queued, evict) = inbox.offer_run(run, priority, r);
-        if evict {
-            self.close_inbox(inbox, CloseReason::SlowConsumer);
-        }
-        if queued {
-            r.wakes += u64::from(inbox.notify());
-        }
+        make: impl FnOnce(Meta) -> T,
+    ) -> PublishReport {
+        let mut r = PublishReport { messages: 1, ..PublishReport::default() };
+        let mut slot = Reserved { run: self.reserve(to, 1, &mut r), filled: 0 };
+        let meta = Meta { seq: slot.run.pos as u64 + 1, epoch: to.epoch };
+        r.seq = meta.seq;
+        // If `make` panics, the guard fills the number with a hole.
+        let msg = Message::new(to.topic.cloned(), to.origin, meta, priority, make(meta));
+        slot.run.write(0, msg);
+        slot.filled = 1;
+        drop(slot);
+        self.walk(to, &mut r);
+        self.counters.publish(&r);
+        r
     }
 
-    /// `publish_many`: runs of up to [`RUN`] messages, each run pushed whole into
-    /// each ring. `number(n)` reserves `n` sequence numbers and returns the first.
+    /// `publish_many`: runs of up to [`RUN`] messages, each numbered with one
+    /// reservation, logged, and delivered as one run into each ring.
     pub(crate) fn publish_run<I: IntoIterator<Item = T>>(
         &self,
-        set: &Members<T>,
-        topic: Option<&Arc<str>>,
-        origin: Origin,
+        to: &Target<'_, T>,
         priority: Priority,
         payloads: I,
-        number: impl Fn(u64) -> Meta,
     ) -> PublishReport {
         let mut r = PublishReport::default();
         let mut it = payloads.into_iter().peekable();
-        let mut run: [Option<Message<T>>; RUN] = [const { None }; RUN];
         while it.peek().is_some() {
-            let mut n = 0;
             let mut staged: [Option<T>; RUN] = [const { None }; RUN];
-            while n < RUN {
-                match it.next() {
-                    Some(p) => {
-                        staged[n] = Some(p);
-                        n += 1;
+            let mut n = 0;
+            for (slot, p) in staged.iter_mut().zip(&mut it) {
+                *slot = Some(p);
+                n += 1;
+            }
+            let mut done = 0;
+            while done < n {
+                let run = self.reserve(to, n - done, &mut r);
+                for i in 0..run.n {
+                    let meta = Meta { seq: (run.pos + i) as u64 + 1, epoch: to.epoch };
+                    if r.seq == 0 {
+                        r.seq = meta.seq;
                     }
-                    None => break,
+                    let payload = staged[done + i].take().expect("staged");
+                    run.write(i, Message::new(to.topic.cloned(), to.origin, meta, priority, payload));
                 }
-            }
-            let first = number(n as u64);
-            if r.seq == 0 {
-                r.seq = first.seq;
-            }
-            for (i, p) in staged.iter_mut().take(n).enumerate() {
-                let meta = Meta { seq: first.seq + i as u64, epoch: first.epoch };
-                let payload = p.take().expect("staged");
-                run[i] = Some(Message::new(topic.cloned(), origin, meta, priority, payload));
+                done += run.n;
             }
             r.messages += n as u64;
-            {
-                // One atomic per message for all its recipients (see `shared.rs`).
-                let members = set.len();
-                let mut pres: [Option<Prepaid<'_, Envelope<T>>>; RUN] = [const { None }; RUN];
-                for (pre, msg) in pres.iter_mut().zip(run.iter().take(n)) {
-                    *pre = msg.as_ref().map(|m| m.inner.prepay(members));
-                }
-                let pres = &pres[..n];
-                set.for_each_from(thread_index(), |inbox| self.offer_and_wake(inbox, pres, priority, &mut r));
-            }
-            for slot in run.iter_mut().take(n) {
-                *slot = None;
-            }
+            self.walk(to, &mut r);
         }
         self.counters.publish(&r);
         r
+    }
+
+    /// Reserves up to `want` numbers in the target's log. While the log is
+    /// full, delivers it if the walk is free, else waits for the walker
+    /// (see `sequencer.rs`, "Progress").
+    fn reserve<'s>(&self, to: &Target<'s, T>, want: usize, r: &mut PublishReport) -> Run<'s, T> {
+        let backoff = Backoff::new();
+        loop {
+            let run = to.seq.reserve(want);
+            if run.n > 0 {
+                return run;
+            }
+            self.walk(to, r);
+            backoff.snooze();
+        }
+    }
+
+    /// Delivers the target's log while this thread can hold its walk.
+    fn walk(&self, to: &Target<'_, T>, r: &mut PublishReport) {
+        sequencer::walk(to.seq, to.set, thread_index(), r, &|inbox| {
+            self.close_inbox(inbox, CloseReason::SlowConsumer);
+        });
     }
 }

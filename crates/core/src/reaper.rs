@@ -17,6 +17,20 @@
 //! (every `sweep_interval` at the latest), walks the hub-wide set and removes
 //! every closing subscriber it finds.
 //!
+//! # Panics
+//!
+//! The worker frees what it removes, and a message payload's `Drop` may
+//! panic there. It catches the panic (counted in `Stats::cleanup_panics`),
+//! sweeps on its next turn for what the interrupted batch did not reach, and
+//! goes on: a dead worker would leave every later close unapplied.
+//!
+//! # Topics whose history expired
+//!
+//! A topic with a history outlives its last subscriber and handle for the
+//! history's TTL. Nothing else happens to such a topic when the TTL runs
+//! out, so the worker sweeps the topic map once a second (and on a flush),
+//! removing every topic with no member, no handle and an expired history.
+//!
 //! # Stopping
 //!
 //! `Hub::shutdown`, or the drop of the last hub handle, sends `Stop` and joins
@@ -24,9 +38,11 @@
 //! so no thread and no reference cycle outlives the hub.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
@@ -34,6 +50,9 @@ use crate::hub::Inner;
 use crate::inbox::Inbox;
 use crate::topic::TopicInner;
 use crate::SubscriberId;
+
+/// How often the worker looks for topics whose history expired.
+const TOPIC_SWEEP: Duration = Duration::from_secs(1);
 
 /// Most removals applied in one batch.
 pub(crate) const MAX_BATCH: usize = 4096;
@@ -68,6 +87,7 @@ pub(crate) fn spawn<T: Clone + Send + Sync + 'static>(
 fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request<T>>) {
     let mut batch: Vec<Arc<Inbox<T>>> = Vec::new();
     let mut flushes: Vec<crossbeam_channel::Sender<()>> = Vec::new();
+    let mut topics_swept = Instant::now();
     loop {
         let mut stop = false;
         let mut take = |req: Request<T>, batch: &mut Vec<_>, stop: &mut bool| match req {
@@ -87,7 +107,11 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
             }
         }
         if stop {
-            inner.clear_all();
+            // A panic here (a payload's `Drop`) must not stop the thread from
+            // ending normally: the hub's shutdown joins it.
+            if catch_unwind(AssertUnwindSafe(|| inner.clear_all())).is_err() {
+                inner.counters.cleanup_panic();
+            }
             return;
         }
         // A flush also sweeps, so that it covers removals whose request found
@@ -95,8 +119,19 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
         if inner.needs_sweep.swap(false, Ordering::AcqRel) || !flushes.is_empty() {
             batch.extend(inner.all.closing());
         }
-        if !batch.is_empty() {
-            apply(inner, &mut batch);
+        if !batch.is_empty() && catch_unwind(AssertUnwindSafe(|| apply(inner, &mut batch))).is_err() {
+            // A payload's `Drop` panicked while a snapshot was freed. Every
+            // step of `apply` is idempotent: sweep for what it did not reach,
+            // and go on (a dead worker would leave every later close unapplied).
+            inner.counters.cleanup_panic();
+            batch.clear();
+            inner.needs_sweep.store(true, Ordering::Release);
+        }
+        if inner.keeps_histories() && (!flushes.is_empty() || topics_swept.elapsed() >= TOPIC_SWEEP) {
+            topics_swept = Instant::now();
+            if catch_unwind(AssertUnwindSafe(|| inner.sweep_topics())).is_err() {
+                inner.counters.cleanup_panic();
+            }
         }
         for done in flushes.drain(..) {
             let _ = done.send(());
@@ -127,10 +162,15 @@ pub(crate) fn apply<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, batch: &
         topic.members.remove_many(members);
         inner.maybe_reclaim(topic);
     }
+    // Count the inboxes this batch moved to `closed`, not the batch's length:
+    // the sweep and a queued request can both bring one inbox, in two batches
+    // (the sweep removes it first, the request comes later), and `finish`
+    // succeeds once per inbox.
+    let mut removed = 0;
     for inbox in batch.iter() {
         inner.by_id.remove_if(&inbox.id, |_, v| Arc::ptr_eq(v, inbox));
-        inbox.finish();
+        removed += usize::from(inbox.finish());
     }
-    inner.counters.cleanup(batch.len());
+    inner.counters.cleanup(removed);
     batch.clear();
 }

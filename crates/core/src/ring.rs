@@ -75,6 +75,31 @@
 //! 41 → 30 instructions per delivery on the publisher's side, 41 → 33 on the
 //! receiver's).
 //!
+//! # Limits inside the reservation
+//!
+//! [`Ring::reserve_within`] takes the most positions that may be in use after
+//! the reservation (the high-water mark for `Normal` messages), and computes
+//! the room from `head` inside the CAS loop: two publishers that both read a
+//! length below the mark cannot both fill the room above it, since the second
+//! CAS fails and recomputes from the first one's `tail`.
+//!
+//! # Sealing (a close is terminal)
+//!
+//! A receiver that has seen its subscriber close seals the ring
+//! ([`Ring::seal`]): one `fetch_or` sets the top bit of `tail`. A publisher's
+//! CAS on `tail` then fails (the value changed) and its next look sees the
+//! bit: nothing can be reserved any more ([`Run::sealed`]). Every position
+//! reserved before the seal lies below the sealed `tail`; the receiver drains
+//! up to there ([`Ring::sealed_end`]), waiting for a slot that a publisher
+//! reserved but has not written yet (a few instructions, or a preempted
+//! publisher's time slice, with [`Backoff`]). So each message queued is either
+//! received, displaced, or taken out by whoever drops the subscriber, and
+//! nothing arrives after the receiver has reported the close.
+//!
+//! Positions are 64-bit (the crate refuses to build where `usize` is
+//! narrower): at 2^63 positions a ring would need centuries of pushes at any
+//! rate a machine can sustain before `tail` could reach the seal bit.
+//!
 //! # Safety
 //!
 //! The `unsafe` here turns a slot's pointer back into the message handle it
@@ -97,7 +122,13 @@ use std::ptr;
 
 use crossbeam_utils::CachePadded;
 
-use crate::loom::{alloc, dealloc, spin, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use crate::loom::{alloc, dealloc, AtomicPtr, AtomicU32, AtomicUsize, Backoff, Ordering};
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("fanout-core needs 64-bit ring positions (usize of 64 bits): see ring.rs, Sealing");
+
+/// The bit of `tail` that says the ring is sealed (see "Sealing").
+const SEALED: usize = 1 << 63;
 
 /// A position as a stamp (see `Ring::stamps`).
 #[inline]
@@ -179,11 +210,13 @@ pub(crate) struct Ring<T> {
 }
 
 /// Positions reserved by one CAS on `tail`, to fill with [`Run::write`]: `n`
-/// of them from `pos` (`n == 0` when the ring was full). Carries the storage
-/// loaded once by `reserve`.
+/// of them from `pos` (`n == 0` when the ring was full, or sealed). Carries
+/// the storage loaded once by `reserve`.
 pub(crate) struct Run<'r, T> {
     pub(crate) pos: usize,
     pub(crate) n: usize,
+    /// The ring is sealed: nothing will ever be reserved again (`n == 0`).
+    pub(crate) sealed: bool,
     store: Storage<'r>,
     _msgs: PhantomData<fn(Message<T>)>,
 }
@@ -194,14 +227,27 @@ impl<T> Run<'_, T> {
     #[inline]
     pub(crate) fn write(&self, i: usize, m: Message<T>) {
         debug_assert!(i < self.n, "position {i} of a run of {}", self.n);
-        let pos = self.pos + i;
+        self.fill(self.pos + i, m.inner.into_raw());
+    }
+
+    /// Fills the run's `i`-th position with a hole: a position that holds no
+    /// message (a sequencer's number whose publish failed while building its
+    /// payload). Only a ring read with [`Ring::take_entries`] may hold one.
+    pub(crate) fn write_hole(&self, i: usize) {
+        debug_assert!(i < self.n, "position {i} of a run of {}", self.n);
+        self.fill(self.pos + i, ptr::null_mut());
+    }
+
+    #[inline]
+    fn fill(&self, pos: usize, p: *mut ()) {
         let st = self.store.stamp(pos);
         // The lap before was taken (`head` passed it), but its taker may not
         // have freed the slot yet. Acquire: pairs with the taker's Release.
+        let backoff = Backoff::new();
         while st.load(Ordering::Acquire) != stamp(pos) {
-            spin();
+            backoff.snooze();
         }
-        self.store.slot(pos).ptr.store(m.inner.into_raw(), Ordering::Relaxed);
+        self.store.slot(pos).ptr.store(p, Ordering::Relaxed);
         // Release: a taker that sees the stamp sees the pointer and the
         // envelope behind it.
         st.store(stamp(pos + 1), Ordering::Release);
@@ -315,19 +361,39 @@ impl<T> Ring<T> {
         }
     }
 
+    /// The next position to reserve (`tail` without the seal bit): where a
+    /// message that did not fit would have gone.
+    pub(crate) fn tail(&self) -> usize {
+        self.tail.load(Ordering::Acquire) & !SEALED
+    }
+
+    /// The next position to take.
+    pub(crate) fn head(&self) -> usize {
+        self.head.load(Ordering::Acquire)
+    }
+
     /// Reserved and not yet taken (may count a message still being written).
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        let t = self.tail.load(Ordering::Acquire);
+        let t = self.tail.load(Ordering::Acquire) & !SEALED;
         let h = self.head.load(Ordering::Acquire);
         t.saturating_sub(h).min(self.cap)
     }
 
     /// Reserves up to `want` positions with one CAS; returns the run (`n == 0`
-    /// when the ring is full). The first call installs the storage, before
-    /// `tail` moves.
+    /// when the ring is full or sealed). The first call installs the storage,
+    /// before `tail` moves.
     #[inline]
     pub(crate) fn reserve(&self, want: usize) -> Run<'_, T> {
+        self.reserve_within(self.cap, want)
+    }
+
+    /// [`Ring::reserve`], leaving at most `limit` positions in use (reserved
+    /// and not taken) after it: the limit is checked inside the CAS loop, so
+    /// racing publishers cannot overshoot it together (see "Limits inside the
+    /// reservation").
+    #[inline]
+    pub(crate) fn reserve_within(&self, limit: usize, want: usize) -> Run<'_, T> {
         // Installed before the CAS on `tail` below (sequenced before it, and
         // that CAS is a Release): whoever sees the position sees the storage.
         let store = match self.storage() {
@@ -335,29 +401,59 @@ impl<T> Ring<T> {
             // Nothing was ever reserved, so positions start at 0.
             None => self.install(0),
         };
+        let limit = limit.min(self.cap);
         let mut t = self.tail.load(Ordering::Relaxed);
         loop {
+            if t & SEALED != 0 {
+                return Run { pos: t & !SEALED, n: 0, sealed: true, store, _msgs: PhantomData };
+            }
             let h = self.head.load(Ordering::Acquire);
             if h > t {
                 // `t` is stale: others reserved and took meanwhile.
                 t = self.tail.load(Ordering::Relaxed);
                 continue;
             }
-            let free = self.cap.saturating_sub(t - h);
+            let free = limit.saturating_sub(t - h);
             if free == 0 {
-                // `tail` only grows, so the ring was full when `head` was read.
-                return Run { pos: t, n: 0, store, _msgs: PhantomData };
+                // `tail` only grows, so the ring was at the limit when `head`
+                // was read.
+                return Run { pos: t, n: 0, sealed: false, store, _msgs: PhantomData };
             }
             let n = free.min(want);
             match self.tail.compare_exchange_weak(t, t + n, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Run { pos: t, n, store, _msgs: PhantomData },
+                Ok(_) => return Run { pos: t, n, sealed: false, store, _msgs: PhantomData },
+                // A seal makes this fail too; the next turn sees its bit.
                 Err(cur) => t = cur,
             }
         }
     }
 
-    /// Pushes one message; hands it back when the ring is full.
-    #[inline]
+    /// Seals the ring: no position can be reserved after this returns (see
+    /// "Sealing"). Idempotent. Returns the end of what was reserved before.
+    pub(crate) fn seal(&self) -> usize {
+        // AcqRel: ordered after every reservation that precedes it in
+        // `tail`'s modification order, and the storage they installed.
+        self.tail.fetch_or(SEALED, Ordering::AcqRel) & !SEALED
+    }
+
+    /// Takes up to `max` messages of a sealed ring in order, waiting for
+    /// positions reserved before the seal but not yet written; returns how
+    /// many (0: nothing is left, ever).
+    pub(crate) fn take_sealed(&self, max: usize, mut out: impl FnMut(Message<T>)) -> usize {
+        let end = self.seal();
+        let backoff = Backoff::new();
+        loop {
+            let n = self.take(max, &mut out);
+            if n > 0 || self.head.load(Ordering::Acquire) >= end {
+                return n;
+            }
+            // Reserved before the seal, not written yet.
+            backoff.snooze();
+        }
+    }
+
+    /// Pushes one message; hands it back when the ring is full (or sealed).
+    #[cfg(test)]
     pub(crate) fn push(&self, m: Message<T>) -> Result<(), Message<T>> {
         let run = self.reserve(1);
         if run.n == 0 {
@@ -367,18 +463,28 @@ impl<T> Ring<T> {
         Ok(())
     }
 
-    /// Takes the claimed position `pos` out of its slot and frees the slot.
+    /// Takes the claimed position `pos`'s pointer out of its slot and frees
+    /// the slot; the caller now owns the reference behind the pointer (or the
+    /// hole, for a null one: see [`Run::write_hole`]).
     #[inline]
-    fn take_claimed(&self, store: Storage<'_>, pos: usize) -> Message<T> {
+    fn take_claimed_raw(&self, store: Storage<'_>, pos: usize) -> *mut () {
         // A plain load: the stamp, not the pointer, says whether the slot is
         // full, and the claim made this thread its only reader.
         let p = store.slot(pos).ptr.load(Ordering::Relaxed);
         // Release: the next lap's writer, which waits for this stamp, writes
         // only after the pointer was read.
         store.stamp(pos).store(stamp(pos + self.size()), Ordering::Release);
+        p
+    }
+
+    /// Takes the claimed position `pos` out of its slot and frees the slot.
+    #[inline]
+    fn take_claimed(&self, store: Storage<'_>, pos: usize) -> Message<T> {
+        let p = self.take_claimed_raw(store, pos);
         // SAFETY: the stamp said the slot held position `pos` (a pointer from
-        // `Counted::into_raw` in `Run::write`), and the CAS on `head` that
-        // claimed `pos` made this thread the only one to take it.
+        // `Counted::into_raw` in `Run::write`: holes are written only into a
+        // sequencer's log, which is read with `take_entries`), and the CAS on
+        // `head` that claimed `pos` made this thread the only one to take it.
         Message { inner: unsafe { Counted::from_raw(p) } }
     }
 
@@ -386,15 +492,16 @@ impl<T> Ring<T> {
     pub(crate) fn displace(&self) -> Option<Message<T>> {
         // No storage: nothing was ever reserved.
         let store = self.storage()?;
+        let backoff = Backoff::new();
         loop {
             let h = self.head.load(Ordering::Acquire);
-            if h >= self.tail.load(Ordering::Acquire) {
+            if h >= self.tail.load(Ordering::Acquire) & !SEALED {
                 return None;
             }
             if store.stamp(h).load(Ordering::Acquire) != stamp(h + 1) {
                 // Reserved but not written yet, or already taken (then `head`
                 // has moved): look again.
-                spin();
+                backoff.snooze();
                 continue;
             }
             if self.head.compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
@@ -404,14 +511,18 @@ impl<T> Ring<T> {
     }
 
     /// Pushes `m`, displacing the oldest messages until it fits; returns how
-    /// many were displaced (dropped here).
-    pub(crate) fn force_push(&self, m: Message<T>) -> usize {
+    /// many were displaced (dropped here), or hands `m` back with that count
+    /// when the ring is sealed.
+    pub(crate) fn force_push(&self, m: Message<T>) -> Result<usize, (Message<T>, usize)> {
         let mut displaced = 0;
         loop {
             let run = self.reserve(1);
             if run.n == 1 {
                 run.write(0, m);
-                return displaced;
+                return Ok(displaced);
+            }
+            if run.sealed {
+                return Err((m, displaced));
             }
             if self.displace().is_some() {
                 displaced += 1;
@@ -420,9 +531,72 @@ impl<T> Ring<T> {
     }
 
     /// Takes up to `max` ready messages in order, handing each to `out`;
-    /// returns how many. Called by the subscriber's one receiver.
+    /// returns how many. Called by the ring's one receiver.
     #[inline]
     pub(crate) fn take(&self, max: usize, mut out: impl FnMut(Message<T>)) -> usize {
+        self.take_with(max, |store, pos| out(self.take_claimed(store, pos)))
+    }
+
+    /// [`Ring::take`] for a ring that may hold holes (a sequencer's log): a
+    /// hole comes out as `None`.
+    pub(crate) fn take_entries(&self, max: usize, mut out: impl FnMut(Option<Message<T>>)) -> usize {
+        self.take_with(max, |store, pos| {
+            let p = self.take_claimed_raw(store, pos);
+            out((!p.is_null()).then(|| {
+                // SAFETY: a non-null pointer in a claimed slot came from
+                // `Counted::into_raw` in `Run::write`, and the claim made this
+                // thread its only taker.
+                Message { inner: unsafe { Counted::from_raw(p) } }
+            }))
+        })
+    }
+
+    /// Whether the oldest position is written and not taken: what the one
+    /// receiver would take next.
+    pub(crate) fn has_ready(&self) -> bool {
+        let Some(store) = self.storage() else {
+            return false;
+        };
+        let h = self.head.load(Ordering::Acquire);
+        store.stamp(h).load(Ordering::Acquire) == stamp(h + 1)
+    }
+
+    /// Takes up to `max` ready messages from position `from`, none at or past
+    /// `bound()` (read after the slots are seen ready: see `inbox.rs`, "Lag
+    /// at its position"). `None` if `head` is no longer `from` (a displacer
+    /// took the oldest). Called by the ring's one receiver.
+    #[inline]
+    pub(crate) fn take_from(
+        &self,
+        from: usize,
+        max: usize,
+        bound: impl FnOnce() -> usize,
+        mut out: impl FnMut(Message<T>),
+    ) -> Option<usize> {
+        let Some(store) = self.storage() else {
+            return Some(0);
+        };
+        let max = max.min(self.cap);
+        let mut n = 0;
+        // Acquire: pairs with the writer's Release of the stamp.
+        while n < max && store.stamp(from + n).load(Ordering::Acquire) == stamp(from + n + 1) {
+            n += 1;
+        }
+        n = n.min(bound().saturating_sub(from));
+        if n == 0 {
+            return (self.head.load(Ordering::Acquire) == from).then_some(0);
+        }
+        self.head.compare_exchange(from, from + n, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+        for pos in from..from + n {
+            out(self.take_claimed(store, pos));
+        }
+        Some(n)
+    }
+
+    /// Claims up to `max` ready positions from `head` with one CAS and hands
+    /// each claimed position to `take` (which must take it out of its slot).
+    #[inline]
+    fn take_with(&self, max: usize, mut take: impl FnMut(Storage<'_>, usize)) -> usize {
         // No storage: nothing was ever reserved, so nothing is ready.
         let Some(store) = self.storage() else {
             return 0;
@@ -443,14 +617,14 @@ impl<T> Ring<T> {
                 continue;
             }
             for pos in h..h + n {
-                out(self.take_claimed(store, pos));
+                take(store, pos);
             }
             return n;
         }
     }
 
     /// Takes one message.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn pop(&self) -> Option<Message<T>> {
         let mut got = None;
         self.take(1, |m| got = Some(m));
@@ -485,10 +659,13 @@ impl<T> Drop for Ring<T> {
             return;
         };
         let head = self.head.load(Ordering::Acquire);
-        let tail = self.tail.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire) & !SEALED;
         for pos in head..tail {
             if store.stamp(pos).load(Ordering::Acquire) == stamp(pos + 1) {
                 let p = store.slot(pos).ptr.load(Ordering::Relaxed);
+                if p.is_null() {
+                    continue; // a hole
+                }
                 // SAFETY: `&mut self`: no other thread holds the ring, so no
                 // write is in flight; the stamp says the slot holds position
                 // `pos`, put there by `Run::write` and not taken since.
@@ -551,7 +728,7 @@ mod tests {
             while r.push(m(next)).is_ok() {
                 next += 1;
             }
-            assert_eq!(r.force_push(m(next)), 1);
+            assert_eq!(r.force_push(m(next)).ok().unwrap(), 1);
             next += 1;
             expect += 1; // the oldest was displaced
             for v in take_all(&r) {
@@ -582,11 +759,11 @@ mod tests {
         for v in 0..3 {
             r.push(m(v)).unwrap();
         }
-        assert_eq!(r.force_push(m(3)), 1);
+        assert_eq!(r.force_push(m(3)).ok().unwrap(), 1);
         assert_eq!(*r.displace().unwrap().payload(), 1);
         assert_eq!(take_all(&r), vec![2, 3]);
         assert!(r.displace().is_none());
-        assert_eq!(r.force_push(m(9)), 0);
+        assert_eq!(r.force_push(m(9)).ok().unwrap(), 0);
         assert_eq!(take_all(&r), vec![9]);
     }
 
@@ -703,7 +880,7 @@ mod tests {
                     for i in 0..n {
                         let v = k << 32 | i;
                         if i % 3 == 0 {
-                            displaced += r.force_push(m(v));
+                            displaced += r.force_push(m(v)).ok().unwrap();
                         } else {
                             while r.push(m(v)).is_err() {
                                 std::thread::yield_now();

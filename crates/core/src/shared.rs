@@ -249,16 +249,18 @@ mod tests {
         let drops = Arc::new(StdCounter::new(0));
         let c = Counted::new(Noisy(drops.clone()));
         let n = if cfg!(miri) { 4 } else { 64 };
-        let raws: Vec<usize> = {
+        // Each raw pointer crosses to its thread inside an `AtomicPtr` (which
+        // is `Send`), keeping its provenance: miri checks the round trip.
+        let raws: Vec<std::sync::atomic::AtomicPtr<()>> = {
             let pre = c.prepay(n);
-            (0..n).map(|_| pre.take().into_raw() as usize).collect()
+            (0..n).map(|_| std::sync::atomic::AtomicPtr::new(pre.take().into_raw())).collect()
         };
         let threads: Vec<_> = raws
             .into_iter()
             .map(|p| {
                 std::thread::spawn(move || {
                     // SAFETY (test): each pointer came from `into_raw` once.
-                    let h = unsafe { Counted::<Noisy>::from_raw(p as *mut ()) };
+                    let h = unsafe { Counted::<Noisy>::from_raw(p.into_inner()) };
                     drop(h);
                 })
             })

@@ -52,8 +52,19 @@ impl Closes {
     }
 }
 
-/// What one publish did. For every publish,
-/// `recipients == delivered + dropped.total()`.
+/// What one publish call did.
+///
+/// A publish numbers its messages (`seq`) and hands them to its topic's
+/// sequencer; the deliveries are made by whichever publisher holds the
+/// topic's walk at the time (see `sequencer.rs`). When no other publisher is
+/// delivering to the topic, that is the caller itself, and the report
+/// describes its own messages, as a plain loop would. Under concurrent
+/// publishers, one call may deliver several callers' messages in one pass
+/// (`walked > messages`), and a call whose messages were left to the walk in
+/// progress returns at once with `walked == 0` and no delivery counts: their
+/// outcomes are in the report of the call that delivered them, and in the
+/// hub's [`Stats`]. In every report, the delivery counts describe the
+/// `walked` messages, and `recipients == delivered + dropped.total()`.
 ///
 /// ```
 /// use fanout_core::Hub;
@@ -62,25 +73,33 @@ impl Closes {
 /// let _a = hub.subscribe().unwrap();
 /// let _b = hub.subscribe().unwrap();
 /// let report = hub.broadcast(7).unwrap();
+/// // Nobody else was publishing: this call delivered its own message.
+/// assert_eq!((report.messages, report.walked), (1, 1));
 /// assert_eq!(report.recipients, 2);
 /// assert_eq!(report.delivered + report.dropped.total(), report.recipients);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PublishReport {
-    /// Open subscribers the message was offered to (closing ones are skipped).
+    /// Deliveries attempted for the `walked` messages: open subscribers each
+    /// was offered to (closing ones are skipped), summed over the messages.
     pub recipients: u64,
-    /// Queued in a ring.
+    /// Of those, queued in a ring.
     pub delivered: u64,
-    /// Not queued, by reason.
+    /// Of those, not queued, by reason.
     pub dropped: Drops,
     /// Older messages displaced to make room (`DropOldest`, `Urgent`): earlier
-    /// deliveries lost, not this publish's.
+    /// deliveries lost, not these.
     pub displaced: u64,
-    /// Sequence number given to the (first) message; 0 when nobody was subscribed
-    /// to the topic, so no number was spent.
+    /// Sequence number given to this call's (first) message; 0 when nobody
+    /// was subscribed to the topic, so no number was spent. The messages of a
+    /// `publish_many` take increasing numbers, consecutive within each run of
+    /// 64 (another publisher's message may fall between two runs).
     pub seq: u64,
     /// Messages published by this call (`publish_many` publishes several).
     pub messages: u64,
+    /// Messages this call delivered, its own and other publishers' (in `seq`
+    /// order); 0 when it left its messages to a walk already in progress.
+    pub walked: u64,
     /// Parked receivers this publish woke (the rest were busy draining).
     pub wakes: u64,
     /// Deepest ring seen by a high-water check during this publish.
@@ -92,6 +111,10 @@ impl PublishReport {
     pub(crate) fn count(&mut self, offer: Offer) {
         match offer {
             Offer::Skipped => return,
+            Offer::SkippedAfterDisplacing(n) => {
+                self.displaced += u64::from(n);
+                return;
+            }
             Offer::Delivered => self.delivered += 1,
             Offer::Displaced(n) => {
                 self.delivered += 1;
@@ -120,6 +143,10 @@ pub struct Stats {
     pub dropped: Drops,
     /// Queued messages displaced by newer ones.
     pub displaced: u64,
+    /// Queued messages taken out unread when their subscriber was dropped.
+    /// Every delivery is received, displaced or discarded: once the
+    /// subscribers are gone, `delivered == received + displaced + discarded`.
+    pub discarded: u64,
     /// Subscribers closed, by reason.
     pub evicted: Closes,
     /// Batches the cleanup worker applied.
@@ -128,6 +155,9 @@ pub struct Stats {
     pub cleanup_removed: u64,
     /// Removal requests that found the cleanup channel full (left to the sweep).
     pub cleanup_overflows: u64,
+    /// Panics the cleanup worker caught (a payload's `Drop` that panicked while
+    /// the worker freed it); the worker logs nothing and goes on.
+    pub cleanup_panics: u64,
     /// Deepest ring any publish has seen while checking a high-water mark.
     pub queue_high_water: u64,
     /// Parked receivers woken by publishes: `delivered / wakes` is the mean
@@ -145,6 +175,8 @@ struct Stripe {
     drop_full: AtomicU64,
     drop_evicted: AtomicU64,
     displaced: AtomicU64,
+    discarded: AtomicU64,
+    cleanup_panics: AtomicU64,
     cleanup_batches: AtomicU64,
     cleanup_removed: AtomicU64,
     cleanup_overflows: AtomicU64,
@@ -222,6 +254,16 @@ impl Counters {
         s.cleanup_removed.fetch_add(removed as u64, Relaxed);
     }
 
+    pub(crate) fn discarded(&self, n: u64) {
+        if n != 0 {
+            self.mine().discarded.fetch_add(n, Relaxed);
+        }
+    }
+
+    pub(crate) fn cleanup_panic(&self) {
+        self.mine().cleanup_panics.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn cleanup_overflow(&self) {
         self.mine().cleanup_overflows.fetch_add(1, Relaxed);
     }
@@ -241,6 +283,8 @@ impl Counters {
             st.dropped.full += s.drop_full.load(Relaxed);
             st.dropped.evicted += s.drop_evicted.load(Relaxed);
             st.displaced += s.displaced.load(Relaxed);
+            st.discarded += s.discarded.load(Relaxed);
+            st.cleanup_panics += s.cleanup_panics.load(Relaxed);
             st.cleanup_batches += s.cleanup_batches.load(Relaxed);
             st.cleanup_removed += s.cleanup_removed.load(Relaxed);
             st.cleanup_overflows += s.cleanup_overflows.load(Relaxed);

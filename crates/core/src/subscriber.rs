@@ -6,9 +6,16 @@
 //!
 //! A receive that finds the ring empty parks (see `inbox.rs`, "Waking"); a
 //! receive future dropped while parked clears the flag and takes its waker back,
-//! so a cancelled `recv` leaves nothing behind. Dropping the subscriber closes it
-//! with [`CloseReason::Unsubscribed`] and hands it to the cleanup worker, which
-//! removes it from the hub and from every topic it joined.
+//! so a cancelled `recv` leaves nothing behind. The `Stream` has no future of
+//! its own to drop (`StreamExt::next` borrows the subscriber): a `poll_next`
+//! that parked is remembered, and the next receive of another kind, or the
+//! subscriber's drop, clears the flag and takes the waker back, so a cancelled
+//! `next()` leaves no stale waker to be woken by later publishes.
+//!
+//! Dropping the subscriber closes it with [`CloseReason::Unsubscribed`], takes
+//! out what is still queued (counted in [`Stats::discarded`](crate::Stats)),
+//! and hands it to the cleanup worker, which removes it from the hub and from
+//! every topic it joined.
 
 use std::fmt;
 use std::future::Future;
@@ -46,6 +53,8 @@ pub struct Subscriber<T: Clone + Send + Sync + 'static> {
     hub: Arc<Inner<T>>,
     /// The stream returned `None` (closed and drained): it stays ended.
     terminated: bool,
+    /// The last `poll_next` parked: its waker is still registered.
+    stream_parked: bool,
 }
 
 /// `Stream` item error: this many messages were lost (the stream goes on).
@@ -62,7 +71,7 @@ impl std::error::Error for Lagged {}
 
 impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
     pub(crate) fn new(inbox: Arc<Inbox<T>>, hub: Arc<Inner<T>>) -> Self {
-        Subscriber { inbox, hub, terminated: false }
+        Subscriber { inbox, hub, terminated: false, stream_parked: false }
     }
 
     /// Its id, for [`Hub::send_to`](crate::Hub::send_to), `join` and `kick`.
@@ -117,6 +126,15 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
         self.inbox.topic_names()
     }
 
+    /// Joins `topic` from a position or with its latest message (see
+    /// [`Hub::join_from`](crate::Hub::join_from)).
+    pub fn join_from(&self, topic: &str, from: crate::JoinFrom) -> Result<crate::Joined, SubscribeError> {
+        if self.hub.is_shut() {
+            return Err(SubscribeError::Shutdown);
+        }
+        self.hub.with_topic(topic, |t| self.hub.join_topic_from(&self.inbox, t, from))
+    }
+
     /// Stops receiving new messages (reason `Unsubscribed`); what is queued can
     /// still be received.
     pub fn close(&self) {
@@ -126,17 +144,20 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
     /// Receives the next message; lost messages are reported first, as
     /// `Err(Lagged(n))`. Cancel-safe.
     pub fn recv(&mut self) -> Recv<'_, T> {
+        self.leave_stream_wait();
         Recv { sub: self, parked: false }
     }
 
     /// Receives up to `max` messages into `buf` (appending); waits only if none is
     /// queued. Returns how many. Cancel-safe: a message is in `buf` once popped.
     pub fn recv_many<'a>(&'a mut self, buf: &'a mut Vec<Message<T>>, max: usize) -> RecvMany<'a, T> {
+        self.leave_stream_wait();
         RecvMany { sub: self, buf, max, parked: false }
     }
 
     /// Receives without waiting.
     pub fn try_recv(&mut self) -> Result<Message<T>, TryRecvError> {
+        self.leave_stream_wait();
         self.inbox.try_pop()
     }
 
@@ -144,7 +165,16 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
     /// batch is taken with one atomic claim). `Ok(0)` when nothing is queued;
     /// lag and close are reported as by [`Subscriber::try_recv`].
     pub fn try_recv_many(&mut self, buf: &mut Vec<Message<T>>, max: usize) -> Result<usize, TryRecvError> {
+        self.leave_stream_wait();
         self.inbox.try_pop_many(buf, max)
+    }
+
+    /// A `poll_next` parked and its `next()` was dropped: take its waker back.
+    fn leave_stream_wait(&mut self) {
+        if self.stream_parked {
+            self.stream_parked = false;
+            self.inbox.unpark();
+        }
     }
 
     #[cfg(all(test, not(loom)))]
@@ -156,6 +186,9 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
 impl<T: Clone + Send + Sync + 'static> Drop for Subscriber<T> {
     fn drop(&mut self) {
         self.hub.close_inbox(&self.inbox, CloseReason::Unsubscribed);
+        self.leave_stream_wait();
+        // Sealed: nothing enters after this, and what is queued is counted.
+        self.hub.counters.discarded(self.inbox.discard());
     }
 }
 
@@ -251,7 +284,9 @@ impl<T: Clone + Send + Sync + 'static> Stream for Subscriber<T> {
             return Poll::Ready(None);
         }
         let mut slot = None;
-        match this.inbox.poll_recv_many(cx, &mut slot, 1) {
+        let polled = this.inbox.poll_recv_many(cx, &mut slot, 1);
+        this.stream_parked = polled.is_pending();
+        match polled {
             Poll::Ready(Ok(_)) => Poll::Ready(slot.map(Ok)),
             Poll::Ready(Err(RecvError::Lagged(n))) => Poll::Ready(Some(Err(Lagged(n)))),
             Poll::Ready(Err(RecvError::Closed(_))) => {

@@ -4,8 +4,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::config::Overflow;
-use crate::inbox::Inbox;
+use crate::error::CloseReason;
+use crate::inbox::{Inbox, Offer};
 use crate::members::Members;
+use crate::message::{Message, Meta, Origin, Priority};
+use crate::reaper;
 use crate::{Hub, SubscriberId};
 
 fn inbox(id: u64) -> Arc<Inbox<u64>> {
@@ -77,18 +80,42 @@ fn a_publisher_keeps_its_snapshot_while_members_change() {
 
 #[test]
 fn parked_flag_follows_the_receiver() {
-    let hub = Hub::<u64>::new();
-    let s = hub.subscribe().unwrap();
+    // The inbox alone (no hub): miri runs this, and a hub's maps go through
+    // DashMap's lock, whose futex syscalls miri cannot model.
+    let s = inbox(1);
     let waker = Waker::noop();
     let mut cx = Context::from_waker(waker);
     let mut buf = Vec::new();
-    assert!(s.inbox().poll_recv_many(&mut cx, &mut buf, 8).is_pending());
-    assert!(s.inbox().is_parked());
-    hub.broadcast(1).unwrap();
-    assert!(!s.inbox().is_parked(), "the publisher took the flag when it woke us");
-    assert_eq!(s.inbox().poll_recv_many(&mut cx, &mut buf, 8), Poll::Ready(Ok(1)));
-    assert!(!s.inbox().is_parked());
-    assert_eq!(hub.stats().wakes, 1);
+    assert!(s.poll_recv_many(&mut cx, &mut buf, 8).is_pending());
+    assert!(s.is_parked());
+    let msg = Message::new(None, Origin::Broadcast, Meta { seq: 1, epoch: 0 }, Priority::Normal, 1);
+    let mut depth = 0;
+    assert_eq!(s.offer(&msg, Priority::Normal, &mut depth), Offer::Delivered);
+    assert!(s.is_parked(), "an offer alone does not wake");
+    assert!(s.notify(), "notify wakes a parked receiver");
+    assert!(!s.is_parked(), "the publisher took the flag when it woke us");
+    assert!(!s.notify(), "and wakes it once");
+    assert_eq!(s.poll_recv_many(&mut cx, &mut buf, 8), Poll::Ready(Ok(1)));
+    assert!(!s.is_parked());
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "a hub's maps go through DashMap's lock, whose futex syscalls miri cannot model")]
+fn cleanup_counts_a_subscriber_once_when_removed_twice() {
+    // The sweep and a queued request can bring the same inbox to the worker in
+    // two batches (tests/hub.rs `full_cleanup_channel_falls_back_to_sweep`
+    // failed on it now and then): the second batch removes nothing, and must
+    // count nothing.
+    let hub = Hub::<u64>::new();
+    let s = hub.subscribe().unwrap();
+    let inbox = s.inbox().clone();
+    // Closed without a request to the worker, so that only this thread applies.
+    assert!(inbox.close(CloseReason::Kicked));
+    reaper::apply(hub.inner(), &mut vec![inbox.clone()]);
+    reaper::apply(hub.inner(), &mut vec![inbox.clone()]);
+    let st = hub.stats();
+    assert_eq!(st.cleanup_removed, 1);
+    assert_eq!(st.cleanup_batches, 2);
 }
 
 #[test]
@@ -103,4 +130,41 @@ fn walks_from_any_start_visit_every_member_once() {
         seen.sort();
         assert_eq!(seen, (0..200).collect::<Vec<_>>(), "start {start}");
     }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "a hub's maps go through DashMap's lock, whose futex syscalls miri cannot model")]
+fn a_subscriber_kicked_between_its_inserts_is_removed() {
+    // The interleaving a kick can make with `subscribe`: it finds the new
+    // subscriber by id after the first insert, and the worker applies its
+    // removal before the second. Without `settle_new`, the closed inbox
+    // stayed in the hub-wide set until shutdown.
+    let hub = Hub::<u64>::new();
+    let inner = hub.inner();
+    let inbox = Arc::new(Inbox::new(SubscriberId(1000), 4, 4, Overflow::Evict, false));
+    inner.by_id.insert(inbox.id, inbox.clone()); // insert_new, first half
+    assert!(hub.kick(inbox.id));
+    hub.flush_cleanup(); // the removal is applied now
+    inner.all.insert(inbox.clone()); // insert_new, second half
+    inner.settle_new(&inbox);
+    hub.flush_cleanup();
+    assert!(inner.all.is_empty(), "no closed inbox left in the hub-wide set");
+    assert!(inner.by_id.get(&inbox.id).is_none());
+    assert_eq!(hub.stats().cleanup_removed, 1, "counted once though removed twice");
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "a hub's maps go through DashMap's lock, whose futex syscalls miri cannot model")]
+fn a_subscriber_inserted_after_the_final_clear_is_removed() {
+    // A subscribe racing shutdown, whose inserts land after the worker's
+    // last `clear_all`: nobody would remove it (the worker has stopped).
+    let hub = Hub::<u64>::new();
+    let inner = hub.inner().clone();
+    hub.shutdown();
+    let inbox = Arc::new(Inbox::new(SubscriberId(1000), 4, 4, Overflow::Evict, false));
+    inner.insert_new(&inbox);
+    inner.settle_new(&inbox);
+    assert_eq!(inbox.close_reason(), Some(CloseReason::Shutdown));
+    assert!(inner.all.is_empty());
+    assert!(inner.by_id.is_empty());
 }

@@ -14,6 +14,17 @@ fn hub(capacity: usize, overflow: Overflow) -> Hub<u64> {
     Hub::builder().capacity(capacity).overflow(overflow).high_water(1.0).build().unwrap()
 }
 
+/// Messages up to the next lag notice, empty ring or close, and that.
+fn upto_gap(sub: &mut fanout_core::Subscriber<u64>) -> (Vec<u64>, TryRecvError) {
+    let mut out = Vec::new();
+    loop {
+        match sub.try_recv() {
+            Ok(m) => out.push(*m.payload()),
+            Err(e) => return (out, e),
+        }
+    }
+}
+
 fn drain(sub: &mut fanout_core::Subscriber<u64>) -> Vec<u64> {
     let mut out = Vec::new();
     loop {
@@ -169,9 +180,9 @@ fn evict_policy_closes_slow_subscriber_after_it_drains() {
         assert_eq!(drain(&mut fast), vec![i]);
     }
     assert_eq!(slow.close_reason(), Some(CloseReason::SlowConsumer));
-    // It drains what it holds, hears about the loss, then the close.
-    assert_eq!(slow.try_recv().unwrap_err(), TryRecvError::Lagged(1));
-    assert_eq!(drain(&mut slow), vec![0, 1, 2, 3]);
+    // It drains what it holds, hears about the loss (where it happened:
+    // after message 3), then the close.
+    assert_eq!(upto_gap(&mut slow), (vec![0, 1, 2, 3], TryRecvError::Lagged(1)));
     assert_eq!(slow.try_recv().unwrap_err(), TryRecvError::Closed(CloseReason::SlowConsumer));
     hub.flush_cleanup();
     let st = hub.stats();
@@ -189,8 +200,11 @@ fn drop_newest_keeps_old_messages_and_reports_lag() {
     for i in 0..5 {
         hub.broadcast(i).unwrap();
     }
-    assert_eq!(s.try_recv().unwrap_err(), TryRecvError::Lagged(2));
-    assert_eq!(drain(&mut s), vec![0, 1, 2]);
+    // The loss is reported where it is in the stream: after 0, 1, 2.
+    assert_eq!(upto_gap(&mut s), (vec![0, 1, 2], TryRecvError::Lagged(2)));
+    assert_eq!(s.try_recv().unwrap_err(), TryRecvError::Empty);
+    hub.broadcast(5).unwrap();
+    assert_eq!(drain(&mut s), vec![5]);
     assert!(!s.is_closed(), "lag is never a close");
     assert_eq!(hub.stats().dropped.full, 2);
 }
@@ -241,11 +255,13 @@ fn priorities_use_headroom_above_high_water() {
     assert_eq!(hub.stats().dropped.full, 1);
     let r = hub.broadcast_with(Priority::Urgent, |_| 999).unwrap();
     assert_eq!((r.delivered, r.displaced), (1, 1), "urgent always enters, displacing the oldest");
-    assert_eq!(s.try_recv().unwrap_err(), TryRecvError::Lagged(5));
-    let got = drain(&mut s);
-    assert_eq!(got.len(), 10);
-    assert_eq!(got[0], 1, "message 0 was displaced");
-    assert_eq!(*got.last().unwrap(), 999);
+    // Each loss at its place in the stream: message 0 displaced (before
+    // anything else), then 1-4, then the drops from position 5 on (5, 6, 7
+    // at the mark and 105 when full, reported together at the first), then
+    // the rest.
+    assert_eq!(s.try_recv().unwrap_err(), TryRecvError::Lagged(1));
+    assert_eq!(upto_gap(&mut s), (vec![1, 2, 3, 4], TryRecvError::Lagged(4)));
+    assert_eq!(drain(&mut s), vec![100, 101, 102, 103, 104, 999]);
 }
 
 #[test]

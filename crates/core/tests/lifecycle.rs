@@ -26,21 +26,39 @@ fn reaper_threads() -> usize {
         .count()
 }
 
+/// The cleanup threads alive, once the count settles on `want`: `join`
+/// returns when the thread has finished, but the kernel lists it under
+/// /proc/self/task until it is reaped, a moment later. Gives up after 10 s
+/// and returns what it sees (then the assertion fails).
+fn reapers_settled_at(want: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let n = reaper_threads();
+        if n == want || std::time::Instant::now() > deadline {
+            return n;
+        }
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn cleanup_thread_ends_with_the_hub() {
-    let _g = SERIAL.lock().unwrap();
-    let before = reaper_threads();
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // Every test here holds SERIAL: no other hub lives now, though an
+    // earlier test's finished thread may still be listed for a moment.
+    let before = 0;
+    assert_eq!(reapers_settled_at(before), before);
     let hub = Hub::<u64>::new();
     let sub = hub.subscribe().unwrap();
     assert_eq!(reaper_threads(), before + 1);
     drop(hub);
-    assert_eq!(reaper_threads(), before, "last hub handle dropped: thread joined");
+    assert_eq!(reapers_settled_at(before), before, "last hub handle dropped: thread joined");
     drop(sub);
 
     let hub = Hub::<u64>::new();
     let topic = hub.topic("t");
     hub.shutdown();
-    assert_eq!(reaper_threads(), before, "shutdown joins the thread");
+    assert_eq!(reapers_settled_at(before), before, "shutdown joins the thread");
     drop(topic);
     drop(hub);
 
@@ -50,12 +68,12 @@ fn cleanup_thread_ends_with_the_hub() {
     drop(hub);
     assert_eq!(reaper_threads(), before + 1);
     drop(topic);
-    assert_eq!(reaper_threads(), before);
+    assert_eq!(reapers_settled_at(before), before);
 }
 
 #[test]
 fn messages_are_freed_after_eviction_and_hub_drop() {
-    let _g = SERIAL.lock().unwrap();
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let live = Arc::new(AtomicUsize::new(0));
     let hub = Hub::<Tracked>::builder().capacity(8).build().unwrap();
     let slow = hub.subscribe().unwrap();
@@ -89,7 +107,7 @@ fn messages_are_freed_after_eviction_and_hub_drop() {
 
 #[test]
 fn never_reading_subscriber_is_bounded_under_every_policy() {
-    let _g = SERIAL.lock().unwrap();
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     for overflow in [Overflow::Evict, Overflow::DropNewest, Overflow::DropOldest] {
         let live = Arc::new(AtomicUsize::new(0));
         let hub = Hub::<Tracked>::builder().capacity(16).overflow(overflow).build().unwrap();
@@ -106,7 +124,7 @@ fn never_reading_subscriber_is_bounded_under_every_policy() {
 
 #[test]
 fn subscribers_in_topics_are_freed_when_hub_shuts_down() {
-    let _g = SERIAL.lock().unwrap();
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let live = Arc::new(AtomicUsize::new(0));
     let hub = Hub::<Tracked>::new();
     let subs: Vec<_> = (0..10).map(|_| hub.subscribe().unwrap()).collect();
@@ -120,4 +138,36 @@ fn subscribers_in_topics_are_freed_when_hub_shuts_down() {
     drop(subs);
     assert_eq!(live.load(Ordering::SeqCst), 0, "no inbox <-> topic cycle survives");
     drop(hub);
+}
+
+/// A `next()` on the stream that parked and was then dropped (a `select!`
+/// that took another branch) leaves no waker behind: the next receive takes
+/// it back, and later publishes do not wake the task that gave up.
+#[test]
+fn a_cancelled_stream_next_leaves_no_waker_behind() {
+    use futures_util::StreamExt;
+
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let hub = Hub::<u64>::new();
+    let mut s = hub.subscribe().unwrap();
+    let (woken, waker) = common::counting_waker();
+    {
+        let mut next = s.next();
+        assert!(common::poll_once(&mut next, &waker).is_pending());
+    }
+    assert_eq!(Arc::strong_count(&woken), 3, "registered: the test's two handles and the inbox's");
+    assert_eq!(s.try_recv().unwrap_err(), fanout_core::TryRecvError::Empty);
+    assert_eq!(Arc::strong_count(&woken), 2, "taken back by the next receive");
+    hub.broadcast(1).unwrap();
+    assert_eq!(woken.0.load(Ordering::SeqCst), 0, "the cancelled next() is not woken");
+    assert_eq!(*s.try_recv().unwrap().payload(), 1);
+
+    // The same when the subscriber is dropped instead.
+    {
+        let mut next = s.next();
+        assert!(common::poll_once(&mut next, &waker).is_pending());
+    }
+    assert_eq!(Arc::strong_count(&woken), 3);
+    drop(s);
+    assert_eq!(Arc::strong_count(&woken), 2, "released by the drop");
 }

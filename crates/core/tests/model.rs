@@ -62,7 +62,14 @@ struct ModelSub {
     hw: usize,
     overflow: Overflow,
     closed: Option<CloseReason>,
+    /// Messages taken or displaced so far: the stream position of `queue[0]`.
+    head: usize,
+    /// Displaced and not yet reported: reported before anything else.
+    displaced: u64,
+    /// Dropped at the tail and not yet reported, and the position of the
+    /// earliest such drop: reported when the receiver gets there.
     lagged: u64,
+    lag_at: usize,
     topics: BTreeSet<usize>,
 }
 
@@ -97,8 +104,7 @@ impl ModelSub {
         out.recipients += 1;
         if p == Priority::Urgent {
             if self.queue.len() == self.cap {
-                self.queue.pop_front();
-                self.lagged += 1;
+                self.displace();
                 out.displaced += 1;
             }
             self.queue.push_back(v);
@@ -113,12 +119,12 @@ impl ModelSub {
         }
         match self.overflow {
             Overflow::Evict => {
-                self.lagged += 1;
+                self.drop_at_tail();
                 self.closed = Some(CloseReason::SlowConsumer);
                 out.evicted += 1;
             }
             Overflow::DropNewest => {
-                self.lagged += 1;
+                self.drop_at_tail();
                 if at_hw {
                     out.high_water += 1;
                 } else {
@@ -127,27 +133,49 @@ impl ModelSub {
             }
             Overflow::DropOldest => {
                 let mut lost = 0;
-                if at_hw && self.queue.pop_front().is_some() {
+                if at_hw && !self.queue.is_empty() {
+                    self.displace();
                     lost += 1;
                 }
                 if self.queue.len() == self.cap {
-                    self.queue.pop_front();
+                    self.displace();
                     lost += 1;
                 }
                 self.queue.push_back(v);
-                self.lagged += lost;
                 out.displaced += lost;
                 out.delivered += 1;
             }
         }
     }
 
+    fn displace(&mut self) {
+        self.queue.pop_front();
+        self.head += 1;
+        self.displaced += 1;
+    }
+
+    fn drop_at_tail(&mut self) {
+        self.lagged += 1;
+        self.lag_at = self.lag_at.min(self.head + self.queue.len());
+    }
+
+    /// Each loss at its place in the stream (inbox.rs, "Lag at its position").
     fn try_recv(&mut self) -> Result<u64, TryRecvError> {
-        if self.lagged > 0 {
-            return Err(TryRecvError::Lagged(std::mem::take(&mut self.lagged)));
+        if self.displaced > 0 {
+            return Err(TryRecvError::Lagged(std::mem::take(&mut self.displaced)));
+        }
+        if self.lag_at <= self.head {
+            self.lag_at = usize::MAX;
+            if self.lagged > 0 {
+                return Err(TryRecvError::Lagged(std::mem::take(&mut self.lagged)));
+            }
         }
         match (self.queue.pop_front(), self.closed) {
-            (Some(v), _) => Ok(v),
+            (Some(v), _) => {
+                self.head += 1;
+                Ok(v)
+            }
+            (None, Some(_)) if self.lagged > 0 => Err(TryRecvError::Lagged(std::mem::take(&mut self.lagged))),
             (None, Some(r)) => Err(TryRecvError::Closed(r)),
             (None, None) => Err(TryRecvError::Empty),
         }
@@ -175,7 +203,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     hw: hw_slots,
                     overflow,
                     closed: None,
+                    head: 0,
+                    displaced: 0,
                     lagged: 0,
+                    lag_at: usize::MAX,
                     topics: BTreeSet::new(),
                 });
             }

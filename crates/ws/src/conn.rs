@@ -17,9 +17,10 @@
 //!   1009, bad UTF-8 → 1007, protocol → 1002) are enforced here;
 //! - the gateway leaving `Running`: on drain, it takes what its queue still
 //!   holds (`try_recv` until empty), writes it, and closes with 1001;
-//! - its one timer: the next ping, the pong deadline (close 1008 when no pong
-//!   came within `pong_timeout`), the write stall and the slow-consumer
-//!   deadline (below).
+//! - its one timer: the next ping, the pong deadline (close 4000 when no pong
+//!   came within `pong_timeout` of the first unanswered ping), the token's
+//!   expiry (close 4002 at `exp` unless a `refresh` moved it), the write stall
+//!   and the slow-consumer deadline (below).
 //!
 //! A `Lagged(n)` from the engine becomes a `{"lagged":n,"topic":…}` text frame
 //! at that point of the stream. A close by the engine (`SlowConsumer`, `Kicked`,
@@ -40,7 +41,7 @@
 //!   message count is the second cap, and whichever of the two fills first
 //!   decides;
 //! - a connection that stays at the mark for `slow_consumer_timeout` is
-//!   closed with 1008 "slow consumer" (what was queued but not started is
+//!   closed with 4001 "slow consumer" (what was queued but not started is
 //!   dropped; a frame already half written is finished first);
 //! - a socket that accepts not one byte for `write_timeout` is dropped at
 //!   once, without a close frame, whatever the queue holds. A socket that
@@ -89,44 +90,31 @@
 //! taken paths (drain, close handshakes, write failures) are boxed, so that
 //! their state does not enlarge every idle connection's task.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use fanout_core::{CloseReason, Engine, Message as EngineMessage, Receiver, RecvError, TryRecvError};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant as TokioInstant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::Permissions;
+use crate::close_codes;
 use crate::frame::{lag_notice, Frame};
 use crate::gateway::{Gateway, Phase, TaskGuard};
-use crate::limits::{Slot, TokenBucket, Verdict};
+use crate::limits::Slot;
 use crate::metrics::{CloseKind, Metrics};
 use crate::rpc::Session;
 use crate::writer::{opcode, Writer};
-
-/// Close codes the gateway sends.
-pub mod close_codes {
-    /// Server shutting down.
-    pub const GOING_AWAY: u16 = 1001;
-    /// WebSocket protocol violation.
-    pub const PROTOCOL: u16 = 1002;
-    /// Invalid UTF-8 in a text frame.
-    pub const INVALID_DATA: u16 = 1007;
-    /// Rate limit, heartbeat timeout, slow consumer, kicked.
-    pub const POLICY: u16 = 1008;
-    /// Message larger than `max_message_size`.
-    pub const TOO_BIG: u16 = 1009;
-}
 
 /// Engine batches in a row after which the other sources are polled first.
 const FAIR_EVERY: u32 = 16;
@@ -182,8 +170,7 @@ where
     let id = sub.id();
     tracing::debug!(%peer, client = id.get(), subject = perms.subject.as_deref(), "connected");
     let conn = Conn {
-        bucket: TokenBucket::new(gw.inner.config.rate_limit, Instant::now()),
-        session: Session { gateway: gw, id, perms, topics: HashSet::new(), sole_topic: None },
+        session: Session::new(gw, id, perms, slot),
         ws,
         sub,
         // Grown on first use: an idle connection keeps no batch buffers.
@@ -192,10 +179,9 @@ where
         stalled_since: None,
         over_since: None,
         reading: true,
-        last_pong: TokioInstant::now(),
+        unanswered_ping: None,
         recorded: false,
         peer,
-        _slot: slot,
         _guard: guard,
     };
     conn.run()
@@ -206,7 +192,6 @@ struct Conn<E: Engine<Frame>, S> {
     sub: E::Subscriber,
     /// The client's subscriptions and permissions; holds the gateway.
     session: Session<E>,
-    bucket: TokenBucket,
     /// Messages taken from the engine, on their way to the writer (empty
     /// between events).
     buf: Vec<EngineMessage<Frame>>,
@@ -221,13 +206,14 @@ struct Conn<E: Engine<Frame>, S> {
     over_since: Option<TokioInstant>,
     /// False once the stream ended (the client closed, or a read failed).
     reading: bool,
-    last_pong: TokioInstant,
+    /// When the first ping since the last pong was sent: the pong deadline is
+    /// measured from it (`None`: every ping was answered).
+    unanswered_ping: Option<TokioInstant>,
     /// The close reason was counted.
     recorded: bool,
     peer: SocketAddr,
-    /// Held for the connection's life: its place under the connection caps,
-    /// and its count among the gateway's live tasks.
-    _slot: Slot,
+    /// Held for the connection's life: its count among the gateway's live
+    /// tasks (its place under the connection caps is in `session`).
     _guard: TaskGuard<E>,
 }
 
@@ -321,7 +307,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
     }
 
     async fn serve(&mut self) -> CloseKind {
-        let start = self.last_pong;
+        let start = TokioInstant::now();
         let cfg = &self.gw().inner.config;
         let (ping_every, pong_timeout, max_batch) = (cfg.ping_interval, cfg.pong_timeout, cfg.max_batch);
         let (budget, write_timeout, slow_timeout) =
@@ -334,8 +320,8 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
         let mut left_running = pin!(async move {
             let _ = phase.wait_for(|p| *p != Phase::Running).await;
         });
-        let (mut next_ping, mut pong_due) = (start + ping_every, start + pong_timeout);
-        let mut armed = next_ping.min(pong_due);
+        let mut next_ping = start + ping_every;
+        let mut armed = self.next_wake(next_ping, pong_timeout);
         let mut timer = pin!(tokio::time::sleep_until(armed));
         let mut streak = 0;
         loop {
@@ -385,9 +371,9 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                             (CloseKind::Shutdown, close_codes::GOING_AWAY, "server shutting down")
                         }
                         CloseReason::SlowConsumer => {
-                            (CloseKind::SlowConsumer, close_codes::POLICY, "slow consumer")
+                            (CloseKind::SlowConsumer, close_codes::SLOW_CONSUMER, "slow consumer")
                         }
-                        CloseReason::Kicked => (CloseKind::Kicked, close_codes::POLICY, "kicked"),
+                        CloseReason::Kicked => (CloseKind::Kicked, close_codes::KICKED, "kicked"),
                         CloseReason::Unsubscribed => (CloseKind::Client, 1000, ""),
                     };
                     self.record(kind);
@@ -420,14 +406,16 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                     if self.over_since.is_some_and(|t| now >= t + slow_timeout) {
                         return Box::pin(self.evict()).await;
                     }
-                    if now >= pong_due {
-                        let deadline = self.last_pong + pong_timeout;
-                        if now >= deadline {
-                            self.record(CloseKind::Heartbeat);
-                            Box::pin(self.close(close_codes::POLICY, "heartbeat timeout", false)).await;
-                            return CloseKind::Heartbeat;
-                        }
-                        pong_due = deadline;
+                    if self.session.expires.is_some_and(|exp| now >= exp) {
+                        self.record(CloseKind::TokenExpired);
+                        Box::pin(self.close(close_codes::TOKEN_EXPIRED, "token expired", false)).await;
+                        return CloseKind::TokenExpired;
+                    }
+                    if self.unanswered_ping.is_some_and(|p| now >= p + pong_timeout) {
+                        self.record(CloseKind::Heartbeat);
+                        Box::pin(self.close(close_codes::HEARTBEAT_TIMEOUT, "heartbeat timeout", false))
+                            .await;
+                        return CloseKind::Heartbeat;
                     }
                     if now >= next_ping {
                         self.writer.push_control(opcode::PING, Bytes::new());
@@ -436,6 +424,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                             Ok(p) => progressed = p,
                         }
                         next_ping = now + ping_every;
+                        self.unanswered_ping.get_or_insert(now);
                     }
                 }
             }
@@ -450,7 +439,8 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
             } else if self.over_since.is_none() {
                 self.over_since = Some(TokioInstant::now());
             }
-            let mut next = next_ping.min(pong_due);
+            // (A `refresh` may have moved the token's expiry: it is read here.)
+            let mut next = self.next_wake(next_ping, pong_timeout);
             if let Some(t) = self.stalled_since {
                 next = next.min(t + write_timeout);
             }
@@ -543,25 +533,24 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
         let reply = match &msg {
             Message::Text(_) | Message::Binary(_) => {
                 self.gw().inner.metrics.frame_in();
-                match self.bucket.check(Instant::now()) {
-                    Verdict::Allow => match &msg {
-                        Message::Text(t) => self.session.handle_text(t.as_str()),
-                        Message::Binary(b) => self.session.handle_binary(b),
-                        _ => None,
-                    },
-                    Verdict::Refuse => Some(self.session.rate_limited()),
-                    Verdict::Close => {
-                        return Some(ReadWhy::Close {
-                            kind: CloseKind::RateLimit,
-                            code: close_codes::POLICY,
-                            reason: "rate limit exceeded",
-                            fatal: false,
-                        })
-                    }
+                // The session charges the rate limit per call.
+                let reply = match &msg {
+                    Message::Text(t) => self.session.handle_text(t.as_str()),
+                    Message::Binary(b) => self.session.handle_binary(b),
+                    _ => None,
+                };
+                if self.session.rate_close {
+                    return Some(ReadWhy::Close {
+                        kind: CloseKind::RateLimit,
+                        code: close_codes::RATE_LIMITED,
+                        reason: "rate limit exceeded",
+                        fatal: false,
+                    });
                 }
+                reply
             }
             Message::Pong(_) => {
-                self.last_pong = TokioInstant::now();
+                self.unanswered_ping = None;
                 None
             }
             // The client closed and tungstenite has answered: nothing may
@@ -578,6 +567,20 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
             self.writer.push_bytes(opcode::TEXT, Bytes::from(r));
         }
         None
+    }
+
+    /// The heartbeat part of the timer's next wake: the next ping, the pong
+    /// deadline of the first unanswered ping, or the token's expiry, whichever
+    /// is first.
+    fn next_wake(&self, next_ping: TokioInstant, pong_timeout: Duration) -> TokioInstant {
+        let mut at = next_ping;
+        if let Some(p) = self.unanswered_ping {
+            at = at.min(p + pong_timeout);
+        }
+        if let Some(exp) = self.session.expires {
+            at = at.min(exp);
+        }
+        at
     }
 
     /// Counts the close reason once (see `Metrics::closed`).
@@ -622,13 +625,13 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
     }
 
     /// Over `max_queued_bytes` for longer than `slow_consumer_timeout`: what
-    /// was queued but not started is dropped, and the client gets 1008 after
+    /// was queued but not started is dropped, and the client gets 4001 after
     /// the frame in progress (if its socket takes it within the write timeout).
     async fn evict(&mut self) -> CloseKind {
         tracing::debug!(peer = %self.peer, queued = self.writer.queued(), "over the byte budget too long: slow consumer");
         self.record(CloseKind::SlowConsumer);
         self.writer.discard_unstarted();
-        self.close(close_codes::POLICY, "slow consumer", false).await;
+        self.close(close_codes::SLOW_CONSUMER, "slow consumer", false).await;
         CloseKind::SlowConsumer
     }
 
@@ -666,6 +669,11 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                 Ok(m) => {
                     self.writer.push(m);
                     if self.writer.frames() >= max_batch {
+                        // A forced drain ends it between batches (each batch
+                        // would otherwise get a fresh write timeout).
+                        if *self.gw().inner.phase.borrow() == Phase::Forced {
+                            return CloseKind::Shutdown;
+                        }
                         if let Err(f) = self.write_all().await {
                             return self.write_failed(f).await;
                         }
@@ -686,11 +694,13 @@ fn classify(e: WsError) -> ReadWhy {
     match e {
         WsError::Capacity(_) => close(CloseKind::TooBig, close_codes::TOO_BIG, "message too big"),
         WsError::Utf8(_) => close(CloseKind::InvalidUtf8, close_codes::INVALID_DATA, "invalid utf-8"),
+        // EOF without a close frame: the peer is gone, nothing to answer.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => ReadWhy::Gone(CloseKind::Reset),
         WsError::Protocol(_) => close(CloseKind::Protocol, close_codes::PROTOCOL, "protocol error"),
         WsError::ConnectionClosed | WsError::AlreadyClosed => ReadWhy::Gone(CloseKind::Client),
         WsError::Io(e) => {
             tracing::debug!(error = %e, "read error");
-            ReadWhy::Gone(CloseKind::Client)
+            ReadWhy::Gone(CloseKind::Reset)
         }
         other => {
             tracing::debug!(error = %other, "read error");
@@ -806,7 +816,6 @@ mod tests {
         let task = run(gw.clone(), ws, sub, Permissions::anonymous(), peer, slot, gw.task_guard());
         let size = std::mem::size_of_val(&task);
         let conn = std::mem::size_of::<Conn<fanout_core::Hub<Frame>, tokio::io::DuplexStream>>();
-        println!("connection task state {size} bytes, Conn {conn} bytes");
         assert!(size <= 1536, "connection task state {size} bytes (the connection itself: {conn})");
         assert!(size < 3 * conn, "the task state holds the connection more than once: {size} vs {conn}");
     }

@@ -75,7 +75,7 @@ fn closed(gw: &Gateway<Hub<Frame>>, kind: CloseKind) -> u64 {
     gw.metrics().closed.iter().find(|(k, _)| *k == kind).map_or(0, |(_, v)| *v)
 }
 
-/// Over the byte budget for longer than `slow_consumer_timeout` → 1008 "slow
+/// Over the byte budget for longer than `slow_consumer_timeout` → 4001 "slow
 /// consumer", even though the socket takes bytes all along (so the write
 /// timeout never fires): what was queued but not started is dropped.
 #[tokio::test(start_paused = true)]
@@ -104,7 +104,7 @@ async fn over_the_budget_past_the_timeout_is_evicted() {
             other => panic!("unexpected {other:?}"),
         }
     };
-    assert_eq!(u16::from(close.code), 1008);
+    assert_eq!(u16::from(close.code), crate::close_codes::SLOW_CONSUMER);
     assert_eq!(close.reason.as_str(), "slow consumer");
     assert!(seq < 20, "queued frames not yet started were dropped (last seq {seq})");
     assert!(client.next().await.is_none(), "the close handshake completed");

@@ -3,19 +3,28 @@
 //! # What a client checks
 //!
 //! Every push is parsed just far enough to read `topic`, `seq`, `epoch` and the
-//! send time `t` that the publisher put at the front of the payload
-//! (`{"t":<µs since the Unix epoch>,"p":"xxx…"}`); the latency is the wall
-//! clock at receipt minus `t` (publisher and clients share the machine, so they
-//! share the clock). Per topic the client keeps the last `(epoch, seq)`:
+//! time `t` that the publisher put at the front of the payload
+//! (`{"t":<µs since the Unix epoch>,"p":"xxx…"}`): the time the message was
+//! *due* by the publishing schedule, not the time it was sent, so that a
+//! publisher held up by a slow server does not hide the wait (no coordinated
+//! omission). The latency is the wall clock at receipt minus `t` (publisher and
+//! clients share the machine, so they share the clock).
 //!
-//! - `seq == last + 1`: in order;
-//! - `seq > last + 1`: a **gap**, `seq - last - 1` messages lost;
-//! - `seq <= last`: an error (duplicate or reordering: the protocol rules it out);
-//! - another epoch: the topic was dropped and made again; the count restarts.
+//! Per topic the client runs an order checker ([`fanout_bench::order`]; its
+//! module docs define every count), which takes the first push as the start:
 //!
-//! Lag notices (`{"lagged":n}`) are counted apart from gaps: a notice says the
-//! server dropped messages on purpose and told the client; the gap that follows
-//! it is counted as well, because a gap is what a user loses either way.
+//! - `seq == highest + 1`: in order;
+//! - `seq > highest + 1`: a **gap**, `seq - highest - 1` messages skipped
+//!   (*unexplained* if no lag notice came just before it);
+//! - below the highest seq, filling a gap: **out of order**; a seq seen before:
+//!   **duplicate** (the protocol rules both out);
+//! - another epoch: the topic was dropped and made again; the check restarts.
+//!
+//! When the client ends, gaps never filled are counted **missing** (`seq_missing`).
+//! A client that saw at least one push out of order or duplicated is counted
+//! once in `clients_disordered`. Lag notices (`{"lagged":n,"topic":…}`) are
+//! counted apart from gaps; the notice goes to its topic's checker, or to every
+//! topic's when it names none (the engine counts losses per connection).
 //!
 //! # Where the figures go
 //!
@@ -51,6 +60,8 @@ use tokio::net::TcpSocket;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+
+use fanout_bench::order::{OrderChecker, OrderCounts};
 
 use super::limits::source_addr;
 use super::proto::{new_histogram, Interval};
@@ -159,10 +170,31 @@ struct Stamp {
     t: Option<u64>,
 }
 
-/// The last `(epoch, seq)` per subscribed topic.
+/// The order of each subscribed topic, as this client sees it.
 struct SeqState {
     topics: Vec<u32>,
-    last: Vec<Option<(u64, u64)>>,
+    /// Per topic: its epoch (once a push came) and its checker.
+    streams: Vec<(Option<u64>, OrderChecker)>,
+    /// Counts of streams ended by an epoch change.
+    ended: OrderCounts,
+    /// Whether this client was already counted in `clients_disordered`.
+    disordered: bool,
+}
+
+impl SeqState {
+    fn new(topics: Vec<u32>) -> SeqState {
+        let streams = topics.iter().map(|_| (None, OrderChecker::new())).collect();
+        SeqState { topics, streams, ended: OrderCounts::default(), disordered: false }
+    }
+
+    /// Ends every stream: the counts, missing included.
+    fn finish(&mut self) -> OrderCounts {
+        let mut total = self.ended;
+        for (_, c) in &mut self.streams {
+            total.add(&c.finish());
+        }
+        total
+    }
 }
 
 /// The topic only stalled clients subscribe to with `--stall-flood`.
@@ -246,7 +278,7 @@ pub async fn read_loop(
     tallies: &Tallies,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut seqs = SeqState { last: vec![None; topics.len()], topics };
+    let mut seqs = SeqState::new(topics);
     // One wait for the whole run: a `wait_for` made per message joined and
     // left the watch's waiter list each time (~4 % of the load generator's CPU).
     let mut stopped = std::pin::pin!(async move {
@@ -262,6 +294,7 @@ pub async fn read_loop(
             Some(Ok(Message::Text(t))) => on_text(id, t.as_str(), &mut seqs, tallies),
             Some(Ok(Message::Binary(_))) => tallies.with(id, |t| t.interval.errors += 1),
             Some(Ok(Message::Close(_))) | None => {
+                end_order(id, &mut seqs, tallies);
                 tallies.closed_by_server.fetch_add(1, Relaxed);
                 tallies.open.fetch_sub(1, Relaxed);
                 return;
@@ -270,14 +303,22 @@ pub async fn read_loop(
             Some(Err(e)) => {
                 tallies.with(id, |t| t.interval.errors += 1);
                 tallies.note_error(format!("client {id}: read: {e}"));
+                end_order(id, &mut seqs, tallies);
                 tallies.closed_by_server.fetch_add(1, Relaxed);
                 tallies.open.fetch_sub(1, Relaxed);
                 return;
             }
         }
     }
+    end_order(id, &mut seqs, tallies);
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
     tallies.open.fetch_sub(1, Relaxed);
+}
+
+/// Counts the gaps this client never saw filled as missing.
+fn end_order(id: usize, seqs: &mut SeqState, tallies: &Tallies) {
+    let missing = seqs.finish().missing;
+    tallies.with(id, |t| t.interval.seq_missing += missing);
 }
 
 /// Holds the connection without reading until `stop`.
@@ -295,6 +336,13 @@ fn on_text(id: usize, text: &str, seqs: &mut SeqState, tallies: &Tallies) {
         return;
     };
     if let Some(n) = p.lagged {
+        let slot =
+            p.topic.as_deref().and_then(topic_index).and_then(|n| seqs.topics.iter().position(|&t| t == n));
+        for (i, (_, c)) in seqs.streams.iter_mut().enumerate() {
+            if slot.is_none() || slot == Some(i) {
+                c.lagged(n);
+            }
+        }
         tallies.with(id, |t| {
             t.interval.lag_notices += 1;
             t.interval.lagged_messages += n;
@@ -306,30 +354,42 @@ fn on_text(id: usize, text: &str, seqs: &mut SeqState, tallies: &Tallies) {
     };
     let epoch = p.epoch.unwrap_or(0);
     let slot = topic_index(&topic).and_then(|n| seqs.topics.iter().position(|&t| t == n));
-    let (mut gap, mut bad) = (0u64, false);
+    let mut delta = OrderCounts::default();
+    let mut newly_disordered = false;
     if let Some(i) = slot {
-        match seqs.last[i] {
-            Some((e, last)) if e == epoch => {
-                if seq > last + 1 {
-                    gap = seq - last - 1;
-                } else if seq <= last {
-                    bad = true;
-                }
-            }
-            _ => {}
+        let (e, c) = &mut seqs.streams[i];
+        if e.is_some_and(|e| e != epoch) {
+            // The topic was made again: the old stream ended here.
+            seqs.ended.add(&c.finish());
+            *c = OrderChecker::new();
         }
-        seqs.last[i] = Some((epoch, seq));
+        *e = Some(epoch);
+        let before = c.counts();
+        c.push(seq);
+        let after = c.counts();
+        delta.gaps = after.gaps - before.gaps;
+        delta.gap_messages = after.gap_messages - before.gap_messages;
+        delta.unexplained_gaps = after.unexplained_gaps - before.unexplained_gaps;
+        delta.out_of_order = after.out_of_order - before.out_of_order;
+        delta.duplicates = after.duplicates - before.duplicates;
+        if delta.out_of_order + delta.duplicates > 0 && !seqs.disordered {
+            seqs.disordered = true;
+            newly_disordered = true;
+        }
     }
     let latency = p.payload.and_then(|s| s.t).map(|t| now.saturating_sub(t));
     tallies.with(id, |t| {
-        t.interval.deliveries += 1;
-        t.interval.bytes += text.len() as u64;
-        if gap > 0 {
-            t.interval.gaps += 1;
-            t.interval.gap_messages += gap;
-        }
-        if bad || slot.is_none() {
-            t.interval.errors += 1;
+        let iv = &mut t.interval;
+        iv.deliveries += 1;
+        iv.bytes += text.len() as u64;
+        iv.gaps += delta.gaps;
+        iv.gap_messages += delta.gap_messages;
+        iv.unexplained_gaps += delta.unexplained_gaps;
+        iv.out_of_order += delta.out_of_order;
+        iv.duplicates += delta.duplicates;
+        iv.clients_disordered += u64::from(newly_disordered);
+        if slot.is_none() {
+            iv.errors += 1;
         }
         if let Some(l) = latency {
             t.hist.saturating_record(l.max(1));
@@ -344,7 +404,7 @@ mod tests {
     #[test]
     fn counts_gaps_lag_and_latency() {
         let tallies = Tallies::new();
-        let mut s = SeqState { topics: vec![3], last: vec![None] };
+        let mut s = SeqState::new(vec![3]);
         let t = now_us();
         for seq in [1u64, 2, 5, 6] {
             let m =
@@ -360,14 +420,31 @@ mod tests {
     }
 
     #[test]
-    fn a_new_epoch_restarts_the_count_and_going_back_is_an_error() {
+    fn a_new_epoch_restarts_the_count_and_going_back_is_a_duplicate() {
         let tallies = Tallies::new();
-        let mut s = SeqState { topics: vec![0], last: vec![None] };
+        let mut s = SeqState::new(vec![0]);
         for (epoch, seq) in [(1u64, 4u64), (2, 1), (2, 1)] {
             let m = format!(r#"{{"topic":"t0","seq":{seq},"epoch":{epoch},"payload":{{"t":1}}}}"#);
             on_text(0, &m, &mut s, &tallies);
         }
         let i = tallies.take();
-        assert_eq!((i.deliveries, i.gaps, i.errors), (3, 0, 1));
+        assert_eq!((i.deliveries, i.gaps, i.duplicates, i.errors), (3, 0, 1, 0));
+        assert_eq!(i.clients_disordered, 1);
+    }
+
+    #[test]
+    fn counts_reorders_duplicates_and_missing_per_client() {
+        let tallies = Tallies::new();
+        let mut s = SeqState::new(vec![0]);
+        // 3 overtaken by 4, 5 twice, 7 never comes.
+        for seq in [1u64, 2, 4, 3, 5, 5, 6, 8] {
+            let m = format!(r#"{{"topic":"t0","seq":{seq},"epoch":1,"payload":{{"t":1}}}}"#);
+            on_text(9, &m, &mut s, &tallies);
+        }
+        end_order(9, &mut s, &tallies);
+        let i = tallies.take();
+        assert_eq!((i.out_of_order, i.duplicates, i.seq_missing), (1, 1, 1));
+        assert_eq!((i.gaps, i.gap_messages, i.unexplained_gaps), (2, 2, 2));
+        assert_eq!(i.clients_disordered, 1, "one client, counted once");
     }
 }

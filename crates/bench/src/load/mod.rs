@@ -18,9 +18,14 @@
 //! - **compare** (`--compare fanout,mutex`): the same run against each engine,
 //!   each on a freshly spawned server, engines alternating;
 //! - **search** (`--search r1,r2,…`): runs at increasing rates until a step
-//!   fails (p99 above `--p99-bound`, any message lost, or the publisher short
-//!   of its target by more than 5 %); with `--compare`, engines alternate at
-//!   each step and each stops at its own first failure.
+//!   fails (a push out of order or duplicated, p99 above `--p99-bound`, any
+//!   message lost, or the publishers short of their target by more than 5 %);
+//!   with `--compare`, engines alternate at each step and each stops at its own
+//!   first failure.
+//!
+//! Every run publishes with `--publishers` (default 4) concurrent publishers on
+//! one schedule, stamps each message with the time it was due, and has every
+//! client check each topic's order (`publisher.rs`, `client.rs`).
 //!
 //! Then the report (`report.rs`, `plots.rs`) goes to `--out`.
 
@@ -28,7 +33,7 @@ mod client;
 mod limits;
 mod live;
 mod plots;
-mod procstat;
+pub(crate) mod procstat;
 mod proto;
 mod publisher;
 mod report;
@@ -77,9 +82,13 @@ pub struct LoadArgs {
     /// Topics each client subscribes to (K of T, spread evenly).
     #[arg(long, default_value_t = 1)]
     pub per_client: u32,
-    /// Messages per second, over all topics.
+    /// Messages per second, over all topics and publishers.
     #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
+    /// Concurrent publishers sharing the rate, each on its own keep-alive
+    /// connection with one request in flight (see `publisher.rs`).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub publishers: u32,
     /// Mixed rates: topic i gets a share of the rate ∝ 1/(i+1)^zipf (0 = equal).
     #[arg(long, default_value_t = 0.0)]
     pub zipf: f64,
@@ -143,8 +152,18 @@ fn failure(r: &RunResult, bound: Duration) -> Option<String> {
     if r.connect_failures > 0 {
         return Some(format!("{} clients failed to connect", r.connect_failures));
     }
-    if r.missing > 0 || r.gap_messages > 0 {
-        return Some(format!("{} messages lost ({} in seq gaps)", r.missing.max(0), r.gap_messages));
+    if r.out_of_order > 0 || r.duplicates > 0 {
+        return Some(format!(
+            "order broken: {} pushes out of order, {} duplicated, in {} clients",
+            r.out_of_order, r.duplicates, r.clients_disordered
+        ));
+    }
+    if r.missing > 0 || r.seq_missing > 0 {
+        return Some(format!(
+            "{} messages lost ({} in seq gaps never filled)",
+            r.missing.max(0),
+            r.seq_missing
+        ));
     }
     if r.latency.p99_us as u128 > bound.as_micros() {
         return Some(format!("p99 {:.1} ms > {} ms", r.latency.p99_us as f64 / 1e3, bound.as_millis()));
@@ -228,6 +247,7 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
         flood_size: a.stall_flood_size,
         per_worker: plan.per_worker.clone(),
         concurrency: a.concurrency,
+        publishers: a.publishers,
         api_key: a.api_key.clone(),
         spawn: spawn.clone(),
         server_pid: a.server_pid,
@@ -290,7 +310,7 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
         .collect();
     let plots = plots::write_all(&a.out, &shown, searching.then_some(runs.as_slice()))?;
     let report = Report {
-        schema: "fanout-bench/load/1",
+        schema: "fanout-bench/load/2",
         command: std::env::args()
             .map(|s| if s.contains(' ') { format!("'{s}'") } else { s })
             .collect::<Vec<_>>()
@@ -306,6 +326,7 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
             topics_per_client: a.per_client,
             payload_size: a.payload_size,
             zipf: a.zipf,
+            publishers: a.publishers,
             duration_secs: a.duration.as_secs_f64(),
             idle: a.idle,
             stalled_fraction: a.stalled_fraction,

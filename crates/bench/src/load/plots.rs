@@ -12,6 +12,7 @@
 //! | --- | --- |
 //! | `latency.svg` | p50 (thin) and p99 (thick) latency per second, log scale |
 //! | `deliveries.svg` | deliveries per second |
+//! | `order.svg` | pushes out of order or duplicated per second, all clients (flat at 0 while the order holds) |
 //! | `server.svg` | server RSS (top) and CPU (bottom) per second |
 //! | `histogram.svg` | share of messages per latency bucket, log latency axis |
 //! | `capacity.svg` | capacity search only: p99 and deliveries/s against the target rate |
@@ -59,6 +60,8 @@ pub fn write_all(
     files.push("latency.svg".to_string());
     deliveries(&dir.join("deliveries.svg"), runs)?;
     files.push("deliveries.svg".into());
+    order(&dir.join("order.svg"), runs)?;
+    files.push("order.svg".into());
     server(&dir.join("server.svg"), runs)?;
     files.push("server.svg".into());
     histogram(&dir.join("histogram.svg"), runs)?;
@@ -134,6 +137,32 @@ fn deliveries(path: &Path, runs: &[&RunResult]) -> Result<(), String> {
             .draw_series(LineSeries::new(pts, c.stroke_width(2)))
             .map_err(err)?
             .label(r.label.clone())
+            .legend(legend(c));
+    }
+    draw_legend(&mut chart)?;
+    root.present().map_err(err)
+}
+
+fn order(path: &Path, runs: &[&RunResult]) -> Result<(), String> {
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let bad = |p: &super::run::Point| (p.out_of_order + p.duplicates) as f64;
+    let ymax = runs.iter().flat_map(|r| r.timeline.iter().map(bad)).fold(1.0, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Pushes out of order or duplicated per second (all clients)", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0.0..xmax(runs), 0.0..ymax)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("seconds into the steady phase").y_desc("pushes/s").draw().map_err(err)?;
+    for (i, r) in runs.iter().enumerate() {
+        let c = color(i);
+        let pts = r.timeline.iter().map(|p| (p.t, bad(p)));
+        chart
+            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{} ({} publishers)", r.label, r.publishers))
             .legend(legend(c));
     }
     draw_legend(&mut chart)?;

@@ -56,7 +56,17 @@ pub struct Interval {
     pub lag_notices: u64,
     /// Sum of their `n`.
     pub lagged_messages: u64,
-    /// Protocol surprises: unparsable frames, seq going backwards, read errors.
+    /// Forward jumps that no lag notice just before them explains.
+    pub unexplained_gaps: u64,
+    /// Pushes below the highest seq seen that filled a gap (overtaken).
+    pub out_of_order: u64,
+    /// Pushes whose seq was received before.
+    pub duplicates: u64,
+    /// Seq gaps never filled, counted when a client ends.
+    pub seq_missing: u64,
+    /// Clients that saw their first out-of-order or duplicated push in this interval.
+    pub clients_disordered: u64,
+    /// Protocol surprises: unparsable frames, pushes of a topic not subscribed, read errors.
     pub errors: u64,
     /// Open connections at the end of the interval.
     pub connections: u64,
@@ -92,6 +102,11 @@ impl Interval {
         self.gap_messages += o.gap_messages;
         self.lag_notices += o.lag_notices;
         self.lagged_messages += o.lagged_messages;
+        self.unexplained_gaps += o.unexplained_gaps;
+        self.out_of_order += o.out_of_order;
+        self.duplicates += o.duplicates;
+        self.seq_missing += o.seq_missing;
+        self.clients_disordered += o.clients_disordered;
         self.errors += o.errors;
         self.connections += o.connections;
         self.closed_by_server += o.closed_by_server;

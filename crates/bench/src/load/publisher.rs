@@ -1,24 +1,38 @@
-//! The publisher: `POST /api/publish` at a target rate, each message stamped.
+//! The publishers: `POST /api/publish` at a target rate, each message stamped
+//! with the time it was due.
 //!
-//! # Pacing
+//! # Pacing, over several publishers
 //!
-//! Message `n` is due at `start + n / rate`. The publisher sleeps until the next
-//! message is due, then sends everything that is due in one request: one message
-//! as an object, several as a JSON array (the API's batch form). So at low rates
-//! each message goes alone, and at rates beyond what one request per message can
-//! carry, or when the server answers slowly, messages go in batches instead of
-//! falling behind (batches are capped at 1,000 messages, ~300 KB at 256-byte
-//! payloads). The report compares the achieved rate with the target; a step
-//! of the capacity search fails if the publisher could not keep up.
+//! One schedule for the whole run: message `n` (counting from 0 over all
+//! publishers) is due at `start + (n + 1) / rate`. With `P` publishers
+//! (`--publishers`, default 4), publisher `p` owns the messages `n ≡ p (mod P)`
+//! and has its own keep-alive connection with one request in flight, so `P`
+//! requests to the same topics race at the server, as independent producers'
+//! do. A publisher sleeps until its next message is due, then sends everything
+//! of its own that is due in one request: one message as an object, several as
+//! a JSON array (the API's batch form). So at low rates each message goes
+//! alone, and at rates beyond what one request per message can carry, or when
+//! the server answers slowly, messages go in batches instead of falling behind
+//! (batches are capped at 1,000 messages, ~300 KB at 256-byte payloads). The
+//! report compares the achieved rate with the target; a step of the capacity
+//! search fails if the publishers could not keep up.
+//!
+//! # No coordinated omission
+//!
+//! Each payload carries the time its message was **due**, not the time its
+//! request was written: `{"t":<due time, µs since the Unix epoch>,"p":"xxx…"}`,
+//! padded so that the payload is `payload_size` bytes. A publisher waiting on a
+//! slow answer sends its next messages late, and their latency counts the wait,
+//! as a user whose message was due then would see it. (Stamping the send time
+//! would hide exactly the slow periods.) The latency includes the server's HTTP
+//! handling.
 //!
 //! Messages go round-robin over the topics, or, with `zipf > 0` (mixed
 //! rates), topic `i` gets a share proportional to `1 / (i + 1)^zipf`: message
 //! `n` goes to the topic where the golden-ratio sequence `frac(n · φ)` falls in
 //! the cumulative shares, which spreads each topic's messages evenly in time
-//! and is the same on every run. Each payload is
-//! `{"t":<send time, µs since the Unix epoch>,"p":"xxx…"}`, padded so that the
-//! payload is `payload_size` bytes; `t` is taken just before the request is
-//! written, so the latency includes the server's HTTP handling.
+//! and is the same on every run; which topic message `n` goes to does not
+//! depend on which publisher sends it.
 //!
 //! # HTTP
 //!
@@ -28,6 +42,8 @@
 //! server made, which the report sets against what clients received.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -115,12 +131,47 @@ pub struct PublishPlan {
     pub zipf: f64,
     /// Publish every message to this topic instead (the stall flood).
     pub only_topic: Option<String>,
+    /// Publishers sharing the schedule (each its own connection).
+    pub publishers: u32,
+}
+
+/// One publisher's share of the schedule.
+#[derive(Clone, Copy, Debug)]
+pub struct Share {
+    /// This publisher's index, `0..publishers`.
+    pub index: u64,
+    /// Publishers sharing the schedule.
+    pub publishers: u64,
+    /// Messages per second over all publishers.
+    pub rate: f64,
+}
+
+impl Share {
+    /// The global number of this publisher's `k`-th message.
+    pub fn message(&self, k: u64) -> u64 {
+        self.index + k * self.publishers
+    }
+
+    /// When message `n` is due, after the start.
+    pub fn due(&self, n: u64) -> Duration {
+        Duration::from_secs_f64((n + 1) as f64 / self.rate)
+    }
+
+    /// How many of this publisher's messages are due `elapsed` after the start.
+    pub fn due_by(&self, elapsed: Duration) -> u64 {
+        // Messages 0..=m are due, m + 1 = floor(elapsed × rate); ours are n ≡ index.
+        let due_all = (elapsed.as_secs_f64() * self.rate) as u64;
+        if due_all <= self.index {
+            0
+        } else {
+            (due_all - self.index).div_ceil(self.publishers)
+        }
+    }
 }
 
 /// Picks the topic of each message (see the module docs).
 pub struct TopicPicker {
     cumulative: Vec<f64>,
-    n: u64,
 }
 
 impl TopicPicker {
@@ -132,20 +183,17 @@ impl TopicPicker {
             acc += x / total;
             acc
         });
-        TopicPicker { cumulative: cumulative.collect(), n: 0 }
+        TopicPicker { cumulative: cumulative.collect() }
     }
 
-    /// The next message's topic.
-    pub fn next_topic(&mut self) -> u32 {
-        let t = if self.cumulative.len() == 1 {
-            0
-        } else {
-            const PHI: f64 = 0.618_033_988_749_894_8;
-            let u = (self.n as f64 * PHI).fract();
-            self.cumulative.partition_point(|&c| c < u).min(self.cumulative.len() - 1)
-        };
-        self.n += 1;
-        t as u32
+    /// Message `n`'s topic.
+    pub fn topic_of(&self, n: u64) -> u32 {
+        if self.cumulative.len() == 1 {
+            return 0;
+        }
+        const PHI: f64 = 0.618_033_988_749_894_8;
+        let u = (n as f64 * PHI).fract();
+        self.cumulative.partition_point(|&c| c < u).min(self.cumulative.len() - 1) as u32
     }
 }
 
@@ -166,6 +214,27 @@ pub struct Published {
     pub elapsed: Duration,
 }
 
+impl Published {
+    /// Adds another publisher's figures (elapsed: the longer).
+    pub fn add(&mut self, o: &Published) {
+        if self.per_topic.len() < o.per_topic.len() {
+            self.per_topic.resize(o.per_topic.len(), 0);
+        }
+        for (a, b) in self.per_topic.iter_mut().zip(&o.per_topic) {
+            *a += b;
+        }
+        self.messages += o.messages;
+        self.requests += o.requests;
+        self.delivered += o.delivered;
+        self.dropped += o.dropped;
+        self.errors += o.errors;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&o.first_error);
+        }
+        self.elapsed = self.elapsed.max(o.elapsed);
+    }
+}
+
 #[derive(Deserialize)]
 struct Answer {
     #[serde(default)]
@@ -176,7 +245,11 @@ struct Answer {
 
 /// A payload of `size` bytes stamped with the current time.
 pub fn payload(size: usize) -> String {
-    let t = now_us();
+    payload_at(size, now_us())
+}
+
+/// A payload of `size` bytes stamped with `t` (µs since the Unix epoch).
+pub fn payload_at(size: usize, t: u64) -> String {
     let head = format!(r#"{{"t":{t},"p":""#);
     let pad = size.saturating_sub(head.len() + 2);
     let mut s = String::with_capacity(head.len() + pad + 2);
@@ -186,15 +259,47 @@ pub fn payload(size: usize) -> String {
     s
 }
 
-/// Publishes per `plan` until `stop` turns true. Counts reach `progress` as it goes.
-pub async fn run(
+/// Runs `plan.publishers` publishers on one schedule (see the module docs)
+/// until `stop` turns true; messages accepted reach `progress` as they go.
+pub async fn run_all(
     addr: SocketAddr,
     plan: PublishPlan,
+    stop: watch::Receiver<bool>,
+    progress: Arc<AtomicU64>,
+) -> Published {
+    let start = Instant::now();
+    let start_us = now_us();
+    let n = u64::from(plan.publishers.max(1));
+    let tasks: Vec<_> = (0..n)
+        .map(|index| {
+            let share = Share { index, publishers: n, rate: plan.rate };
+            tokio::spawn(run(addr, plan.clone(), share, (start, start_us), stop.clone(), progress.clone()))
+        })
+        .collect();
+    let mut out = Published { per_topic: vec![0; plan.topics.max(1) as usize], ..Default::default() };
+    for t in tasks {
+        match t.await {
+            Ok(p) => out.add(&p),
+            Err(e) => {
+                out.errors += 1;
+                out.first_error.get_or_insert_with(|| format!("publisher task: {e}"));
+            }
+        }
+    }
+    out
+}
+
+/// One publisher: its `share` of the schedule that began at `start` (an
+/// instant, and the same moment in µs since the Unix epoch).
+async fn run(
+    addr: SocketAddr,
+    plan: PublishPlan,
+    share: Share,
+    (start, start_us): (Instant, u64),
     mut stop: watch::Receiver<bool>,
-    progress: watch::Sender<u64>,
+    progress: Arc<AtomicU64>,
 ) -> Published {
     let mut out = Published { per_topic: vec![0; plan.topics.max(1) as usize], ..Default::default() };
-    let start = Instant::now();
     if plan.rate <= 0.0 {
         let _ = stop.wait_for(|s| *s).await;
         out.elapsed = start.elapsed();
@@ -209,18 +314,24 @@ pub async fn run(
         }
     };
     let auth = format!("Bearer {}", plan.api_key);
-    let mut picker = TopicPicker::new(plan.topics, plan.zipf);
-    let mut next_topic = 0u32;
+    let picker = TopicPicker::new(plan.topics, plan.zipf);
+    let topic_of = |n: u64| {
+        if plan.zipf > 0.0 {
+            picker.topic_of(n)
+        } else {
+            (n % u64::from(plan.topics.max(1))) as u32
+        }
+    };
+    // This publisher's messages sent so far.
     let mut sent = 0u64;
     loop {
-        let due_at = start + Duration::from_secs_f64((sent + 1) as f64 / plan.rate);
+        let due_at = start + share.due(share.message(sent));
         tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
             _ = tokio::time::sleep_until(due_at.into()) => {}
         }
-        let due = (start.elapsed().as_secs_f64() * plan.rate) as u64;
-        let n = due.saturating_sub(sent).clamp(1, 1000);
+        let n = share.due_by(start.elapsed()).saturating_sub(sent).clamp(1, 1000);
         let mut body = String::new();
         let mut topics = Vec::with_capacity(n as usize);
         if n > 1 {
@@ -230,16 +341,15 @@ pub async fn run(
             if i > 0 {
                 body.push(',');
             }
-            let t = if plan.zipf > 0.0 {
-                picker.next_topic()
-            } else {
-                let t = next_topic;
-                next_topic = (next_topic + 1) % plan.topics.max(1);
-                t
-            };
+            let msg = share.message(sent + i);
+            let t = topic_of(msg);
             topics.push(t);
             let name = plan.only_topic.clone().unwrap_or_else(|| topic_name(t));
-            body.push_str(&format!(r#"{{"topic":"{name}","payload":{}}}"#, payload(plan.payload_size)));
+            let due_us = start_us + share.due(msg).as_micros() as u64;
+            body.push_str(&format!(
+                r#"{{"topic":"{name}","payload":{}}}"#,
+                payload_at(plan.payload_size, due_us)
+            ));
         }
         if n > 1 {
             body.push(']');
@@ -250,6 +360,7 @@ pub async fn run(
         match http.request("POST", "/api/publish", &headers, body.as_bytes()).await {
             Ok((200, b)) => {
                 out.messages += n;
+                progress.fetch_add(n, Relaxed);
                 for t in topics {
                     out.per_topic[t as usize] += 1;
                 }
@@ -272,7 +383,6 @@ pub async fn run(
                 }
             }
         }
-        progress.send_replace(out.messages);
     }
     out.elapsed = start.elapsed();
     out
@@ -375,15 +485,36 @@ mod tests {
     }
 
     #[test]
+    fn publishers_share_one_schedule() {
+        let shares: Vec<Share> = (0..4).map(|index| Share { index, publishers: 4, rate: 100.0 }).collect();
+        // Every message number belongs to exactly one publisher.
+        let mut owned: Vec<u64> = shares.iter().flat_map(|s| (0..25).map(|k| s.message(k))).collect();
+        owned.sort_unstable();
+        assert_eq!(owned, (0..100).collect::<Vec<u64>>());
+        // Message n is due at (n + 1) / rate, whoever sends it.
+        assert_eq!(shares[2].due(shares[2].message(3)), Duration::from_millis(150));
+        // After 55 ms, messages 0..=4 are due: publisher 0 owns 0 and 4, the others one each.
+        let due: Vec<u64> = shares.iter().map(|s| s.due_by(Duration::from_millis(55))).collect();
+        assert_eq!(due, vec![2, 1, 1, 1]);
+        assert_eq!(shares[3].due_by(Duration::from_millis(35)), 0);
+    }
+
+    #[test]
+    fn a_payload_carries_the_due_time_it_is_given() {
+        let v: serde_json::Value = serde_json::from_str(&payload_at(128, 42)).unwrap();
+        assert_eq!(v["t"], 42);
+    }
+
+    #[test]
     fn zipf_shares_fall_with_the_topic_index() {
-        let mut p = TopicPicker::new(100, 1.0);
+        let p = TopicPicker::new(100, 1.0);
         let mut count = vec![0u32; 100];
-        for _ in 0..100_000 {
-            count[p.next_topic() as usize] += 1;
+        for n in 0..100_000 {
+            count[p.topic_of(n) as usize] += 1;
         }
         assert!(count[0] > 5 * count[9] && count[9] > 5 * count[99] && count[99] > 0, "{count:?}");
-        let mut u = TopicPicker::new(1, 0.0);
-        assert_eq!(u.next_topic(), 0);
+        let u = TopicPicker::new(1, 0.0);
+        assert_eq!(u.topic_of(7), 0);
     }
 
     #[test]

@@ -1,33 +1,42 @@
 //! The load-test report: `report.json`, `report.md` and the SVG plots.
 //!
-//! # `report.json`, schema `fanout-bench/load/1`
+//! # `report.json`, schema `fanout-bench/load/2`
 //!
 //! Fields are only ever added within a schema version; a rename or a change of
-//! meaning bumps the version. Times are microseconds (`_us`), milliseconds
+//! meaning bumps the version. Version 2 (issue 11): latency is measured from
+//! each message's *due* time by the publishing schedule, not from when its
+//! request was written (no coordinated omission); several publishers share the
+//! schedule (`publishers`); a seq going backwards is no longer an `error` but
+//! `out_of_order` or `duplicates`; new: `unexplained_gaps`, `seq_missing`,
+//! `clients_disordered`, and per second `out_of_order`, `duplicates`. Times are microseconds (`_us`), milliseconds
 //! (`_ms`) or seconds (`_secs`) as their suffix says; sizes are bytes; CPU is a
 //! percentage of one core.
 //!
 //! ```text
-//! schema            "fanout-bench/load/1"
+//! schema            "fanout-bench/load/2"
 //! command           the command line that produced the report
 //! started_unix      start time, seconds since the Unix epoch
 //! machine           {cores, memory_bytes, cpu, os, open_files_limit, loadavg}
-//! setup             {url, clients, topics, topics_per_client, payload_size, zipf, duration_secs,
+//! setup             {url, clients, topics, topics_per_client, payload_size, zipf, publishers, duration_secs,
 //!                    idle, stalled_fraction, stall_flood_rate, stall_flood_size, workers, clients_per_worker, source_addresses,
 //!                    mode: "single"|"compare"|"search", engines, rates, p99_bound_ms}
 //! runs[]            one per run, in the order they ran (see run::RunResult):
-//!   label, engine, target_rate, achieved_rate, clients, connected, connect_failures,
+//!   label, engine, target_rate, achieved_rate, publishers, clients, connected, connect_failures,
 //!   stalled_clients, ramp_secs, steady_secs, published, publish_requests, publish_errors,
 //!   server_delivered, server_dropped, expected_deliveries, deliveries, deliveries_per_sec,
 //!   missing (expected − received: every lost message), gaps (seq jumps),
-//!   gap_messages (messages those jumps skipped), lag_notices, lagged_messages, errors,
-//!   closed_by_server, latency {count, p50_us, p90_us, p99_us, p999_us, max_us, mean_us},
+//!   gap_messages (messages those jumps skipped), lag_notices, lagged_messages,
+//!   unexplained_gaps (jumps with no lag notice just before), out_of_order (pushes
+//!   overtaken by a later one), duplicates (pushes received twice), seq_missing (gaps
+//!   never filled when each client ended), clients_disordered (clients with at least one
+//!   push out of order or duplicated), errors, closed_by_server,
+//!   latency {count, p50_us, p90_us, p99_us, p999_us, max_us, mean_us} (from the due time),
 //!   broadcast_reach_ms (idle runs), server {pid, rss_before_bytes, rss_after_ramp_bytes,
 //!   rss_end_bytes, rss_peak_bytes, rss_per_connection_bytes, cpu_percent_mean,
 //!   metrics {messages_per_write, evicted, dropped, delivered, lag_notices}},
 //!   loadgen_cpu_percent_mean, loadgen_cpu_us_per_delivery, first_errors[], flood_published, held,
 //!   timeline[] {t, deliveries_per_sec, published_per_sec, p50_us, p99_us, p999_us, max_us,
-//!               connections, gaps, errors, server_rss_bytes, server_cpu_percent,
+//!               connections, gaps, out_of_order, duplicates, errors, server_rss_bytes, server_cpu_percent,
 //!               loadgen_cpu_percent, loadavg_1m},
 //!   histogram[] [value_us, count], 2 significant digits (the percentiles above come
 //!               from the full 3-digit histogram)
@@ -59,6 +68,8 @@ pub struct Setup {
     pub topics_per_client: u32,
     pub payload_size: usize,
     pub zipf: f64,
+    /// Concurrent publishers sharing the rate.
+    pub publishers: u32,
     pub duration_secs: f64,
     pub idle: bool,
     pub stalled_fraction: f64,
@@ -170,9 +181,10 @@ fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         o,
-        "- **Load:** {}{} over `POST /api/publish` (one request per due message, batched when several are due), {}-byte JSON payloads stamped with the send time; {} s per run.",
+        "- **Load:** {}{} over `POST /api/publish` by {} concurrent publisher(s) on one schedule, each on its own keep-alive connection (one request per due message, batched when several are due), {}-byte JSON payloads stamped with the time each message was due; {} s per run.",
         if s.idle { "idle hold, then one message per topic".to_string() } else { format!("target rates {:?} messages/s", s.rates) },
         if s.zipf > 0.0 { format!(" (mixed: topic i gets a share ∝ 1/(i+1)^{})", s.zipf) } else { String::new() },
+        s.publishers,
         s.payload_size,
         s.duration_secs
     );
@@ -184,20 +196,20 @@ fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         o,
-        "- **Latency** is publish-to-receive: the publisher's clock just before the HTTP request, to the client's clock when the frame is parsed, same machine. Client and server share the {} cores.\n",
+        "- **Latency** is from the time each message was due by the publishing schedule (so a publisher held up by the server does not hide the wait) to the client's clock when the frame is parsed, same machine. Client and server share the {} cores.\n- **Order:** every client checks each topic's `seq`: *out of order* = a push overtaken by a later one, *duplicated* = received twice, *seq missing* = gaps never filled; each summed over clients.\n",
         m.cores
     );
     let _ = writeln!(o, "## Results\n");
     let _ = writeln!(
         o,
-        "| run | connected | msg/s sent | deliveries/s | p50 ms | p99 ms | p99.9 ms | max ms | missing | gaps | lag notices | evicted | server RSS/conn | server CPU | loadgen CPU | loadgen µs/delivery | msgs/write | held |"
+        "| run | connected | msg/s sent | deliveries/s | p50 ms | p99 ms | p99.9 ms | max ms | missing | gaps | lag notices | out of order | duplicated | seq missing | clients disordered | evicted | server RSS/conn | server CPU | loadgen CPU | loadgen µs/delivery | msgs/write | held |"
     );
-    let _ = writeln!(o, "|{}", " --- |".repeat(18));
+    let _ = writeln!(o, "|{}", " --- |".repeat(22));
     for x in &r.runs {
         let met = x.server.metrics.as_ref();
         let _ = writeln!(
             o,
-            "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             x.label,
             x.connected,
             x.achieved_rate,
@@ -209,6 +221,10 @@ fn markdown(r: &Report) -> String {
             x.missing,
             x.gap_messages,
             x.lag_notices,
+            x.out_of_order,
+            x.duplicates,
+            x.seq_missing,
+            x.clients_disordered,
             opt(met.and_then(|m| m.evicted), |v| format!("{v:.0}")),
             opt(x.server.rss_per_connection_bytes, kib),
             opt(x.server.cpu_percent_mean, |v| format!("{v:.0} %")),
@@ -277,9 +293,24 @@ fn reading(r: &Report) -> String {
     let lost: u64 = r.runs.iter().map(|x| x.missing.max(0) as u64).sum();
     let _ = writeln!(
         o,
-        "- Messages lost over all runs: {lost} (counted as expected − received; seq gaps seen: {}; lag notices: {}).",
-        r.runs.iter().map(|x| x.gap_messages).sum::<u64>(),
+        "- Messages lost over all runs: {lost} (counted as expected − received; seq gaps never filled: {}; lag notices: {}).",
+        r.runs.iter().map(|x| x.seq_missing).sum::<u64>(),
         r.runs.iter().map(|x| x.lag_notices).sum::<u64>()
+    );
+    for x in &r.runs {
+        if x.out_of_order + x.duplicates > 0 {
+            let _ = writeln!(
+                o,
+                "- **{}: order broken** with {} publisher(s): {} pushes out of order and {} duplicated, in {} of {} clients.",
+                x.label, x.publishers, x.out_of_order, x.duplicates, x.clients_disordered, x.connected
+            );
+        }
+    }
+    let ordered = r.runs.iter().filter(|x| x.out_of_order + x.duplicates == 0).count();
+    let _ = writeln!(
+        o,
+        "- Order held (no push out of order or duplicated) in {ordered} of {} run(s).",
+        r.runs.len()
     );
     // Engines at the same rate: ratios of p99 and server CPU.
     let mut rates: Vec<f64> = r.runs.iter().map(|x| x.target_rate).collect();

@@ -22,6 +22,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -52,6 +54,8 @@ pub struct RunConfig {
     pub flood_size: usize,
     pub per_worker: Vec<usize>,
     pub concurrency: usize,
+    /// Publishers sharing the rate, each on its own connection.
+    pub publishers: u32,
     pub api_key: String,
     /// `--spawn-server` command with placeholders, if we start the server.
     pub spawn: Option<String>,
@@ -72,6 +76,10 @@ pub struct Point {
     pub max_us: u64,
     pub connections: u64,
     pub gaps: u64,
+    /// Pushes received out of order this second (all clients).
+    pub out_of_order: u64,
+    /// Pushes received twice this second (all clients).
+    pub duplicates: u64,
     pub errors: u64,
     pub server_rss_bytes: Option<u64>,
     /// Server CPU, % of one core.
@@ -130,6 +138,8 @@ pub struct RunResult {
     pub engine: Option<String>,
     pub target_rate: f64,
     pub achieved_rate: f64,
+    /// Publishers sharing the rate, each on its own keep-alive connection.
+    pub publishers: u32,
     pub clients: usize,
     pub connected: u64,
     pub connect_failures: u64,
@@ -149,8 +159,20 @@ pub struct RunResult {
     pub gap_messages: u64,
     pub lag_notices: u64,
     pub lagged_messages: u64,
+    /// Seq jumps that no lag notice just before them explains.
+    pub unexplained_gaps: u64,
+    /// Pushes received below the highest seq of their topic, filling a gap
+    /// (overtaken by a later message), summed over clients.
+    pub out_of_order: u64,
+    /// Pushes whose seq the client had already received, summed over clients.
+    pub duplicates: u64,
+    /// Seq gaps never filled by the time each client ended, summed over clients.
+    pub seq_missing: u64,
+    /// Clients that received at least one push out of order or twice.
+    pub clients_disordered: u64,
     pub errors: u64,
     pub closed_by_server: u64,
+    /// Latency from each message's due time (see `publisher.rs`) to receipt.
     pub latency: Latency,
     /// With `--idle`: the broadcast's time to reach every client (max latency), ms.
     pub broadcast_reach_ms: Option<f64>,
@@ -297,9 +319,10 @@ pub async fn run_one(
         api_key: cfg.api_key.clone(),
         zipf: cfg.zipf,
         only_topic: None,
+        publishers: cfg.publishers,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (pub_tx, pub_rx) = watch::channel(0u64);
+    let accepted = Arc::new(AtomicU64::new(0));
     let flood_task = (cfg.flood_rate > 0.0 && cfg.stalled_fraction > 0.0).then(|| {
         let flood = PublishPlan {
             rate: cfg.flood_rate,
@@ -308,10 +331,11 @@ pub async fn run_one(
             only_topic: Some(super::client::FLOOD_TOPIC.to_string()),
             zipf: 0.0,
             api_key: cfg.api_key.clone(),
+            publishers: 1,
         };
-        tokio::spawn(publisher::run(http, flood, stop_rx.clone(), watch::channel(0u64).0))
+        tokio::spawn(publisher::run_all(http, flood, stop_rx.clone(), Arc::new(AtomicU64::new(0))))
     });
-    let pub_task = tokio::spawn(publisher::run(http, plan.clone(), stop_rx, pub_tx));
+    let pub_task = tokio::spawn(publisher::run_all(http, plan.clone(), stop_rx, accepted.clone()));
     let mut server_cpu = server_pid.map(|p| CpuMeter::new(vec![p]));
     let mut gen_pids = workers.pids();
     gen_pids.push(std::process::id());
@@ -347,7 +371,7 @@ pub async fn run_one(
         }
         total.add(&iv);
         let _ = hist.add(&h);
-        let pubs = *pub_rx.borrow();
+        let pubs = accepted.load(Relaxed);
         let rss = server_pid.and_then(rss_bytes);
         sf.rss_peak_bytes = sf.rss_peak_bytes.max(rss);
         let p = Point {
@@ -360,6 +384,8 @@ pub async fn run_one(
             max_us: h.max(),
             connections: iv.connections,
             gaps: iv.gaps,
+            out_of_order: iv.out_of_order,
+            duplicates: iv.duplicates,
             errors: iv.errors,
             server_rss_bytes: rss,
             server_cpu_percent: server_cpu.as_mut().and_then(|m| m.sample()),
@@ -368,11 +394,13 @@ pub async fn run_one(
         };
         last_pub = pubs;
         line.set_message(format!(
-            "conns {} | {:.0} deliveries/s | p99 {:.1} ms | gaps {} | errors {}",
+            "conns {} | {:.0} deliveries/s | p99 {:.1} ms | gaps {} | out of order {} | duplicated {} | errors {}",
             p.connections,
             p.deliveries_per_sec,
             p.p99_us as f64 / 1000.0,
             total.gap_messages,
+            total.out_of_order,
+            total.duplicates,
             total.errors
         ));
         timeline.push(p);
@@ -455,6 +483,7 @@ pub async fn run_one(
         } else {
             published.messages as f64 / published.elapsed.as_secs_f64().max(1e-9)
         },
+        publishers: if cfg.idle { 1 } else { cfg.publishers },
         clients: cfg.clients,
         connected,
         connect_failures: failed,
@@ -474,6 +503,11 @@ pub async fn run_one(
         gap_messages: total.gap_messages,
         lag_notices: total.lag_notices,
         lagged_messages: total.lagged_messages,
+        unexplained_gaps: total.unexplained_gaps,
+        out_of_order: total.out_of_order,
+        duplicates: total.duplicates,
+        seq_missing: total.seq_missing,
+        clients_disordered: total.clients_disordered,
         errors: total.errors + published.errors,
         closed_by_server,
         latency: Latency::of(&hist),
@@ -490,7 +524,7 @@ pub async fn run_one(
         histogram: buckets(&coarse(&hist)),
     };
     live.say(&format!(
-        "{}: {} clients ({} failed), {:.0} deliveries/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, missing {}, gaps {}, lag notices {}, errors {}{}",
+        "{}: {} clients ({} failed), {:.0} deliveries/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, missing {}, gaps {}, lag notices {}, out of order {}, duplicated {}, errors {}{}",
         r.label,
         r.connected,
         r.connect_failures,
@@ -501,6 +535,8 @@ pub async fn run_one(
         r.missing,
         r.gap_messages,
         r.lag_notices,
+        r.out_of_order,
+        r.duplicates,
         r.errors,
         r.broadcast_reach_ms.map(|m| format!(", broadcast reached all in {m:.1} ms")).unwrap_or_default()
     ));
