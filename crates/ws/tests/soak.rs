@@ -165,20 +165,22 @@ async fn hostile_clients_in_healthy_load() {
     }
     let base_rss = rss_bytes();
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let published = Arc::new(AtomicU64::new(0));
+    // The seq of the last message, once it is known (set before it is
+    // published, so a reader that receives it also sees this).
+    let final_seq = Arc::new(AtomicU64::new(u64::MAX));
     let readers: Vec<_> = healthy
         .into_iter()
         .map(|mut ws| {
-            let published = published.clone();
+            let final_seq = final_seq.clone();
             tokio::spawn(async move {
                 let mut next = 1u64;
-                // Reads until every message published before the end arrived
-                // (reading also answers the server's pings).
+                // Reads until the last message arrived (reading also answers
+                // the server's pings).
                 loop {
                     let v = next_json(&mut ws).await;
                     assert_eq!(v["seq"], next, "a healthy client lost or reordered nothing");
                     next += 1;
-                    if Instant::now() >= deadline && next > published.load(Ordering::Acquire) {
+                    if next > final_seq.load(Ordering::Acquire) {
                         return next - 1;
                     }
                 }
@@ -202,18 +204,20 @@ async fn hostile_clients_in_healthy_load() {
         })
         .collect();
     let p = serde_json::value::to_raw_value(&json!({"calm": true})).unwrap();
+    let mut sent = 0;
     while Instant::now() < deadline {
         let r = srv.gw.publish_json("calm", &p).unwrap();
-        published.store(r.seq, Ordering::Release);
+        sent = r.seq;
         tokio::time::sleep(Duration::from_millis(2)).await; // the publisher's pace
     }
     let mut hostile_clients = 0;
     for h in hostiles {
         hostile_clients += h.await.expect("no hostile task panicked");
     }
-    // One more, so that every reader sees a message past the deadline.
+    // One more, the last: its seq is set first, so every reader stops at it.
+    final_seq.store(sent + 1, Ordering::Release);
     let last = srv.gw.publish_json("calm", &p).unwrap().seq;
-    published.store(last, Ordering::Release);
+    assert_eq!(last, sent + 1, "the only publisher");
     for r in readers {
         assert_eq!(r.await.expect("no healthy reader panicked"), last);
     }
