@@ -131,6 +131,8 @@ enum ReadWhy {
 enum WriteFail {
     Timeout,
     Io,
+    /// The gateway's drain was forced while the writer still held frames.
+    Forced,
 }
 
 /// What woke the connection.
@@ -473,11 +475,17 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
 
     /// Writes everything the writer holds; fails when the socket accepts no
     /// byte for the write timeout.
+    /// A forced drain ends it at once: the writer may hold up to
+    /// `max_queued_bytes` for a client that reads slowly, and a forced drain
+    /// must not wait for that.
     async fn write_all(&mut self) -> Result<(), WriteFail> {
-        let cfg = &self.session.gateway.inner.config;
-        let (write_timeout, max_batch) = (cfg.write_timeout, cfg.max_batch);
-        let metrics = &self.session.gateway.inner.metrics;
-        write_all(&mut self.ws, &mut self.writer, write_timeout, max_batch, metrics).await
+        let inner = &self.session.gateway.inner;
+        let (write_timeout, max_batch) = (inner.config.write_timeout, inner.config.max_batch);
+        let mut phase = inner.phase.subscribe();
+        tokio::select! {
+            r = write_all(&mut self.ws, &mut self.writer, write_timeout, max_batch, &inner.metrics) => r,
+            _ = phase.wait_for(|p| *p == Phase::Forced) => Err(WriteFail::Forced),
+        }
     }
 
     /// Handles `first` and every further frame already buffered (up to
@@ -602,6 +610,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                 tracing::debug!("write timeout: dropping slow consumer");
                 CloseKind::WriteTimeout
             }
+            WriteFail::Forced => CloseKind::Shutdown,
             // Usually the client closed or reset: reading tells which.
             WriteFail::Io if !self.reading => CloseKind::Client,
             WriteFail::Io => {
@@ -750,6 +759,7 @@ where
                         Ok(()) => continue,
                         Err(WriteFail::Io) => CloseKind::Client,
                         Err(WriteFail::Timeout) => CloseKind::WriteTimeout,
+                        Err(WriteFail::Forced) => CloseKind::Shutdown,
                     };
                     inner.metrics.closed(k);
                     break k;

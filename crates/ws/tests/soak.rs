@@ -11,12 +11,9 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-
 use fanout_ws::tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use fanout_ws::tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use fanout_ws::tokio_tungstenite::tungstenite::Message;
@@ -165,24 +162,20 @@ async fn hostile_clients_in_healthy_load() {
     }
     let base_rss = rss_bytes();
     let deadline = Instant::now() + Duration::from_secs(secs);
-    // The seq of the last message, once it is known (set before it is
-    // published, so a reader that receives it also sees this).
-    let final_seq = Arc::new(AtomicU64::new(u64::MAX));
     let readers: Vec<_> = healthy
         .into_iter()
         .map(|mut ws| {
-            let final_seq = final_seq.clone();
             tokio::spawn(async move {
                 let mut next = 1u64;
-                // Reads until the last message arrived (reading also answers
-                // the server's pings).
+                // Reads until the end marker (reading also answers the
+                // server's pings).
                 loop {
                     let v = next_json(&mut ws).await;
                     assert_eq!(v["seq"], next, "a healthy client lost or reordered nothing");
-                    next += 1;
-                    if next > final_seq.load(Ordering::Acquire) {
-                        return next - 1;
+                    if v["payload"]["end"] == true {
+                        return next;
                     }
+                    next += 1;
                 }
             })
         })
@@ -204,20 +197,19 @@ async fn hostile_clients_in_healthy_load() {
         })
         .collect();
     let p = serde_json::value::to_raw_value(&json!({"calm": true})).unwrap();
-    let mut sent = 0;
     while Instant::now() < deadline {
-        let r = srv.gw.publish_json("calm", &p).unwrap();
-        sent = r.seq;
+        srv.gw.publish_json("calm", &p).unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await; // the publisher's pace
     }
     let mut hostile_clients = 0;
     for h in hostiles {
         hostile_clients += h.await.expect("no hostile task panicked");
     }
-    // One more, the last: its seq is set first, so every reader stops at it.
-    final_seq.store(sent + 1, Ordering::Release);
-    let last = srv.gw.publish_json("calm", &p).unwrap().seq;
-    assert_eq!(last, sent + 1, "the only publisher");
+    // The end marker: every reader stops at it.
+    let end = serde_json::value::to_raw_value(&json!({"end": true})).unwrap();
+    let r = srv.gw.publish_json("calm", &end).unwrap();
+    assert_eq!(r.delivered, HEALTHY as u64, "every healthy client is still there");
+    let last = r.seq;
     for r in readers {
         assert_eq!(r.await.expect("no healthy reader panicked"), last);
     }

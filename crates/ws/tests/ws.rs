@@ -114,7 +114,13 @@ async fn rpc_errors<E: Engine<Frame>>(engine: E) {
     let r = call(&mut ws, 7, "publish", json!({"topic": "news", "payload": 1})).await;
     assert_eq!(r["error"]["code"], codes::PERMISSION_DENIED);
     let r = call(&mut ws, 8, "subscribe", json!(["news"])).await;
-    assert_eq!(r["result"], json!({"topic": "news", "subscribed": true, "joined": true}));
+    let res = &r["result"];
+    assert_eq!(
+        (&res["topic"], &res["subscribed"], &res["joined"]),
+        (&json!("news"), &json!(true), &json!(true))
+    );
+    assert_eq!(res["seq"], 0, "the topic's position comes with the result: {r}");
+    assert!(res["epoch"].is_u64(), "{r}");
     let r = call(&mut ws, 9, "subscribe", json!({"topic": "news"})).await;
     assert_eq!(r["result"]["joined"], false);
     let r = call(&mut ws, 10, "unsubscribe", json!({"topic": "news"})).await;
