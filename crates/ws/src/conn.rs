@@ -168,11 +168,14 @@ where
     E: Engine<Frame>,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    gw.inner.metrics.opened();
     let id = sub.id();
     tracing::debug!(%peer, client = id.get(), subject = perms.subject.as_deref(), "connected");
+    // Counted open once its session is set up (its token's channels joined):
+    // a connection that `Gateway::connections` counts receives their messages.
+    let session = Session::new(gw, id, perms, slot);
+    session.gateway.inner.metrics.opened();
     let conn = Conn {
-        session: Session::new(gw, id, perms, slot),
+        session,
         ws,
         sub,
         // Grown on first use: an idle connection keeps no batch buffers.

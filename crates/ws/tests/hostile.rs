@@ -468,7 +468,10 @@ async fn per_subject_cap_and_channels_claim() {
     let (_b, _) = try_connect(srv.addr, &path("bob"), &[], false).await.unwrap();
     assert_eq!(rejected(&srv.gw.metrics(), Rejection::SubjectCap), 1);
     // Subscribed at connect: the first message needs no subscribe call.
-    wait_until("channels joined", || srv.gw.engine().topic_count() == 1).await;
+    // (A connection is counted open once its channels are joined; the 101
+    // reaches the client before that.)
+    wait_until("channels joined", || srv.gw.connections() == 3).await;
+    assert_eq!(srv.gw.engine().topic_count(), 1);
     let p = serde_json::value::to_raw_value(&"hi").unwrap();
     assert_eq!(srv.gw.publish_json("inbox.alice", &p).unwrap().recipients, 3);
     assert_eq!(next_json(&mut a1).await["topic"], "inbox.alice");
