@@ -455,6 +455,7 @@ impl<E: Engine<Frame>> Session<E> {
         }
         // Only a call that changes the engine's membership is costly.
         self.charge_costly()?;
+        self.check_topic_room(topic)?;
         let name = self.gateway.inner.topic_cap.join(topic).map_err(|l| {
             RpcError::new(codes::TOPIC_LIMIT, format!("topic limit reached ({})", l.0))
                 .with_data(serde_json::json!({"limit": l.0}))
@@ -488,6 +489,20 @@ impl<E: Engine<Frame>> Session<E> {
         }
     }
 
+    /// The global topic cap, counted in the engine: a join or publish that
+    /// would create a topic is refused once the engine holds `max_topics`
+    /// (topics with a history outlive their last subscriber for its TTL, so
+    /// the gateway's own count of subscribed topics is not enough).
+    fn check_topic_room(&self, topic: &str) -> Result<(), RpcError> {
+        let max = self.gateway.inner.config.max_topics;
+        let engine = &self.gateway.inner.engine;
+        if max > 0 && engine.topic_count() >= max && !engine.topic_exists(topic) {
+            return Err(RpcError::new(codes::TOPIC_LIMIT, format!("topic limit reached ({max})"))
+                .with_data(serde_json::json!({"limit": max})));
+        }
+        Ok(())
+    }
+
     fn publish(&mut self, params: Option<&RawValue>) -> Result<Value, RpcError> {
         let (topic, payload) = publish_params(params)?;
         self.check_topic(&topic)?;
@@ -497,6 +512,7 @@ impl<E: Engine<Frame>> Session<E> {
                 format!("permission denied: publish to {topic}"),
             ));
         }
+        self.check_topic_room(&topic)?;
         match self.gateway.publish_json(&topic, payload) {
             Ok(r) => Ok(serde_json::to_value(PublishResult::from(r)).expect("serialises")),
             Err(e) => Err(RpcError::new(codes::UNAVAILABLE, e.to_string())),

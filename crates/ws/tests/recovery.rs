@@ -122,3 +122,43 @@ async fn history_needs_the_right_to_subscribe() {
     let r = call(&mut c, 2, "subscribe", json!({"topic": "private.a", "latest": true})).await;
     assert_eq!(r["error"]["code"], -32001, "{r}");
 }
+
+/// With a history, a topic outlives its last subscriber for the TTL: a client
+/// that subscribes to new names and unsubscribes again must still meet the
+/// global topic cap (counted in the engine), and so must a publish that would
+/// create a topic. Before the cap counted the engine's topics, all 20 names
+/// were accepted and stayed in the engine.
+#[tokio::test]
+async fn the_topic_cap_counts_topics_that_outlive_their_subscribers() {
+    let secret = "a-test-secret-that-is-long-enough-0123456789";
+    let cfg = WsConfig { max_topics: 10, jwt_secret: Some(secret.into()), ..WsConfig::default() };
+    let srv = start(history_hub(), cfg).await;
+    let reader = fanout_ws::sign_hs256(&json!({"sub": "r", "subscribe": ["*"]}), secret.as_bytes());
+    let auth = format!("Bearer {reader}");
+    let (mut c, _) = try_connect(srv.addr, "/ws", &[("authorization", auth.as_str())], false).await.unwrap();
+    let mut refused = 0;
+    for i in 0..20 {
+        let t = format!("churn{i}");
+        let r = call(&mut c, 2 * i, "subscribe", json!({"topic": t})).await;
+        if r["error"]["code"] == json!(-32006) {
+            refused += 1;
+            continue;
+        }
+        assert_eq!(r["result"]["subscribed"], true, "{r}");
+        let r = call(&mut c, 2 * i + 1, "unsubscribe", json!({"topic": t})).await;
+        assert_eq!(r["result"]["left"], true, "{r}");
+    }
+    assert_eq!(refused, 10, "the 11th new topic on is refused");
+    assert_eq!(srv.gw.engine().topic_count(), 10, "and never created");
+    // A topic that exists can still be joined at the cap.
+    let r = call(&mut c, 100, "subscribe", json!({"topic": "churn3"})).await;
+    assert_eq!(r["result"]["subscribed"], true, "{r}");
+    // A publisher's new topic counts too.
+    let token = fanout_ws::sign_hs256(&json!({"sub": "p", "publish": ["*"]}), secret.as_bytes());
+    let auth = format!("Bearer {token}");
+    let (mut p, _) = try_connect(srv.addr, "/ws", &[("authorization", auth.as_str())], false).await.unwrap();
+    let r = call(&mut p, 1, "publish", json!({"topic": "brand-new", "payload": 1})).await;
+    assert_eq!(r["error"]["code"], -32006, "{r}");
+    let r = call(&mut p, 2, "publish", json!({"topic": "churn3", "payload": 1})).await;
+    assert_eq!(r["result"]["seq"], 1, "{r}");
+}

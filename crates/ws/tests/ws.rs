@@ -393,9 +393,12 @@ async fn pipelined_requests_share_a_write() {
 /// A client that answers pings stays connected past several pong timeouts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_answered_keeps_connection() {
+    // Pings every 20 ms, each answered; the pong deadline is long (5 s from
+    // each ping) so that a test thread stalled by a loaded machine cannot
+    // turn an answered heartbeat into a timeout (it was 60 ms: flaky).
     let cfg = WsConfig {
         ping_interval: Duration::from_millis(20),
-        pong_timeout: Duration::from_millis(60),
+        pong_timeout: Duration::from_secs(5),
         ..WsConfig::default()
     };
     let srv = start(hub(), cfg).await;
