@@ -174,6 +174,7 @@ where
     // a connection that `Gateway::connections` counts receives their messages.
     let session = Session::new(gw, id, perms, slot);
     session.gateway.inner.metrics.opened();
+    let open = Opened(session.gateway.clone());
     let conn = Conn {
         session,
         ws,
@@ -187,6 +188,7 @@ where
         unanswered_ping: None,
         recorded: false,
         peer,
+        _open: open,
         _guard: guard,
     };
     conn.run()
@@ -217,17 +219,24 @@ struct Conn<E: Engine<Frame>, S> {
     /// The close reason was counted.
     recorded: bool,
     peer: SocketAddr,
+    /// Counts the connection ended when dropped: after `sub` and `session`
+    /// (fields drop in order), so that once `Gateway::connections` no longer
+    /// counts it, its topics and its place under the caps are given back.
+    _open: Opened<E>,
     /// Held for the connection's life: its count among the gateway's live
     /// tasks (its place under the connection caps is in `session`).
     _guard: TaskGuard<E>,
 }
 
 /// `run` counted the connection open when it built it; it is counted ended
-/// when it is dropped, so that the gauge stays right if the future is dropped
-/// before it completes (a cancelled `run_stream`, a runtime shutting down).
-impl<E: Engine<Frame>, S> Drop for Conn<E, S> {
+/// when its `Conn` is dropped, so that the gauge stays right if the future is
+/// dropped before it completes (a cancelled `run_stream`, a runtime shutting
+/// down).
+struct Opened<E: Engine<Frame>>(Gateway<E>);
+
+impl<E: Engine<Frame>> Drop for Opened<E> {
     fn drop(&mut self) {
-        self.session.gateway.inner.metrics.ended();
+        self.0.inner.metrics.ended();
     }
 }
 
