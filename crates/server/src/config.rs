@@ -124,7 +124,7 @@ pub struct Cli {
     /// Messages per write batch [default: 64].
     #[arg(long, env = "FANOUT_MAX_BATCH")]
     pub max_batch: Option<usize>,
-    /// Write timeout per batch, e.g. 10s [default: 10s].
+    /// Drop a connection whose socket accepts no byte for this long, e.g. 10s [default: 10s].
     #[arg(long, env = "FANOUT_WRITE_TIMEOUT", value_parser = parse_duration)]
     pub write_timeout: Option<Duration>,
     /// Server ping interval [default: 54s].
@@ -211,6 +211,15 @@ pub struct Cli {
     /// names the client [default: none, the header is ignored].
     #[arg(long, env = "FANOUT_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Bytes a connection may hold taken from its queue but not yet written
+    /// to its socket; at the mark it stops taking (the queue's overflow policy
+    /// applies next) [default: 4194304].
+    #[arg(long, env = "FANOUT_MAX_QUEUED_BYTES")]
+    pub max_queued_bytes: Option<usize>,
+    /// Close (4001 "slow consumer") a connection that stays at
+    /// --max-queued-bytes this long, e.g. 10s [default: 10s].
+    #[arg(long, env = "FANOUT_SLOW_CONSUMER_TIMEOUT", value_parser = parse_duration)]
+    pub slow_consumer_timeout: Option<Duration>,
 }
 
 /// The TOML file: the same keys as the flags, `_` for `-`.
@@ -268,6 +277,8 @@ pub struct FileConfig {
     drain_grace: Option<String>,
     max_pending_per_ip: Option<usize>,
     max_request_head: Option<usize>,
+    max_queued_bytes: Option<usize>,
+    slow_consumer_timeout: Option<String>,
 }
 
 /// One `[[topics]]` table of the file.
@@ -502,6 +513,11 @@ impl Settings {
                 .or(f.max_pending_per_ip)
                 .unwrap_or(w.max_pending_per_ip),
             max_request_head: cli.max_request_head.or(f.max_request_head).unwrap_or(w.max_request_head),
+            max_queued_bytes: cli.max_queued_bytes.or(f.max_queued_bytes).unwrap_or(w.max_queued_bytes),
+            slow_consumer_timeout: cli
+                .slow_consumer_timeout
+                .or(dur("slow_consumer_timeout", f.slow_consumer_timeout)?)
+                .unwrap_or(w.slow_consumer_timeout),
         };
         let mut ws = ws;
         ws.jwt_secret = crate::secrets::inline_or_file(
@@ -744,6 +760,22 @@ mod tests {
         assert!(
             toml::from_str::<FileConfig>("[[topics]]\npattern = \"a\"\noverflow = \"conflate\"\n").is_err()
         );
+    }
+
+    #[test]
+    fn slow_consumer_settings_from_flag_file_and_default() {
+        let s =
+            Settings::merge(Cli::try_parse_from(["fanout-server"]).unwrap(), FileConfig::default()).unwrap();
+        assert_eq!(s.ws.max_queued_bytes, 4 * 1024 * 1024);
+        assert_eq!(s.ws.slow_consumer_timeout, Duration::from_secs(10));
+        let file: FileConfig =
+            toml::from_str("max_queued_bytes = 65536\nslow_consumer_timeout = \"3s\"\n").unwrap();
+        let cli = Cli::try_parse_from(["fanout-server", "--slow-consumer-timeout", "500ms"]).unwrap();
+        let s = Settings::merge(cli, file).unwrap();
+        assert_eq!(s.ws.max_queued_bytes, 65536);
+        assert_eq!(s.ws.slow_consumer_timeout, Duration::from_millis(500));
+        let cli = Cli::try_parse_from(["fanout-server", "--max-queued-bytes", "10"]).unwrap();
+        assert!(Settings::merge(cli, FileConfig::default()).unwrap_err().contains("max_queued_bytes"));
     }
 
     #[test]

@@ -148,6 +148,17 @@ pub struct WsConfig {
     /// by every connection of one client address and of one token subject
     /// (default 200/s, burst 1,000; 0 = off). See `keyed_limit.rs`.
     pub costly_rate_limit: KeyedRate,
+    /// Bytes a connection may hold taken from the engine but not yet written
+    /// to its socket, frame headers included (default 4 MiB): the burst a
+    /// healthy client may fall behind by. At the mark the connection stops
+    /// taking from the engine, so its ring fills next and the overflow policy
+    /// applies (the ring's message count is the second cap: whichever fills
+    /// first decides); it also stops reading requests until it is under again.
+    pub max_queued_bytes: usize,
+    /// Longest a connection may stay at `max_queued_bytes` (default 10 s):
+    /// past it, it is closed with 4001 "slow consumer". A socket that accepts
+    /// no byte at all for `write_timeout` is dropped at once, whatever this is.
+    pub slow_consumer_timeout: Duration,
 }
 
 impl fmt::Debug for WsConfig {
@@ -183,6 +194,8 @@ impl fmt::Debug for WsConfig {
             .field("jwt_leeway", &self.jwt_leeway)
             .field("jwt_audience", &self.jwt_audience)
             .field("jwt_issuer", &self.jwt_issuer)
+            .field("max_queued_bytes", &self.max_queued_bytes)
+            .field("slow_consumer_timeout", &self.slow_consumer_timeout)
             .finish()
     }
 }
@@ -220,6 +233,8 @@ impl Default for WsConfig {
             jwt_leeway: Duration::ZERO,
             jwt_audience: None,
             jwt_issuer: None,
+            max_queued_bytes: 4 * 1024 * 1024,
+            slow_consumer_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -320,6 +335,12 @@ impl WsConfig {
             if secret.len() < MIN_SECRET_LEN {
                 return err("jwt_keys", "every key must be at least 32 bytes");
             }
+        }
+        if self.max_queued_bytes < 1024 {
+            return err("max_queued_bytes", "must be at least 1 KiB");
+        }
+        if self.slow_consumer_timeout.is_zero() {
+            return err("slow_consumer_timeout", "must be longer than zero");
         }
         Ok(())
     }

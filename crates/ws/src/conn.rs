@@ -5,27 +5,63 @@
 //! A connection is a single task that owns the WebSocket stream, the engine
 //! subscriber and the client's session. It waits on whichever comes first:
 //!
-//! - the engine: `recv_many` hands it up to `max_batch` messages; it feeds them
-//!   all to tungstenite (which buffers up to `write_buffer_size`) and flushes
-//!   once, so a batch costs one write syscall when it fits the buffer. The batch
-//!   must be written and flushed within `write_timeout`, or the connection is
-//!   dropped as a slow consumer (no close frame: the socket is stuck);
+//! - the engine: `recv_many` hands it up to `max_batch` messages; they are
+//!   queued in the connection's frame writer (`writer.rs`: a frame header plus
+//!   the shared payload each, no copy) and written at once with vectored
+//!   writes, as far as the socket takes them;
+//! - the socket accepting more of what the writer still holds;
 //! - a frame from the client: a request is handled in place (subscribe,
 //!   publish, …), and so is every further frame already buffered, up to
-//!   `max_batch` replies, which are then written at once. While it writes, it
-//!   does not read: a client that sends faster than its replies drain is held
-//!   back by TCP. The rate limit and the close codes for bad input (too big →
+//!   `max_batch` frames; the replies join the writer's queue, in order with
+//!   the pushes. The rate limit and the close codes for bad input (too big →
 //!   1009, bad UTF-8 → 1007, protocol → 1002) are enforced here;
 //! - the gateway leaving `Running`: on drain, it takes what its queue still
 //!   holds (`try_recv` until empty), writes it, and closes with 1001;
-//! - the heartbeat timer: one timer for the next ping, the pong deadline
-//!   (close 4000 when no pong came within `pong_timeout` of the first
-//!   unanswered ping) and the token's expiry (close 4002 at `exp` unless a
-//!   `refresh` moved it).
+//! - its one timer: the next ping, the pong deadline (close 4000 when no pong
+//!   came within `pong_timeout` of the first unanswered ping), the token's
+//!   expiry (close 4002 at `exp` unless a `refresh` moved it), the write stall
+//!   and the slow-consumer deadline (below).
 //!
 //! A `Lagged(n)` from the engine becomes a `{"lagged":n,"topic":…}` text frame
 //! at that point of the stream. A close by the engine (`SlowConsumer`, `Kicked`,
 //! `Shutdown`) comes after the queue is drained and becomes a close frame.
+//!
+//! # Slow consumers: bytes and time
+//!
+//! A client that reads slower than its topics publish first fills its socket
+//! buffers, then the writer's queue. The queue is measured in bytes
+//! ([`Writer::queued`]): while it is under `max_queued_bytes` the connection
+//! keeps taking messages from the engine, so a healthy client may fall behind
+//! by a burst of that many bytes (4 MiB by default: 512 messages of 8 KB,
+//! where the ring alone held 256 of any size) and catch up. At the mark it
+//! stops taking from the engine and stops reading requests:
+//!
+//! - the engine's ring then fills, and its overflow policy applies as before
+//!   (evict, drop the newest, drop the oldest, with lag notices): the ring's
+//!   message count is the second cap, and whichever of the two fills first
+//!   decides;
+//! - a connection that stays at the mark for `slow_consumer_timeout` is
+//!   closed with 4001 "slow consumer" (what was queued but not started is
+//!   dropped; a frame already half written is finished first);
+//! - a socket that accepts not one byte for `write_timeout` is dropped at
+//!   once, without a close frame, whatever the queue holds. A socket that
+//!   takes bytes, however slowly, restarts that clock.
+//!
+//! Memory per connection is thus at most `max_queued_bytes` plus one batch
+//! (the last `recv_many` can cross the mark), plus its ring; the payloads are
+//! shared with every other recipient, so a publish to many slow clients costs
+//! one payload and a 48-byte queue entry per client, not a copy each.
+//!
+//! # tungstenite's part
+//!
+//! tungstenite does the handshake, reads frames, answers pings and runs the
+//! close handshake; it writes those frames itself. The writer writes every
+//! other frame straight to the socket. So that the two never interleave
+//! inside a frame, the writer flushes tungstenite's buffer before each write,
+//! and tungstenite is given the socket (a read, which may write a pong, or a
+//! close) only while the writer is between frames
+//! ([`Writer::mid_frame`]). A close frame goes out only once the writer's queue
+//! is empty.
 //!
 //! # Why one task, not a reader and a writer
 //!
@@ -36,7 +72,7 @@
 //! sole-topic cell), and a CPU profile at 100 messages/s put ~5 % of the
 //! server's CPU in polling them on every wake (the reader's `JoinHandle`, the
 //! channel, the lock). One task owns everything, so nothing is shared: the
-//! task's state is 1,480 bytes (`a_connection_task_stays_small`) where the
+//! task's state is ~1.5 KiB (`a_connection_task_stays_small`) where the
 //! two tasks took ~3.4 KiB, and a server holding 5,000 idle connections went
 //! from 13.1 to 7.8 KiB of RSS per connection (docs/benchmarks.md, run 3).
 //!
@@ -50,20 +86,21 @@
 //! cannot starve a drain, a request or the heartbeat. The phase wait is one
 //! future for the life of the connection (it stays registered with the
 //! gateway's watch, instead of joining and leaving its waiter list on every
-//! wake), and the write timeout's timer is armed only when a write does not
-//! complete at once. The rarely taken paths (drain, close handshakes, write
-//! failures) are boxed, so that their state does not enlarge every idle
-//! connection's task.
+//! wake), and the clock is read only when the socket pushes back. The rarely
+//! taken paths (drain, close handshakes, write failures) are boxed, so that
+//! their state does not enlarge every idle connection's task.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::{pin, Pin};
-use std::task::Poll;
+use std::pin::pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use fanout_core::{CloseReason, Engine, Message as EngineMessage, Receiver, RecvError, TryRecvError};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant as TokioInstant;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -75,8 +112,9 @@ use crate::close_codes;
 use crate::frame::{lag_notice, Frame};
 use crate::gateway::{Gateway, Phase, TaskGuard};
 use crate::limits::Slot;
-use crate::metrics::CloseKind;
+use crate::metrics::{CloseKind, Metrics};
 use crate::rpc::Session;
+use crate::writer::{opcode, Writer};
 
 /// Engine batches in a row after which the other sources are polled first.
 const FAIR_EVERY: u32 = 16;
@@ -93,6 +131,8 @@ enum ReadWhy {
 enum WriteFail {
     Timeout,
     Io,
+    /// The gateway's drain was forced while the writer still held frames.
+    Forced,
 }
 
 /// What woke the connection.
@@ -101,8 +141,11 @@ enum Event {
     /// The gateway left `Running`.
     Phase,
     Read(Option<Result<Message, WsError>>),
-    /// Time to ping, or to check the pong deadline.
-    Heartbeat,
+    /// The socket took bytes: `Ok(true)` when the writer's queue is empty.
+    Wrote(std::io::Result<bool>),
+    /// Time to ping, to check the pong deadline, or a write or slow-consumer
+    /// deadline passed.
+    Timer,
 }
 
 fn close_frame(code: u16, reason: &'static str) -> Message {
@@ -125,20 +168,27 @@ where
     E: Engine<Frame>,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    gw.inner.metrics.opened();
     let id = sub.id();
     tracing::debug!(%peer, client = id.get(), subject = perms.subject.as_deref(), "connected");
+    // Counted open once its session is set up (its token's channels joined):
+    // a connection that `Gateway::connections` counts receives their messages.
+    let session = Session::new(gw, id, perms, slot);
+    session.gateway.inner.metrics.opened();
+    let open = Opened(session.gateway.clone());
     let conn = Conn {
-        session: Session::new(gw, id, perms, slot),
+        session,
         ws,
         sub,
         // Grown on first use: an idle connection keeps no batch buffers.
         buf: Vec::new(),
-        out: Vec::new(),
+        writer: Writer::default(),
+        stalled_since: None,
+        over_since: None,
         reading: true,
         unanswered_ping: None,
         recorded: false,
         peer,
+        _open: open,
         _guard: guard,
     };
     conn.run()
@@ -149,30 +199,107 @@ struct Conn<E: Engine<Frame>, S> {
     sub: E::Subscriber,
     /// The client's subscriptions and permissions; holds the gateway.
     session: Session<E>,
-    /// Messages taken from the engine, not yet written.
+    /// Messages taken from the engine, on their way to the writer (empty
+    /// between events).
     buf: Vec<EngineMessage<Frame>>,
-    /// Frames to write: pushes, replies, pings, a close.
-    out: Vec<Message>,
+    /// Frames to write: pushes, replies, lag notices, pings. Never a close
+    /// (tungstenite writes it, once this is empty).
+    writer: Writer,
+    /// Since when the socket has accepted no byte while the writer held some
+    /// (`None` when the writer is empty, or since its last progress).
+    stalled_since: Option<TokioInstant>,
+    /// Since when the writer has held `max_queued_bytes` or more (`None` while
+    /// under).
+    over_since: Option<TokioInstant>,
     /// False once the stream ended (the client closed, or a read failed).
     reading: bool,
     /// When the first ping since the last pong was sent: the pong deadline is
     /// measured from it (`None`: every ping was answered).
-    unanswered_ping: Option<tokio::time::Instant>,
+    unanswered_ping: Option<TokioInstant>,
     /// The close reason was counted.
     recorded: bool,
     peer: SocketAddr,
+    /// Counts the connection ended when dropped: after `sub` and `session`
+    /// (fields drop in order), so that once `Gateway::connections` no longer
+    /// counts it, its topics and its place under the caps are given back.
+    _open: Opened<E>,
     /// Held for the connection's life: its count among the gateway's live
     /// tasks (its place under the connection caps is in `session`).
     _guard: TaskGuard<E>,
 }
 
 /// `run` counted the connection open when it built it; it is counted ended
-/// when it is dropped, so that the gauge stays right if the future is dropped
-/// before it completes (a cancelled `run_stream`, a runtime shutting down).
-impl<E: Engine<Frame>, S> Drop for Conn<E, S> {
+/// when its `Conn` is dropped, so that the gauge stays right if the future is
+/// dropped before it completes (a cancelled `run_stream`, a runtime shutting
+/// down).
+struct Opened<E: Engine<Frame>>(Gateway<E>);
+
+impl<E: Engine<Frame>> Drop for Opened<E> {
     fn drop(&mut self) {
-        self.session.gateway.inner.metrics.ended();
+        self.0.inner.metrics.ended();
     }
+}
+
+/// One step of the writer: tungstenite's buffer first (see the module docs),
+/// then as many of the writer's frames as the socket takes.
+fn poll_write_step<S: AsyncRead + AsyncWrite + Unpin>(
+    cx: &mut Context<'_>,
+    ws: &mut WebSocketStream<S>,
+    writer: &mut Writer,
+    max_frames: usize,
+    metrics: &Metrics,
+) -> Poll<std::io::Result<bool>> {
+    match ws.poll_flush_unpin(cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(WsError::Io(e))) => return Poll::Ready(Err(e)),
+        Poll::Ready(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+        Poll::Pending => return Poll::Pending,
+    }
+    writer.poll_write(cx, ws.get_mut(), max_frames, |frames, bytes| metrics.batch(frames, bytes))
+}
+
+/// The socket's events: the writer's progress first, then (when `read` and
+/// the writer is between frames) the next frame from the client.
+fn io_event<'a, S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &'a mut WebSocketStream<S>,
+    writer: &'a mut Writer,
+    read: bool,
+    max_frames: usize,
+    metrics: &'a Metrics,
+) -> impl Future<Output = Event> + 'a {
+    std::future::poll_fn(move |cx| {
+        if !writer.is_empty() {
+            if let Poll::Ready(r) = poll_write_step(cx, ws, writer, max_frames, metrics) {
+                return Poll::Ready(Event::Wrote(r));
+            }
+        }
+        if read && !writer.mid_frame() {
+            if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+                return Poll::Ready(Event::Read(m));
+            }
+        }
+        Poll::Pending
+    })
+}
+
+/// Writes everything `writer` holds; fails when the socket accepts no byte
+/// for `write_timeout`.
+async fn write_all<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    writer: &mut Writer,
+    write_timeout: Duration,
+    max_frames: usize,
+    metrics: &Metrics,
+) -> Result<(), WriteFail> {
+    while !writer.is_empty() {
+        let step = std::future::poll_fn(|cx| poll_write_step(cx, ws, writer, max_frames, metrics));
+        match tokio::time::timeout(write_timeout, step).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(WriteFail::Io),
+            Err(_) => return Err(WriteFail::Timeout),
+        }
+    }
+    Ok(())
 }
 
 impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<E, S> {
@@ -194,9 +321,11 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
     }
 
     async fn serve(&mut self) -> CloseKind {
-        let start = tokio::time::Instant::now();
+        let start = TokioInstant::now();
         let cfg = &self.gw().inner.config;
         let (ping_every, pong_timeout, max_batch) = (cfg.ping_interval, cfg.pong_timeout, cfg.max_batch);
+        let (budget, write_timeout, slow_timeout) =
+            (cfg.max_queued_bytes, cfg.write_timeout, cfg.slow_consumer_timeout);
         let mut phase = self.gw().inner.phase.subscribe();
         if *phase.borrow_and_update() != Phase::Running {
             return Box::pin(self.drain()).await;
@@ -206,24 +335,28 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
             let _ = phase.wait_for(|p| *p != Phase::Running).await;
         });
         let mut next_ping = start + ping_every;
-        let mut heartbeat = pin!(tokio::time::sleep_until(self.next_wake(next_ping, pong_timeout)));
+        let mut armed = self.next_wake(next_ping, pong_timeout);
+        let mut timer = pin!(tokio::time::sleep_until(armed));
         let mut streak = 0;
         loop {
+            let under = self.writer.queued() < budget;
+            let read = self.reading && under;
+            let metrics = &self.session.gateway.inner.metrics;
             let event = if streak < FAIR_EVERY {
                 tokio::select! {
                     biased;
-                    r = self.sub.recv_many(&mut self.buf, max_batch) => Event::Engine(r),
+                    r = self.sub.recv_many(&mut self.buf, max_batch), if under => Event::Engine(r),
                     () = &mut left_running => Event::Phase,
-                    m = self.ws.next(), if self.reading => Event::Read(m),
-                    () = &mut heartbeat => Event::Heartbeat,
+                    e = io_event(&mut self.ws, &mut self.writer, read, max_batch, metrics) => e,
+                    () = &mut timer => Event::Timer,
                 }
             } else {
                 tokio::select! {
                     biased;
                     () = &mut left_running => Event::Phase,
-                    m = self.ws.next(), if self.reading => Event::Read(m),
-                    () = &mut heartbeat => Event::Heartbeat,
-                    r = self.sub.recv_many(&mut self.buf, max_batch) => Event::Engine(r),
+                    e = io_event(&mut self.ws, &mut self.writer, read, max_batch, metrics) => e,
+                    () = &mut timer => Event::Timer,
+                    r = self.sub.recv_many(&mut self.buf, max_batch), if under => Event::Engine(r),
                 }
             };
             // A lag notice counts as a batch: a connection whose queue
@@ -233,11 +366,16 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                 Event::Engine(Ok(_) | Err(RecvError::Lagged(_))) if streak < FAIR_EVERY => streak + 1,
                 _ => 0,
             };
+            // Whether the socket took bytes during this event.
+            let mut progressed = false;
             match event {
                 Event::Engine(Ok(_)) => {
-                    self.out.extend(self.buf.drain(..).map(|m| m.payload().to_message()));
-                    if let Err(f) = self.write_out().await {
-                        return Box::pin(self.write_failed(f)).await;
+                    for m in self.buf.drain(..) {
+                        self.writer.push(m);
+                    }
+                    match self.write_now().await {
+                        Err(f) => return Box::pin(self.write_failed(f)).await,
+                        Ok(p) => progressed = p,
                     }
                 }
                 Event::Engine(Err(RecvError::Lagged(n))) => self.push_lag(n),
@@ -267,15 +405,21 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                     if let Some(kind) = self.on_read(m).await {
                         return kind;
                     }
-                    // A `refresh` may have moved the expiry before the armed wake.
-                    if let Some(exp) = self.session.expires {
-                        if exp < heartbeat.deadline() {
-                            heartbeat.as_mut().reset(exp);
-                        }
+                    match self.write_now().await {
+                        Err(f) => return Box::pin(self.write_failed(f)).await,
+                        Ok(p) => progressed = p,
                     }
                 }
-                Event::Heartbeat => {
-                    let now = tokio::time::Instant::now();
+                Event::Wrote(Ok(_)) => progressed = true,
+                Event::Wrote(Err(_)) => return Box::pin(self.write_failed(WriteFail::Io)).await,
+                Event::Timer => {
+                    let now = TokioInstant::now();
+                    if self.stalled_since.is_some_and(|t| now >= t + write_timeout) {
+                        return Box::pin(self.write_failed(WriteFail::Timeout)).await;
+                    }
+                    if self.over_since.is_some_and(|t| now >= t + slow_timeout) {
+                        return Box::pin(self.evict()).await;
+                    }
                     if self.session.expires.is_some_and(|exp| now >= exp) {
                         self.record(CloseKind::TokenExpired);
                         Box::pin(self.close(close_codes::TOKEN_EXPIRED, "token expired", false)).await;
@@ -288,22 +432,77 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                         return CloseKind::Heartbeat;
                     }
                     if now >= next_ping {
-                        self.out.push(Message::Ping(bytes::Bytes::new()));
-                        if let Err(f) = self.write_out().await {
-                            return Box::pin(self.write_failed(f)).await;
+                        self.writer.push_control(opcode::PING, Bytes::new());
+                        match self.write_now().await {
+                            Err(f) => return Box::pin(self.write_failed(f)).await,
+                            Ok(p) => progressed = p,
                         }
                         next_ping = now + ping_every;
                         self.unanswered_ping.get_or_insert(now);
                     }
-                    heartbeat.as_mut().reset(self.next_wake(next_ping, pong_timeout));
                 }
+            }
+            // The clock is read only when the socket pushed back.
+            if self.writer.is_empty() {
+                self.stalled_since = None;
+            } else if progressed || self.stalled_since.is_none() {
+                self.stalled_since = Some(TokioInstant::now());
+            }
+            if self.writer.queued() < budget {
+                self.over_since = None;
+            } else if self.over_since.is_none() {
+                self.over_since = Some(TokioInstant::now());
+            }
+            // (A `refresh` may have moved the token's expiry: it is read here.)
+            let mut next = self.next_wake(next_ping, pong_timeout);
+            if let Some(t) = self.stalled_since {
+                next = next.min(t + write_timeout);
+            }
+            if let Some(t) = self.over_since {
+                next = next.min(t + slow_timeout);
+            }
+            if next != armed {
+                armed = next;
+                timer.as_mut().reset(armed);
             }
         }
     }
 
+    /// Writes what the socket takes now, without waiting. `Ok(true)` if it
+    /// took any bytes.
+    async fn write_now(&mut self) -> Result<bool, WriteFail> {
+        if self.writer.is_empty() {
+            return Ok(false);
+        }
+        let before = self.writer.queued();
+        let max_batch = self.gw().inner.config.max_batch;
+        let (ws, writer, metrics) = (&mut self.ws, &mut self.writer, &self.session.gateway.inner.metrics);
+        let r =
+            std::future::poll_fn(|cx| Poll::Ready(poll_write_step(cx, ws, writer, max_batch, metrics))).await;
+        match r {
+            Poll::Ready(Err(_)) => Err(WriteFail::Io),
+            _ => Ok(self.writer.queued() < before),
+        }
+    }
+
+    /// Writes everything the writer holds; fails when the socket accepts no
+    /// byte for the write timeout.
+    /// A forced drain ends it at once: the writer may hold up to
+    /// `max_queued_bytes` for a client that reads slowly, and a forced drain
+    /// must not wait for that.
+    async fn write_all(&mut self) -> Result<(), WriteFail> {
+        let inner = &self.session.gateway.inner;
+        let (write_timeout, max_batch) = (inner.config.write_timeout, inner.config.max_batch);
+        let mut phase = inner.phase.subscribe();
+        tokio::select! {
+            r = write_all(&mut self.ws, &mut self.writer, write_timeout, max_batch, &inner.metrics) => r,
+            _ = phase.wait_for(|p| *p == Phase::Forced) => Err(WriteFail::Forced),
+        }
+    }
+
     /// Handles `first` and every further frame already buffered (up to
-    /// `max_batch` frames), then writes the replies at once. `Some` when the
-    /// connection ends.
+    /// `max_batch` frames); the replies join the writer's queue. `Some` when
+    /// the connection ends.
     async fn on_read(&mut self, first: Option<Result<Message, WsError>>) -> Option<CloseKind> {
         let max_batch = self.gw().inner.config.max_batch;
         let mut next = first;
@@ -329,18 +528,16 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
             }
             // Already buffered or readable without waiting; a `Pending` here
             // leaves nothing behind (the next poll registers the task again).
-            match self.ws.next().now_or_never() {
+            // The writer is between frames: reads happen only then.
+            match futures_util::FutureExt::now_or_never(self.ws.next()) {
                 Some(m) => next = m,
                 None => break,
             }
         }
-        if let Err(f) = self.write_out().await {
-            return Some(Box::pin(self.write_failed(f)).await);
-        }
         None
     }
 
-    /// One frame from the client: a reply goes to `out`.
+    /// One frame from the client: a reply joins the writer's queue.
     fn on_frame(&mut self, m: Option<Result<Message, WsError>>) -> Option<ReadWhy> {
         let msg = match m {
             None => {
@@ -376,19 +573,26 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                 self.unanswered_ping = None;
                 None
             }
-            // tungstenite answers pings and closes itself; after a close the
-            // stream ends.
-            Message::Ping(_) | Message::Close(_) | Message::Frame(_) => None,
+            // The client closed and tungstenite has answered: nothing may
+            // follow its close frame, so what the writer still holds is
+            // dropped and the connection ends.
+            Message::Close(_) => {
+                self.reading = false;
+                return Some(ReadWhy::Gone(CloseKind::Client));
+            }
+            // tungstenite answers pings itself.
+            Message::Ping(_) | Message::Frame(_) => None,
         };
         if let Some(r) = reply {
-            self.out.push(Message::Text(r.into()));
+            self.writer.push_bytes(opcode::TEXT, Bytes::from(r));
         }
         None
     }
 
-    /// The heartbeat timer's next wake: the next ping, the pong deadline of
-    /// the first unanswered ping, or the token's expiry, whichever is first.
-    fn next_wake(&self, next_ping: tokio::time::Instant, pong_timeout: Duration) -> tokio::time::Instant {
+    /// The heartbeat part of the timer's next wake: the next ping, the pong
+    /// deadline of the first unanswered ping, or the token's expiry, whichever
+    /// is first.
+    fn next_wake(&self, next_ping: TokioInstant, pong_timeout: Duration) -> TokioInstant {
         let mut at = next_ping;
         if let Some(p) = self.unanswered_ping {
             at = at.min(p + pong_timeout);
@@ -409,47 +613,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
 
     fn push_lag(&mut self, n: u64) {
         self.gw().inner.metrics.lag(n);
-        self.out.push(lag_notice(n, self.session.sole_topic.as_deref()));
-    }
-
-    /// Feeds every frame of `out`, then flushes once, within the write timeout.
-    /// The timeout's timer is made only when the write does not finish at once.
-    async fn write_out(&mut self) -> Result<(), WriteFail> {
-        let n = self.out.len();
-        if n == 0 {
-            return Ok(());
-        }
-        let bytes: usize = self.out.iter().map(Message::len).sum();
-        let write_timeout = self.gw().inner.config.write_timeout;
-        let r = {
-            // The sink driven by hand (not `feed` futures): a smaller state.
-            let (ws, out) = (&mut self.ws, &mut self.out);
-            let mut fed = 0;
-            let mut write = std::future::poll_fn(move |cx| {
-                while fed < out.len() {
-                    std::task::ready!(ws.poll_ready_unpin(cx))?;
-                    ws.start_send_unpin(std::mem::replace(
-                        &mut out[fed],
-                        Message::Binary(bytes::Bytes::new()),
-                    ))?;
-                    fed += 1;
-                }
-                ws.poll_flush_unpin(cx)
-            });
-            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut write).poll(cx))).await {
-                Poll::Ready(r) => Ok(r),
-                Poll::Pending => tokio::time::timeout(write_timeout, write).await,
-            }
-        };
-        self.out.clear();
-        match r {
-            Ok(Ok(())) => {
-                self.gw().inner.metrics.batch(n, bytes);
-                Ok(())
-            }
-            Ok(Err(_)) => Err(WriteFail::Io),
-            Err(_) => Err(WriteFail::Timeout),
-        }
+        self.writer.push_bytes(opcode::TEXT, lag_notice(n, self.session.sole_topic.as_deref()));
     }
 
     async fn write_failed(&mut self, f: WriteFail) -> CloseKind {
@@ -458,6 +622,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                 tracing::debug!("write timeout: dropping slow consumer");
                 CloseKind::WriteTimeout
             }
+            WriteFail::Forced => CloseKind::Shutdown,
             // Usually the client closed or reset: reading tells which.
             WriteFail::Io if !self.reading => CloseKind::Client,
             WriteFail::Io => {
@@ -480,13 +645,29 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
         }
     }
 
-    /// Writes what `out` holds and a close frame, then waits (at most the close
+    /// Over `max_queued_bytes` for longer than `slow_consumer_timeout`: what
+    /// was queued but not started is dropped, and the client gets 4001 after
+    /// the frame in progress (if its socket takes it within the write timeout).
+    async fn evict(&mut self) -> CloseKind {
+        tracing::debug!(peer = %self.peer, queued = self.writer.queued(), "over the byte budget too long: slow consumer");
+        self.record(CloseKind::SlowConsumer);
+        self.writer.discard_unstarted();
+        self.close(close_codes::SLOW_CONSUMER, "slow consumer", false).await;
+        CloseKind::SlowConsumer
+    }
+
+    /// Writes what the writer holds, then a close frame (through tungstenite,
+    /// which then expects the client's), then waits (at most the close
     /// timeout) for the client's close. `fatal`: the input cannot be read as
     /// frames any more, so it lingers on the raw socket instead (see [`linger`]).
     async fn close(&mut self, code: u16, reason: &'static str, fatal: bool) {
-        self.out.push(close_frame(code, reason));
-        if self.write_out().await.is_err() {
+        if self.write_all().await.is_err() {
             return;
+        }
+        let write_timeout = self.gw().inner.config.write_timeout;
+        match tokio::time::timeout(write_timeout, self.ws.send(close_frame(code, reason))).await {
+            Ok(Ok(())) => self.gw().inner.metrics.batch(1, 4 + reason.len()),
+            _ => return,
         }
         let close_timeout = self.gw().inner.config.close_timeout;
         if fatal {
@@ -507,14 +688,14 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
         loop {
             match self.sub.try_recv() {
                 Ok(m) => {
-                    self.out.push(m.payload().to_message());
-                    if self.out.len() >= max_batch {
+                    self.writer.push(m);
+                    if self.writer.frames() >= max_batch {
                         // A forced drain ends it between batches (each batch
                         // would otherwise get a fresh write timeout).
                         if *self.gw().inner.phase.borrow() == Phase::Forced {
                             return CloseKind::Shutdown;
                         }
-                        if let Err(f) = self.write_out().await {
+                        if let Err(f) = self.write_all().await {
                             return self.write_failed(f).await;
                         }
                     }
@@ -560,6 +741,8 @@ where
     inner.metrics.opened();
     let mut phase = inner.phase.subscribe();
     let wt = inner.config.write_timeout;
+    // Empty whenever the loop reads: each echo is written in full first.
+    let mut writer = Writer::default();
     // Each exit counts its reason before any close frame goes out.
     let kind = loop {
         tokio::select! {
@@ -575,14 +758,20 @@ where
                 }
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
                     inner.metrics.frame_in();
-                    let n = m.len();
-                    let k = match tokio::time::timeout(wt, ws.send(m)).await {
-                        Ok(Ok(())) => {
-                            inner.metrics.batch(1, n);
-                            continue;
-                        }
-                        Ok(Err(_)) => CloseKind::Client,
-                        Err(_) => CloseKind::WriteTimeout,
+                    // Through the connections' frame writer, so that the
+                    // Autobahn suite (scripts/autobahn.sh, on this route)
+                    // checks its frames and its sharing of the socket with
+                    // tungstenite's pongs and close frames.
+                    match m {
+                        Message::Text(t) => writer.push_bytes(opcode::TEXT, Bytes::from(t)),
+                        Message::Binary(b) => writer.push_bytes(opcode::BINARY, b),
+                        _ => unreachable!("matched above"),
+                    }
+                    let k = match write_all(&mut ws, &mut writer, wt, usize::MAX, &inner.metrics).await {
+                        Ok(()) => continue,
+                        Err(WriteFail::Io) => CloseKind::Client,
+                        Err(WriteFail::Timeout) => CloseKind::WriteTimeout,
+                        Err(WriteFail::Forced) => CloseKind::Shutdown,
                     };
                     inner.metrics.closed(k);
                     break k;

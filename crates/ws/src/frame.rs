@@ -3,8 +3,9 @@
 //! A publish builds its wire bytes exactly once, inside
 //! [`Engine::publish_with`](fanout_core::Engine::publish_with), where the topic's
 //! sequence number is known; every recipient then gets a clone of the same
-//! `Bytes` (a reference-count increment) and the writer hands it to tungstenite
-//! as it is. Nothing is serialised per client.
+//! `Bytes` (a reference-count increment) and the connection's frame writer
+//! (`writer.rs`) sends it behind a frame header of its own. Nothing is
+//! serialised or copied per client.
 //!
 //! # Text push (JSON)
 //!
@@ -143,13 +144,13 @@ pub fn decode_binary(b: &[u8]) -> Option<BinaryPush<'_>> {
 }
 
 /// The lag notice: `{"lagged":n,"topic":…}` (`topic` is null unless the
-/// connection is subscribed to exactly one topic).
-pub(crate) fn lag_notice(n: u64, topic: Option<&str>) -> Message {
+/// connection is subscribed to exactly one topic), the text of a frame.
+pub(crate) fn lag_notice(n: u64, topic: Option<&str>) -> Bytes {
     let t = match topic {
         Some(t) => serde_json::to_string(t).expect("a string serialises"),
         None => "null".into(),
     };
-    Message::Text(Utf8Bytes::from(format!("{{\"lagged\":{n},\"topic\":{t}}}")))
+    Bytes::from(format!("{{\"lagged\":{n},\"topic\":{t}}}"))
 }
 
 #[cfg(test)]

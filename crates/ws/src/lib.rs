@@ -38,6 +38,8 @@ pub mod client_ip;
 pub mod close_codes;
 mod config;
 mod conn;
+#[cfg(test)]
+mod conn_tests;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -51,6 +53,7 @@ mod serve;
 mod subjects;
 pub mod token;
 mod topic_cap;
+mod writer;
 
 pub use auth::{sign_hs256, validate_topic, verify_hs256, Claims, Permissions, TopicError};
 pub use config::{RateLimit, WsConfig, WsConfigError, MAX_DURATION};

@@ -293,6 +293,35 @@ async fn slow_reader_evicted_others_keep_receiving() {
     assert!(expected > 1 && expected <= published);
 }
 
+/// Issue 12's scenario: a client that stops reading while 400 messages of
+/// 8 KB are published to its topic (3.2 MB, within the default 4 MiB budget)
+/// is kept, and once it reads again it receives all 400, in order, with no
+/// lag notice. Before the byte budget the ring's 256 messages plus the socket
+/// buffers were all the slack there was, and it was closed as a slow
+/// consumer. The runtime has one thread and the publisher yields after each
+/// message, so the connection task runs between publishes (as it would
+/// between a real publisher's requests).
+#[tokio::test]
+async fn a_reader_that_pauses_during_a_burst_is_kept() {
+    let srv = start(hub(), WsConfig::default()).await;
+    // A 4 KiB receive buffer: the kernel holds little on the client's side.
+    let (mut paused, _) = connect_id(srv.addr, true).await;
+    subscribe(&mut paused, "t").await;
+    let payload = serde_json::value::to_raw_value(&"p".repeat(8_000)).unwrap();
+    for _ in 0..400 {
+        let r = srv.gw.publish_json("t", &payload).unwrap();
+        assert_eq!(r.delivered, 1);
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(srv.gw.engine().stats().evicted.slow_consumer, 0, "not evicted during the burst");
+    for i in 1..=400u64 {
+        let m = next_json(&mut paused).await;
+        assert_eq!(m["seq"], i, "in order, no lag notice: {}", m.get("lagged").unwrap_or(&Value::Null));
+    }
+    assert_eq!(closed(&srv.gw.metrics(), CloseKind::SlowConsumer), 0);
+    assert_eq!(srv.gw.connections(), 1);
+}
+
 /// A write that does not complete within the write timeout drops the
 /// connection as a slow consumer (no close frame: the socket is stuck).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
