@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fanout_core::{Engine, SendError, SubscriberId};
-use fanout_ws::auth::{constant_time_eq, is_reserved};
-use fanout_ws::{validate_topic, Body, Frame, Gateway, PublishResult};
+use fanout_ws::auth::constant_time_eq;
+use fanout_ws::topic::{is_reserved, validate_topic};
+use fanout_ws::{Body, Frame, Gateway, PublishResult};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;

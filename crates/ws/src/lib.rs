@@ -50,9 +50,10 @@ pub mod rpc;
 mod serve;
 mod subjects;
 pub mod token;
+pub mod topic;
 mod topic_cap;
 
-pub use auth::{sign_hs256, validate_topic, verify_hs256, Claims, Permissions, TopicError};
+pub use auth::{sign_hs256, verify_hs256, Claims, Permissions};
 pub use config::{RateLimit, WsConfig, WsConfigError, MAX_DURATION};
 pub use frame::Frame;
 pub use gateway::{DrainReport, Gateway, CLIENT_ID_HEADER};
@@ -60,6 +61,7 @@ pub use keyed_limit::KeyedRate;
 pub use metrics::{CloseKind, Histogram, MetricsSnapshot, Rejection, BATCH_BUCKETS, LATENCY_BUCKETS};
 pub use rpc::{codes, PublishResult, RpcError};
 pub use serve::{not_found, serve, Body};
+pub use topic::{validate_topic, TopicError};
 
 pub use fanout_core;
 pub use tokio_tungstenite;

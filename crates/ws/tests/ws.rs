@@ -554,6 +554,33 @@ async fn tokens() {
     assert_eq!(rejected(&srv.gw.metrics(), Rejection::Unauthorized), 4);
 }
 
+/// Token patterns match whole segments. Before, `user.42*` was accepted and
+/// granted `user.420` (another user's topics): such a token is now refused at
+/// the upgrade, and `user.42.*` grants user 42's topics and no one else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_patterns_match_whole_segments() {
+    let srv = start(hub(), WsConfig { jwt_secret: Some(SECRET.into()), ..WsConfig::default() }).await;
+    let prefix = sign_hs256(&json!({"sub": "u42", "subscribe": ["user.42*"]}), SECRET.as_bytes());
+    assert_eq!(refused_status(srv.addr, &format!("/ws?token={prefix}"), &[]).await, 401);
+
+    let t = sign_hs256(
+        &json!({"sub": "u42", "subscribe": ["user.42.*", "room.*.chat"], "publish": ["user.42.*"]}),
+        SECRET.as_bytes(),
+    );
+    let (mut ws, _) = try_connect(srv.addr, &format!("/ws?token={t}"), &[], false).await.unwrap();
+    subscribe(&mut ws, "user.42.inbox").await;
+    subscribe(&mut ws, "user.42.a.b").await;
+    subscribe(&mut ws, "room.7.chat").await;
+    for (id, topic) in [(1, "user.420.inbox"), (2, "user.42"), (3, "room.7.x.chat"), (4, "room.7.chatter")] {
+        let r = call(&mut ws, id, "subscribe", json!({"topic": topic})).await;
+        assert_eq!(r["error"]["code"], codes::PERMISSION_DENIED, "{topic}: {r}");
+    }
+    let r = call(&mut ws, 5, "publish", json!({"topic": "user.420.inbox", "payload": 1})).await;
+    assert_eq!(r["error"]["code"], codes::PERMISSION_DENIED);
+    let r = call(&mut ws, 6, "publish", json!({"topic": "user.42.inbox", "payload": 1})).await;
+    assert_eq!(r["result"]["recipients"], 1, "{r}");
+}
+
 /// A TCP client that never sends its request is dropped after the handshake timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_timeout_drops_silent_clients() {
