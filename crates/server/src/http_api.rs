@@ -116,12 +116,7 @@ impl<E: Engine<Frame>> Api<E> {
                 format!("{what} over HTTP is disabled: no API key configured"),
             ));
         };
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
+        let given = fanout_ws::bearer::from_headers(req.headers());
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
             let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong API key");
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

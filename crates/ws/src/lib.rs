@@ -34,6 +34,7 @@
 pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
+pub mod bearer;
 pub mod client_ip;
 pub mod close_codes;
 mod config;

@@ -554,6 +554,24 @@ async fn tokens() {
     assert_eq!(rejected(&srv.gw.metrics(), Rejection::Unauthorized), 4);
 }
 
+/// The upgrade reads the token with the same Bearer parser as the HTTP API
+/// (`fanout_ws::bearer`): any case of the scheme, spaces or a tab after it.
+/// Before, a tab after the scheme was refused here (401).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_bearer_forms_match_the_http_api() {
+    let srv = start(hub(), WsConfig { jwt_secret: Some(SECRET.into()), ..WsConfig::default() }).await;
+    let t = publisher_token(SECRET);
+    for auth in
+        [format!("Bearer {t}"), format!("BEARER {t}"), format!("bearer   {t}"), format!("Bearer\t{t}")]
+    {
+        let r = try_connect(srv.addr, "/ws", &[("authorization", &auth)], false).await;
+        assert!(r.is_ok(), "{auth:?}");
+    }
+    for auth in [format!("Basic {t}"), format!("Bearer{t}"), "Bearer".to_string()] {
+        assert_eq!(refused_status(srv.addr, "/ws", &[("authorization", &auth)]).await, 401, "{auth:?}");
+    }
+}
+
 /// Token patterns match whole segments. Before, `user.42*` was accepted and
 /// granted `user.420` (another user's topics): such a token is now refused at
 /// the upgrade, and `user.42.*` grants user 42's topics and no one else's.
