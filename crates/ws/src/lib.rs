@@ -25,8 +25,9 @@
 //! Per connection there is one task that reads and writes (see `conn.rs`);
 //! every limit is in [`WsConfig`]; the protocol is in `docs/protocol.md`.
 //!
-//! With the `axum` feature, `axum::router` mounts the gateway in an axum
-//! application.
+//! With the `axum` feature, `axum::serve` serves an axum application beside
+//! the gateway (with the client addresses and socket settings the gateway
+//! needs), and `axum::router` mounts the gateway in one served otherwise.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
