@@ -19,8 +19,9 @@
 //! `subscribe` and `publish` are topic patterns (see [`crate::topic`]: `*` is
 //! a whole segment; `"*"` alone matches every ordinary topic). A token with a
 //! pattern that breaks the syntax (`user.42*`) is refused as a whole
-//! ([`AuthError::Pattern`]). An absent claim grants nothing. With no secret configured, connections are anonymous: they may
-//! subscribe to any topic and publish to none.
+//! ([`AuthError::Pattern`]). An absent claim grants nothing. With no secret
+//! configured, connections are anonymous: they may subscribe to any topic and
+//! publish to none.
 //!
 //! The verifier is written here on `hmac` + `sha2` rather than taken from a JWT
 //! crate: HS256 is the only algorithm we accept, and the JWT crates bring RSA
