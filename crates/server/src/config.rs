@@ -294,7 +294,8 @@ struct TopicRuleFile {
 /// whose pattern matches decides, the flags decide for the rest).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicRule {
-    /// A topic pattern, as in token permissions (`prices.*`, `*`).
+    /// A topic pattern, as in token permissions (`prices.*`, `*`; see
+    /// `fanout_ws::topic`), checked at load and again at start.
     pub pattern: String,
     /// Its topics' options.
     pub options: TopicOptions,
@@ -576,6 +577,7 @@ impl Settings {
             if r.pattern.trim().is_empty() {
                 return Err(format!("{at}: pattern must not be empty"));
             }
+            fanout_ws::topic::validate_pattern(&r.pattern).map_err(|e| format!("{at}: {e}"))?;
             let options = TopicOptions {
                 history_size: r.history_size.unwrap_or(s.history.history_size),
                 history_ttl: dur(&format!("{at}.history_ttl"), r.history_ttl)?
@@ -757,6 +759,9 @@ mod tests {
         assert!(bad("history_ttl = \"0s\"").contains("history_ttl"));
         assert!(bad("history_size = 2000000").contains("at most"));
         assert!(bad("[[topics]]\npattern = \"\"\n").contains("pattern"));
+        // A `*` inside a segment is no pattern (it used to match `user.420`).
+        let e = bad("[[topics]]\npattern = \"user.*\"\n[[topics]]\npattern = \"user.42*\"\n");
+        assert!(e.contains("topics[1]") && e.contains("whole segment"), "{e}");
         assert!(
             toml::from_str::<FileConfig>("[[topics]]\npattern = \"a\"\noverflow = \"conflate\"\n").is_err()
         );

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fanout_core::{Engine, SendError, SubscriberId};
-use fanout_ws::auth::{constant_time_eq, is_reserved};
-use fanout_ws::{validate_topic, Body, Frame, Gateway, PublishResult};
+use fanout_ws::auth::constant_time_eq;
+use fanout_ws::topic::{is_reserved, validate_topic};
+use fanout_ws::{Body, Frame, Gateway, PublishResult};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -115,12 +116,7 @@ impl<E: Engine<Frame>> Api<E> {
                 format!("{what} over HTTP is disabled: no API key configured"),
             ));
         };
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
+        let given = fanout_ws::bearer::from_headers(req.headers());
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
             let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong API key");
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

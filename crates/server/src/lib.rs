@@ -84,6 +84,7 @@ impl std::error::Error for StartError {}
 /// Binds `settings.listen` and runs the server in a task until
 /// [`Server::shutdown`].
 pub async fn start(settings: Settings) -> Result<Server, StartError> {
+    check_topic_rules(&settings)?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| StartError(format!("bind {}: {e}", settings.listen)))?;
@@ -115,6 +116,17 @@ pub async fn start(settings: Settings) -> Result<Server, StartError> {
     Ok(Server { addr, metrics_addr, stop: Some(tx), task })
 }
 
+/// The `[[topics]]` patterns, against the syntax of `fanout_ws::topic`. The
+/// file's rules were checked at load; settings built in code are checked
+/// here, before anything is bound.
+fn check_topic_rules(s: &Settings) -> Result<(), StartError> {
+    for (i, r) in s.topic_rules.iter().enumerate() {
+        fanout_ws::topic::validate_pattern(&r.pattern)
+            .map_err(|e| StartError(format!("topics[{i}] (pattern {:?}): {e}", r.pattern)))?;
+    }
+    Ok(())
+}
+
 fn build_hub(s: &Settings) -> Result<Hub<Frame>, StartError> {
     let (rules, default) = (s.topic_rules.clone(), s.history);
     Hub::builder()
@@ -126,7 +138,7 @@ fn build_hub(s: &Settings) -> Result<Hub<Frame>, StartError> {
         .topic_options(move |name| {
             rules
                 .iter()
-                .find(|r| fanout_ws::auth::pattern_matches(&r.pattern, name))
+                .find(|r| fanout_ws::topic::pattern_matches(&r.pattern, name))
                 .map_or(default, |r| r.options)
         })
         .build()

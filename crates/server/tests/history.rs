@@ -136,3 +136,33 @@ async fn history_size_zero_turns_history_off() {
     assert_eq!((s, b.as_str()), (200, r#"{"epoch":0,"seq":0,"publications":[]}"#));
     srv.shutdown().await.unwrap();
 }
+
+/// `[[topics]]` rules match whole segments, with the token patterns' syntax
+/// (`fanout_ws::topic`): a rule for `user.42.*` keeps user 42's history and
+/// not user 420's (before, a rule written `user.42*` matched both), and a
+/// `*` inside a segment stops the server at start.
+#[tokio::test]
+async fn topic_rules_match_whole_segments() {
+    use fanout_core::TopicOptions;
+    use fanout_server::config::TopicRule;
+    let keep = TopicOptions { history_size: 8, history_ttl: Duration::from_secs(60) };
+    let none = TopicOptions { history_size: 0, history_ttl: Duration::from_secs(60) };
+    let rule = |pattern: &str| TopicRule { pattern: pattern.into(), options: keep };
+    let bad = Settings { topic_rules: vec![rule("user.42*")], ..settings() };
+    let e = start(bad).await.err().expect("a partial wildcard stops the start").to_string();
+    assert!(e.contains("user.42*") && e.contains("whole segment"), "{e}");
+
+    let srv =
+        start(Settings { topic_rules: vec![rule("user.42.*")], history: none, ..settings() }).await.unwrap();
+    let addr = srv.addr();
+    for topic in ["user.42.inbox", "user.420.inbox"] {
+        publish(addr, topic, json!(1)).await;
+    }
+    let kept =
+        |b: &str| serde_json::from_str::<Value>(b).unwrap()["publications"].as_array().map_or(0, Vec::len);
+    let (s, b) = http(addr, "GET", "/api/history?topic=user.42.inbox", Some("k3y"), "").await;
+    assert_eq!((s, kept(&b)), (200, 1), "{b}");
+    let (s, b) = http(addr, "GET", "/api/history?topic=user.420.inbox", Some("k3y"), "").await;
+    assert_eq!((s, kept(&b)), (200, 0), "{b}");
+    srv.shutdown().await.unwrap();
+}

@@ -134,6 +134,32 @@ async fn http_publish_reaches_subscribers_mutex() {
     http_publish_reaches_subscribers(EngineKind::Mutex).await;
 }
 
+/// The API key is read by the same Bearer parser as the WebSocket upgrade's
+/// token (`fanout_ws::bearer`): any case of the scheme, spaces or a tab
+/// after it. Before, only `Bearer ` and `bearer ` were accepted here
+/// (`BEARER k3y` was 401).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_key_bearer_forms_match_the_upgrade() {
+    let srv = start(settings(EngineKind::Fanout)).await.unwrap();
+    let addr = srv.addr();
+    let body = br#"{"topic":"t","payload":1}"#;
+    for auth in ["Bearer k3y", "bearer k3y", "BEARER k3y", "Bearer   k3y", "Bearer\tk3y", "Bearer k3y  "] {
+        assert_eq!(
+            http(addr, "POST", "/api/publish", &[("Authorization", auth)], body).await.0,
+            200,
+            "{auth:?}"
+        );
+    }
+    for auth in ["Basic k3y", "Bearer", "Bearerk3y", "k3y"] {
+        assert_eq!(
+            http(addr, "POST", "/api/publish", &[("Authorization", auth)], body).await.0,
+            401,
+            "{auth:?}"
+        );
+    }
+    srv.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_api_errors_batch_and_unicast() {
     let srv = start(Settings { max_body_size: 1000, ..settings(EngineKind::Fanout) }).await.unwrap();

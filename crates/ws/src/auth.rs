@@ -1,12 +1,8 @@
-//! Topic names, permissions, and the JWT (HS256) check on the upgrade.
+//! Permissions, and the JWT (HS256) check on the upgrade.
 //!
-//! # Topic rules
-//!
-//! A topic name is 1 to `max_topic_len` bytes (default 128, never more than
-//! 255) of ASCII letters, digits and `_ - . : /`. Names starting with `$` are
-//! reserved: `$sys.` topics are published by the server itself (`$sys.stats`);
-//! clients may subscribe to them when permitted but never publish to them, and
-//! any other `$` name is refused.
+//! Topic names and patterns have their rules in [`crate::topic`]; the items
+//! that lived here before (`validate_topic`, `pattern_matches`, `Patterns`,
+//! ...) are re-exported from it.
 //!
 //! # Tokens
 //!
@@ -20,10 +16,12 @@
 //! {"sub": "dashboard-7", "exp": 1893456000, "subscribe": ["prices.*", "$sys.*"], "publish": ["chat.room1"]}
 //! ```
 //!
-//! A pattern is a topic name in which `*` matches any run of characters
-//! (including dots); `"*"` alone matches every topic. An absent claim grants
-//! nothing. With no secret configured, connections are anonymous: they may
-//! subscribe to any topic and publish to none.
+//! `subscribe` and `publish` are topic patterns (see [`crate::topic`]: `*` is
+//! a whole segment; `"*"` alone matches every ordinary topic). A token with a
+//! pattern that breaks the syntax (`user.42*`) is refused as a whole
+//! ([`AuthError::Pattern`]). An absent claim grants nothing. With no secret
+//! configured, connections are anonymous: they may subscribe to any topic and
+//! publish to none.
 //!
 //! The verifier is written here on `hmac` + `sha2` rather than taken from a JWT
 //! crate: HS256 is the only algorithm we accept, and the JWT crates bring RSA
@@ -35,113 +33,25 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::topic::{has_wildcard, validate_pattern};
+
 type HmacSha256 = Hmac<Sha256>;
 
-/// Prefix of the topics only the server publishes to.
-pub const SYS_PREFIX: &str = "$sys.";
-
-/// Why a topic name is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TopicError {
-    /// Empty.
-    Empty,
-    /// Longer than the limit.
-    TooLong(usize),
-    /// A character outside `[A-Za-z0-9_.:/-]`.
-    BadChar(char),
-    /// Starts with `$` but is not a `$sys.` topic.
-    Reserved,
-}
-
-impl fmt::Display for TopicError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TopicError::Empty => f.write_str("topic name is empty"),
-            TopicError::TooLong(max) => write!(f, "topic name is longer than {max} bytes"),
-            TopicError::BadChar(c) => write!(f, "topic name has a forbidden character {c:?}"),
-            TopicError::Reserved => f.write_str("topic names starting with `$` are reserved"),
-        }
-    }
-}
-
-impl std::error::Error for TopicError {}
-
-/// Checks a topic name against the rules (see the module docs). `$sys.` names
-/// pass: whether the caller may publish to them is a separate check
-/// ([`is_reserved`]).
-pub fn validate_topic(name: &str, max_len: usize) -> Result<(), TopicError> {
-    let max_len = max_len.min(255);
-    if name.is_empty() {
-        return Err(TopicError::Empty);
-    }
-    if name.len() > max_len {
-        return Err(TopicError::TooLong(max_len));
-    }
-    let body = match name.strip_prefix(SYS_PREFIX) {
-        Some(rest) if !rest.is_empty() => rest,
-        _ if name.starts_with('$') => return Err(TopicError::Reserved),
-        _ => name,
-    };
-    match body.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/'))) {
-        Some(c) => Err(TopicError::BadChar(c)),
-        None => Ok(()),
-    }
-}
-
-/// Whether only the server may publish to `name`.
-pub fn is_reserved(name: &str) -> bool {
-    name.starts_with('$')
-}
-
-/// Whether `topic` matches `pattern` (`*` matches any run of characters).
-pub fn pattern_matches(pattern: &str, topic: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), topic.as_bytes());
-    // Iterative glob with backtracking to the last `*` (linear in practice).
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
-
-/// Topic patterns a connection may use.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Patterns(Vec<String>);
-
-impl Patterns {
-    /// Every topic.
-    pub fn all() -> Self {
-        Patterns(vec!["*".into()])
-    }
-    /// No topic.
-    pub fn none() -> Self {
-        Patterns(Vec::new())
-    }
-    /// These patterns.
-    pub fn new(patterns: Vec<String>) -> Self {
-        Patterns(patterns)
-    }
-    /// Whether `topic` matches one of them. A reserved (`$`) topic is
-    /// matched only by a pattern that itself starts with `$sys.`: `*` grants
-    /// every ordinary topic, never the server's own.
-    pub fn allows(&self, topic: &str) -> bool {
-        let reserved = is_reserved(topic);
-        self.0.iter().any(|p| (!reserved || p.starts_with(SYS_PREFIX)) && pattern_matches(p, topic))
-    }
-}
+// The topic rules moved to `crate::topic`; these paths are kept so that code
+// written against `fanout_ws::auth::*` still compiles.
+/// Moved to [`crate::topic::is_reserved`] (this path is kept for compatibility).
+pub use crate::topic::is_reserved;
+/// Moved to [`crate::topic::pattern_matches`], which now matches whole
+/// segments only (this path is kept for compatibility).
+pub use crate::topic::pattern_matches;
+/// Moved to [`crate::topic::validate_topic`] (this path is kept for compatibility).
+pub use crate::topic::validate_topic;
+/// Moved to [`crate::topic::Patterns`] (this path is kept for compatibility).
+pub use crate::topic::Patterns;
+/// Moved to [`crate::topic::TopicError`] (this path is kept for compatibility).
+pub use crate::topic::TopicError;
+/// Moved to [`crate::topic::SYS_PREFIX`] (this path is kept for compatibility).
+pub use crate::topic::SYS_PREFIX;
 
 /// What a connection may do, from its token (or anonymous).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,6 +82,13 @@ impl Permissions {
             expires: None,
             channels: Vec::new(),
         }
+    }
+
+    /// Whether the connection may publish to `topic`: a `publish` pattern
+    /// matches it, and it is not a `$` topic (only the server publishes
+    /// those, whatever the patterns say).
+    pub fn may_publish(&self, topic: &str) -> bool {
+        !is_reserved(topic) && self.publish.allows(topic)
     }
 }
 
@@ -227,15 +144,15 @@ impl Audience {
 impl Claims {
     /// The permissions they grant.
     pub fn permissions(self) -> Permissions {
-        let mut subscribe = self.subscribe;
+        let mut subscribe = Patterns::new(self.subscribe);
         // A granted channel may be subscribed to again after a leave. A name
         // with `*` is no topic: it would never be joined, and must not
         // widen `subscribe` either.
-        subscribe.extend(self.channels.iter().filter(|c| !c.contains('*')).cloned());
+        subscribe.extend(self.channels.iter().filter(|c| !has_wildcard(c)).cloned());
         Permissions {
             subject: self.sub,
-            subscribe: Patterns(subscribe),
-            publish: Patterns(self.publish),
+            subscribe,
+            publish: Patterns::new(self.publish),
             expires: self.exp,
             channels: self.channels,
         }
@@ -263,6 +180,9 @@ pub enum AuthError {
     Audience,
     /// The server names an issuer and `iss` is not it.
     Issuer,
+    /// A `subscribe` or `publish` pattern breaks the pattern syntax
+    /// ([`crate::topic::validate_pattern`]: `user.42*`, or an empty one).
+    Pattern,
 }
 
 impl fmt::Display for AuthError {
@@ -277,6 +197,9 @@ impl fmt::Display for AuthError {
             AuthError::UnknownKey => "token key id unknown",
             AuthError::Audience => "token audience not accepted",
             AuthError::Issuer => "token issuer not accepted",
+            AuthError::Pattern => {
+                "token has an invalid topic pattern (empty, or a `*` that is not a whole segment)"
+            }
         })
     }
 }
@@ -334,6 +257,9 @@ pub(crate) fn verify_with<'k>(
     if claims.nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
         return Err(AuthError::NotYetValid);
     }
+    if claims.subscribe.iter().chain(&claims.publish).any(|p| validate_pattern(p).is_err()) {
+        return Err(AuthError::Pattern);
+    }
     Ok(claims)
 }
 
@@ -363,31 +289,6 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn topic_rules() {
-        assert!(validate_topic("news", 128).is_ok());
-        assert!(validate_topic("a-b_c.d:e/f9", 128).is_ok());
-        assert!(validate_topic("$sys.stats", 128).is_ok());
-        assert_eq!(validate_topic("", 128), Err(TopicError::Empty));
-        assert_eq!(validate_topic("abcd", 3), Err(TopicError::TooLong(3)));
-        assert_eq!(validate_topic("a b", 128), Err(TopicError::BadChar(' ')));
-        assert_eq!(validate_topic("a*", 128), Err(TopicError::BadChar('*')));
-        assert_eq!(validate_topic("$other", 128), Err(TopicError::Reserved));
-        assert_eq!(validate_topic("$sys.", 128), Err(TopicError::Reserved));
-        assert!(is_reserved("$sys.stats"));
-    }
-
-    #[test]
-    fn patterns() {
-        assert!(pattern_matches("*", "x"));
-        assert!(pattern_matches("news.*", "news.eu.fr"));
-        assert!(!pattern_matches("news.*", "news"));
-        assert!(pattern_matches("a*c", "abbbc"));
-        assert!(!pattern_matches("a*c", "abbbd"));
-        assert!(pattern_matches("exact", "exact"));
-        assert!(!pattern_matches("exact", "exact2"));
-    }
-
-    #[test]
     fn jwt_round_trip_and_failures() {
         let t = sign_hs256(&json!({"sub": "u", "exp": 100, "subscribe": ["a.*"], "publish": []}), b"k");
         let c = verify_hs256(&t, b"k", 50).unwrap();
@@ -415,17 +316,46 @@ mod tests {
         assert!(constant_time_eq(b"", b""));
     }
 
-    /// With a secret, `*` grants ordinary topics only: a `$sys.` topic needs a
-    /// pattern that names it (before, `*` matched `$sys.stats` too).
+    /// A token whose pattern puts `*` inside a segment is refused: before,
+    /// `user.42*` verified and granted `user.420`.
     #[test]
-    fn star_does_not_grant_reserved_topics() {
-        let star = Patterns::new(vec!["*".into()]);
-        assert!(star.allows("news"));
-        assert!(!star.allows("$sys.stats"));
-        assert!(Patterns::new(vec!["$sys.*".into()]).allows("$sys.stats"));
-        assert!(Patterns::new(vec!["$sys.stats".into()]).allows("$sys.stats"));
-        assert!(!Patterns::new(vec!["$*".into()]).allows("$sys.stats"));
-        // Open mode (no secret) keeps every topic readable, `$sys.` included.
-        assert!(Permissions::anonymous().subscribe.allows("$sys.stats"));
+    fn token_with_partial_wildcard_is_refused() {
+        let t = sign_hs256(&json!({"sub": "u", "subscribe": ["user.42*"]}), b"k");
+        assert_eq!(verify_hs256(&t, b"k", 0), Err(AuthError::Pattern));
+        let t = sign_hs256(&json!({"sub": "u", "publish": ["ok.*", ""]}), b"k");
+        assert_eq!(verify_hs256(&t, b"k", 0), Err(AuthError::Pattern));
+        let t = sign_hs256(&json!({"sub": "u", "subscribe": ["user.42.*", "$sys.*"]}), b"k");
+        let perms = verify_hs256(&t, b"k", 0).unwrap().permissions();
+        assert!(perms.subscribe.allows("user.42.inbox"));
+        assert!(!perms.subscribe.allows("user.420.inbox"));
+        assert!(perms.subscribe.allows("$sys.stats"));
+    }
+
+    /// Open mode (no secret) keeps every topic readable, `$sys.` included,
+    /// and grants no publish.
+    #[test]
+    fn anonymous_reads_everything_publishes_nothing() {
+        let anon = Permissions::anonymous();
+        assert!(anon.subscribe.allows("$sys.stats"));
+        assert!(anon.subscribe.allows("a.b.c"));
+        assert!(!anon.may_publish("a"));
+    }
+
+    /// `channels` are granted for `subscribe`, except a name with `*`.
+    #[test]
+    fn channels_widen_subscribe_but_not_with_wildcards() {
+        let claims = Claims { channels: vec!["inbox.alice".into(), "x.*".into()], ..Claims::default() };
+        let perms = claims.permissions();
+        assert!(perms.subscribe.allows("inbox.alice"));
+        assert!(!perms.subscribe.allows("x.y"));
+    }
+
+    /// Publishing needs a matching pattern and never reaches a `$` topic.
+    #[test]
+    fn may_publish_never_reserved() {
+        let perms = Claims { publish: vec!["*".into(), "$sys.*".into()], ..Claims::default() }.permissions();
+        assert!(perms.may_publish("news"));
+        assert!(!perms.may_publish("$sys.stats"));
+        assert!(!Permissions { publish: Patterns::none(), ..perms }.may_publish("news"));
     }
 }

@@ -17,10 +17,11 @@ pub mod refresh;
 use fanout_core::{Engine, Hub};
 use serde_json::Value;
 
-use crate::auth::{Patterns, Permissions};
+use crate::auth::Permissions;
 use crate::frame::Frame;
 use crate::gateway::Gateway;
 use crate::rpc::{Session, MAX_BATCH};
+use crate::topic::Patterns;
 use crate::WsConfig;
 
 /// One gateway per process: the fuzzer calls the harness millions of times.
@@ -142,17 +143,18 @@ fn check_response(v: &Value, reply: &str) {
 pub fn check_topic(name: &str, max_len: usize) {
     let r = crate::validate_topic(name, max_len);
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/');
-    let body = name.strip_prefix(crate::auth::SYS_PREFIX).unwrap_or(name);
+    let body = name.strip_prefix(crate::topic::SYS_PREFIX).unwrap_or(name);
     let expect_ok = !name.is_empty()
         && name.len() <= max_len.min(255)
         && !body.is_empty()
-        && (!name.starts_with('$') || name.starts_with(crate::auth::SYS_PREFIX))
+        && (!name.starts_with('$') || name.starts_with(crate::topic::SYS_PREFIX))
         && body.chars().all(allowed);
     assert_eq!(r.is_ok(), expect_ok, "validate_topic({name:?}, {max_len}) = {r:?}");
     // A valid name is matched by `*` and by itself as a pattern.
     if r.is_ok() {
-        assert!(crate::auth::pattern_matches("*", name));
-        assert!(crate::auth::pattern_matches(name, name));
+        assert!(crate::topic::pattern_matches("*", name));
+        assert!(crate::topic::pattern_matches(name, name));
+        assert_eq!(crate::topic::validate_pattern(name), Ok(()), "a name is a pattern of itself");
     }
 }
 
@@ -180,6 +182,7 @@ pub fn check_token(token: &str, secret: &[u8], now: u64) {
                     crate::auth::AuthError::Malformed
                         | crate::auth::AuthError::Expired
                         | crate::auth::AuthError::NotYetValid
+                        | crate::auth::AuthError::Pattern
                 ),
                 "own token refused: {e}"
             ),

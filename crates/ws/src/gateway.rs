@@ -159,11 +159,8 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 
 /// The bearer token from `Authorization` or the `token` query parameter.
 fn token<B>(req: &Request<B>) -> Option<&str> {
-    if let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
-            return Some(v[7..].trim());
-        }
+    if let Some(t) = crate::bearer::from_headers(req.headers()) {
+        return Some(t);
     }
     req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("token=")).filter(|t| !t.is_empty())
 }

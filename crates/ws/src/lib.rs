@@ -25,8 +25,9 @@
 //! Per connection there is one task that reads and writes (see `conn.rs`);
 //! every limit is in [`WsConfig`]; the protocol is in `docs/protocol.md`.
 //!
-//! With the `axum` feature, `axum::router` mounts the gateway in an axum
-//! application.
+//! With the `axum` feature, `axum::serve` serves an axum application beside
+//! the gateway (with the client addresses and socket settings the gateway
+//! needs), and `axum::router` mounts the gateway in one served otherwise.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@
 pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
+pub mod bearer;
 pub mod client_ip;
 pub mod close_codes;
 mod config;
@@ -52,10 +54,11 @@ pub mod rpc;
 mod serve;
 mod subjects;
 pub mod token;
+pub mod topic;
 mod topic_cap;
 mod writer;
 
-pub use auth::{sign_hs256, validate_topic, verify_hs256, Claims, Permissions, TopicError};
+pub use auth::{sign_hs256, verify_hs256, Claims, Permissions};
 pub use config::{RateLimit, WsConfig, WsConfigError, MAX_DURATION};
 pub use frame::Frame;
 pub use gateway::{DrainReport, Gateway, CLIENT_ID_HEADER};
@@ -63,6 +66,7 @@ pub use keyed_limit::KeyedRate;
 pub use metrics::{CloseKind, Histogram, MetricsSnapshot, Rejection, BATCH_BUCKETS, LATENCY_BUCKETS};
 pub use rpc::{codes, PublishResult, RpcError};
 pub use serve::{not_found, serve, Body};
+pub use topic::{validate_topic, TopicError};
 
 pub use fanout_core;
 pub use tokio_tungstenite;

@@ -22,10 +22,11 @@ use serde_json::Value;
 
 use std::time::Instant;
 
-use crate::auth::{is_reserved, validate_topic, Permissions};
+use crate::auth::Permissions;
 use crate::frame::Frame;
 use crate::gateway::Gateway;
 use crate::limits::{Slot, TokenBucket, Verdict};
+use crate::topic::validate_topic;
 
 /// JSON-RPC error codes used by the gateway.
 pub mod codes {
@@ -506,7 +507,7 @@ impl<E: Engine<Frame>> Session<E> {
     fn publish(&mut self, params: Option<&RawValue>) -> Result<Value, RpcError> {
         let (topic, payload) = publish_params(params)?;
         self.check_topic(&topic)?;
-        if is_reserved(&topic) || !self.perms.publish.allows(&topic) {
+        if !self.perms.may_publish(&topic) {
             return Err(RpcError::new(
                 codes::PERMISSION_DENIED,
                 format!("permission denied: publish to {topic}"),
@@ -573,7 +574,7 @@ impl<E: Engine<Frame>> Session<E> {
         if let Err(e) = self.check_topic(topic) {
             return Some(self.error(&Value::Null, e));
         }
-        if is_reserved(topic) || !self.perms.publish.allows(topic) {
+        if !self.perms.may_publish(topic) {
             return err(self, codes::PERMISSION_DENIED, format!("permission denied: publish to {topic}"));
         }
         match self.gateway.publish_binary(topic, &rest[l as usize..]) {

@@ -41,9 +41,40 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::WsConfig;
 use crate::frame::Frame;
 use crate::gateway::Gateway;
 use crate::metrics::Rejection;
+
+/// What is set on each accepted socket, by [`serve`] and by the axum
+/// adapter's listener alike.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SocketSetup {
+    /// `TCP_NODELAY` (`tcp_nodelay`).
+    nodelay: bool,
+    /// The kernel send buffer (`send_buffer_size`; `None`: the system's).
+    send_buffer_size: Option<usize>,
+}
+
+impl SocketSetup {
+    /// The setup `cfg` asks for.
+    pub(crate) fn from_config(cfg: &WsConfig) -> Self {
+        SocketSetup { nodelay: cfg.tcp_nodelay, send_buffer_size: cfg.send_buffer_size }
+    }
+
+    /// Applies it to `tcp`; a failure leaves the system's value (and is not
+    /// worth refusing the client for).
+    pub(crate) fn apply(self, tcp: &tokio::net::TcpStream) {
+        if self.nodelay {
+            let _ = tcp.set_nodelay(true);
+        }
+        if let Some(n) = self.send_buffer_size {
+            // Bounds what a stalled client can park in the kernel, so that
+            // the engine's queue fills and eviction works.
+            let _ = socket2::SockRef::from(tcp).set_send_buffer_size(n);
+        }
+    }
+}
 
 /// Response body of every route.
 pub type Body = Full<Bytes>;
@@ -96,14 +127,7 @@ where
                             }
                         }
                     };
-                    if gateway.config().tcp_nodelay {
-                        let _ = tcp.set_nodelay(true);
-                    }
-                    if let Some(n) = gateway.config().send_buffer_size {
-                        // Bounds what a stalled client can park in the kernel, so
-                        // that the engine's queue fills and eviction works.
-                        let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(n);
-                    }
+                    SocketSetup::from_config(gateway.config()).apply(&tcp);
                     let conn = serve_conn(tcp, peer, gateway.clone(), routes.clone(), stop_rx.clone());
                     // The place is held until the HTTP connection ends, which
                     // is at the upgrade for a WebSocket.

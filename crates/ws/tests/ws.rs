@@ -586,6 +586,51 @@ async fn tokens() {
     assert_eq!(rejected(&srv.gw.metrics(), Rejection::Unauthorized), 4);
 }
 
+/// The upgrade reads the token with the same Bearer parser as the HTTP API
+/// (`fanout_ws::bearer`): any case of the scheme, spaces or a tab after it.
+/// Before, a tab after the scheme was refused here (401).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_bearer_forms_match_the_http_api() {
+    let srv = start(hub(), WsConfig { jwt_secret: Some(SECRET.into()), ..WsConfig::default() }).await;
+    let t = publisher_token(SECRET);
+    for auth in
+        [format!("Bearer {t}"), format!("BEARER {t}"), format!("bearer   {t}"), format!("Bearer\t{t}")]
+    {
+        let r = try_connect(srv.addr, "/ws", &[("authorization", &auth)], false).await;
+        assert!(r.is_ok(), "{auth:?}");
+    }
+    for auth in [format!("Basic {t}"), format!("Bearer{t}"), "Bearer".to_string()] {
+        assert_eq!(refused_status(srv.addr, "/ws", &[("authorization", &auth)]).await, 401, "{auth:?}");
+    }
+}
+
+/// Token patterns match whole segments. Before, `user.42*` was accepted and
+/// granted `user.420` (another user's topics): such a token is now refused at
+/// the upgrade, and `user.42.*` grants user 42's topics and no one else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_patterns_match_whole_segments() {
+    let srv = start(hub(), WsConfig { jwt_secret: Some(SECRET.into()), ..WsConfig::default() }).await;
+    let prefix = sign_hs256(&json!({"sub": "u42", "subscribe": ["user.42*"]}), SECRET.as_bytes());
+    assert_eq!(refused_status(srv.addr, &format!("/ws?token={prefix}"), &[]).await, 401);
+
+    let t = sign_hs256(
+        &json!({"sub": "u42", "subscribe": ["user.42.*", "room.*.chat"], "publish": ["user.42.*"]}),
+        SECRET.as_bytes(),
+    );
+    let (mut ws, _) = try_connect(srv.addr, &format!("/ws?token={t}"), &[], false).await.unwrap();
+    subscribe(&mut ws, "user.42.inbox").await;
+    subscribe(&mut ws, "user.42.a.b").await;
+    subscribe(&mut ws, "room.7.chat").await;
+    for (id, topic) in [(1, "user.420.inbox"), (2, "user.42"), (3, "room.7.x.chat"), (4, "room.7.chatter")] {
+        let r = call(&mut ws, id, "subscribe", json!({"topic": topic})).await;
+        assert_eq!(r["error"]["code"], codes::PERMISSION_DENIED, "{topic}: {r}");
+    }
+    let r = call(&mut ws, 5, "publish", json!({"topic": "user.420.inbox", "payload": 1})).await;
+    assert_eq!(r["error"]["code"], codes::PERMISSION_DENIED);
+    let r = call(&mut ws, 6, "publish", json!({"topic": "user.42.inbox", "payload": 1})).await;
+    assert_eq!(r["result"]["recipients"], 1, "{r}");
+}
+
 /// A TCP client that never sends its request is dropped after the handshake timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_timeout_drops_silent_clients() {
@@ -694,4 +739,68 @@ async fn axum_adapter() {
     assert_eq!(next_json(&mut ws).await["payload"], json!({"via": "axum"}));
     // ConnectInfo reached the gateway: the per-IP cap applies.
     assert_eq!(refused_status(addr, "/ws", &[]).await, 429);
+}
+
+/// `fanout_ws::axum::serve` gives the gateway the client's real address: two
+/// axum clients from 127.0.0.1 and one from `fanout_ws::serve` share the
+/// per-IP cap of 127.0.0.1. Served as a plain axum app
+/// (`axum::serve(listener, app)`, before this function), they counted as
+/// `0.0.0.0`, and the third connection was let in.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_clients_count_under_their_real_address() {
+    let gw = fanout_ws::Gateway::new(hub(), WsConfig { max_connections_per_ip: 3, ..WsConfig::default() })
+        .unwrap();
+    // One 127.0.0.1 connection through the crate's own server.
+    let direct = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let direct_addr = direct.local_addr().unwrap();
+    let g = gw.clone();
+    tokio::spawn(fanout_ws::serve(direct, g, fanout_ws::not_found, std::future::pending()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route("/hello", axum::routing::get(|| async { "hi" }));
+    tokio::spawn(fanout_ws::axum::serve(listener, gw.clone(), app, std::future::pending()));
+    let _direct = connect(direct_addr).await;
+    let mut first = connect(addr).await;
+    let _second = connect(addr).await;
+    assert_eq!(refused_status(addr, "/ws", &[]).await, 429, "3 connections from 127.0.0.1");
+    assert_eq!(refused_status(direct_addr, "/ws", &[]).await, 429, "the cap is shared");
+    assert_eq!(rejected(&gw.metrics(), Rejection::PerIpCap), 2);
+    // The app's own routes are served beside the gateway's.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    tcp.read_to_end(&mut buf).await.unwrap();
+    assert!(buf.starts_with(b"HTTP/1.1 200") && buf.ends_with(b"hi"), "{}", String::from_utf8_lossy(&buf));
+    subscribe(&mut first, "t").await;
+    gw.publish_value("t", &json!({"via": "axum"})).unwrap();
+    assert_eq!(next_json(&mut first).await["payload"], json!({"via": "axum"}));
+}
+
+/// `fanout_ws::axum::listener` gives each accepted socket the send-buffer cap
+/// of `fanout_ws::serve` (before, axum's sockets kept the kernel's default).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_listener_caps_the_send_buffer() {
+    /// The send buffer of the server's side of one accepted connection.
+    async fn sndbuf(
+        mut l: impl axum::serve::Listener<Io = tokio::net::TcpStream>,
+        addr: std::net::SocketAddr,
+    ) -> usize {
+        let client = tokio::net::TcpStream::connect(addr);
+        let ((server, _), _client) = tokio::join!(l.accept(), client);
+        socket2::SockRef::from(&server).send_buffer_size().unwrap()
+    }
+    let cap = 8 * 1024;
+    let gw = fanout_ws::Gateway::new(hub(), WsConfig { send_buffer_size: Some(cap), ..WsConfig::default() })
+        .unwrap();
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_addr = plain.local_addr().unwrap();
+    let default = sndbuf(plain, plain_addr).await;
+    let tuned = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tuned_addr = tuned.local_addr().unwrap();
+    let capped = sndbuf(fanout_ws::axum::listener(tuned, &gw), tuned_addr).await;
+    // Linux reports twice the value set (its bookkeeping); allow for that.
+    assert!(capped <= 2 * cap, "capped at {capped}, asked {cap}");
+    assert!(capped < default, "capped {capped} vs default {default}");
 }
