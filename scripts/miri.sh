@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs fanout-core's unit tests of the code that has `unsafe` under miri: the
-# ring (`ring::tests`), the prepaid reference counts (`shared::tests`) and the
-# inbox's parking handshake (`tests::`), sized down by cfg!(miri).
+# ring (`ring::tests`), the prepaid reference counts (`shared::tests`), the
+# sequencer's walk and the history it guards (`sequencer::tests`,
+# `history::tests`), and the inbox's parking handshake (`tests::`), sized down
+# by cfg!(miri).
 #
 # The nightly is pinned to a dated toolchain, so that a new nightly cannot turn
 # CI red overnight; move the pin on purpose, in a commit of its own, after
@@ -23,4 +25,4 @@ if ! cargo "+$toolchain" miri --version >/dev/null 2>&1; then
   rustup toolchain install "$toolchain" --profile minimal --component miri,rust-src
 fi
 cargo "+$toolchain" miri --version
-cargo "+$toolchain" miri test -p fanout-core --lib -- ring:: shared:: tests::
+cargo "+$toolchain" miri test -p fanout-core --lib -- ring:: shared:: sequencer:: history:: tests::

@@ -86,6 +86,21 @@ impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
         self.config.chunk_size = chunk_size;
         self
     }
+
+    /// Keeps the last `size` messages of every topic for `ttl` (the default
+    /// for topics that [`HubBuilder::topic_options`] does not decide).
+    pub fn history(mut self, size: usize, ttl: std::time::Duration) -> Self {
+        self.config.topic_defaults = crate::TopicOptions { history_size: size, history_ttl: ttl };
+        self
+    }
+
+    /// Decides each topic's options from its name, once, when the topic is
+    /// created.
+    pub fn topic_options(mut self, f: impl Fn(&str) -> crate::TopicOptions + Send + Sync + 'static) -> Self {
+        self.config.topic_options = Some(std::sync::Arc::new(f));
+        self
+    }
+
     /// Validates the settings and starts the hub (and its cleanup thread).
     pub fn build(self) -> Result<Hub<T>, ConfigError> {
         Hub::with_config(self.config)

@@ -24,8 +24,46 @@ pub enum Overflow {
     DropOldest,
 }
 
+/// Settings of one topic, from [`HubConfig::topic_options`] (or the hub's
+/// defaults).
+///
+/// ```
+/// use std::time::Duration;
+/// use fanout_core::{Hub, TopicOptions};
+///
+/// // Prices keep their last 1,000 messages for 10 minutes; other topics none.
+/// let hub = Hub::<u64>::builder()
+///     .topic_options(|name| {
+///         if name.starts_with("prices.") {
+///             TopicOptions { history_size: 1000, history_ttl: Duration::from_secs(600) }
+///         } else {
+///             TopicOptions::default()
+///         }
+///     })
+///     .build()
+///     .unwrap();
+/// hub.publish("prices.eur", 1).unwrap();
+/// assert_eq!(hub.topic("prices.eur").history(10, None).messages.len(), 1);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TopicOptions {
+    /// Messages kept per topic for joins from a position and history reads
+    /// (0: none, the default in the library).
+    pub history_size: usize,
+    /// How long a message stays in the history; a topic with a history also
+    /// outlives its last subscriber and handle for this long after its last
+    /// publish, so that a client that comes back finds its stream.
+    pub history_ttl: std::time::Duration,
+}
+
+/// Largest history per topic.
+pub const MAX_HISTORY: usize = 1 << 20;
+
+/// Picks a topic's options from its name.
+pub type TopicOptionsFn = std::sync::Arc<dyn Fn(&str) -> TopicOptions + Send + Sync>;
+
 /// Hub-wide settings. Build them with [`HubBuilder`](crate::HubBuilder).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HubConfig {
     /// Slots in each subscriber's ring (default 256).
     pub capacity: usize,
@@ -52,6 +90,39 @@ pub struct HubConfig {
     /// fresh subscribers allocates their rings on the publisher's thread
     /// (100,000 rings: ~0.2 s on this project's machine; see docs/benchmarks.md).
     pub lazy_rings: bool,
+    /// Options of topics that `topic_options` does not decide (default: no
+    /// history).
+    pub topic_defaults: TopicOptions,
+    /// Options per topic, from its name (default: `topic_defaults` for all).
+    pub topic_options: Option<TopicOptionsFn>,
+}
+
+impl fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("capacity", &self.capacity)
+            .field("overflow", &self.overflow)
+            .field("high_water", &self.high_water)
+            .field("cleanup_capacity", &self.cleanup_capacity)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("shards", &self.shards)
+            .field("chunk_size", &self.chunk_size)
+            .field("lazy_rings", &self.lazy_rings)
+            .field("topic_defaults", &self.topic_defaults)
+            .field("topic_options", &self.topic_options.as_ref().map(|_| "<fn>"))
+            .finish()
+    }
+}
+
+impl HubConfig {
+    /// The options of topic `name`.
+    pub fn options_for(&self, name: &str) -> TopicOptions {
+        let o = match &self.topic_options {
+            Some(f) => f(name),
+            None => self.topic_defaults,
+        };
+        TopicOptions { history_size: o.history_size.min(MAX_HISTORY), ..o }
+    }
 }
 
 impl Default for HubConfig {
@@ -65,6 +136,8 @@ impl Default for HubConfig {
             shards: 8,
             chunk_size: 512,
             lazy_rings: false,
+            topic_defaults: TopicOptions::default(),
+            topic_options: None,
         }
     }
 }
@@ -88,6 +161,12 @@ impl HubConfig {
         }
         if self.cleanup_capacity > 1 << 24 {
             return Err(ConfigError::new("cleanup_capacity", "must be at most 16,777,216"));
+        }
+        if self.topic_defaults.history_size > MAX_HISTORY {
+            return Err(ConfigError::new("history_size", "must be at most 1,048,576"));
+        }
+        if self.topic_defaults.history_size > 0 && self.topic_defaults.history_ttl.is_zero() {
+            return Err(ConfigError::new("history_ttl", "must be longer than zero when a history is kept"));
         }
         Ok(())
     }

@@ -9,8 +9,10 @@ use std::future::Future;
 use crate::error::{PublishError, RecvError, SendError, SubscribeError, TryRecvError};
 use crate::hub::Hub;
 use crate::message::{Message, Meta, Priority};
+use crate::recovery::{JoinFrom, Joined, NotRecovered};
 use crate::stats::{PublishReport, Stats};
 use crate::subscriber::Subscriber;
+use crate::topic::{HistoryPage, Position};
 use crate::SubscriberId;
 
 /// A fan-out engine, as a transport sees it.
@@ -47,6 +49,27 @@ pub trait Engine<T: Clone + Send + Sync + 'static>: Clone + Send + Sync + 'stati
 
     /// Removes subscriber `id` from `topic`; `Ok(false)` if it was not a member.
     fn leave(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError>;
+
+    /// Joins `topic` from a position, or with its latest message (see
+    /// [`Hub::join_from`]). Engines that keep no history join live and say so
+    /// (`recovered: false`, [`NotRecovered::NoHistory`] when a position was
+    /// given).
+    fn join_from(&self, id: SubscriberId, topic: &str, from: JoinFrom) -> Result<Joined, SubscribeError> {
+        let joined = self.join(id, topic)?;
+        Ok(Joined {
+            joined,
+            recovered: false,
+            reason: matches!(from, JoinFrom::After(_)).then_some(NotRecovered::NoHistory),
+            position: Position::default(),
+            replayed: 0,
+        })
+    }
+
+    /// Reads `topic`'s history (see [`Topic::history`](crate::Topic::history)):
+    /// `None` when the topic does not exist or the engine keeps no history.
+    fn history(&self, _topic: &str, _limit: usize, _since: Option<u64>) -> Option<HistoryPage<T>> {
+        None
+    }
 
     /// Publishes one message to `topic`, its payload built once from its numbering.
     fn publish_with<F: FnOnce(Meta) -> T>(
@@ -140,6 +163,12 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for Hub<T> {
     }
     fn leave(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError> {
         Hub::leave(self, id, topic)
+    }
+    fn join_from(&self, id: SubscriberId, topic: &str, from: JoinFrom) -> Result<Joined, SubscribeError> {
+        Hub::join_from(self, id, topic, from)
+    }
+    fn history(&self, topic: &str, limit: usize, since: Option<u64>) -> Option<HistoryPage<T>> {
+        Hub::history(self, topic, limit, since)
     }
     fn publish_with<F: FnOnce(Meta) -> T>(
         &self,

@@ -36,9 +36,11 @@ use crate::members::Members;
 use crate::message::{Message, Meta, Origin, Priority};
 use crate::publish::Target;
 use crate::reaper::{self, Request};
+use crate::recovery::{JoinFrom, Joined};
 use crate::sequencer::Sequencer;
 use crate::stats::{Counters, PublishReport, Stats};
 use crate::subscriber::Subscriber;
+use crate::topic::HistoryPage;
 use crate::topic::{Topic, TopicInner};
 use crate::SubscriberId;
 
@@ -82,7 +84,10 @@ pub(crate) struct Inner<T: Clone + Send + Sync + 'static> {
     /// Topic name → topic; entries exist while the topic has members or handles.
     pub(crate) topics: DashMap<Arc<str>, Arc<TopicInner<T>>>,
     next_id: AtomicU64,
+    /// Topics created so far: hashed with `epoch_keys` into each new epoch.
     next_epoch: AtomicU64,
+    /// Random keys, drawn per hub: epochs differ across hubs and restarts.
+    epoch_keys: std::collections::hash_map::RandomState,
     /// Numbers and orders broadcasts: their own stream, epoch 0.
     pub(crate) broadcasts: Sequencer<T>,
     shut: AtomicBool,
@@ -113,7 +118,8 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
             topics: DashMap::new(),
             next_id: AtomicU64::new(0),
             next_epoch: AtomicU64::new(0),
-            broadcasts: Sequencer::new(),
+            epoch_keys: std::collections::hash_map::RandomState::new(),
+            broadcasts: Sequencer::new(0, std::time::Duration::ZERO),
             shut: AtomicBool::new(false),
             counters: Counters::new(),
             reaper_tx: tx,
@@ -180,10 +186,11 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     ) -> Result<PublishReport, PublishError> {
         let inner = self.inner();
         inner.check_open()?;
-        let Some(t) = inner.topics.get(topic).map(|t| t.clone()) else {
-            return Ok(inner.count_empty(1));
-        };
-        inner.publish_topic(&t, priority, make)
+        match inner.topics.get(topic).map(|t| t.clone()) {
+            Some(t) if !t.seq.keeps_history() => inner.publish_topic(&t, priority, make),
+            None if inner.config.options_for(topic).history_size == 0 => Ok(inner.count_empty(1)),
+            _ => inner.with_topic(topic, |t| inner.publish_topic(t, priority, make)),
+        }
     }
 
     /// Publishes a run of `Normal` messages to `topic`: each member gets the whole
@@ -195,10 +202,50 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     ) -> Result<PublishReport, PublishError> {
         let inner = self.inner();
         inner.check_open()?;
-        let Some(t) = inner.topics.get(topic).map(|t| t.clone()) else {
-            return Ok(inner.count_empty(payloads.into_iter().count() as u64));
-        };
-        inner.publish_topic_many(&t, Priority::Normal, payloads)
+        match inner.topics.get(topic).map(|t| t.clone()) {
+            Some(t) if !t.seq.keeps_history() => inner.publish_topic_many(&t, Priority::Normal, payloads),
+            None if inner.config.options_for(topic).history_size == 0 => {
+                Ok(inner.count_empty(payloads.into_iter().count() as u64))
+            }
+            _ => inner.with_topic(topic, |t| inner.publish_topic_many(t, Priority::Normal, payloads)),
+        }
+    }
+
+    /// Joins subscriber `id` to `topic` from a position, or with its latest
+    /// message (see [`JoinFrom`]): the missed messages are queued in order
+    /// before any live one, with no gap and no duplicate at the hand-off, or
+    /// the answer says why not ([`Joined::recovered`], [`Joined::reason`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fanout_core::{Hub, JoinFrom, Position};
+    ///
+    /// let hub = Hub::<u32>::builder().history(100, Duration::from_secs(60)).build().unwrap();
+    /// let mut s = hub.subscribe().unwrap();
+    /// s.join("t").unwrap();
+    /// hub.publish_many("t", [1, 2]).unwrap();
+    /// let seen = Position { epoch: s.try_recv().unwrap().epoch(), seq: 1 }; // then it goes away
+    /// drop(s);
+    /// hub.publish_many("t", [3, 4]).unwrap();
+    ///
+    /// let mut back = hub.subscribe().unwrap();
+    /// let j = hub.join_from(back.id(), "t", JoinFrom::After(seen)).unwrap();
+    /// assert!(j.recovered);
+    /// let got: Vec<u32> = std::iter::from_fn(|| back.try_recv().ok()).map(|m| *m.payload()).collect();
+    /// assert_eq!(got, [2, 3, 4]);
+    /// ```
+    pub fn join_from(&self, id: SubscriberId, topic: &str, from: JoinFrom) -> Result<Joined, SubscribeError> {
+        let inner = self.inner();
+        let inbox = inner.inbox(id)?;
+        inner.with_topic(topic, |t| inner.join_topic_from(&inbox, t, from))
+    }
+
+    /// Reads `topic`'s history (see [`Topic::history`]); `None` when the
+    /// topic does not exist.
+    pub fn history(&self, topic: &str, limit: usize, since: Option<u64>) -> Option<HistoryPage<T>> {
+        let inner = self.inner();
+        let t = inner.topics.get(topic).map(|t| t.clone())?;
+        Some(inner.history(&t, limit, since))
     }
 
     /// Publishes one `Normal` message to every subscriber of the hub.
@@ -274,8 +321,8 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     }
 
     /// Blocks until the cleanup worker has removed every subscriber closed before
-    /// this call (including those left to its sweep). Returns at once after
-    /// shutdown. Useful in tests and before reading membership counts.
+    /// this call (including those left to its sweep), and every topic whose
+    /// history has expired. Returns at once after shutdown. Useful in tests and before reading membership counts.
     pub fn flush_cleanup(&self) {
         let inner = self.inner();
         if inner.is_shut() {
@@ -446,8 +493,40 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     }
 
     fn new_topic(&self, name: &str) -> Arc<TopicInner<T>> {
-        let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
-        Arc::new(TopicInner::new(Arc::from(name), epoch, self.config.chunk_size))
+        Arc::new(TopicInner::new(
+            Arc::from(name),
+            self.fresh_epoch(),
+            self.config.chunk_size,
+            self.config.options_for(name),
+        ))
+    }
+
+    /// A new epoch: random (keyed per hub, hashed with a counter), at most
+    /// 2^53 − 1 so that a JavaScript number holds it exactly, never 0. Two
+    /// epochs of one hub never repeat while the counter does not; across
+    /// restarts, a repeat has a chance of 2^-53 per pair.
+    fn fresh_epoch(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let n = self.next_epoch.fetch_add(1, Ordering::Relaxed);
+        let mut h = self.epoch_keys.build_hasher();
+        h.write_u64(n);
+        (h.finish() & ((1 << 53) - 1)).max(1)
+    }
+
+    /// Runs `f` on topic `name` (created if needed) while holding a handle on
+    /// it, so that no reclaim removes it meanwhile.
+    pub(crate) fn with_topic<R>(&self, name: &str, f: impl FnOnce(&Arc<TopicInner<T>>) -> R) -> R {
+        let t = self.topic_inner(name);
+        let out = f(&t);
+        self.release_topic(&t);
+        out
+    }
+
+    /// Gives back a handle taken by [`Inner::topic_inner`].
+    pub(crate) fn release_topic(&self, topic: &Arc<TopicInner<T>>) {
+        if topic.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.maybe_reclaim(topic);
+        }
     }
 
     pub(crate) fn join_inbox(&self, inbox: &Arc<Inbox<T>>, name: &str) -> Result<bool, SubscribeError> {
@@ -478,6 +557,17 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
             }
             None => false,
         }
+    }
+
+    /// Whether any topic may keep a history (then the cleanup worker sweeps
+    /// for expired ones).
+    pub(crate) fn keeps_histories(&self) -> bool {
+        self.config.topic_defaults.history_size > 0 || self.config.topic_options.is_some()
+    }
+
+    /// Removes every topic with no member, no handle and no history to keep.
+    pub(crate) fn sweep_topics(&self) {
+        self.topics.retain(|_, t| !t.reclaimable());
     }
 
     /// Removes `topic` from the map if it has no members and no handles, and is

@@ -71,6 +71,7 @@ mod builder;
 mod config;
 mod engine;
 mod error;
+mod history;
 mod hub;
 mod inbox;
 mod loom;
@@ -78,6 +79,7 @@ mod members;
 mod message;
 mod publish;
 mod reaper;
+mod recovery;
 mod ring;
 mod sequencer;
 mod shared;
@@ -91,14 +93,18 @@ mod loom_tests;
 mod tests;
 
 pub use builder::HubBuilder;
-pub use config::{ConfigError, HubConfig, Overflow, SubscribeOptions, MAX_CAPACITY};
+pub use config::{
+    ConfigError, HubConfig, Overflow, SubscribeOptions, TopicOptions, TopicOptionsFn, MAX_CAPACITY,
+    MAX_HISTORY,
+};
 pub use engine::{add as add_report, Engine, Receiver};
 pub use error::{CloseReason, PublishError, RecvError, SendError, SubscribeError, TryRecvError};
 pub use hub::Hub;
 pub use message::{Message, Meta, Origin, Priority};
+pub use recovery::{JoinFrom, Joined, NotRecovered};
 pub use stats::{Closes, Drops, PublishReport, Stats};
 pub use subscriber::{Lagged, Recv, RecvMany, Subscriber};
-pub use topic::Topic;
+pub use topic::{HistoryPage, Position, Topic};
 
 use std::fmt;
 

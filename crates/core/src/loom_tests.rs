@@ -80,7 +80,7 @@ fn recv_all(i: &Inbox<u64>) -> (Vec<u64>, RecvError) {
 fn loom_publish_racing_eviction() {
     loom::model(|| {
         let set = Arc::new(Members::new(1, 16));
-        let seq = Arc::new(Sequencer::new());
+        let seq = Arc::new(Sequencer::new(0, std::time::Duration::ZERO));
         let slow = inbox(1, 1, Overflow::Evict);
         let fast = inbox(2, 4, Overflow::Evict);
         set.insert(slow.clone());
@@ -131,14 +131,14 @@ fn loom_join_leave_racing_snapshot_swap() {
             let (set, new) = (set.clone(), new.clone());
             thread::spawn(move || {
                 assert!(set.insert(new));
-                publish(&Sequencer::new(), &set, 2)
+                publish(&Sequencer::new(0, std::time::Duration::ZERO), &set, 2)
             })
         };
         let leaver = {
             let set = set.clone();
             thread::spawn(move || assert!(set.remove(SubscriberId(1))))
         };
-        let r1 = publish(&Sequencer::new(), &set, 1);
+        let r1 = publish(&Sequencer::new(0, std::time::Duration::ZERO), &set, 1);
         let r2 = joiner.join().unwrap();
         leaver.join().unwrap();
 
@@ -273,8 +273,8 @@ fn loom_close_racing_join_and_leave() {
     use crate::topic::TopicInner;
     loom::model(|| {
         let i = inbox(1, 4, Overflow::Evict);
-        let a = Arc::new(TopicInner::<u64>::new("a".into(), 1, 16));
-        let b = Arc::new(TopicInner::<u64>::new("b".into(), 2, 16));
+        let a = Arc::new(TopicInner::<u64>::new("a".into(), 1, 16, Default::default()));
+        let b = Arc::new(TopicInner::<u64>::new("b".into(), 2, 16, Default::default()));
         let joined_b = i.join_with("b", |me| {
             b.members.insert(me.clone());
             b.clone()
@@ -407,7 +407,7 @@ fn loom_first_push_racing_install_and_recv() {
 fn loom_two_publishers_keep_order_through_the_walk() {
     loom::model(|| {
         let set = Arc::new(Members::new(1, 16));
-        let seq = Arc::new(Sequencer::new());
+        let seq = Arc::new(Sequencer::new(0, std::time::Duration::ZERO));
         let i = inbox(1, 4, Overflow::DropNewest);
         set.insert(i.clone());
         let ps: Vec<_> = (0..2)
@@ -491,5 +491,41 @@ fn loom_drop_oldest_racing_recv_accounts_for_every_message() {
         assert_eq!(lagged, r.displaced, "every displaced message announced");
         assert_eq!(got.last(), Some(&2), "the newest entered");
         assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+    });
+}
+
+/// A join from a position races a publisher of the same topic: whether the
+/// publish lands before the join's hand-off (then it is in the replay) or
+/// after (then it arrives live), the subscriber gets every message after its
+/// position exactly once, in order, and the join says it recovered. loom's
+/// `UnsafeCell` also checks that the history is never reached by two threads
+/// at once (the walk is its only exclusion).
+#[test]
+fn loom_join_from_a_position_racing_a_publisher() {
+    use crate::config::TopicOptions;
+    use crate::recovery::{self, JoinFrom};
+    use crate::topic::{Position, TopicInner};
+    loom::model(|| {
+        let options = TopicOptions { history_size: 4, history_ttl: std::time::Duration::from_secs(60) };
+        let topic = Arc::new(TopicInner::<u64>::new("t".into(), 7, 16, options));
+        // Seq 1, published before anyone joined: in the history only.
+        publish(&topic.seq, &topic.members, 1);
+        let p = {
+            let topic = topic.clone();
+            thread::spawn(move || publish(&topic.seq, &topic.members, 2))
+        };
+        let i = inbox(1, 4, Overflow::DropNewest);
+        let mut r = PublishReport::default();
+        let from = JoinFrom::After(Position { epoch: 7, seq: 0 });
+        let j = recovery::join_at(&topic, &i, from, 0, &mut r, &|_: &Arc<Inbox<u64>>| {}).unwrap();
+        p.join().unwrap();
+        assert!(j.recovered, "{j:?}");
+        let mut got = Vec::new();
+        while let Ok(m) = i.try_pop() {
+            got.push(m.seq());
+        }
+        assert_eq!(got, vec![1, 2], "replay then live, nothing missing, nothing twice");
+        // Break the inbox <-> topic link (the cleanup worker's job in a hub).
+        assert!(i.leave("t").is_some());
     });
 }

@@ -55,7 +55,9 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         make: impl FnOnce(Meta) -> T,
     ) -> Result<PublishReport, PublishError> {
         self.check_open()?;
-        if topic.members.is_empty() {
+        // With a history, every publish takes a number (a subscriber that
+        // comes back will want it); without, nobody is there to number for.
+        if topic.members.is_empty() && !topic.seq.keeps_history() {
             return Ok(self.count_empty(1));
         }
         Ok(self.publish_one(&Target::topic(topic), priority, make))
@@ -68,7 +70,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         payloads: I,
     ) -> Result<PublishReport, PublishError> {
         self.check_open()?;
-        if topic.members.is_empty() {
+        if topic.members.is_empty() && !topic.seq.keeps_history() {
             return Ok(self.count_empty(payloads.into_iter().count() as u64));
         }
         Ok(self.publish_run(&Target::topic(topic), priority, payloads))

@@ -24,6 +24,13 @@
 //! sweeps on its next turn for what the interrupted batch did not reach, and
 //! goes on: a dead worker would leave every later close unapplied.
 //!
+//! # Topics whose history expired
+//!
+//! A topic with a history outlives its last subscriber and handle for the
+//! history's TTL. Nothing else happens to such a topic when the TTL runs
+//! out, so the worker sweeps the topic map once a second (and on a flush),
+//! removing every topic with no member, no handle and an expired history.
+//!
 //! # Stopping
 //!
 //! `Hub::shutdown`, or the drop of the last hub handle, sends `Stop` and joins
@@ -35,6 +42,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
@@ -42,6 +50,9 @@ use crate::hub::Inner;
 use crate::inbox::Inbox;
 use crate::topic::TopicInner;
 use crate::SubscriberId;
+
+/// How often the worker looks for topics whose history expired.
+const TOPIC_SWEEP: Duration = Duration::from_secs(1);
 
 /// Most removals applied in one batch.
 pub(crate) const MAX_BATCH: usize = 4096;
@@ -76,6 +87,7 @@ pub(crate) fn spawn<T: Clone + Send + Sync + 'static>(
 fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request<T>>) {
     let mut batch: Vec<Arc<Inbox<T>>> = Vec::new();
     let mut flushes: Vec<crossbeam_channel::Sender<()>> = Vec::new();
+    let mut topics_swept = Instant::now();
     loop {
         let mut stop = false;
         let mut take = |req: Request<T>, batch: &mut Vec<_>, stop: &mut bool| match req {
@@ -114,6 +126,12 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
             inner.counters.cleanup_panic();
             batch.clear();
             inner.needs_sweep.store(true, Ordering::Release);
+        }
+        if inner.keeps_histories() && (!flushes.is_empty() || topics_swept.elapsed() >= TOPIC_SWEEP) {
+            topics_swept = Instant::now();
+            if catch_unwind(AssertUnwindSafe(|| inner.sweep_topics())).is_err() {
+                inner.counters.cleanup_panic();
+            }
         }
         for done in flushes.drain(..) {
             let _ = done.send(());

@@ -59,6 +59,19 @@
 //!   for the time it takes to build its payload (its `make` closure), plus its
 //!   thread's preemption. Neither stops any other publisher from returning.
 //!
+//! # History, and joins from a position
+//!
+//! The walker appends each run it delivered to the topic's history
+//! (`history.rs`), moving its own handles there (no clone). The history is a
+//! plain buffer inside an `UnsafeCell` whose exclusion is the walk itself: only
+//! a [`Walk`] guard reaches it, and only one exists at a time. A join from a
+//! position (`recovery.rs`) waits for the walk ([`Sequencer::walk_blocking`]),
+//! delivers what is ready to the current members, adds its subscriber,
+//! replays the history after its position into that subscriber's ring, and
+//! ends the walk: every message up to the log's `head` was delivered before
+//! the subscriber joined and is in the replay, every later one reaches it
+//! live, in order, with no gap and no duplicate at the hand-off.
+//!
 //! # Holes
 //!
 //! A publish whose `make` panics has reserved a number it cannot fill. Its
@@ -66,12 +79,16 @@
 //! walker skips, so the topic goes on; subscribers see that number missing
 //! with no lag notice, since no message was ever published under it.
 
+#![allow(unsafe_code)]
+
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
+use crate::history::HistoryBuf;
 use crate::inbox::Inbox;
-use crate::loom::{fence, AtomicBool, Ordering};
+use crate::loom::{fence, AtomicBool, Backoff, Ordering, UnsafeCell};
 use crate::members::Members;
 use crate::message::{Envelope, Message, Priority};
 use crate::ring::{Ring, Run};
@@ -92,14 +109,75 @@ pub(crate) struct Sequencer<T> {
     /// Written by publishers (reserve, then write); read by the walker alone.
     log: Ring<T>,
     /// True while one publisher walks. Taken by CAS (`Acquire`: the walker
-    /// sees the log as the last walker left it), released by a `Release`
-    /// store.
+    /// sees the log and the history as the last walker left them), released
+    /// by a `Release` store.
     walking: CachePadded<AtomicBool>,
+    /// The topic's recent past. Reached only through a [`Walk`]: `walking`
+    /// is its exclusion.
+    history: UnsafeCell<HistoryBuf<T>>,
+    /// Whether `history` keeps anything (fixed at creation): read without
+    /// the walk.
+    keeps_history: bool,
+    /// The history's TTL (fixed at creation).
+    ttl: Duration,
+    /// When a walk last appended to the history, as nanoseconds since
+    /// [`clock_base`]: how a reclaim check sees that a topic's history has
+    /// expired without taking the walk. Orders nothing (`Relaxed`).
+    last_append: std::sync::atomic::AtomicU64,
 }
 
+/// The instant that `last_append` counts from.
+fn clock_base() -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+fn since_base(t: Instant) -> u64 {
+    t.saturating_duration_since(clock_base()).as_nanos() as u64
+}
+
+// SAFETY: the log and the flag are atomics; `history` is reached only
+// through a `Walk`, of which one exists at a time (the CAS on `walking`), and
+// the flag's Release/Acquire pair orders one walker's accesses before the
+// next one's, so sharing a `Sequencer` shares no unsynchronised access. The
+// history holds messages (`Counted` handles), which are `Send` and `Sync`
+// when `T` is.
+unsafe impl<T: Send + Sync> Sync for Sequencer<T> {}
+// SAFETY: as above; moving the sequencer moves the messages it holds.
+unsafe impl<T: Send + Sync> Send for Sequencer<T> {}
+
 impl<T> Sequencer<T> {
-    pub(crate) fn new() -> Self {
-        Sequencer { log: Ring::new(LOG), walking: CachePadded::new(AtomicBool::new(false)) }
+    /// A sequencer keeping `history` messages for `ttl` (0: none).
+    pub(crate) fn new(history: usize, ttl: Duration) -> Self {
+        Sequencer {
+            log: Ring::new(LOG),
+            walking: CachePadded::new(AtomicBool::new(false)),
+            history: UnsafeCell::new(HistoryBuf::new(history, ttl)),
+            keeps_history: history > 0,
+            ttl,
+            last_append: std::sync::atomic::AtomicU64::new(since_base(Instant::now())),
+        }
+    }
+
+    /// Whether the history (if any) has expired by `now`: nothing appended
+    /// for a TTL. A topic without history has nothing to keep.
+    pub(crate) fn history_expired(&self, now: Instant) -> bool {
+        if !self.keeps_history {
+            return true;
+        }
+        let last = self.last_append.load(std::sync::atomic::Ordering::Relaxed);
+        since_base(now).saturating_sub(last) > self.ttl.as_nanos() as u64
+    }
+
+    /// Whether the topic keeps a history.
+    pub(crate) fn keeps_history(&self) -> bool {
+        self.keeps_history
+    }
+
+    /// The last number delivered (or skipped as a hole): every message up to
+    /// it has left the log. Exact under a [`Walk`]; a snapshot otherwise.
+    pub(crate) fn delivered(&self) -> u64 {
+        self.log.head() as u64
     }
 
     /// Reserves up to `want` consecutive numbers (`seq = run.pos + 1 + i`);
@@ -112,38 +190,78 @@ impl<T> Sequencer<T> {
     /// Takes the walk if nobody holds it. Call after writing to the log: the
     /// fence is the publisher's half of the hand-over (see the module docs).
     #[inline]
-    pub(crate) fn try_walk(&self) -> bool {
+    pub(crate) fn try_walk(&self) -> Option<Walk<'_, T>> {
         fence(Ordering::SeqCst);
-        !self.walking.load(Ordering::Relaxed)
-            && self.walking.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        let free = !self.walking.load(Ordering::Relaxed)
+            && self.walking.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok();
+        // Not `then_some`: its argument is built (and dropped, releasing the
+        // walk someone else holds) whether or not the CAS succeeded.
+        if free {
+            Some(Walk { seq: self, ended: false })
+        } else {
+            None
+        }
     }
 
-    /// Ends the walk. True when a message became ready that the caller must
-    /// deliver by taking the walk again (the walker's half of the hand-over).
+    /// Waits for the walk (a join or a history read: never a publisher). The
+    /// wait lasts at most the walk in progress, plus its thread's preemption.
+    pub(crate) fn walk_blocking(&self) -> Walk<'_, T> {
+        let backoff = Backoff::new();
+        loop {
+            if let Some(w) = self.try_walk() {
+                return w;
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// Releases the walk. True when a message became ready that the caller
+    /// must deliver by taking the walk again (the walker's half of the
+    /// hand-over).
     #[inline]
-    pub(crate) fn end_walk(&self) -> bool {
+    fn end_walk(&self) -> bool {
         self.walking.store(false, Ordering::Release);
         fence(Ordering::SeqCst);
         self.log.has_ready()
     }
 }
 
-/// Delivers the log's ready messages to `set` while this thread can hold the
-/// walk: runs of up to [`RUN`] in `seq` order, each pushed into every ring in
-/// one pass, starting at shard and chunk `start`. `evict` closes a member whose
-/// ring overflowed under `Overflow::Evict`. Counts every outcome into `r`.
-pub(crate) fn walk<T>(
-    seq: &Sequencer<T>,
-    set: &Members<T>,
-    start: usize,
-    r: &mut PublishReport,
-    evict: &impl Fn(&Arc<Inbox<T>>),
-) {
-    while seq.try_walk() {
+/// The walk, held: delivers the log, and is the only way to the history.
+/// Dropping it releases the walk (without the hand-over check: use
+/// [`Walk::end`] on every path but a panic).
+pub(crate) struct Walk<'s, T> {
+    seq: &'s Sequencer<T>,
+    ended: bool,
+}
+
+impl<T> Walk<'_, T> {
+    /// Runs `f` on the history.
+    pub(crate) fn history<R>(&mut self, f: impl FnOnce(&mut HistoryBuf<T>) -> R) -> R {
+        self.seq.history.with_mut(|h| {
+            // SAFETY: this `Walk` is the only one (the CAS on `walking`), and
+            // `&mut self` makes this the only access through it; the flag's
+            // Release/Acquire orders the previous holder's accesses before.
+            f(unsafe { &mut *h })
+        })
+    }
+
+    /// Delivers the log's ready messages to `set`, in runs of up to [`RUN`]
+    /// in `seq` order, each pushed into every ring in one pass starting at
+    /// shard and chunk `start`, and appends them to the history. `evict`
+    /// closes a member whose ring overflowed under `Overflow::Evict`. Counts
+    /// every outcome into `r`.
+    pub(crate) fn deliver(
+        &mut self,
+        set: &Members<T>,
+        start: usize,
+        r: &mut PublishReport,
+        evict: &impl Fn(&Arc<Inbox<T>>),
+    ) {
+        let keep = self.seq.keeps_history;
         loop {
             let mut batch: [Option<Message<T>>; RUN] = [const { None }; RUN];
             let mut n = 0;
-            let taken = seq.log.take_entries(RUN, |m| {
+            let taken = self.seq.log.take_entries(RUN, |m| {
                 if let Some(m) = m {
                     batch[n] = Some(m);
                     n += 1;
@@ -164,8 +282,49 @@ pub(crate) fn walk<T>(
                 deliver(set, &batch[i..j], priority, start, r, evict);
                 i = j;
             }
+            if keep {
+                // One clock read per run; the walker's handles move in.
+                let now = Instant::now();
+                self.seq.last_append.store(since_base(now), std::sync::atomic::Ordering::Relaxed);
+                self.history(|h| {
+                    for m in batch.iter_mut().take(n) {
+                        h.push(m.take().expect("taken"), now);
+                    }
+                    h.expire(now);
+                });
+            }
         }
-        if !seq.end_walk() {
+    }
+
+    /// Releases the walk; true when the caller must walk again (see
+    /// [`Sequencer::end_walk`]).
+    pub(crate) fn end(mut self) -> bool {
+        self.ended = true;
+        self.seq.end_walk()
+    }
+}
+
+impl<T> Drop for Walk<'_, T> {
+    fn drop(&mut self) {
+        if !self.ended {
+            // A panic unwound through the walk: let the next publisher walk.
+            self.seq.walking.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Delivers the log's ready messages to `set` while this thread can hold the
+/// walk (see [`Walk::deliver`]).
+pub(crate) fn walk<T>(
+    seq: &Sequencer<T>,
+    set: &Members<T>,
+    start: usize,
+    r: &mut PublishReport,
+    evict: &impl Fn(&Arc<Inbox<T>>),
+) {
+    while let Some(mut w) = seq.try_walk() {
+        w.deliver(set, start, r, evict);
+        if !w.end() {
             return;
         }
     }
@@ -211,5 +370,65 @@ impl<T> Drop for Reserved<'_, T> {
         for i in self.filled..self.run.n {
             self.run.write_hole(i);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! The walk and the history it guards, with two real threads: small
+    //! enough for miri (`scripts/miri.sh`), which checks the `UnsafeCell`
+    //! accesses through `Walk` for aliasing.
+
+    use super::*;
+    use crate::config::Overflow;
+    use crate::message::{Meta, Origin};
+    use crate::SubscriberId;
+
+    fn publish(seq: &Sequencer<u64>, set: &Members<u64>, v: u64) -> PublishReport {
+        let mut r = PublishReport { messages: 1, ..PublishReport::default() };
+        // As `publish.rs` does: while the log is full, walk it, or wait.
+        let run = loop {
+            let run = seq.reserve(1);
+            if run.n == 1 {
+                break run;
+            }
+            walk(seq, set, 0, &mut r, &|_: &Arc<Inbox<u64>>| {});
+            std::thread::yield_now();
+        };
+        let n = run.pos as u64 + 1;
+        run.write(0, Message::new(None, Origin::Topic, Meta { seq: n, epoch: 1 }, Priority::Normal, v));
+        walk(seq, set, 0, &mut r, &|_: &Arc<Inbox<u64>>| {});
+        r
+    }
+
+    #[test]
+    fn two_publishers_one_walk_and_a_history() {
+        let per = if cfg!(miri) { 20 } else { 2_000 };
+        let seq = Arc::new(Sequencer::<u64>::new(8, Duration::from_secs(60)));
+        let set = Arc::new(Members::new(1, 16));
+        let inbox = Arc::new(Inbox::new(SubscriberId(1), 4096, 4096, Overflow::DropNewest, false));
+        set.insert(inbox.clone());
+        let threads: Vec<_> = (0..2u64)
+            .map(|k| {
+                let (seq, set) = (seq.clone(), set.clone());
+                std::thread::spawn(move || {
+                    (0..per).map(|i| publish(&seq, &set, k << 32 | i).walked).sum::<u64>()
+                })
+            })
+            .collect();
+        let walked: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(walked, 2 * per, "every message walked once");
+        let mut last = 0;
+        let mut got = 0;
+        while let Ok(m) = inbox.try_pop() {
+            assert_eq!(m.seq(), last + 1, "in seq order, no gap");
+            last = m.seq();
+            got += 1;
+        }
+        assert_eq!(got, 2 * per);
+        let mut w = seq.walk_blocking();
+        let kept: Vec<u64> = w.history(|h| h.after(0, 100)).iter().map(|m| m.seq()).collect();
+        assert!(!w.end(), "nothing left to walk");
+        assert_eq!(kept, ((2 * per - 7)..=2 * per).collect::<Vec<_>>(), "the last 8, in order");
     }
 }

@@ -126,6 +126,15 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
         self.inbox.topic_names()
     }
 
+    /// Joins `topic` from a position or with its latest message (see
+    /// [`Hub::join_from`](crate::Hub::join_from)).
+    pub fn join_from(&self, topic: &str, from: crate::JoinFrom) -> Result<crate::Joined, SubscribeError> {
+        if self.hub.is_shut() {
+            return Err(SubscribeError::Shutdown);
+        }
+        self.hub.with_topic(topic, |t| self.hub.join_topic_from(&self.inbox, t, from))
+    }
+
     /// Stops receiving new messages (reason `Unsubscribed`); what is queued can
     /// still be received.
     pub fn close(&self) {

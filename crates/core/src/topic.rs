@@ -28,10 +28,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::config::TopicOptions;
 use crate::error::PublishError;
 use crate::hub::Hub;
 use crate::members::Members;
-use crate::message::{Meta, Priority};
+use crate::message::{Message, Meta, Priority};
 use crate::sequencer::Sequencer;
 use crate::stats::PublishReport;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,19 +49,51 @@ pub(crate) struct TopicInner<T> {
 }
 
 impl<T> TopicInner<T> {
-    pub(crate) fn new(name: Arc<str>, epoch: u64, chunk_size: usize) -> Self {
+    pub(crate) fn new(name: Arc<str>, epoch: u64, chunk_size: usize, options: TopicOptions) -> Self {
         TopicInner {
             name,
             epoch,
-            seq: Sequencer::new(),
+            seq: Sequencer::new(options.history_size, options.history_ttl),
             members: Members::new(1, chunk_size),
             handles: AtomicUsize::new(0),
         }
     }
 
+    /// No members, no handles, and no history still to keep.
     pub(crate) fn reclaimable(&self) -> bool {
-        self.handles.load(Ordering::Acquire) == 0 && self.members.is_empty()
+        self.handles.load(Ordering::Acquire) == 0
+            && self.members.is_empty()
+            && self.seq.history_expired(std::time::Instant::now())
     }
+
+    /// Where the topic's stream is: its epoch and the last `seq` delivered.
+    pub(crate) fn position(&self) -> Position {
+        Position { epoch: self.epoch, seq: self.seq.delivered() }
+    }
+}
+
+/// A place in a topic's stream: the topic's epoch and a `seq` in it.
+///
+/// `epoch` names one continuous life of the topic's numbering: it changes
+/// only when the stream is truly lost (the topic expired, or the process
+/// restarted), and a new one is drawn at random (53 bits, so that it is
+/// exact in a JavaScript number), so a restarted server never claims to
+/// continue a stream it lost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// The topic's epoch.
+    pub epoch: u64,
+    /// A sequence number in it (0: before the first message).
+    pub seq: u64,
+}
+
+/// A page of a topic's history (see [`Topic::history`]).
+#[derive(Clone, Debug)]
+pub struct HistoryPage<T> {
+    /// The topic's position now: its epoch and the last `seq` delivered.
+    pub position: Position,
+    /// The messages, oldest first.
+    pub messages: Vec<Message<T>>,
 }
 
 /// A handle on one topic: publishes without a map lookup, and keeps the topic
@@ -111,6 +144,32 @@ impl<T: Clone + Send + Sync + 'static> Topic<T> {
         make: impl FnOnce(Meta) -> T,
     ) -> Result<PublishReport, PublishError> {
         self.hub.inner().publish_topic(&self.inner, priority, make)
+    }
+
+    /// Where the topic's stream is now: its epoch and the last `seq` delivered.
+    pub fn position(&self) -> Position {
+        self.inner.position()
+    }
+
+    /// Reads the topic's history: with `since`, up to `limit` messages after
+    /// that `seq`, oldest first (the next page); without, the newest `limit`,
+    /// oldest first. Empty when the topic keeps no history (see
+    /// [`TopicOptions`]). Pauses the topic's delivery while it copies the
+    /// handles (it takes the topic's walk).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fanout_core::Hub;
+    ///
+    /// let hub = Hub::<u32>::builder().history(100, Duration::from_secs(60)).build().unwrap();
+    /// let t = hub.topic("scores");
+    /// t.publish_many([1, 2, 3, 4]).unwrap();
+    /// let page = t.history(2, Some(1));
+    /// assert_eq!(page.messages.iter().map(|m| m.seq()).collect::<Vec<_>>(), [2, 3]);
+    /// assert_eq!(page.position.seq, 4);
+    /// ```
+    pub fn history(&self, limit: usize, since: Option<u64>) -> HistoryPage<T> {
+        self.hub.inner().history(&self.inner, limit, since)
     }
 
     /// Publishes a run of `Normal` messages, pushing the whole run into each ring

@@ -98,7 +98,7 @@ pub struct Cli {
     /// Burst of the rate limit [default: 200].
     #[arg(long, env = "FANOUT_RATE_BURST")]
     pub rate_burst: Option<u32>,
-    /// Refused messages before the close (1008) [default: 20].
+    /// Refused frames before the close (4100) [default: 20].
     #[arg(long, env = "FANOUT_RATE_STRIKES")]
     pub rate_strikes: Option<u32>,
     /// WebSocket path [default: /ws].
@@ -152,6 +152,57 @@ pub struct Cli {
     /// Log level: error, warn, info, debug, trace [default: info].
     #[arg(long, env = "FANOUT_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// File holding the JWT secret (instead of --jwt-secret: not visible in `ps`).
+    #[arg(long, env = "FANOUT_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// File holding the API key (instead of --api-key).
+    #[arg(long, env = "FANOUT_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// File of `kid=secret` lines: more JWT keys, picked by the token's `kid`.
+    #[arg(long, env = "FANOUT_JWT_KEYS_FILE")]
+    pub jwt_keys_file: Option<PathBuf>,
+    /// Clock skew tolerated on a token's exp and nbf [default: 0s].
+    #[arg(long, env = "FANOUT_JWT_LEEWAY", value_parser = parse_duration)]
+    pub jwt_leeway: Option<Duration>,
+    /// Required token audience (`aud` must contain it) [default: not checked].
+    #[arg(long, env = "FANOUT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Required token issuer (`iss`) [default: not checked].
+    #[arg(long, env = "FANOUT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Subscribe/unsubscribe/refresh calls per second per client address and per
+    /// token subject (0 = no limit) [default: 200].
+    #[arg(long, env = "FANOUT_COSTLY_RATE_LIMIT")]
+    pub costly_rate_limit: Option<f64>,
+    /// Burst of the costly-call limit [default: 1000].
+    #[arg(long, env = "FANOUT_COSTLY_RATE_BURST")]
+    pub costly_rate_burst: Option<u32>,
+    /// Serve /metrics on this address only (unset: on --listen, public).
+    #[arg(long, env = "FANOUT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Distinct topics clients may create by subscribing (0 = no cap) [default: 100000].
+    #[arg(long, env = "FANOUT_MAX_TOPICS")]
+    pub max_topics: Option<usize>,
+    /// WebSocket connections per token subject (0 = no cap) [default: 100].
+    #[arg(long, env = "FANOUT_MAX_CONNECTIONS_PER_SUBJECT")]
+    pub max_connections_per_subject: Option<usize>,
+    /// On SIGTERM, how long /readyz answers 503 before the listener closes, so
+    /// that a load balancer stops sending new clients [default: 0s].
+    #[arg(long, env = "FANOUT_DRAIN_GRACE", value_parser = parse_duration)]
+    pub drain_grace: Option<Duration>,
+    /// Longest read of a POST /api/publish body [default: 10s]; past it 408.
+    #[arg(long, env = "FANOUT_BODY_READ_TIMEOUT", value_parser = parse_duration)]
+    pub body_read_timeout: Option<Duration>,
+    /// Un-upgraded sockets per client address (0 = no cap) [default: 128].
+    #[arg(long, env = "FANOUT_MAX_PENDING_PER_IP")]
+    pub max_pending_per_ip: Option<usize>,
+    /// Largest HTTP request head, bytes (at least 8192) [default: 16384].
+    #[arg(long, env = "FANOUT_MAX_REQUEST_HEAD")]
+    pub max_request_head: Option<usize>,
+    /// Proxies (addresses or ranges, comma-separated) whose X-Forwarded-For
+    /// names the client [default: none, the header is ignored].
+    #[arg(long, env = "FANOUT_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// The TOML file: the same keys as the flags, `_` for `-`.
@@ -188,6 +239,22 @@ pub struct FileConfig {
     max_body_size: Option<usize>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
+    jwt_secret_file: Option<PathBuf>,
+    api_key_file: Option<PathBuf>,
+    jwt_keys_file: Option<PathBuf>,
+    jwt_leeway: Option<String>,
+    jwt_audience: Option<String>,
+    jwt_issuer: Option<String>,
+    costly_rate_limit: Option<f64>,
+    costly_rate_burst: Option<u32>,
+    metrics_listen: Option<SocketAddr>,
+    max_topics: Option<usize>,
+    max_connections_per_subject: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
+    body_read_timeout: Option<String>,
+    drain_grace: Option<String>,
+    max_pending_per_ip: Option<usize>,
+    max_request_head: Option<usize>,
 }
 
 /// Everything the server runs with. `Debug` redacts the API key (and the JWT
@@ -216,6 +283,12 @@ pub struct Settings {
     pub log_level: String,
     /// Transport settings.
     pub ws: WsConfig,
+    /// Where `/metrics` is served; `None`: on `listen`, with the public routes.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Longest read of a `POST /api/publish` body: past it, 408.
+    pub body_read_timeout: Duration,
+    /// On shutdown, how long `/readyz` answers 503 before the listener closes.
+    pub drain_grace: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -232,6 +305,9 @@ impl std::fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
             .field("ws", &self.ws)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("drain_grace", &self.drain_grace)
             .finish()
     }
 }
@@ -250,6 +326,9 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             ws: WsConfig::default(),
+            metrics_listen: None,
+            body_read_timeout: Duration::from_secs(10),
+            drain_grace: Duration::ZERO,
         }
     }
 }
@@ -265,6 +344,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !(n >= 0.0 && n.is_finite()) {
         return Err(format!("invalid duration `{s}`"));
     }
+    let too_long = || format!("duration `{s}` is longer than 365 days");
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
@@ -272,7 +352,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("invalid duration unit in `{s}` (ms, s, m, h)")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    // `from_secs_f64` panics past u64::MAX seconds; timers panic far sooner
+    // (`Instant + Duration`), so anything past a year is refused here.
+    let d = Duration::try_from_secs_f64(secs).map_err(|_| too_long())?;
+    if d > fanout_ws::MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(d)
 }
 
 fn dur(field: &str, v: Option<String>) -> Result<Option<Duration>, String> {
@@ -344,12 +430,54 @@ impl Settings {
                 Some(n) => Some(n),
                 None => w.send_buffer_size,
             },
+            costly_rate_limit: fanout_ws::KeyedRate {
+                per_second: cli
+                    .costly_rate_limit
+                    .or(f.costly_rate_limit)
+                    .unwrap_or(w.costly_rate_limit.per_second),
+                burst: cli.costly_rate_burst.or(f.costly_rate_burst).unwrap_or(w.costly_rate_limit.burst),
+            },
+            jwt_keys: match cli.jwt_keys_file.or(f.jwt_keys_file) {
+                Some(p) => crate::secrets::read_keys(&p)?,
+                None => w.jwt_keys,
+            },
+            jwt_leeway: cli.jwt_leeway.or(dur("jwt_leeway", f.jwt_leeway)?).unwrap_or(w.jwt_leeway),
+            jwt_audience: cli.jwt_audience.or(f.jwt_audience).filter(|s| !s.is_empty()),
+            jwt_issuer: cli.jwt_issuer.or(f.jwt_issuer).filter(|s| !s.is_empty()),
+            max_topics: cli.max_topics.or(f.max_topics).unwrap_or(w.max_topics),
+            max_connections_per_subject: cli
+                .max_connections_per_subject
+                .or(f.max_connections_per_subject)
+                .unwrap_or(w.max_connections_per_subject),
+            trusted_proxies: cli
+                .trusted_proxies
+                .or(f.trusted_proxies)
+                .unwrap_or_default()
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.parse().map_err(|e| format!("trusted_proxies: {e}")))
+                .collect::<Result<_, _>>()?,
+            max_pending_per_ip: cli
+                .max_pending_per_ip
+                .or(f.max_pending_per_ip)
+                .unwrap_or(w.max_pending_per_ip),
+            max_request_head: cli.max_request_head.or(f.max_request_head).unwrap_or(w.max_request_head),
         };
+        let mut ws = ws;
+        ws.jwt_secret = crate::secrets::inline_or_file(
+            "jwt-secret",
+            ws.jwt_secret.take(),
+            cli.jwt_secret_file.or(f.jwt_secret_file).as_deref(),
+        )?;
         ws.validate().map_err(|e| e.to_string())?;
         let s = Settings {
             listen: cli.listen.or(f.listen).unwrap_or(d.listen),
             engine: cli.engine.or(f.engine).unwrap_or(d.engine),
-            api_key: cli.api_key.or(f.api_key).filter(|s| !s.is_empty()),
+            api_key: crate::secrets::inline_or_file(
+                "api-key",
+                cli.api_key.or(f.api_key),
+                cli.api_key_file.or(f.api_key_file).as_deref(),
+            )?,
             capacity: cli.capacity.or(f.capacity).unwrap_or(d.capacity),
             overflow: cli.overflow.or(f.overflow).map(Overflow::from).unwrap_or(d.overflow),
             drain_timeout: cli
@@ -364,7 +492,16 @@ impl Settings {
             log_format: cli.log_format.or(f.log_format).unwrap_or(d.log_format),
             log_level: cli.log_level.or(f.log_level).unwrap_or(d.log_level),
             ws,
+            metrics_listen: cli.metrics_listen.or(f.metrics_listen),
+            body_read_timeout: cli
+                .body_read_timeout
+                .or(dur("body_read_timeout", f.body_read_timeout)?)
+                .unwrap_or(d.body_read_timeout),
+            drain_grace: cli.drain_grace.or(dur("drain_grace", f.drain_grace)?).unwrap_or(d.drain_grace),
         };
+        if s.body_read_timeout.is_zero() {
+            return Err("body_read_timeout: must be longer than zero".into());
+        }
         if s.capacity == 0 {
             return Err("capacity: must be at least 1".into());
         }
@@ -448,6 +585,47 @@ mod tests {
         assert_eq!(s.ws.send_buffer_size, Some(8192));
     }
 
+    /// Issue 14, item 14: a huge duration used to panic (`from_secs_f64`) or
+    /// pass and panic later (`Instant + Duration`); every one is an error now.
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        for d in ["1e300", "1e20s", "18446744073709551616", "400d", "9000h", "inf", "NaN"] {
+            assert!(parse_duration(d).is_err(), "{d}");
+        }
+        assert_eq!(parse_duration("8760h"), Ok(fanout_ws::MAX_DURATION));
+        let cli = Cli::try_parse_from(["fanout-server", "--ping-interval", "1e18"]);
+        assert!(cli.is_err(), "refused by the flag's parser");
+        let file: FileConfig = toml::from_str("drain_timeout = \"1e300s\"").unwrap();
+        let e = Settings::merge(Cli::try_parse_from(["fanout-server"]).unwrap(), file).unwrap_err();
+        assert!(e.contains("drain_timeout"), "{e}");
+    }
+
+    #[test]
+    fn secrets_from_files_and_not_both() {
+        let dir = std::env::temp_dir();
+        let p = dir.join(format!("fanout-cfg-{}-jwt", std::process::id()));
+        std::fs::write(&p, format!("{}\n", "j".repeat(32))).unwrap();
+        let k = dir.join(format!("fanout-cfg-{}-key", std::process::id()));
+        std::fs::write(&k, "api-key-from-file\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "fanout-server",
+            "--jwt-secret-file",
+            p.to_str().unwrap(),
+            "--api-key-file",
+            k.to_str().unwrap(),
+        ])
+        .unwrap();
+        let s = Settings::merge(cli, FileConfig::default()).unwrap();
+        assert_eq!(s.ws.jwt_secret, Some("j".repeat(32)));
+        assert_eq!(s.api_key.as_deref(), Some("api-key-from-file"));
+        let both =
+            Cli::try_parse_from(["fanout-server", "--api-key", "x", "--api-key-file", k.to_str().unwrap()])
+                .unwrap();
+        assert!(Settings::merge(both, FileConfig::default()).unwrap_err().contains("not both"));
+        let short = Cli::try_parse_from(["fanout-server", "--jwt-secret", "short"]).unwrap();
+        assert!(Settings::merge(short, FileConfig::default()).unwrap_err().contains("32 bytes"));
+    }
+
     #[test]
     fn unknown_file_keys_are_errors() {
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
@@ -455,8 +633,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_errors() {
-        let cli =
-            Cli::try_parse_from(["fanout-server", "--ping-interval", "10s", "--pong-timeout", "5s"]).unwrap();
+        let cli = Cli::try_parse_from(["fanout-server", "--pong-timeout", "0s"]).unwrap();
         assert!(Settings::merge(cli, FileConfig::default()).unwrap_err().contains("pong_timeout"));
     }
 

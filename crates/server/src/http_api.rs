@@ -1,7 +1,10 @@
-//! The HTTP routes: `POST /api/publish`, `GET /metrics`, `GET /healthz`.
+//! The HTTP routes: `POST /api/publish`, `GET /metrics`, `GET /healthz`,
+//! `GET /readyz`.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use fanout_core::{Engine, SendError, SubscriberId};
@@ -18,6 +21,8 @@ use crate::config::Settings;
 pub(crate) struct Api<E: Engine<Frame>> {
     pub(crate) gateway: Gateway<E>,
     pub(crate) settings: Settings,
+    /// Cleared when the shutdown begins: `/readyz` answers 503 from then on.
+    pub(crate) ready: Arc<AtomicBool>,
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
@@ -42,6 +47,9 @@ struct PublishBody<'a> {
     /// Unicast: the subscriber id from the `X-Fanout-Client-Id` header.
     #[serde(default)]
     to: Option<u64>,
+    /// To a user: every open connection whose token has this `sub`.
+    #[serde(default, borrow)]
+    user: Option<Cow<'a, str>>,
     #[serde(borrow)]
     payload: &'a RawValue,
 }
@@ -57,6 +65,13 @@ struct BatchResult {
 impl<E: Engine<Frame>> Api<E> {
     pub(crate) async fn route(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
         match (req.method(), req.uri().path()) {
+            (&Method::GET, "/readyz") | (&Method::HEAD, "/readyz") => {
+                if self.ready.load(Ordering::Relaxed) && !self.gateway.is_draining() {
+                    respond(StatusCode::OK, "text/plain; charset=utf-8", "ready\n")
+                } else {
+                    respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "not ready\n")
+                }
+            }
             (&Method::GET, "/healthz") | (&Method::HEAD, "/healthz") => {
                 if self.gateway.is_draining() {
                     respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "draining\n")
@@ -64,13 +79,17 @@ impl<E: Engine<Frame>> Api<E> {
                     respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")
                 }
             }
+            // With --metrics-listen, /metrics lives there only.
+            (&Method::GET, "/metrics") if self.settings.metrics_listen.is_some() => {
+                error(StatusCode::NOT_FOUND, "not found")
+            }
             (&Method::GET, "/metrics") => respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
                 crate::prometheus::render(&self.gateway),
             ),
             (&Method::POST, "/api/publish") => self.publish(req).await,
-            (_, "/api/publish") | (_, "/metrics") | (_, "/healthz") => {
+            (_, "/api/publish") | (_, "/metrics") | (_, "/healthz") | (_, "/readyz") => {
                 let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
                 let allow = if req.uri().path() == "/api/publish" { "POST" } else { "GET" };
                 r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -108,7 +127,13 @@ impl<E: Engine<Frame>> Api<E> {
             .query()
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("topic=")))
             .map(str::to_owned);
-        let body = match Limited::new(req.into_body(), self.settings.max_body_size).collect().await {
+        // A body sent a byte at a time must not hold the request (and its
+        // socket) for ever.
+        let read = Limited::new(req.into_body(), self.settings.max_body_size).collect();
+        let Ok(read) = tokio::time::timeout(self.settings.body_read_timeout, read).await else {
+            return error(StatusCode::REQUEST_TIMEOUT, "request body not received in time");
+        };
+        let body = match read {
             Ok(b) => b.to_bytes(),
             Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
                 return error(
@@ -150,10 +175,17 @@ impl<E: Engine<Frame>> Api<E> {
                 Ok(v) => v,
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
             };
+            // Validated whole before any item is delivered: a bad item must not
+            // leave a half-delivered batch that a retry would duplicate.
+            for item in &items {
+                if let Err(resp) = self.validate(item) {
+                    return resp;
+                }
+            }
             let mut out =
                 BatchResult { total: PublishResult::default(), messages: items.len(), results: Vec::new() };
             for item in &items {
-                match self.publish_one(item) {
+                match self.publish_one(item, true) {
                     Ok(r) => {
                         out.total.recipients += r.recipients;
                         out.total.delivered += r.delivered;
@@ -169,10 +201,15 @@ impl<E: Engine<Frame>> Api<E> {
             return json(StatusCode::OK, &out);
         }
         match serde_json::from_str::<PublishBody>(text) {
-            Ok(item) => match self.publish_one(&item) {
-                Ok(r) => json(StatusCode::OK, &r),
-                Err(resp) => resp,
-            },
+            Ok(item) => {
+                if let Err(resp) = self.validate(&item) {
+                    return resp;
+                }
+                match self.publish_one(&item, false) {
+                    Ok(r) => json(StatusCode::OK, &r),
+                    Err(resp) => resp,
+                }
+            }
             Err(e) => error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
         }
     }
@@ -188,19 +225,40 @@ impl<E: Engine<Frame>> Api<E> {
         Ok(())
     }
 
+    /// Everything about an item that the request alone decides.
     #[allow(clippy::result_large_err)]
-    fn publish_one(&self, item: &PublishBody) -> Result<PublishResult, Response<Body>> {
+    fn validate(&self, item: &PublishBody) -> Result<(), Response<Body>> {
+        match (&item.topic, item.to, &item.user) {
+            (Some(topic), None, None) => self.check_topic(topic),
+            (None, Some(_), None) | (None, None, Some(_)) => Ok(()),
+            _ => Err(error(StatusCode::BAD_REQUEST, "give exactly one of `topic`, `to` and `user`")),
+        }
+    }
+
+    /// Delivers a validated item. `in_batch`: a `to` that names no open
+    /// connection counts as dropped instead of failing the rest of the batch
+    /// (the connection may close between any two items).
+    #[allow(clippy::result_large_err)]
+    fn publish_one(&self, item: &PublishBody, in_batch: bool) -> Result<PublishResult, Response<Body>> {
+        if let Some(user) = &item.user {
+            return self
+                .gateway
+                .send_json_to_subject(user, item.payload)
+                .map(PublishResult::from)
+                .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
+        }
         match (&item.topic, item.to) {
-            (Some(topic), None) => {
-                self.check_topic(topic)?;
-                self.gateway
-                    .publish_json(topic, item.payload)
-                    .map(PublishResult::from)
-                    .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
-            }
+            (Some(topic), None) => self
+                .gateway
+                .publish_json(topic, item.payload)
+                .map(PublishResult::from)
+                .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
             (None, Some(id)) => match self.gateway.send_json_to(SubscriberId::new(id), item.payload) {
                 Ok(()) => Ok(PublishResult { recipients: 1, delivered: 1, dropped: 0, seq: 0 }),
                 Err(SendError::Full(_)) => {
+                    Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0 })
+                }
+                Err(SendError::NoSuchSubscriber(_)) | Err(SendError::Closed(_)) if in_batch => {
                     Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0 })
                 }
                 Err(SendError::NoSuchSubscriber(_)) | Err(SendError::Closed(_)) => {
@@ -210,7 +268,7 @@ impl<E: Engine<Frame>> Api<E> {
                     Err(error(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down"))
                 }
             },
-            _ => Err(error(StatusCode::BAD_REQUEST, "give exactly one of `topic` and `to`")),
+            _ => Err(error(StatusCode::BAD_REQUEST, "give exactly one of `topic`, `to` and `user`")),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | `POST /api/publish` | publish for backends (API key) |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /healthz` | `200 ok`, `503 draining` during shutdown |
+//! | `GET /readyz` | `200 ready`; `503 not ready` from the start of the shutdown (before the grace period) |
 //!
 //! A `$sys.stats` topic carries the hub's stats every `stats_interval`.
 
@@ -18,8 +19,11 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod exposure;
 mod http_api;
+mod metrics_listener;
 mod prometheus;
+pub mod secrets;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,6 +43,7 @@ pub const SYS_STATS: &str = "$sys.stats";
 /// A running server (see [`start`]).
 pub struct Server {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<DrainReport>>,
 }
@@ -47,6 +52,11 @@ impl Server {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address `/metrics` is served on when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Begins the graceful shutdown (as SIGTERM does) and waits for the drain.
@@ -77,6 +87,16 @@ pub async fn start(settings: Settings) -> Result<Server, StartError> {
         .await
         .map_err(|e| StartError(format!("bind {}: {e}", settings.listen)))?;
     let addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+    let metrics = match settings.metrics_listen {
+        Some(a) => {
+            Some(TcpListener::bind(a).await.map_err(|e| StartError(format!("bind metrics {a}: {e}")))?)
+        }
+        None => None,
+    };
+    let metrics_addr = match &metrics {
+        Some(l) => Some(l.local_addr().map_err(|e| StartError(e.to_string()))?),
+        None => None,
+    };
     let (tx, rx) = oneshot::channel::<()>();
     let shutdown = async move {
         let _ = rx.await;
@@ -84,14 +104,14 @@ pub async fn start(settings: Settings) -> Result<Server, StartError> {
     let task = match settings.engine {
         EngineKind::Fanout => {
             let hub = build_hub(&settings)?;
-            tokio::spawn(run_with(hub, settings, listener, shutdown))
+            tokio::spawn(run_all(hub, settings, listener, metrics, shutdown))
         }
         EngineKind::Mutex => {
             let hub = fanout_baseline::MutexHub::<Frame>::new();
-            tokio::spawn(run_with(hub, settings, listener, shutdown))
+            tokio::spawn(run_all(hub, settings, listener, metrics, shutdown))
         }
     };
-    Ok(Server { addr, stop: Some(tx), task })
+    Ok(Server { addr, metrics_addr, stop: Some(tx), task })
 }
 
 fn build_hub(s: &Settings) -> Result<Hub<Frame>, StartError> {
@@ -103,15 +123,40 @@ fn build_hub(s: &Settings) -> Result<Hub<Frame>, StartError> {
         .map_err(|e| StartError(e.to_string()))
 }
 
-/// Runs the server on `engine` until `shutdown` resolves, then drains.
+/// Runs the server on `engine` until `shutdown` resolves, then drains
+/// (binding `settings.metrics_listen`, if set, for `/metrics`).
 pub async fn run_with<E: Engine<Frame>>(
     engine: E,
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<DrainReport> {
+    let metrics = match settings.metrics_listen {
+        Some(a) => Some(TcpListener::bind(a).await?),
+        None => None,
+    };
+    run_all(engine, settings, listener, metrics, shutdown).await
+}
+
+async fn run_all<E: Engine<Frame>>(
+    engine: E,
+    settings: Settings,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<DrainReport> {
     let gateway = Gateway::new(engine, settings.ws.clone()).map_err(std::io::Error::other)?;
     let addr = listener.local_addr()?;
+    for line in exposure::open_settings(&settings) {
+        tracing::warn!("{line}");
+    }
+    let metrics_task = match metrics {
+        Some(l) => {
+            tracing::info!(addr = %l.local_addr()?, "serving /metrics");
+            Some(tokio::spawn(metrics_listener::serve(l, gateway.clone())))
+        }
+        None => None,
+    };
     tracing::info!(%addr, engine = gateway.engine().name(), path = %settings.ws.path, "listening");
     if let Some(w) = config::caps_warning(&settings.ws, config::open_files_limit()) {
         tracing::warn!("{w}");
@@ -139,15 +184,34 @@ pub async fn run_with<E: Engine<Frame>>(
             }
         })
     });
-    let api = Arc::new(http_api::Api { gateway: gateway.clone(), settings: settings.clone() });
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let api = Arc::new(http_api::Api {
+        gateway: gateway.clone(),
+        settings: settings.clone(),
+        ready: ready.clone(),
+    });
     let routes = move |req, peer| {
         let api = api.clone();
         async move { api.route(req, peer).await }
+    };
+    // The drain in the order a load balancer needs: /readyz answers 503 at
+    // once; after the grace period the listener closes and the HTTP requests
+    // in flight are answered (serve returns then); then the WebSocket
+    // connections drain.
+    let grace = settings.drain_grace;
+    let shutdown = async move {
+        shutdown.await;
+        ready.store(false, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(grace = ?grace, "shutting down: not ready");
+        tokio::time::sleep(grace).await;
     };
     fanout_ws::serve(listener, gateway.clone(), routes, shutdown).await?;
     tracing::info!(connections = gateway.connections(), timeout = ?settings.drain_timeout, "draining");
     let report = gateway.shutdown(settings.drain_timeout).await;
     if let Some(t) = stats_task {
+        t.abort();
+    }
+    if let Some(t) = metrics_task {
         t.abort();
     }
     gateway.engine().shutdown();
@@ -172,7 +236,7 @@ pub mod fuzzing {
         API.get_or_init(|| {
             let settings = Settings { api_key: Some("fuzz".into()), ..Settings::default() };
             let gateway = Gateway::new(Hub::new(), settings.ws.clone()).expect("default settings are valid");
-            Api { gateway, settings }
+            Api { gateway, settings, ready: Default::default() }
         })
     }
 

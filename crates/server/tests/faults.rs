@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-const JWT_SECRET: &str = "jwt-SECRET-7f3a9c";
+const JWT_SECRET: &str = "jwt-SECRET-7f3a9c-of-32-bytes-at-least";
 const API_KEY: &str = "api-KEY-51d0e2";
 const WRONG_KEY: &str = "wrong-KEY-c0ffee";
 
@@ -102,7 +102,8 @@ async fn sigterm_while_publishing_loses_nothing_accepted() {
         clients.push(subscriber(format!("ws://{addr}/ws?token={token}"), "t").await);
     }
     // A refused token and a wrong API key, so that the refusals are logged too.
-    let forged = sign_hs256(&json!({"sub": "x", "subscribe": ["*"]}), b"not-the-secret");
+    let forged =
+        sign_hs256(&json!({"sub": "x", "subscribe": ["*"]}), b"not-the-secret-not-the-secret-at-all");
     assert!(tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={forged}")).await.is_err());
     assert_eq!(http(addr, "/api/publish", WRONG_KEY, "{}").await.map(|r| r.0), Some(401));
 

@@ -273,3 +273,158 @@ async fn shutdown_stops_accepting_then_closes_1001() {
     drop(c);
     assert!(done.await.unwrap().unwrap().graceful);
 }
+
+/// Issue 14, item 13. A batch with a bad item is refused whole before any
+/// item is delivered: a retry of the corrected batch does not duplicate the
+/// good ones (before, the items ahead of the bad one went out, then 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_publish_is_validated_whole_first() {
+    let srv = start(settings(EngineKind::Fanout)).await.unwrap();
+    let addr = srv.addr();
+    let (mut c, _) = ws(addr).await;
+    subscribe(&mut c, "t").await;
+    for bad in [
+        json!([{"topic": "t", "payload": "first"}, {"topic": "bad topic", "payload": 2}]),
+        json!([{"topic": "t", "payload": "first"}, {"topic": "$sys.stats", "payload": 2}]),
+        json!([{"topic": "t", "payload": "first"}, {"payload": 2}]),
+    ] {
+        let (s, _) = publish(addr, bad).await;
+        assert!(s == 400 || s == 403, "{s}");
+    }
+    assert_eq!(publish(addr, json!({"topic": "t", "payload": "after"})).await.0, 200);
+    let m = next_json(&mut c).await;
+    assert_eq!(
+        (m["payload"].clone(), m["seq"].clone()),
+        (json!("after"), json!(1)),
+        "nothing went out before"
+    );
+    // A `to` naming no open connection does not cut a batch: it is dropped.
+    let (s, r) =
+        publish(addr, json!([{"to": 987_654, "payload": 0}, {"topic": "t", "payload": "next"}])).await;
+    assert_eq!((s, r["results"][0]["dropped"].as_u64()), (200, Some(1)), "{r}");
+    assert_eq!(next_json(&mut c).await["payload"], "next");
+    srv.shutdown().await.unwrap();
+}
+
+/// Issue 14, item 9. With `--metrics-listen`, `/metrics` is served there and
+/// is 404 on the public listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_listen_moves_metrics_off_the_public_port() {
+    let s = Settings { metrics_listen: Some("127.0.0.1:0".parse().unwrap()), ..settings(EngineKind::Fanout) };
+    let srv = start(s).await.unwrap();
+    let private = srv.metrics_addr().expect("a metrics address");
+    assert_ne!(private, srv.addr());
+    assert_eq!(http(srv.addr(), "GET", "/metrics", &[], b"").await.0, 404);
+    assert_eq!(http(srv.addr(), "GET", "/healthz", &[], b"").await.0, 200, "the other routes stay");
+    let (s, text) = http(private, "GET", "/metrics", &[], b"").await;
+    assert_eq!(s, 200);
+    assert_eq!(metric(&text, "fanout_connections"), 0.0);
+    assert_eq!(http(private, "GET", "/api/publish", &[], b"").await.0, 404, "metrics only");
+    srv.shutdown().await.unwrap();
+}
+
+/// Issue 14, item 8. A backend sends to a user (`"user": sub`), not to a
+/// guessable connection id: each of the user's connections gets it, nobody
+/// else does; a user with no open connection is 0 recipients, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_to_a_user_reaches_each_of_its_connections() {
+    const SECRET: &str = "server-test-secret-of-32-bytes!!";
+    let mut s = settings(EngineKind::Fanout);
+    s.ws.jwt_secret = Some(SECRET.into());
+    let srv = start(s).await.unwrap();
+    let addr = srv.addr();
+    let connect = |sub: &'static str| async move {
+        let t = fanout_ws::sign_hs256(&json!({"sub": sub}), SECRET.as_bytes());
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={t}")).await.unwrap().0
+    };
+    let (mut a1, mut a2, mut b) = (connect("alice").await, connect("alice").await, connect("bob").await);
+    let (s, r) = publish(addr, json!({"user": "alice", "payload": "for alice"})).await;
+    assert_eq!((s, r["recipients"].as_u64(), r["delivered"].as_u64()), (200, Some(2), Some(2)), "{r}");
+    for c in [&mut a1, &mut a2] {
+        let m = next_json(c).await;
+        assert_eq!((m["topic"].clone(), m["payload"].clone()), (Value::Null, json!("for alice")));
+    }
+    let (s, r) = publish(addr, json!({"user": "carol", "payload": 1})).await;
+    assert_eq!((s, r["recipients"].as_u64()), (200, Some(0)));
+    assert_eq!(publish(addr, json!({"user": "bob", "to": 1, "payload": 1})).await.0, 400);
+    let (s, _) = publish(addr, json!({"user": "bob", "payload": "for bob"})).await;
+    assert_eq!(s, 200);
+    assert_eq!(next_json(&mut b).await["payload"], "for bob", "bob got his, and not alice's");
+    srv.shutdown().await.unwrap();
+}
+
+/// Issue 14, item 2. A publish body that does not arrive within
+/// `body_read_timeout` is answered 408 (before, the request waited for it as
+/// long as the client kept the socket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_publish_body_gets_408() {
+    let s = Settings { body_read_timeout: Duration::from_millis(200), ..settings(EngineKind::Fanout) };
+    let srv = start(s).await.unwrap();
+    let mut tcp = TcpStream::connect(srv.addr()).await.unwrap();
+    tcp.write_all(
+        b"POST /api/publish HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k3y\r\n\
+          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"topic\":",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n =
+        tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await.expect("an answer").unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&buf[..n]));
+    srv.shutdown().await.unwrap();
+}
+
+/// Issue 14, item 12. The drain in the order a load balancer needs: at the
+/// signal `/readyz` answers 503 while the listener still accepts (the grace
+/// period); then the listener closes; a publish that was in flight (its body
+/// still arriving) is applied and answered 200; then the WebSocket
+/// connections get it and their 1001. Before, the listener closed first,
+/// there was no `/readyz`, and the publish in flight was refused (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_order_readyz_grace_inflight_then_websockets() {
+    let s = Settings { drain_grace: Duration::from_secs(2), ..settings(EngineKind::Fanout) };
+    let srv = start(s).await.unwrap();
+    let addr = srv.addr();
+    assert_eq!(http(addr, "GET", "/readyz", &[], b"").await, (200, "ready\n".into()));
+    let (mut c, _) = ws(addr).await;
+    subscribe(&mut c, "t").await;
+    // A publish whose body is not complete yet.
+    let body = br#"{"topic":"t","payload":"in flight"}"#;
+    let mut inflight = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k3y\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    inflight.write_all(head.as_bytes()).await.unwrap();
+    inflight.write_all(&body[..10]).await.unwrap();
+    let done = tokio::spawn(srv.shutdown());
+    // Not ready at once, while still accepting.
+    let r = tokio::time::timeout(Duration::from_secs(10), async {
+        while http(addr, "GET", "/readyz", &[], b"").await.0 != 503 {}
+    })
+    .await;
+    assert!(r.is_ok(), "/readyz went 503");
+    // Then the listener closes.
+    let r = tokio::time::timeout(Duration::from_secs(10), async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "the listener closed after the grace period");
+    // The publish in flight completes, is applied, and is answered 200.
+    inflight.write_all(&body[10..]).await.unwrap();
+    let mut resp = Vec::new();
+    inflight.read_to_end(&mut resp).await.unwrap();
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // The WebSocket client gets it, then its 1001.
+    assert_eq!(next_json(&mut c).await["payload"], "in flight");
+    match c.next().await.unwrap().unwrap() {
+        Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1001),
+        other => panic!("{other:?}"),
+    }
+    drop(c);
+    assert!(done.await.unwrap().unwrap().graceful);
+}

@@ -134,27 +134,44 @@ impl Patterns {
     pub fn new(patterns: Vec<String>) -> Self {
         Patterns(patterns)
     }
-    /// Whether `topic` matches one of them.
+    /// Whether `topic` matches one of them. A reserved (`$`) topic is
+    /// matched only by a pattern that itself starts with `$sys.`: `*` grants
+    /// every ordinary topic, never the server's own.
     pub fn allows(&self, topic: &str) -> bool {
-        self.0.iter().any(|p| pattern_matches(p, topic))
+        let reserved = is_reserved(topic);
+        self.0.iter().any(|p| (!reserved || p.starts_with(SYS_PREFIX)) && pattern_matches(p, topic))
     }
 }
 
 /// What a connection may do, from its token (or anonymous).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Permissions {
-    /// The token's `sub`, if any (for logs).
+    /// The token's `sub`, if any: logs, and the per-subject limits.
     pub subject: Option<String>,
     /// Topics it may subscribe to.
     pub subscribe: Patterns,
     /// Topics it may publish to (never `$` topics, whatever the patterns say).
     pub publish: Patterns,
+    /// The token's `exp` (seconds since the Unix epoch): the connection is
+    /// closed with 4002 then (plus the leeway), unless a `refresh` replaces
+    /// the token. `None`: the rights do not expire.
+    pub expires: Option<u64>,
+    /// Topics the connection is subscribed to when it starts (the token's
+    /// `channels` claim), with no round trip. Also granted in `subscribe`.
+    pub channels: Vec<String>,
 }
 
 impl Permissions {
-    /// An anonymous connection: subscribe anywhere, publish nowhere.
+    /// An anonymous connection (a server without a secret): subscribe
+    /// anywhere, `$sys.` topics included, publish nowhere.
     pub fn anonymous() -> Self {
-        Permissions { subject: None, subscribe: Patterns::all(), publish: Patterns::none() }
+        Permissions {
+            subject: None,
+            subscribe: Patterns::new(vec!["*".into(), format!("{SYS_PREFIX}*")]),
+            publish: Patterns::none(),
+            expires: None,
+            channels: Vec::new(),
+        }
     }
 }
 
@@ -176,15 +193,51 @@ pub struct Claims {
     /// Publish patterns.
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Audience: one string or a list (checked when the server names one).
+    #[serde(default)]
+    pub aud: Option<Audience>,
+    /// Issuer (checked when the server names one).
+    #[serde(default)]
+    pub iss: Option<String>,
+    /// Topics subscribed at connect (exact names, not patterns).
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+/// The `aud` claim: one audience or several.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    /// `"aud": "x"`.
+    One(String),
+    /// `"aud": ["x", "y"]`.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// Whether `name` is one of them.
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Audience::One(a) => a == name,
+            Audience::Many(v) => v.iter().any(|a| a == name),
+        }
+    }
 }
 
 impl Claims {
     /// The permissions they grant.
     pub fn permissions(self) -> Permissions {
+        let mut subscribe = self.subscribe;
+        // A granted channel may be subscribed to again after a leave. A name
+        // with `*` is no topic: it would never be joined, and must not
+        // widen `subscribe` either.
+        subscribe.extend(self.channels.iter().filter(|c| !c.contains('*')).cloned());
         Permissions {
             subject: self.sub,
-            subscribe: Patterns(self.subscribe),
+            subscribe: Patterns(subscribe),
             publish: Patterns(self.publish),
+            expires: self.exp,
+            channels: self.channels,
         }
     }
 }
@@ -204,6 +257,12 @@ pub enum AuthError {
     Expired,
     /// Before its `nbf`.
     NotYetValid,
+    /// Its `kid` names no configured key, and there is no default key.
+    UnknownKey,
+    /// The server names an audience and `aud` does not contain it.
+    Audience,
+    /// The server names an issuer and `iss` is not it.
+    Issuer,
 }
 
 impl fmt::Display for AuthError {
@@ -215,6 +274,9 @@ impl fmt::Display for AuthError {
             AuthError::Signature => "bad token signature",
             AuthError::Expired => "token expired",
             AuthError::NotYetValid => "token not yet valid",
+            AuthError::UnknownKey => "token key id unknown",
+            AuthError::Audience => "token audience not accepted",
+            AuthError::Issuer => "token issuer not accepted",
         })
     }
 }
@@ -224,6 +286,8 @@ impl std::error::Error for AuthError {}
 #[derive(Deserialize)]
 struct Header {
     alg: String,
+    #[serde(default)]
+    kid: Option<String>,
 }
 
 fn b64(s: &str) -> Result<Vec<u8>, AuthError> {
@@ -233,8 +297,20 @@ fn b64(s: &str) -> Result<Vec<u8>, AuthError> {
 }
 
 /// Verifies an HS256 JWT and returns its claims. `now` is seconds since the
-/// Unix epoch.
+/// Unix epoch. No leeway, no audience or issuer check, one key: see
+/// [`crate::token::Verifier`] for those.
 pub fn verify_hs256(token: &str, secret: &[u8], now: u64) -> Result<Claims, AuthError> {
+    verify_with(token, |_| Some(secret), now, 0)
+}
+
+/// Verifies an HS256 JWT with the key `key_for` picks by the header's `kid`,
+/// and checks `exp` and `nbf` with `leeway` seconds of tolerance.
+pub(crate) fn verify_with<'k>(
+    token: &str,
+    key_for: impl FnOnce(Option<&str>) -> Option<&'k [u8]>,
+    now: u64,
+    leeway: u64,
+) -> Result<Claims, AuthError> {
     let mut parts = token.splitn(3, '.');
     let (Some(h), Some(p), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(AuthError::Malformed);
@@ -243,6 +319,7 @@ pub fn verify_hs256(token: &str, secret: &[u8], now: u64) -> Result<Claims, Auth
     if header.alg != "HS256" {
         return Err(AuthError::Algorithm);
     }
+    let secret = key_for(header.kid.as_deref()).ok_or(AuthError::UnknownKey)?;
     let sig = b64(s)?;
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes a key of any length");
     mac.update(h.as_bytes());
@@ -251,10 +328,10 @@ pub fn verify_hs256(token: &str, secret: &[u8], now: u64) -> Result<Claims, Auth
     // Constant-time comparison.
     mac.verify_slice(&sig).map_err(|_| AuthError::Signature)?;
     let claims: Claims = serde_json::from_slice(&b64(p)?).map_err(|_| AuthError::Malformed)?;
-    if claims.exp.is_some_and(|exp| now >= exp) {
+    if claims.exp.is_some_and(|exp| now >= exp.saturating_add(leeway)) {
         return Err(AuthError::Expired);
     }
-    if claims.nbf.is_some_and(|nbf| now < nbf) {
+    if claims.nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
         return Err(AuthError::NotYetValid);
     }
     Ok(claims)
@@ -273,12 +350,11 @@ pub fn sign_hs256(claims: &serde_json::Value, secret: &[u8]) -> String {
     format!("{head}.{body}.{}", enc(&mac.finalize().into_bytes()))
 }
 
-/// Compares two secrets in time independent of where they differ.
+/// Compares two secrets in time independent of where they differ (`subtle`'s
+/// `ConstantTimeEq`; only the lengths, which are not secret, may end it early).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]
@@ -329,5 +405,27 @@ mod tests {
             data_encoding::BASE64URL_NOPAD.encode(b"{}")
         );
         assert_eq!(verify_hs256(&none, b"k", 0), Err(AuthError::Algorithm));
+    }
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    /// With a secret, `*` grants ordinary topics only: a `$sys.` topic needs a
+    /// pattern that names it (before, `*` matched `$sys.stats` too).
+    #[test]
+    fn star_does_not_grant_reserved_topics() {
+        let star = Patterns::new(vec!["*".into()]);
+        assert!(star.allows("news"));
+        assert!(!star.allows("$sys.stats"));
+        assert!(Patterns::new(vec!["$sys.*".into()]).allows("$sys.stats"));
+        assert!(Patterns::new(vec!["$sys.stats".into()]).allows("$sys.stats"));
+        assert!(!Patterns::new(vec!["$*".into()]).allows("$sys.stats"));
+        // Open mode (no secret) keeps every topic readable, `$sys.` included.
+        assert!(Permissions::anonymous().subscribe.allows("$sys.stats"));
     }
 }

@@ -5,20 +5,31 @@ use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::client_ip::Cidr;
+use crate::keyed_limit::KeyedRate;
+use crate::token::MIN_SECRET_LEN;
+
+/// Longest accepted duration setting: timers add them to `Instant::now()`.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Largest accepted `jwt_leeway`.
+const MAX_LEEWAY: Duration = Duration::from_secs(3600);
+
 /// Inbound message rate per connection: a token bucket.
 ///
-/// Each text or binary frame from a client takes one token; the bucket holds
+/// Each JSON-RPC call takes one token (a batch of `n` calls takes `n`, all or
+/// none; a binary frame takes one); the bucket holds
 /// `burst` tokens and refills at `per_second`. A frame that finds it empty is
-/// answered with a `-32005` error and not processed (a *strike*); after
+/// answered with a `-32003` error and not processed (a *strike*); after
 /// `max_strikes` strikes without the bucket refilling to full in between, the
-/// connection is closed with 1008.
+/// connection is closed with 4100.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RateLimit {
     /// Tokens added per second (0 disables the limit).
     pub per_second: f64,
     /// Bucket size.
     pub burst: u32,
-    /// Refused frames before the close.
+    /// Refused frames before the close (4100).
     pub max_strikes: u32,
 }
 
@@ -70,7 +81,10 @@ pub struct WsConfig {
     pub write_timeout: Duration,
     /// Interval between server pings (default 54 s).
     pub ping_interval: Duration,
-    /// Close after this long without a pong (default 60 s).
+    /// Longest wait for a pong, measured from the ping it answers (default
+    /// 20 s): past it, close 4000. Any positive duration; when longer than
+    /// `ping_interval`, more pings go out meanwhile and the deadline still
+    /// runs from the first unanswered one.
     pub pong_timeout: Duration,
     /// Longest from TCP accept to a complete upgrade request (default 10 s).
     pub handshake_timeout: Duration,
@@ -101,6 +115,39 @@ pub struct WsConfig {
     /// ~4 MiB in the kernel before the engine's queue, and so eviction, sees
     /// it). The kernel doubles the value it is given.
     pub send_buffer_size: Option<usize>,
+    /// More HS256 keys, by the `kid` header of the tokens they check, for
+    /// rotating a secret without dropping anyone (see `token.rs`). Each at
+    /// least 32 bytes.
+    pub jwt_keys: Vec<(String, String)>,
+    /// Clock skew tolerated on `exp` and `nbf`, at the upgrade, at a
+    /// `refresh`, and for the close at expiry (default 0).
+    pub jwt_leeway: Duration,
+    /// When set, a token's `aud` must contain it.
+    pub jwt_audience: Option<String>,
+    /// When set, a token's `iss` must be it.
+    pub jwt_issuer: Option<String>,
+    /// Sockets from one client address that have not (yet) upgraded to a
+    /// WebSocket: HTTP requests and handshakes in progress (default 128; 0 =
+    /// no cap). Past it, a new socket is closed at accept. Trusted proxies
+    /// are exempt. See `serve.rs`.
+    pub max_pending_per_ip: usize,
+    /// Largest HTTP request head, bytes (default 16 KiB; at least 8 KiB):
+    /// past it, `431`.
+    pub max_request_head: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (default none: the
+    /// header is ignored). See `client_ip.rs`.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Open connections per token subject (`sub`; default 100, 0 = no cap):
+    /// past it, HTTP 429. See `subjects.rs`.
+    pub max_connections_per_subject: usize,
+    /// Distinct topics clients may create by subscribing, across the gateway
+    /// (default 100,000; 0 = no cap): past it a join of a new topic gets
+    /// `-32006`. See `topic_cap.rs`.
+    pub max_topics: usize,
+    /// Costly calls (`subscribe`, `unsubscribe`, `refresh`) per second, shared
+    /// by every connection of one client address and of one token subject
+    /// (default 200/s, burst 1,000; 0 = off). See `keyed_limit.rs`.
+    pub costly_rate_limit: KeyedRate,
 }
 
 impl fmt::Debug for WsConfig {
@@ -126,6 +173,16 @@ impl fmt::Debug for WsConfig {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
             .field("tcp_nodelay", &self.tcp_nodelay)
             .field("send_buffer_size", &self.send_buffer_size)
+            .field("costly_rate_limit", &self.costly_rate_limit)
+            .field("max_topics", &self.max_topics)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("max_pending_per_ip", &self.max_pending_per_ip)
+            .field("max_request_head", &self.max_request_head)
+            .field("max_connections_per_subject", &self.max_connections_per_subject)
+            .field("jwt_keys", &self.jwt_keys.iter().map(|(kid, _)| (kid, "<redacted>")).collect::<Vec<_>>())
+            .field("jwt_leeway", &self.jwt_leeway)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_issuer", &self.jwt_issuer)
             .finish()
     }
 }
@@ -141,7 +198,7 @@ impl Default for WsConfig {
             max_batch: 64,
             write_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(54),
-            pong_timeout: Duration::from_secs(60),
+            pong_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(1),
             rate_limit: RateLimit::default(),
@@ -153,6 +210,16 @@ impl Default for WsConfig {
             jwt_secret: None,
             tcp_nodelay: true,
             send_buffer_size: Some(64 * 1024),
+            costly_rate_limit: KeyedRate::default(),
+            max_topics: 100_000,
+            trusted_proxies: Vec::new(),
+            max_pending_per_ip: 128,
+            max_request_head: 16 * 1024,
+            max_connections_per_subject: 100,
+            jwt_keys: Vec::new(),
+            jwt_leeway: Duration::ZERO,
+            jwt_audience: None,
+            jwt_issuer: None,
         }
     }
 }
@@ -203,15 +270,18 @@ impl WsConfig {
             ("ping_interval", self.ping_interval),
             ("pong_timeout", self.pong_timeout),
             ("handshake_timeout", self.handshake_timeout),
+            ("close_timeout", self.close_timeout),
         ] {
             if d.is_zero() {
                 return err(field, "must be longer than zero");
             }
+            // Timers add these to `Instant::now()`, which panics on overflow.
+            if d > MAX_DURATION {
+                return err(field, "must be at most 365 days");
+            }
         }
-        // Equal would close every connection at its first ping, before the
-        // client could answer it.
-        if self.pong_timeout <= self.ping_interval {
-            return err("pong_timeout", "must be longer than `ping_interval`");
+        if self.jwt_leeway > MAX_LEEWAY {
+            return err("jwt_leeway", "must be at most 1 hour");
         }
         let r = &self.rate_limit;
         if !(r.per_second >= 0.0 && r.per_second.is_finite()) {
@@ -223,11 +293,33 @@ impl WsConfig {
         if r.max_strikes == 0 {
             return err("rate_limit.max_strikes", "must be at least 1");
         }
+        let k = &self.costly_rate_limit;
+        if !(k.per_second >= 0.0 && k.per_second.is_finite()) {
+            return err("costly_rate_limit.per_second", "must be a finite number >= 0");
+        }
+        if k.per_second > 0.0 && k.burst == 0 {
+            return err("costly_rate_limit.burst", "must be at least 1");
+        }
+        // hyper panics on a smaller read buffer.
+        if self.max_request_head < 8192 {
+            return err("max_request_head", "must be at least 8192 bytes");
+        }
         if self.max_topic_len == 0 || self.max_topic_len > 255 {
             return err("max_topic_len", "must be between 1 and 255");
         }
-        if self.jwt_secret.as_deref() == Some("") {
-            return err("jwt_secret", "must not be empty");
+        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < MIN_SECRET_LEN) {
+            return err(
+                "jwt_secret",
+                "must be at least 32 bytes (HS256 with a shorter key can be guessed offline)",
+            );
+        }
+        for (kid, secret) in &self.jwt_keys {
+            if kid.is_empty() {
+                return err("jwt_keys", "a key id must not be empty");
+            }
+            if secret.len() < MIN_SECRET_LEN {
+                return err("jwt_keys", "every key must be at least 32 bytes");
+            }
         }
         Ok(())
     }
@@ -246,16 +338,45 @@ impl WsConfig {
 mod tests {
     use super::*;
 
+    /// The pong deadline is measured from the ping, so a pong timeout shorter
+    /// than the ping interval is the usual setting (it was refused when the
+    /// deadline ran from the last pong).
     #[test]
-    fn pong_timeout_must_outlast_the_ping_interval() {
+    fn pong_timeout_is_any_positive_duration() {
         let with = |ping, pong| WsConfig {
             ping_interval: Duration::from_secs(ping),
             pong_timeout: Duration::from_secs(pong),
             ..WsConfig::default()
         };
         assert!(with(10, 11).validate().is_ok());
-        // Equal would close every connection at its first ping.
-        assert!(with(10, 10).validate().unwrap_err().to_string().contains("pong_timeout"));
-        assert!(with(10, 5).validate().is_err());
+        assert!(with(10, 10).validate().is_ok());
+        assert!(with(54, 20).validate().is_ok());
+        assert!(with(10, 0).validate().unwrap_err().to_string().contains("pong_timeout"));
+    }
+
+    /// A huge duration used to pass and panic later (`Instant + Duration`
+    /// overflow in the first timer); now it is an error at start.
+    #[test]
+    fn huge_durations_are_errors() {
+        for cfg in [
+            WsConfig { ping_interval: Duration::MAX, ..WsConfig::default() },
+            WsConfig { pong_timeout: Duration::from_secs(u64::MAX), ..WsConfig::default() },
+            WsConfig { write_timeout: MAX_DURATION + Duration::from_secs(1), ..WsConfig::default() },
+            WsConfig { handshake_timeout: Duration::MAX, ..WsConfig::default() },
+            WsConfig { jwt_leeway: Duration::MAX, ..WsConfig::default() },
+        ] {
+            let e = cfg.validate().unwrap_err();
+            assert!(e.to_string().contains("at most"), "{e}");
+        }
+        assert!(WsConfig { ping_interval: MAX_DURATION, ..WsConfig::default() }.validate().is_ok());
+    }
+
+    #[test]
+    fn short_secrets_are_errors() {
+        let short = WsConfig { jwt_secret: Some("x".repeat(31)), ..WsConfig::default() };
+        assert!(short.validate().unwrap_err().to_string().contains("32 bytes"));
+        assert!(WsConfig { jwt_secret: Some("x".repeat(32)), ..WsConfig::default() }.validate().is_ok());
+        let keys = WsConfig { jwt_keys: vec![("1".into(), "short".into())], ..WsConfig::default() };
+        assert!(keys.validate().is_err());
     }
 }

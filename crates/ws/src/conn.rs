@@ -18,8 +18,10 @@
 //!   1009, bad UTF-8 → 1007, protocol → 1002) are enforced here;
 //! - the gateway leaving `Running`: on drain, it takes what its queue still
 //!   holds (`try_recv` until empty), writes it, and closes with 1001;
-//! - the heartbeat timer: one timer for both the next ping and the pong
-//!   deadline (close 1008 when no pong came within `pong_timeout`).
+//! - the heartbeat timer: one timer for the next ping, the pong deadline
+//!   (close 4000 when no pong came within `pong_timeout` of the first
+//!   unanswered ping) and the token's expiry (close 4002 at `exp` unless a
+//!   `refresh` moved it).
 //!
 //! A `Lagged(n)` from the engine becomes a `{"lagged":n,"topic":…}` text frame
 //! at that point of the stream. A close by the engine (`SlowConsumer`, `Kicked`,
@@ -53,41 +55,28 @@
 //! failures) are boxed, so that their state does not enlarge every idle
 //! connection's task.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fanout_core::{CloseReason, Engine, Message as EngineMessage, Receiver, RecvError, TryRecvError};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::Permissions;
+use crate::close_codes;
 use crate::frame::{lag_notice, Frame};
 use crate::gateway::{Gateway, Phase, TaskGuard};
-use crate::limits::{Slot, TokenBucket, Verdict};
+use crate::limits::Slot;
 use crate::metrics::CloseKind;
 use crate::rpc::Session;
-
-/// Close codes the gateway sends.
-pub mod close_codes {
-    /// Server shutting down.
-    pub const GOING_AWAY: u16 = 1001;
-    /// WebSocket protocol violation.
-    pub const PROTOCOL: u16 = 1002;
-    /// Invalid UTF-8 in a text frame.
-    pub const INVALID_DATA: u16 = 1007;
-    /// Rate limit, heartbeat timeout, slow consumer, kicked.
-    pub const POLICY: u16 = 1008;
-    /// Message larger than `max_message_size`.
-    pub const TOO_BIG: u16 = 1009;
-}
 
 /// Engine batches in a row after which the other sources are polled first.
 const FAIR_EVERY: u32 = 16;
@@ -140,18 +129,16 @@ where
     let id = sub.id();
     tracing::debug!(%peer, client = id.get(), subject = perms.subject.as_deref(), "connected");
     let conn = Conn {
-        bucket: TokenBucket::new(gw.inner.config.rate_limit, Instant::now()),
-        session: Session { gateway: gw, id, perms, topics: HashSet::new(), sole_topic: None },
+        session: Session::new(gw, id, perms, slot),
         ws,
         sub,
         // Grown on first use: an idle connection keeps no batch buffers.
         buf: Vec::new(),
         out: Vec::new(),
         reading: true,
-        last_pong: tokio::time::Instant::now(),
+        unanswered_ping: None,
         recorded: false,
         peer,
-        _slot: slot,
         _guard: guard,
     };
     conn.run()
@@ -162,20 +149,20 @@ struct Conn<E: Engine<Frame>, S> {
     sub: E::Subscriber,
     /// The client's subscriptions and permissions; holds the gateway.
     session: Session<E>,
-    bucket: TokenBucket,
     /// Messages taken from the engine, not yet written.
     buf: Vec<EngineMessage<Frame>>,
     /// Frames to write: pushes, replies, pings, a close.
     out: Vec<Message>,
     /// False once the stream ended (the client closed, or a read failed).
     reading: bool,
-    last_pong: tokio::time::Instant,
+    /// When the first ping since the last pong was sent: the pong deadline is
+    /// measured from it (`None`: every ping was answered).
+    unanswered_ping: Option<tokio::time::Instant>,
     /// The close reason was counted.
     recorded: bool,
     peer: SocketAddr,
-    /// Held for the connection's life: its place under the connection caps,
-    /// and its count among the gateway's live tasks.
-    _slot: Slot,
+    /// Held for the connection's life: its count among the gateway's live
+    /// tasks (its place under the connection caps is in `session`).
     _guard: TaskGuard<E>,
 }
 
@@ -207,7 +194,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
     }
 
     async fn serve(&mut self) -> CloseKind {
-        let start = self.last_pong;
+        let start = tokio::time::Instant::now();
         let cfg = &self.gw().inner.config;
         let (ping_every, pong_timeout, max_batch) = (cfg.ping_interval, cfg.pong_timeout, cfg.max_batch);
         let mut phase = self.gw().inner.phase.subscribe();
@@ -218,8 +205,8 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
         let mut left_running = pin!(async move {
             let _ = phase.wait_for(|p| *p != Phase::Running).await;
         });
-        let (mut next_ping, mut pong_due) = (start + ping_every, start + pong_timeout);
-        let mut heartbeat = pin!(tokio::time::sleep_until(next_ping.min(pong_due)));
+        let mut next_ping = start + ping_every;
+        let mut heartbeat = pin!(tokio::time::sleep_until(self.next_wake(next_ping, pong_timeout)));
         let mut streak = 0;
         loop {
             let event = if streak < FAIR_EVERY {
@@ -260,9 +247,9 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                             (CloseKind::Shutdown, close_codes::GOING_AWAY, "server shutting down")
                         }
                         CloseReason::SlowConsumer => {
-                            (CloseKind::SlowConsumer, close_codes::POLICY, "slow consumer")
+                            (CloseKind::SlowConsumer, close_codes::SLOW_CONSUMER, "slow consumer")
                         }
-                        CloseReason::Kicked => (CloseKind::Kicked, close_codes::POLICY, "kicked"),
+                        CloseReason::Kicked => (CloseKind::Kicked, close_codes::KICKED, "kicked"),
                         CloseReason::Unsubscribed => (CloseKind::Client, 1000, ""),
                     };
                     self.record(kind);
@@ -280,17 +267,25 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                     if let Some(kind) = self.on_read(m).await {
                         return kind;
                     }
+                    // A `refresh` may have moved the expiry before the armed wake.
+                    if let Some(exp) = self.session.expires {
+                        if exp < heartbeat.deadline() {
+                            heartbeat.as_mut().reset(exp);
+                        }
+                    }
                 }
                 Event::Heartbeat => {
                     let now = tokio::time::Instant::now();
-                    if now >= pong_due {
-                        let deadline = self.last_pong + pong_timeout;
-                        if now >= deadline {
-                            self.record(CloseKind::Heartbeat);
-                            Box::pin(self.close(close_codes::POLICY, "heartbeat timeout", false)).await;
-                            return CloseKind::Heartbeat;
-                        }
-                        pong_due = deadline;
+                    if self.session.expires.is_some_and(|exp| now >= exp) {
+                        self.record(CloseKind::TokenExpired);
+                        Box::pin(self.close(close_codes::TOKEN_EXPIRED, "token expired", false)).await;
+                        return CloseKind::TokenExpired;
+                    }
+                    if self.unanswered_ping.is_some_and(|p| now >= p + pong_timeout) {
+                        self.record(CloseKind::Heartbeat);
+                        Box::pin(self.close(close_codes::HEARTBEAT_TIMEOUT, "heartbeat timeout", false))
+                            .await;
+                        return CloseKind::Heartbeat;
                     }
                     if now >= next_ping {
                         self.out.push(Message::Ping(bytes::Bytes::new()));
@@ -298,8 +293,9 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                             return Box::pin(self.write_failed(f)).await;
                         }
                         next_ping = now + ping_every;
+                        self.unanswered_ping.get_or_insert(now);
                     }
-                    heartbeat.as_mut().reset(next_ping.min(pong_due));
+                    heartbeat.as_mut().reset(self.next_wake(next_ping, pong_timeout));
                 }
             }
         }
@@ -360,25 +356,24 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
         let reply = match &msg {
             Message::Text(_) | Message::Binary(_) => {
                 self.gw().inner.metrics.frame_in();
-                match self.bucket.check(Instant::now()) {
-                    Verdict::Allow => match &msg {
-                        Message::Text(t) => self.session.handle_text(t.as_str()),
-                        Message::Binary(b) => self.session.handle_binary(b),
-                        _ => None,
-                    },
-                    Verdict::Refuse => Some(self.session.rate_limited()),
-                    Verdict::Close => {
-                        return Some(ReadWhy::Close {
-                            kind: CloseKind::RateLimit,
-                            code: close_codes::POLICY,
-                            reason: "rate limit exceeded",
-                            fatal: false,
-                        })
-                    }
+                // The session charges the rate limit per call.
+                let reply = match &msg {
+                    Message::Text(t) => self.session.handle_text(t.as_str()),
+                    Message::Binary(b) => self.session.handle_binary(b),
+                    _ => None,
+                };
+                if self.session.rate_close {
+                    return Some(ReadWhy::Close {
+                        kind: CloseKind::RateLimit,
+                        code: close_codes::RATE_LIMITED,
+                        reason: "rate limit exceeded",
+                        fatal: false,
+                    });
                 }
+                reply
             }
             Message::Pong(_) => {
-                self.last_pong = tokio::time::Instant::now();
+                self.unanswered_ping = None;
                 None
             }
             // tungstenite answers pings and closes itself; after a close the
@@ -389,6 +384,19 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
             self.out.push(Message::Text(r.into()));
         }
         None
+    }
+
+    /// The heartbeat timer's next wake: the next ping, the pong deadline of
+    /// the first unanswered ping, or the token's expiry, whichever is first.
+    fn next_wake(&self, next_ping: tokio::time::Instant, pong_timeout: Duration) -> tokio::time::Instant {
+        let mut at = next_ping;
+        if let Some(p) = self.unanswered_ping {
+            at = at.min(p + pong_timeout);
+        }
+        if let Some(exp) = self.session.expires {
+            at = at.min(exp);
+        }
+        at
     }
 
     /// Counts the close reason once (see `Metrics::closed`).
@@ -501,6 +509,11 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                 Ok(m) => {
                     self.out.push(m.payload().to_message());
                     if self.out.len() >= max_batch {
+                        // A forced drain ends it between batches (each batch
+                        // would otherwise get a fresh write timeout).
+                        if *self.gw().inner.phase.borrow() == Phase::Forced {
+                            return CloseKind::Shutdown;
+                        }
                         if let Err(f) = self.write_out().await {
                             return self.write_failed(f).await;
                         }
@@ -521,11 +534,13 @@ fn classify(e: WsError) -> ReadWhy {
     match e {
         WsError::Capacity(_) => close(CloseKind::TooBig, close_codes::TOO_BIG, "message too big"),
         WsError::Utf8(_) => close(CloseKind::InvalidUtf8, close_codes::INVALID_DATA, "invalid utf-8"),
+        // EOF without a close frame: the peer is gone, nothing to answer.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => ReadWhy::Gone(CloseKind::Reset),
         WsError::Protocol(_) => close(CloseKind::Protocol, close_codes::PROTOCOL, "protocol error"),
         WsError::ConnectionClosed | WsError::AlreadyClosed => ReadWhy::Gone(CloseKind::Client),
         WsError::Io(e) => {
             tracing::debug!(error = %e, "read error");
-            ReadWhy::Gone(CloseKind::Client)
+            ReadWhy::Gone(CloseKind::Reset)
         }
         other => {
             tracing::debug!(error = %other, "read error");

@@ -8,8 +8,11 @@
 //! regression tests of the normal suite run the very same assertions as the
 //! fuzzer.
 
-use std::collections::HashSet;
 use std::sync::OnceLock;
+
+/// The `refresh`/token path (fuzz target `refresh`).
+#[path = "fuzzing_refresh.rs"]
+pub mod refresh;
 
 use fanout_core::{Engine, Hub};
 use serde_json::Value;
@@ -24,7 +27,17 @@ use crate::WsConfig;
 fn gateway() -> &'static Gateway<Hub<Frame>> {
     static GW: OnceLock<Gateway<Hub<Frame>>> = OnceLock::new();
     GW.get_or_init(|| {
-        let cfg = WsConfig { max_subscriptions: 8, ..WsConfig::default() };
+        // No rate limits: the fuzzer sends far more than a client may, and
+        // every input should reach the dispatcher.
+        let cfg = WsConfig {
+            max_subscriptions: 8,
+            rate_limit: crate::RateLimit { per_second: 0.0, ..crate::RateLimit::default() },
+            costly_rate_limit: crate::KeyedRate { per_second: 0.0, burst: 0 },
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            max_topics: 0,
+            ..WsConfig::default()
+        };
         Gateway::new(Hub::new(), cfg).expect("default settings are valid")
     })
 }
@@ -46,8 +59,11 @@ impl RpcHarness {
             subject: Some("fuzz".into()),
             subscribe: Patterns::all(),
             publish: Patterns::new(vec!["fuzz.*".into()]),
+            expires: None,
+            channels: Vec::new(),
         };
-        let session = Session { gateway: gw, id: sub.id(), perms, topics: HashSet::new(), sole_topic: None };
+        let slot = gw.inner.limiter.try_acquire([127, 0, 0, 1].into()).expect("the fuzz gateway has no caps");
+        let session = Session::new(gw, sub.id(), perms, slot);
         RpcHarness { session, _sub: sub }
     }
 

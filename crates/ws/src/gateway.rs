@@ -41,11 +41,15 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::auth::{verify_hs256, AuthError, Permissions};
+use crate::auth::{AuthError, Permissions};
 use crate::config::{WsConfig, WsConfigError};
 use crate::frame::{encode_binary, encode_json, now_ms, Frame};
+use crate::keyed_limit::KeyedLimiter;
 use crate::limits::{Limiter, Slot};
 use crate::metrics::{Metrics, MetricsSnapshot, Rejection};
+use crate::subjects::Subjects;
+use crate::token::Verifier;
+use crate::topic_cap::TopicCap;
 
 /// Header of the `101` response that carries the connection's subscriber id.
 pub const CLIENT_ID_HEADER: &str = "x-fanout-client-id";
@@ -89,6 +93,16 @@ pub(crate) struct Inner<E: Engine<Frame>> {
     pub(crate) ws_config: WebSocketConfig,
     pub(crate) metrics: Metrics,
     pub(crate) limiter: Arc<Limiter>,
+    /// Costly calls per client address and per token subject.
+    pub(crate) keyed: KeyedLimiter,
+    /// Token checks; `None`: no key configured, anonymous connections.
+    pub(crate) verifier: Option<Verifier>,
+    /// Client-created topics, for `max_topics`.
+    pub(crate) topic_cap: TopicCap,
+    /// Open connections by token subject.
+    pub(crate) subjects: Arc<Subjects>,
+    /// Un-upgraded sockets per client address (`max_pending_per_ip`).
+    pub(crate) pending: Arc<Limiter>,
     pub(crate) phase: watch::Sender<Phase>,
     /// Connection tasks alive (upgrading or connected); `idle` is notified at 0.
     tasks: AtomicUsize,
@@ -164,6 +178,11 @@ impl<E: Engine<Frame>> Gateway<E> {
                 engine,
                 ws_config: config.websocket_config(),
                 limiter: Arc::new(Limiter::new(config.max_connections, config.max_connections_per_ip)),
+                keyed: KeyedLimiter::new(config.costly_rate_limit),
+                verifier: Verifier::from_config(&config),
+                topic_cap: TopicCap::new(config.max_topics),
+                subjects: Arc::new(Subjects::new(config.max_connections_per_subject)),
+                pending: Arc::new(Limiter::new(0, config.max_pending_per_ip)),
                 config,
                 metrics: Metrics::new(),
                 phase,
@@ -260,6 +279,29 @@ impl<E: Engine<Frame>> Gateway<E> {
             .unwrap_or_else(|| Err(SendError::Shutdown(take())))
     }
 
+    /// Sends a JSON payload to every open connection of token subject
+    /// `subject` (`"topic":null`, `"seq":0`; see `subjects.rs`): recipients
+    /// is how many it has (0 when none is open), dropped those whose queue was
+    /// full or that closed meanwhile.
+    pub fn send_json_to_subject(
+        &self,
+        subject: &str,
+        payload: &RawValue,
+    ) -> Result<PublishReport, PublishError> {
+        let ids = self.inner.subjects.connections(subject);
+        let frame = encode_json(None, Meta { seq: 0, epoch: 0 }, now_ms(), payload);
+        let mut report = PublishReport::default();
+        for id in ids {
+            report.recipients += 1;
+            match self.timed(|| self.inner.engine.send_to(id, frame.clone())) {
+                None | Some(Err(SendError::Shutdown(_))) => return Err(PublishError::Shutdown),
+                Some(Ok(())) => report.delivered += 1,
+                Some(Err(_)) => report.dropped.full += 1,
+            }
+        }
+        Ok(report)
+    }
+
     /// Answers a request on the WebSocket path: `101` and a spawned connection,
     /// or the refusal. Needs a tokio runtime, and a request served by hyper with
     /// upgrades enabled (so that it carries hyper's `OnUpgrade`).
@@ -309,6 +351,9 @@ impl<E: Engine<Frame>> Gateway<E> {
             return r;
         }
         let accept = derive_accept_key(key.as_bytes());
+        // The client behind a trusted proxy, for the caps and the logs.
+        let peer =
+            SocketAddr::new(crate::client_ip::client_ip(peer.ip(), h, &cfg.trusted_proxies), peer.port());
         let slot = match self.inner.limiter.try_acquire(peer.ip()) {
             Ok(s) => s,
             Err(Rejection::PerIpCap) => {
@@ -328,14 +373,11 @@ impl<E: Engine<Frame>> Gateway<E> {
                 }
             }
         }
-        let perms = match &cfg.jwt_secret {
+        let perms = match &self.inner.verifier {
             None => Permissions::anonymous(),
-            Some(secret) => {
+            Some(verifier) => {
                 let now = now_ms() / 1000;
-                match token(&req)
-                    .ok_or(AuthError::Missing)
-                    .and_then(|t| verify_hs256(t, secret.as_bytes(), now))
-                {
+                match token(&req).ok_or(AuthError::Missing).and_then(|t| verifier.verify(t, now)) {
                     Ok(claims) => claims.permissions(),
                     Err(e) => {
                         let mut r =
@@ -365,6 +407,20 @@ impl<E: Engine<Frame>> Gateway<E> {
                 }
             }
         };
+        let mut slot = slot;
+        if let (Some(s), Some(subject)) = (&sub, &perms.subject) {
+            use fanout_core::Receiver;
+            match self.inner.subjects.acquire(subject, s.id()) {
+                Ok(held) => slot.subject = Some(Box::new(held)),
+                Err(_) => {
+                    return self.reject(
+                        Rejection::SubjectCap,
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many connections for this user\n",
+                    )
+                }
+            }
+        }
         let mut resp = Response::new(Full::new(Bytes::new()));
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let hm = resp.headers_mut();
@@ -423,9 +479,14 @@ impl<E: Engine<Frame>> Gateway<E> {
     {
         use futures_util::SinkExt;
         let mut ws = ws;
-        let slot: Option<Slot> = self.inner.limiter.try_acquire(peer.ip()).ok();
+        let mut slot: Option<Slot> = self.inner.limiter.try_acquire(peer.ip()).ok();
         let sub = self.inner.engine.subscribe().ok();
-        let (Some(slot), Some(sub), false) = (slot, sub, self.is_draining()) else {
+        if let (Some(slot), Some(s), Some(subject)) = (&mut slot, &sub, &perms.subject) {
+            use fanout_core::Receiver;
+            slot.subject = self.inner.subjects.acquire(subject, s.id()).ok().map(Box::new);
+        }
+        let subject_full = perms.subject.is_some() && slot.as_ref().is_some_and(|s| s.subject.is_none());
+        let (Some(slot), Some(sub), false, false) = (slot, sub, self.is_draining(), subject_full) else {
             let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame {
                 code: 1013u16.into(),
                 reason: "try again later".into(),

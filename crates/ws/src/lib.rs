@@ -34,22 +34,28 @@
 pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
+pub mod client_ip;
+pub mod close_codes;
 mod config;
 mod conn;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gateway;
+mod keyed_limit;
 mod limits;
 mod metrics;
 pub mod rpc;
 mod serve;
+mod subjects;
+pub mod token;
+mod topic_cap;
 
 pub use auth::{sign_hs256, validate_topic, verify_hs256, Claims, Permissions, TopicError};
-pub use config::{RateLimit, WsConfig, WsConfigError};
-pub use conn::close_codes;
+pub use config::{RateLimit, WsConfig, WsConfigError, MAX_DURATION};
 pub use frame::Frame;
 pub use gateway::{DrainReport, Gateway, CLIENT_ID_HEADER};
+pub use keyed_limit::KeyedRate;
 pub use metrics::{CloseKind, Histogram, MetricsSnapshot, Rejection, BATCH_BUCKETS, LATENCY_BUCKETS};
 pub use rpc::{codes, PublishResult, RpcError};
 pub use serve::{not_found, serve, Body};

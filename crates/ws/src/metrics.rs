@@ -28,11 +28,15 @@ pub enum Rejection {
     Draining,
     /// The upgrade request did not arrive in time (connection dropped).
     HandshakeTimeout,
+    /// Per-subject connection cap (HTTP 429).
+    SubjectCap,
+    /// Too many un-upgraded sockets from one address (closed at accept).
+    PendingCap,
 }
 
 impl Rejection {
     /// Every reason, in label order.
-    pub const ALL: [Rejection; 7] = [
+    pub const ALL: [Rejection; 9] = [
         Rejection::BadRequest,
         Rejection::Origin,
         Rejection::Unauthorized,
@@ -40,6 +44,8 @@ impl Rejection {
         Rejection::GlobalCap,
         Rejection::Draining,
         Rejection::HandshakeTimeout,
+        Rejection::SubjectCap,
+        Rejection::PendingCap,
     ];
 
     /// Metrics label.
@@ -52,6 +58,8 @@ impl Rejection {
             Rejection::GlobalCap => "global_cap",
             Rejection::Draining => "draining",
             Rejection::HandshakeTimeout => "handshake_timeout",
+            Rejection::SubjectCap => "subject_cap",
+            Rejection::PendingCap => "pending_cap",
         }
     }
 }
@@ -61,13 +69,13 @@ impl Rejection {
 pub enum CloseKind {
     /// The client closed it (or went away).
     Client,
-    /// Evicted by the engine: its queue overflowed (close 1008).
+    /// Evicted by the engine: its queue overflowed (close 4001).
     SlowConsumer,
     /// A write or flush took longer than the write timeout (dropped).
     WriteTimeout,
-    /// No pong within the pong timeout (close 1008).
+    /// No pong within the pong timeout of a ping (close 4000).
     Heartbeat,
-    /// Kept exceeding the rate limit (close 1008).
+    /// Kept exceeding the rate limit (close 4100).
     RateLimit,
     /// Sent a message over the size limit (close 1009).
     TooBig,
@@ -77,15 +85,21 @@ pub enum CloseKind {
     Protocol,
     /// Server shutdown (close 1001).
     Shutdown,
-    /// Kicked through the engine (close 1008).
+    /// Kicked through the engine (close 4200).
     Kicked,
     /// An I/O error.
     Error,
+    /// The TCP connection ended without a WebSocket close (a reset, or an EOF
+    /// with no close frame: 1006 in the client's terms), apart from `Client`,
+    /// a clean close by the client.
+    Reset,
+    /// The token reached its `exp` without a `refresh` (close 4002).
+    TokenExpired,
 }
 
 impl CloseKind {
     /// Every reason, in label order.
-    pub const ALL: [CloseKind; 11] = [
+    pub const ALL: [CloseKind; 13] = [
         CloseKind::Client,
         CloseKind::SlowConsumer,
         CloseKind::WriteTimeout,
@@ -97,6 +111,8 @@ impl CloseKind {
         CloseKind::Shutdown,
         CloseKind::Kicked,
         CloseKind::Error,
+        CloseKind::Reset,
+        CloseKind::TokenExpired,
     ];
 
     /// Metrics label.
@@ -113,6 +129,8 @@ impl CloseKind {
             CloseKind::Shutdown => "shutdown",
             CloseKind::Kicked => "kicked",
             CloseKind::Error => "error",
+            CloseKind::Reset => "reset",
+            CloseKind::TokenExpired => "token_expired",
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The client protocol: JSON-RPC 2.0 requests over text frames.
 //!
 //! Methods: `subscribe {topic}`, `unsubscribe {topic}`, `publish {topic,
-//! payload}`, `ping`. Params may be given by name (an object) or by position
+//! payload}`, `refresh {token}`, `ping`. Every call takes a token of the
+//! connection's rate limit (a batch of `n` calls takes `n`); `subscribe`,
+//! `unsubscribe` and `refresh` are also charged to the client's address and
+//! token subject (`keyed_limit.rs`). Params may be given by name (an object) or by position
 //! (`["news"]`, `["news", {"x": 1}]`). A request without `id` is a notification:
 //! it is carried out and never answered, not even with an error. A batch (an
 //! array of requests) is answered with an array of the responses to its
@@ -17,9 +20,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use std::time::Instant;
+
 use crate::auth::{is_reserved, validate_topic, Permissions};
 use crate::frame::Frame;
 use crate::gateway::Gateway;
+use crate::limits::{Slot, TokenBucket, Verdict};
 
 /// JSON-RPC error codes used by the gateway.
 pub mod codes {
@@ -41,6 +47,12 @@ pub mod codes {
     pub const RATE_LIMITED: i64 = -32003;
     /// The server is shutting down.
     pub const UNAVAILABLE: i64 = -32004;
+    /// `refresh`: the token is refused (bad, expired, another subject, or the
+    /// server uses no tokens); the connection keeps its current rights.
+    pub const TOKEN_REFUSED: i64 = -32005;
+    /// The server holds as many client-created topics as it may
+    /// (`max_topics`): a join that would create another is refused.
+    pub const TOPIC_LIMIT: i64 = -32006;
 }
 
 /// Most requests in one batch.
@@ -136,6 +148,12 @@ struct TopicParams<'a> {
 }
 
 #[derive(Deserialize)]
+struct TokenParams<'a> {
+    #[serde(borrow)]
+    token: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
 struct PublishParams<'a> {
     #[serde(borrow)]
     topic: Cow<'a, str>,
@@ -180,20 +198,103 @@ pub(crate) struct Session<E: Engine<Frame>> {
     pub(crate) topics: HashSet<Arc<str>>,
     /// The one topic joined, if exactly one (named in lag notices).
     pub(crate) sole_topic: Option<Arc<str>>,
+    /// The connection's rate limit, charged per call.
+    bucket: TokenBucket,
+    /// Set when the bucket says close (4100): the connection reads it after
+    /// each frame.
+    pub(crate) rate_close: bool,
+    /// The connection's place under the connection caps (held for its life);
+    /// its address key charges the costly calls.
+    slot: Slot,
+    /// When the token expires (its `exp` plus the leeway): the connection
+    /// closes with 4002 then, unless a `refresh` moves it. `None`: never.
+    pub(crate) expires: Option<tokio::time::Instant>,
 }
 
 impl<E: Engine<Frame>> Session<E> {
-    /// Handles one text frame; the reply to send, if any.
+    /// The session of a new connection from `ip` with `perms`.
+    pub(crate) fn new(gateway: Gateway<E>, id: SubscriberId, perms: Permissions, slot: Slot) -> Self {
+        let cfg = &gateway.inner.config;
+        let bucket = TokenBucket::new(cfg.rate_limit, Instant::now());
+        let expires = perms.expires.map(|exp| crate::token::deadline(exp, cfg.jwt_leeway));
+        let mut s = Session {
+            gateway,
+            id,
+            perms,
+            topics: HashSet::new(),
+            sole_topic: None,
+            bucket,
+            rate_close: false,
+            slot,
+            expires,
+        };
+        s.join_channels();
+        s
+    }
+
+    /// Joins the token's `channels` (no round trip). A channel that breaks a
+    /// rule or a limit is skipped, with a debug line: the client can still
+    /// `subscribe` to it and learn why.
+    fn join_channels(&mut self) {
+        let channels = std::mem::take(&mut self.perms.channels);
+        for c in &channels {
+            if let Err(e) = self.check_topic(c).and_then(|()| self.join(c)) {
+                tracing::debug!(channel = %c, error = %e.message, "channel not joined");
+            }
+        }
+        self.perms.channels = channels;
+    }
+
+    /// Charges `calls` to the connection's bucket; the `-32003` reply when it
+    /// refuses (and `rate_close` set when it is time to close).
+    fn charge(&mut self, calls: u32) -> Result<(), String> {
+        match self.bucket.take(calls, Instant::now(), &self.gateway.inner.config.rate_limit) {
+            Verdict::Allow => Ok(()),
+            Verdict::Refuse => Err(self.rate_limited()),
+            Verdict::Close => {
+                self.rate_close = true;
+                Err(self.rate_limited())
+            }
+        }
+    }
+
+    /// Charges a costly call to the client's address and token subject (see
+    /// `keyed_limit.rs`).
+    fn charge_costly(&self) -> Result<(), RpcError> {
+        let subject = self.perms.subject.as_deref();
+        self.gateway.inner.keyed.charge(self.slot.ip(), subject, Instant::now()).map_err(|scope| {
+            RpcError::new(codes::RATE_LIMITED, format!("rate limit exceeded for this {}", scope.as_str()))
+                .with_data(serde_json::json!({"scope": scope.as_str()}))
+        })
+    }
+
+    /// Handles one text frame; the reply to send, if any. Each call in it
+    /// takes a token of the rate limit (a batch of `n` takes `n`, or is
+    /// refused whole).
     pub(crate) fn handle_text(&mut self, text: &str) -> Option<String> {
         let trimmed = text.trim_start();
         if trimmed.starts_with('[') {
             return self.handle_batch(text);
         }
+        if let Err(reply) = self.charge(1) {
+            return Some(reply);
+        }
         self.handle_one(text)
     }
 
     fn handle_batch(&mut self, text: &str) -> Option<String> {
-        let items: Vec<&RawValue> = match serde_json::from_str(text) {
+        let parsed = serde_json::from_str::<Vec<&RawValue>>(text);
+        // Every call costs a token, so a batch is counted before any is
+        // handled; a frame that is no batch at all, or a batch refused whole
+        // (empty, too long), costs one.
+        let calls = match &parsed {
+            Ok(v) if (1..=MAX_BATCH).contains(&v.len()) => v.len() as u32,
+            _ => 1,
+        };
+        if let Err(reply) = self.charge(calls) {
+            return Some(reply);
+        }
+        let items: Vec<&RawValue> = match parsed {
             Ok(v) => v,
             Err(e) if e.is_syntax() || e.is_eof() => {
                 return Some(self.error(&Value::Null, RpcError::new(codes::PARSE_ERROR, "parse error")))
@@ -258,6 +359,7 @@ impl<E: Engine<Frame>> Session<E> {
             "unsubscribe" => self.unsubscribe(req.params),
             "publish" => self.publish(req.params),
             "ping" => Ok(Value::String("pong".into())),
+            "refresh" => self.refresh(req.params),
             _ => Err(RpcError::new(codes::METHOD_NOT_FOUND, format!("method not found: {method}"))),
         };
         if notification {
@@ -285,8 +387,15 @@ impl<E: Engine<Frame>> Session<E> {
                 format!("permission denied: subscribe to {topic}"),
             ));
         }
-        if self.topics.contains(topic.as_ref()) {
-            return Ok(serde_json::json!({"topic": topic, "subscribed": true, "joined": false}));
+        let joined = self.join(&topic)?;
+        Ok(serde_json::json!({"topic": topic, "subscribed": true, "joined": joined}))
+    }
+
+    /// Joins a valid, permitted topic within the limits; `false` if already
+    /// subscribed.
+    fn join(&mut self, topic: &str) -> Result<bool, RpcError> {
+        if self.topics.contains(topic) {
+            return Ok(false);
         }
         let max = self.gateway.inner.config.max_subscriptions;
         if self.topics.len() >= max {
@@ -296,22 +405,34 @@ impl<E: Engine<Frame>> Session<E> {
             )
             .with_data(serde_json::json!({"limit": max})));
         }
-        match self.gateway.inner.engine.join(self.id, &topic) {
+        // Only a call that changes the engine's membership is costly.
+        self.charge_costly()?;
+        let name = self.gateway.inner.topic_cap.join(topic).map_err(|l| {
+            RpcError::new(codes::TOPIC_LIMIT, format!("topic limit reached ({})", l.0))
+                .with_data(serde_json::json!({"limit": l.0}))
+        })?;
+        match self.gateway.inner.engine.join(self.id, topic) {
             Ok(_) => {
-                self.topics.insert(Arc::from(topic.as_ref()));
+                self.topics.insert(name);
                 self.update_sole();
-                Ok(serde_json::json!({"topic": topic, "subscribed": true, "joined": true}))
+                Ok(true)
             }
-            Err(e) => Err(RpcError::new(codes::UNAVAILABLE, e.to_string())),
+            Err(e) => {
+                self.gateway.inner.topic_cap.leave(topic);
+                Err(RpcError::new(codes::UNAVAILABLE, e.to_string()))
+            }
         }
     }
 
     fn unsubscribe(&mut self, params: Option<&RawValue>) -> Result<Value, RpcError> {
         let topic = topic_param(params)?;
         self.check_topic(&topic)?;
-        if !self.topics.remove(topic.as_ref()) {
+        if !self.topics.contains(topic.as_ref()) {
             return Ok(serde_json::json!({"topic": topic, "subscribed": false, "left": false}));
         }
+        self.charge_costly()?;
+        self.topics.remove(topic.as_ref());
+        self.gateway.inner.topic_cap.leave(&topic);
         self.update_sole();
         match self.gateway.inner.engine.leave(self.id, &topic) {
             Ok(_) => Ok(serde_json::json!({"topic": topic, "subscribed": false, "left": true})),
@@ -334,8 +455,50 @@ impl<E: Engine<Frame>> Session<E> {
         }
     }
 
+    /// `refresh {token}`: the new token's permissions replace the old ones
+    /// and its `exp` becomes the connection's deadline (see `token.rs`).
+    fn refresh(&mut self, params: Option<&RawValue>) -> Result<Value, RpcError> {
+        let bad = || RpcError::new(codes::INVALID_PARAMS, "invalid params: expected {\"token\": string}");
+        let p = params.ok_or_else(bad)?;
+        let token = if is_array(p) {
+            serde_json::from_str::<(Cow<str>,)>(p.get()).map(|t| t.0).map_err(|_| bad())?
+        } else {
+            serde_json::from_str::<TokenParams>(p.get()).map(|t| t.token).map_err(|_| bad())?
+        };
+        self.charge_costly()?;
+        let refused = |why: &dyn std::fmt::Display| {
+            RpcError::new(codes::TOKEN_REFUSED, format!("token refused: {why}"))
+        };
+        let Some(verifier) = &self.gateway.inner.verifier else {
+            return Err(refused(&"this server does not use tokens"));
+        };
+        let claims = verifier.verify(&token, crate::token::unix_now()).map_err(|e| refused(&e))?;
+        if claims.sub != self.perms.subject {
+            return Err(refused(&"the token is for another subject"));
+        }
+        let perms = claims.permissions();
+        let leeway = self.gateway.inner.config.jwt_leeway;
+        self.expires = perms.expires.map(|exp| crate::token::deadline(exp, leeway));
+        // Subscriptions the new token no longer grants are left.
+        let gone: Vec<Arc<str>> =
+            self.topics.iter().filter(|t| !perms.subscribe.allows(t)).cloned().collect();
+        for t in &gone {
+            self.topics.remove(t);
+            self.gateway.inner.topic_cap.leave(t);
+            let _ = self.gateway.inner.engine.leave(self.id, t);
+        }
+        self.update_sole();
+        let expires = perms.expires;
+        self.perms = perms;
+        let left: Vec<&str> = gone.iter().map(|t| &**t).collect();
+        Ok(serde_json::json!({"expires": expires, "left": left}))
+    }
+
     /// A binary frame from the client: a publish, `[topic length u8][topic][payload]`.
     pub(crate) fn handle_binary(&mut self, data: &[u8]) -> Option<String> {
+        if let Err(reply) = self.charge(1) {
+            return Some(reply);
+        }
         let err = |s: &Self, code, msg: String| Some(s.error(&Value::Null, RpcError::new(code, msg)));
         let Some((&l, rest)) = data.split_first() else {
             return err(self, codes::INVALID_REQUEST, "empty binary frame".into());
@@ -361,6 +524,16 @@ impl<E: Engine<Frame>> Session<E> {
 
     pub(crate) fn rate_limited(&self) -> String {
         self.error(&Value::Null, RpcError::new(codes::RATE_LIMITED, "rate limit exceeded: message dropped"))
+    }
+}
+
+/// The engine drops a closed subscriber's memberships itself; the gateway's
+/// topic count (`topic_cap.rs`) is given back here.
+impl<E: Engine<Frame>> Drop for Session<E> {
+    fn drop(&mut self) {
+        for t in self.topics.drain() {
+            self.gateway.inner.topic_cap.leave(&t);
+        }
     }
 }
 

@@ -5,6 +5,23 @@
 //! handshake timeout is dropped (slow or silent clients hold no slot and no
 //! file for long). When `shutdown` resolves, the listener is closed and idle
 //! HTTP connections are told to finish; the caller then drains the gateway.
+//!
+//! # Sockets before the upgrade
+//!
+//! The WebSocket caps count connections from their upgrade on; before it, a
+//! socket is an HTTP connection, which a client could hold with a request
+//! every few seconds (`GET /healthz` on keep-alive), each with a buffered
+//! head. So, from accept until the upgrade (or the close):
+//!
+//! - each socket takes a place under `max_pending_per_ip` for its client
+//!   address (IPv6 by /64; trusted proxies are exempt, their clients are
+//!   counted after the upgrade): past it, the socket is closed at accept,
+//!   before any read (counted as `pending_cap`);
+//! - a request head is at most `max_request_head` bytes (hyper's read
+//!   buffer; past it, `431`), and must arrive within `handshake_timeout`,
+//!   for the first request and for every later one on a keep-alive
+//!   connection (hyper restarts its header timer for each head), so an idle
+//!   keep-alive socket is closed after `handshake_timeout`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -39,8 +56,13 @@ pub async fn not_found(_req: Request<Incoming>, _peer: SocketAddr) -> Response<B
 }
 
 /// Serves `listener` until `shutdown` resolves: the gateway's paths upgrade,
-/// the rest goes to `routes`. Returns once the listener is closed; then call
-/// [`Gateway::shutdown`] to drain the WebSocket connections.
+/// the rest goes to `routes`. Then it closes the listener, tells every HTTP
+/// connection to finish (idle keep-alive ones close at once), and returns
+/// once the requests in flight are answered (each bounded by the handshake
+/// timeout from then on), so that a publish answered `200` was applied
+/// before the caller drains the WebSocket connections with
+/// [`Gateway::shutdown`]. Upgraded connections are not waited for here: their
+/// HTTP part ended at the upgrade.
 pub async fn serve<E, H, Fut>(
     listener: TcpListener,
     gateway: Gateway<E>,
@@ -53,12 +75,27 @@ where
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Each HTTP connection task holds a clone; `recv` returns `None` once
+    // every one has ended.
+    let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             r = listener.accept() => match r {
                 Ok((tcp, peer)) => {
+                    let trusted = gateway.config().trusted_proxies.iter().any(|c| c.contains(peer.ip()));
+                    let pending = if trusted {
+                        None
+                    } else {
+                        match gateway.inner.pending.try_acquire(peer.ip()) {
+                            Ok(p) => Some(p),
+                            Err(_) => {
+                                gateway.inner.metrics.rejected(Rejection::PendingCap);
+                                continue;
+                            }
+                        }
+                    };
                     if gateway.config().tcp_nodelay {
                         let _ = tcp.set_nodelay(true);
                     }
@@ -67,7 +104,15 @@ where
                         // that the engine's queue fills and eviction works.
                         let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(n);
                     }
-                    tokio::spawn(serve_conn(tcp, peer, gateway.clone(), routes.clone(), stop_rx.clone()));
+                    let conn = serve_conn(tcp, peer, gateway.clone(), routes.clone(), stop_rx.clone());
+                    // The place is held until the HTTP connection ends, which
+                    // is at the upgrade for a WebSocket.
+                    let alive = alive_tx.clone();
+                    tokio::spawn(async move {
+                        conn.await;
+                        drop(pending);
+                        drop(alive);
+                    });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -79,6 +124,8 @@ where
     }
     drop(listener);
     let _ = stop_tx.send(true);
+    drop(alive_tx);
+    let _ = alive_rx.recv().await;
     Ok(())
 }
 
@@ -115,7 +162,10 @@ async fn serve_conn<E, H, Fut>(
         }
     });
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(handshake_timeout);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .max_buf_size(gateway.config().max_request_head);
     let conn = builder.serve_connection(TokioIo::new(tcp), svc).with_upgrades();
     tokio::pin!(conn);
     let first = tokio::time::sleep(handshake_timeout);

@@ -75,6 +75,9 @@ async fn churn_returns_to_baseline() {
     let cycles: u64 = std::env::var("FANOUT_CHURN_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
     let cfg = WsConfig {
         rate_limit: fanout_ws::RateLimit { per_second: 0.0, ..Default::default() },
+        // Thousands of subscribes from one address in seconds: this test is
+        // about leaks, not the per-address limit.
+        costly_rate_limit: fanout_ws::KeyedRate { per_second: 0.0, burst: 0 },
         ..WsConfig::default()
     };
     let srv = start(hub(), cfg).await;

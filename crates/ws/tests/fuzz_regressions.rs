@@ -49,3 +49,31 @@ fn deep_objects_and_arrays() {
         assert!(*code == codes::INVALID_REQUEST || *code == codes::PARSE_ERROR, "array depth {depth}: {r}");
     }
 }
+
+/// The seeds of the `refresh` fuzz target, run through its harness (which
+/// checks the invariants of `fanout_ws::fuzzing::refresh` on each), and the
+/// outcome each seed stands for.
+#[test]
+fn refresh_seeds_hold_their_invariants() {
+    use fanout_ws::fuzzing::refresh::{sign, RefreshHarness, SECRET};
+    use serde_json::json;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/refresh");
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        RefreshHarness::new().run(&data);
+        seeds += 1;
+    }
+    assert!(seeds >= 7, "the seed corpus is there");
+    let mut h = RefreshHarness::new();
+    let narrower = sign(&json!({"sub": "fuzzer", "aud": "fuzz", "subscribe": ["a.*"]}), SECRET, None);
+    assert_eq!(h.refresh(&narrower)["result"]["left"], json!(["b.1"]));
+    for refused in [
+        sign(&json!({"sub": "other", "aud": "fuzz"}), SECRET, None),
+        sign(&json!({"sub": "fuzzer"}), SECRET, None),
+        sign(&json!({"sub": "fuzzer", "aud": "fuzz", "exp": 1}), SECRET, None),
+        "garbage".to_string(),
+    ] {
+        assert_eq!(h.refresh(&refused)["error"]["code"], codes::TOKEN_REFUSED, "{refused}");
+    }
+}

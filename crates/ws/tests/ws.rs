@@ -12,10 +12,13 @@ use fanout_core::{Engine, Overflow, SubscriberId};
 use fanout_ws::tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use fanout_ws::tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use fanout_ws::tokio_tungstenite::tungstenite::Message;
-use fanout_ws::{codes, sign_hs256, CloseKind, Frame, RateLimit, Rejection, WsConfig};
+use fanout_ws::{close_codes, codes, sign_hs256, CloseKind, Frame, RateLimit, Rejection, WsConfig};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A JWT secret of the minimum length (32 bytes).
+const SECRET: &str = "test-secret-test-secret-test-sec";
 
 fn publisher_token(secret: &str) -> String {
     sign_hs256(&json!({"sub": "pub", "subscribe": ["*"], "publish": ["*"]}), secret.as_bytes())
@@ -34,9 +37,9 @@ fn rejected(gw_metrics: &fanout_ws::MetricsSnapshot, r: Rejection) -> u64 {
 /// Publish over WS reaches every subscriber with consecutive seqs; the
 /// envelope has the documented fields. Run against both engines.
 async fn publish_reaches_subscribers<E: Engine<Frame>>(engine: E) {
-    let cfg = WsConfig { jwt_secret: Some("s3cret".into()), ..WsConfig::default() };
+    let cfg = WsConfig { jwt_secret: Some(SECRET.into()), ..WsConfig::default() };
     let srv = start(engine, cfg).await;
-    let auth = format!("Bearer {}", publisher_token("s3cret"));
+    let auth = format!("Bearer {}", publisher_token(SECRET));
     let mut subs = Vec::new();
     for _ in 0..3 {
         let (mut ws, _) = try_connect(srv.addr, "/ws", &[("authorization", &auth)], false).await.unwrap();
@@ -172,8 +175,8 @@ async fn unicast_reaches_one_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_publish_and_push() {
-    let srv = start(hub(), WsConfig { jwt_secret: Some("k".into()), ..WsConfig::default() }).await;
-    let tok = publisher_token("k");
+    let srv = start(hub(), WsConfig { jwt_secret: Some(SECRET.into()), ..WsConfig::default() }).await;
+    let tok = publisher_token(SECRET);
     let (mut sub, _) = try_connect(srv.addr, &format!("/ws?token={tok}"), &[], false).await.unwrap();
     subscribe(&mut sub, "bin").await;
     let (mut publisher, _) = try_connect(srv.addr, &format!("/ws?token={tok}"), &[], false).await.unwrap();
@@ -262,7 +265,7 @@ async fn slow_reader_evicted_others_keep_receiving() {
         assert_eq!(r.recipients, 1);
         assert_eq!(next_json(&mut fast).await["seq"], i);
     }
-    // The slow client gets what was queued before the eviction, in order, then 1008.
+    // The slow client gets what was queued before the eviction, in order, then 4001.
     // (A lag notice may come before the close: the message that did not fit.)
     let mut expected = 1;
     let f = loop {
@@ -279,7 +282,7 @@ async fn slow_reader_evicted_others_keep_receiving() {
             _ => {}
         }
     };
-    assert_eq!(code(&f), 1008);
+    assert_eq!(code(&f), close_codes::SLOW_CONSUMER);
     assert_eq!(f.reason.as_str(), "slow consumer");
     assert!(expected > 1 && expected <= published);
 }
@@ -373,7 +376,7 @@ async fn heartbeat_answered_keeps_connection() {
     assert_eq!(closed(&srv.gw.metrics(), CloseKind::Heartbeat), 0);
 }
 
-/// A client that never answers pings is closed with 1008.
+/// A client that never answers pings is closed with 4000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_timeout_closes() {
     let cfg = WsConfig {
@@ -402,7 +405,7 @@ async fn heartbeat_timeout_closes() {
     }
     let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert!(buf.starts_with(b"HTTP/1.1 101"));
-    // Walk the frames: pings (0x89), then a close (0x88) with code 1008.
+    // Walk the frames: pings (0x89), then a close (0x88) with code 4000.
     let mut i = head_end;
     let (mut pings, mut close_code) = (0, None);
     while i + 2 <= buf.len() {
@@ -417,7 +420,7 @@ async fn heartbeat_timeout_closes() {
         i += 2 + len;
     }
     assert!(pings >= 1);
-    assert_eq!(close_code, Some(1008));
+    assert_eq!(close_code, Some(close_codes::HEARTBEAT_TIMEOUT));
     assert_eq!(closed(&srv.gw.metrics(), CloseKind::Heartbeat), 1);
 }
 
@@ -448,7 +451,7 @@ async fn invalid_utf8_closes_1007() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limit_errors_then_closes_1008() {
+async fn rate_limit_errors_then_closes_4100() {
     // 0.001 token/s: the bucket does not refill during the test.
     let cfg = WsConfig {
         rate_limit: RateLimit { per_second: 0.001, burst: 3, max_strikes: 4 },
@@ -466,7 +469,7 @@ async fn rate_limit_errors_then_closes_1008() {
     }
     send(&mut ws, json!({"jsonrpc": "2.0", "id": 100, "method": "ping"})).await;
     let f = expect_close(&mut ws).await;
-    assert_eq!(code(&f), 1008);
+    assert_eq!(code(&f), close_codes::RATE_LIMITED);
     assert_eq!(f.reason.as_str(), "rate limit exceeded");
 }
 
@@ -517,15 +520,16 @@ async fn allowed_origins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens() {
-    let srv = start(hub(), WsConfig { jwt_secret: Some("k".into()), ..WsConfig::default() }).await;
+    let srv = start(hub(), WsConfig { jwt_secret: Some(SECRET.into()), ..WsConfig::default() }).await;
     assert_eq!(refused_status(srv.addr, "/ws", &[]).await, 401);
     assert_eq!(refused_status(srv.addr, "/ws", &[("authorization", "Bearer not.a.jwt")]).await, 401);
     let wrong = sign_hs256(&json!({"subscribe": ["*"]}), b"other");
     assert_eq!(refused_status(srv.addr, &format!("/ws?token={wrong}"), &[]).await, 401);
-    let expired = sign_hs256(&json!({"subscribe": ["*"], "exp": 1}), b"k");
+    let expired = sign_hs256(&json!({"subscribe": ["*"], "exp": 1}), SECRET.as_bytes());
     assert_eq!(refused_status(srv.addr, &format!("/ws?token={expired}"), &[]).await, 401);
 
-    let limited = sign_hs256(&json!({"sub": "u1", "subscribe": ["prices.*"], "publish": ["chat"]}), b"k");
+    let limited =
+        sign_hs256(&json!({"sub": "u1", "subscribe": ["prices.*"], "publish": ["chat"]}), SECRET.as_bytes());
     let (mut ws, _) = try_connect(srv.addr, "/ws", &[("authorization", &format!("Bearer {limited}"))], false)
         .await
         .unwrap();
@@ -538,7 +542,7 @@ async fn tokens() {
     assert_eq!(r["error"]["code"], codes::PERMISSION_DENIED);
     // Even a token allowing "*" cannot publish to $sys.
     let (mut admin, _) =
-        try_connect(srv.addr, &format!("/ws?token={}", publisher_token("k")), &[], false).await.unwrap();
+        try_connect(srv.addr, &format!("/ws?token={}", publisher_token(SECRET)), &[], false).await.unwrap();
     let r = call(&mut admin, 4, "publish", json!({"topic": "$sys.stats", "payload": 1})).await;
     assert_eq!(r["error"]["code"], codes::PERMISSION_DENIED);
     assert_eq!(rejected(&srv.gw.metrics(), Rejection::Unauthorized), 4);
