@@ -43,7 +43,7 @@ use crate::SubscriberId;
 
 /// How far ahead of the walk members are prefetched (see
 /// [`Members::offer_each_from`]).
-const AHEAD: usize = 8;
+const AHEAD: usize = 32;
 
 /// Members notified per `SeqCst` fence (see [`Members::offer_each_from`]).
 const WAKE_GROUP: usize = 16;
