@@ -46,7 +46,10 @@
 //!
 //! With both fences sequentially consistent, at least one side sees the other's
 //! store: either the publisher sees `parked` and wakes, or the receiver's second
-//! look finds the message. A receiver that is busy draining is never woken, so
+//! look finds the message. The walk issues the publisher's fence once for a
+//! group of inboxes ([`Inbox::wake_if_parked`] after the fence,
+//! `Members::offer_each_from`): each push still precedes the fence, and the
+//! fence the load of that inbox's `parked`. A receiver that is busy draining is never woken, so
 //! under load one wake drains many messages.
 //!
 //! # Closing

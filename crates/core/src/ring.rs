@@ -645,7 +645,14 @@ impl<T, P, R> Ring<T, P, R> {
         if put.tail.compare_exchange_weak(t, t + 1, Ordering::AcqRel, Ordering::Relaxed).is_err() {
             return false;
         }
-        let run = Run { pos: t, n: 1, depth: 0, sealed: false, store: self.view(put.geo, base), _msgs: PhantomData };
+        let run = Run {
+            pos: t,
+            n: 1,
+            depth: 0,
+            sealed: false,
+            store: self.view(put.geo, base),
+            _msgs: PhantomData,
+        };
         run.write(0, make());
         true
     }
