@@ -137,7 +137,7 @@ impl<T> Members<T> {
     /// that concurrent publishers on different threads walk different rings at
     /// any moment instead of contending for the same ones in lockstep.
     /// (The walk itself uses [`Members::offer_each_from`], same order.)
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(any(not(test), loom), allow(dead_code))]
     #[inline]
     pub(crate) fn for_each_from(&self, start: usize, mut f: impl FnMut(&Arc<Inbox<T>>)) {
         let n = self.shards.len();

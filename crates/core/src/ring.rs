@@ -172,6 +172,8 @@ use crate::shared::Counted;
 /// A hint that the line holding `p` will be read soon (prefetch into every
 /// cache level). Changes nothing the program computes; any address is fine.
 /// A no-op under miri and loom, and off x86-64.
+// Under loom the walk does not prefetch (`Inbox::prefetch`).
+#[cfg_attr(loom, allow(dead_code))]
 #[inline(always)]
 pub(crate) fn prefetch(p: *const u8) {
     #[cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
@@ -394,6 +396,8 @@ impl<T, P, R> Ring<T, P, R> {
 
     /// Brings the publishers' line of this ring into the cache ahead of a
     /// push (a hint: no effect on what the program computes).
+    // Under loom the walk does not prefetch (`Inbox::prefetch`).
+    #[cfg_attr(loom, allow(dead_code))]
     #[inline]
     pub(crate) fn prefetch_put(&self) {
         prefetch(std::ptr::from_ref(&self.put).cast());
@@ -401,6 +405,8 @@ impl<T, P, R> Ring<T, P, R> {
 
     /// Brings the stamp and the slot of the position the next push would
     /// fill into the cache (a hint; reads `tail` and the storage `Relaxed`).
+    // Under loom the walk does not prefetch (`Inbox::prefetch`).
+    #[cfg_attr(loom, allow(dead_code))]
     #[inline]
     pub(crate) fn prefetch_next_slot(&self) {
         let base = self.put.storage.load(Ordering::Relaxed);
