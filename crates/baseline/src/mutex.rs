@@ -566,6 +566,7 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for MutexHub<T> {
                 *seq += 1;
                 let meta = Meta { seq: *seq, epoch: t.epoch };
                 r.seq = meta.seq;
+                r.walked = 1; // delivered here, under the topic's lock
                 let msg = Message::new(Some(t.name.clone()), Origin::Topic, meta, priority, make(meta));
                 for (id, send) in t.members.iter() {
                     offer(send, *id, &msg, &mut r, &mut full);

@@ -181,6 +181,12 @@ impl OrderChecker {
         }
     }
 
+    /// The largest seq received so far (`None` before the first push): the
+    /// position a client gives when it resubscribes with `since`.
+    pub fn highest(&self) -> Option<u64> {
+        self.started.then_some(self.highest)
+    }
+
     /// `n` messages were reported lost at this position.
     pub fn lagged(&mut self, n: u64) {
         self.counts.lagged += n;

@@ -65,6 +65,19 @@ pub trait Engine<T: Clone + Send + Sync + 'static>: Clone + Send + Sync + 'stati
         })
     }
 
+    /// Topics that exist now (a transport's cap on client-created topics
+    /// counts them: a topic with a history outlives its last subscriber).
+    fn topic_count(&self) -> usize {
+        self.stats().topics as usize
+    }
+
+    /// Whether `topic` exists now (joining or publishing to it creates
+    /// nothing). The default says no, which a cap then counts as a new topic:
+    /// right for engines whose topics live exactly as long as their members.
+    fn topic_exists(&self, _topic: &str) -> bool {
+        false
+    }
+
     /// Reads `topic`'s history (see [`Topic::history`](crate::Topic::history)):
     /// `None` when the topic does not exist or the engine keeps no history.
     fn history(&self, _topic: &str, _limit: usize, _since: Option<u64>) -> Option<HistoryPage<T>> {
@@ -169,6 +182,12 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for Hub<T> {
     }
     fn history(&self, topic: &str, limit: usize, since: Option<u64>) -> Option<HistoryPage<T>> {
         Hub::history(self, topic, limit, since)
+    }
+    fn topic_count(&self) -> usize {
+        Hub::topic_count(self)
+    }
+    fn topic_exists(&self, topic: &str) -> bool {
+        self.inner().topics.contains_key(topic)
     }
     fn publish_with<F: FnOnce(Meta) -> T>(
         &self,

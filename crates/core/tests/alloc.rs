@@ -4,14 +4,20 @@
 //! to it, not by `subscribe` (without, by `subscribe`): the allocator also
 //! counts allocations of exactly the storage's size.
 //!
-//! One test per binary, so that no other test's allocations are counted.
+//! One test per binary, so that no other test's allocations are counted;
+//! and only the test thread's allocations count (a thread-local flag), so
+//! that the hub's cleanup thread, allocating on its first wait whenever the
+//! scheduler first runs it, cannot change the counts.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    /// Set on the test thread while it counts.
+    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 /// Allocations of `STORAGE_BYTES`: ring storages.
 static STORAGES: AtomicU64 = AtomicU64::new(0);
@@ -23,7 +29,8 @@ const STORAGE_BYTES: usize = CAPACITY * (4 + 8);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        // `try_with`: a thread being torn down has no thread-locals left.
+        if COUNTING.try_with(|c| c.get()).unwrap_or(false) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
             if layout.size() == STORAGE_BYTES {
                 STORAGES.fetch_add(1, Ordering::Relaxed);
@@ -50,9 +57,9 @@ fn counted<R>(f: impl FnOnce() -> R) -> (R, u64) {
 fn counted_storages<R>(f: impl FnOnce() -> R) -> (R, u64, u64) {
     ALLOCS.store(0, Ordering::SeqCst);
     STORAGES.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(true));
     let r = f();
-    COUNTING.store(false, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(false));
     (r, ALLOCS.load(Ordering::SeqCst), STORAGES.load(Ordering::SeqCst))
 }
 

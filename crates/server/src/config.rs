@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use fanout_core::Overflow;
+use fanout_core::{Overflow, TopicOptions};
 use fanout_ws::{RateLimit, WsConfig};
 use serde::Deserialize;
 
@@ -113,6 +113,14 @@ pub struct Cli {
     /// Overflow policy [default: evict] (fanout engine only).
     #[arg(long, env = "FANOUT_OVERFLOW")]
     pub overflow: Option<OverflowArg>,
+    /// Messages each topic keeps for recovery and `history` (0: none)
+    /// [default: 128] (fanout engine only; per topic: `[[topics]]` in the file).
+    #[arg(long, env = "FANOUT_HISTORY_SIZE")]
+    pub history_size: Option<usize>,
+    /// How long a message stays in the history, and a topic outlives its
+    /// last subscriber, e.g. 5m [default: 300s].
+    #[arg(long, env = "FANOUT_HISTORY_TTL", value_parser = parse_duration)]
+    pub history_ttl: Option<Duration>,
     /// Messages per write batch [default: 64].
     #[arg(long, env = "FANOUT_MAX_BATCH")]
     pub max_batch: Option<usize>,
@@ -226,6 +234,11 @@ pub struct FileConfig {
     echo_path: Option<String>,
     capacity: Option<usize>,
     overflow: Option<OverflowArg>,
+    history_size: Option<usize>,
+    history_ttl: Option<String>,
+    /// Options per topic pattern, first match wins: `[[topics]] pattern =
+    /// "prices.*" history_size = 1000`.
+    topics: Option<Vec<TopicRuleFile>>,
     max_batch: Option<usize>,
     write_timeout: Option<String>,
     ping_interval: Option<String>,
@@ -257,6 +270,25 @@ pub struct FileConfig {
     max_request_head: Option<usize>,
 }
 
+/// One `[[topics]]` table of the file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicRuleFile {
+    pattern: String,
+    history_size: Option<usize>,
+    history_ttl: Option<String>,
+}
+
+/// Options for the topics a pattern matches (`[[topics]]`; the first rule
+/// whose pattern matches decides, the flags decide for the rest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicRule {
+    /// A topic pattern, as in token permissions (`prices.*`, `*`).
+    pub pattern: String,
+    /// Its topics' options.
+    pub options: TopicOptions,
+}
+
 /// Everything the server runs with. `Debug` redacts the API key (and the JWT
 /// secret, in `ws`).
 #[derive(Clone)]
@@ -271,6 +303,10 @@ pub struct Settings {
     pub capacity: usize,
     /// Overflow policy (fanout engine).
     pub overflow: Overflow,
+    /// History of topics no rule matches (fanout engine).
+    pub history: TopicOptions,
+    /// Options per topic pattern, first match wins.
+    pub topic_rules: Vec<TopicRule>,
     /// Graceful drain bound.
     pub drain_timeout: Duration,
     /// `$sys.stats` interval (zero: off).
@@ -299,6 +335,8 @@ impl std::fmt::Debug for Settings {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("capacity", &self.capacity)
             .field("overflow", &self.overflow)
+            .field("history", &self.history)
+            .field("topic_rules", &self.topic_rules)
             .field("drain_timeout", &self.drain_timeout)
             .field("stats_interval", &self.stats_interval)
             .field("max_body_size", &self.max_body_size)
@@ -320,6 +358,8 @@ impl Default for Settings {
             api_key: None,
             capacity: 256,
             overflow: Overflow::Evict,
+            history: TopicOptions { history_size: 128, history_ttl: Duration::from_secs(300) },
+            topic_rules: Vec::new(),
             drain_timeout: Duration::from_secs(10),
             stats_interval: Duration::from_secs(1),
             max_body_size: 1 << 20,
@@ -480,6 +520,14 @@ impl Settings {
             )?,
             capacity: cli.capacity.or(f.capacity).unwrap_or(d.capacity),
             overflow: cli.overflow.or(f.overflow).map(Overflow::from).unwrap_or(d.overflow),
+            history: TopicOptions {
+                history_size: cli.history_size.or(f.history_size).unwrap_or(d.history.history_size),
+                history_ttl: cli
+                    .history_ttl
+                    .or(dur("history_ttl", f.history_ttl)?)
+                    .unwrap_or(d.history.history_ttl),
+            },
+            topic_rules: Vec::new(),
             drain_timeout: cli
                 .drain_timeout
                 .or(dur("drain_timeout", f.drain_timeout)?)
@@ -504,6 +552,21 @@ impl Settings {
         }
         if s.capacity == 0 {
             return Err("capacity: must be at least 1".into());
+        }
+        let mut s = s;
+        check_history("history", s.history)?;
+        for (i, r) in f.topics.unwrap_or_default().into_iter().enumerate() {
+            let at = format!("topics[{i}] (pattern {:?})", r.pattern);
+            if r.pattern.trim().is_empty() {
+                return Err(format!("{at}: pattern must not be empty"));
+            }
+            let options = TopicOptions {
+                history_size: r.history_size.unwrap_or(s.history.history_size),
+                history_ttl: dur(&format!("{at}.history_ttl"), r.history_ttl)?
+                    .unwrap_or(s.history.history_ttl),
+            };
+            check_history(&at, options)?;
+            s.topic_rules.push(TopicRule { pattern: r.pattern, options });
         }
         Ok(s)
     }
@@ -543,6 +606,18 @@ pub fn caps_warning(ws: &WsConfig, limit: Option<u64>) -> Option<String> {
         ));
     }
     None
+}
+
+/// A history's bounds: a size the engine accepts, and a TTL when it keeps
+/// anything.
+fn check_history(at: &str, o: TopicOptions) -> Result<(), String> {
+    if o.history_size > fanout_core::MAX_HISTORY {
+        return Err(format!("{at}: history_size must be at most {}", fanout_core::MAX_HISTORY));
+    }
+    if o.history_size > 0 && o.history_ttl.is_zero() {
+        return Err(format!("{at}: history_ttl must be longer than zero when history_size is not 0"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -624,6 +699,51 @@ mod tests {
         assert!(Settings::merge(both, FileConfig::default()).unwrap_err().contains("not both"));
         let short = Cli::try_parse_from(["fanout-server", "--jwt-secret", "short"]).unwrap();
         assert!(Settings::merge(short, FileConfig::default()).unwrap_err().contains("32 bytes"));
+    }
+
+    #[test]
+    fn history_flags_file_and_topic_rules() {
+        let none = |args: &[&str]| Settings::merge(Cli::try_parse_from(args).unwrap(), FileConfig::default());
+        let d = none(&["fanout-server"]).unwrap();
+        assert_eq!(
+            (d.history.history_size, d.history.history_ttl),
+            (128, Duration::from_secs(300)),
+            "on by default"
+        );
+        let s = none(&["fanout-server", "--history-size", "0"]).unwrap();
+        assert_eq!(s.history.history_size, 0);
+        let file: FileConfig = toml::from_str(
+            "history_ttl = \"1m\"\n[[topics]]\npattern = \"prices.*\"\nhistory_size = 1000\n\
+             [[topics]]\npattern = \"chat.*\"\nhistory_ttl = \"10s\"\n",
+        )
+        .unwrap();
+        let s = Settings::merge(Cli::try_parse_from(["fanout-server"]).unwrap(), file).unwrap();
+        assert_eq!(s.history.history_ttl, Duration::from_secs(60));
+        assert_eq!(
+            s.topic_rules,
+            vec![
+                TopicRule {
+                    pattern: "prices.*".into(),
+                    options: TopicOptions { history_size: 1000, history_ttl: Duration::from_secs(60) }
+                },
+                TopicRule {
+                    pattern: "chat.*".into(),
+                    options: TopicOptions { history_size: 128, history_ttl: Duration::from_secs(10) }
+                },
+            ],
+            "unset keys of a rule come from the flags and top-level keys"
+        );
+        // Bad settings are clear errors at start.
+        let bad = |toml_text: &str| {
+            let f: FileConfig = toml::from_str(toml_text).unwrap();
+            Settings::merge(Cli::try_parse_from(["fanout-server"]).unwrap(), f).unwrap_err()
+        };
+        assert!(bad("history_ttl = \"0s\"").contains("history_ttl"));
+        assert!(bad("history_size = 2000000").contains("at most"));
+        assert!(bad("[[topics]]\npattern = \"\"\n").contains("pattern"));
+        assert!(
+            toml::from_str::<FileConfig>("[[topics]]\npattern = \"a\"\noverflow = \"conflate\"\n").is_err()
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The HTTP routes: `POST /api/publish`, `GET /metrics`, `GET /healthz`,
-//! `GET /readyz`.
+//! The HTTP routes: `POST /api/publish`, `GET /api/history`, `GET /metrics`,
+//! `GET /healthz`, `GET /readyz`.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -89,7 +89,12 @@ impl<E: Engine<Frame>> Api<E> {
                 crate::prometheus::render(&self.gateway),
             ),
             (&Method::POST, "/api/publish") => self.publish(req).await,
-            (_, "/api/publish") | (_, "/metrics") | (_, "/healthz") | (_, "/readyz") => {
+            (&Method::GET, "/api/history") => self.history(&req),
+            (_, "/api/publish")
+            | (_, "/api/history")
+            | (_, "/metrics")
+            | (_, "/healthz")
+            | (_, "/readyz") => {
                 let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
                 let allow = if req.uri().path() == "/api/publish" { "POST" } else { "GET" };
                 r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -99,9 +104,16 @@ impl<E: Engine<Frame>> Api<E> {
         }
     }
 
-    async fn publish(&self, req: Request<Incoming>) -> Response<Body> {
+    /// The API key check shared by the backend routes: `Err` is the answer
+    /// (403 when no key is configured, 401 for a missing or wrong one).
+    /// The error is the response itself, as for the other checks here.
+    #[allow(clippy::result_large_err)]
+    fn authorize<B>(&self, req: &Request<B>, what: &str) -> Result<(), Response<Body>> {
         let Some(key) = &self.settings.api_key else {
-            return error(StatusCode::FORBIDDEN, "publishing over HTTP is disabled: no API key configured");
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                format!("{what} over HTTP is disabled: no API key configured"),
+            ));
         };
         let given = req
             .headers()
@@ -112,6 +124,30 @@ impl<E: Engine<Frame>> Api<E> {
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
             let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong API key");
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Err(r);
+        }
+        Ok(())
+    }
+
+    /// `GET /api/history?topic=T&limit=N&since=S` (API key): the same JSON as
+    /// the `history` method.
+    fn history<B>(&self, req: &Request<B>) -> Response<Body> {
+        if let Err(r) = self.authorize(req, "reading history") {
+            return r;
+        }
+        let (topic, limit, since) = match history_query(req.uri().query()) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        if let Err(r) = self.check_topic(&topic) {
+            return r;
+        }
+        let page = self.gateway.engine().history(&topic, limit, since);
+        respond(StatusCode::OK, "application/json", fanout_ws::recovery::history_json_or_empty(page.as_ref()))
+    }
+
+    async fn publish(&self, req: Request<Incoming>) -> Response<Body> {
+        if let Err(r) = self.authorize(&req, "publishing") {
             return r;
         }
         if self.gateway.is_draining() {
@@ -122,11 +158,10 @@ impl<E: Engine<Frame>> Api<E> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/octet-stream"));
-        let query_topic = req
-            .uri()
-            .query()
-            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("topic=")))
-            .map(str::to_owned);
+        let query_topic = match crate::query::param(req.uri().query(), "topic") {
+            Ok(t) => t.map(|t| t.into_owned()),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
         // A body sent a byte at a time must not hold the request (and its
         // socket) for ever.
         let read = Limited::new(req.into_body(), self.settings.max_body_size).collect();
@@ -190,6 +225,7 @@ impl<E: Engine<Frame>> Api<E> {
                         out.total.recipients += r.recipients;
                         out.total.delivered += r.delivered;
                         out.total.dropped += r.dropped;
+                        out.total.walked += r.walked;
                         if out.total.seq == 0 {
                             out.total.seq = r.seq;
                         }
@@ -254,12 +290,12 @@ impl<E: Engine<Frame>> Api<E> {
                 .map(PublishResult::from)
                 .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
             (None, Some(id)) => match self.gateway.send_json_to(SubscriberId::new(id), item.payload) {
-                Ok(()) => Ok(PublishResult { recipients: 1, delivered: 1, dropped: 0, seq: 0 }),
+                Ok(()) => Ok(PublishResult { recipients: 1, delivered: 1, dropped: 0, seq: 0, walked: 1 }),
                 Err(SendError::Full(_)) => {
-                    Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0 })
+                    Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0, walked: 1 })
                 }
                 Err(SendError::NoSuchSubscriber(_)) | Err(SendError::Closed(_)) if in_batch => {
-                    Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0 })
+                    Ok(PublishResult { recipients: 1, delivered: 0, dropped: 1, seq: 0, walked: 1 })
                 }
                 Err(SendError::NoSuchSubscriber(_)) | Err(SendError::Closed(_)) => {
                     Err(error(StatusCode::NOT_FOUND, format!("no open connection with id {id}")))
@@ -271,4 +307,21 @@ impl<E: Engine<Frame>> Api<E> {
             _ => Err(error(StatusCode::BAD_REQUEST, "give exactly one of `topic`, `to` and `user`")),
         }
     }
+}
+
+/// `GET /api/history`'s parameters: `topic` (required), `limit` (default and
+/// bound as for the `history` method), `since`.
+fn history_query(q: Option<&str>) -> Result<(String, usize, Option<u64>), String> {
+    use fanout_ws::recovery::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
+    let topic = crate::query::param(q, "topic")?.ok_or("missing topic")?.into_owned();
+    let num = |k: &str| -> Result<Option<u64>, String> {
+        crate::query::param(q, k)?
+            .map(|v| v.parse::<u64>().map_err(|_| format!("{k}: not a number: {v:?}")))
+            .transpose()
+    };
+    let limit = num("limit")?.map_or(DEFAULT_HISTORY_LIMIT, |l| l.min(u64::MAX >> 1) as usize);
+    if limit > MAX_HISTORY_LIMIT {
+        return Err(format!("limit: at most {MAX_HISTORY_LIMIT}"));
+    }
+    Ok((topic, limit, num("since")?))
 }

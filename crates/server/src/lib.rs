@@ -23,6 +23,7 @@ pub mod exposure;
 mod http_api;
 mod metrics_listener;
 mod prometheus;
+pub mod query;
 pub mod secrets;
 
 use std::future::Future;
@@ -115,10 +116,19 @@ pub async fn start(settings: Settings) -> Result<Server, StartError> {
 }
 
 fn build_hub(s: &Settings) -> Result<Hub<Frame>, StartError> {
+    let (rules, default) = (s.topic_rules.clone(), s.history);
     Hub::builder()
         .capacity(s.capacity)
         .overflow(s.overflow)
         .lazy_rings(true)
+        .history(default.history_size, default.history_ttl)
+        // First matching `[[topics]]` rule, else the flags' history.
+        .topic_options(move |name| {
+            rules
+                .iter()
+                .find(|r| fanout_ws::auth::pattern_matches(&r.pattern, name))
+                .map_or(default, |r| r.options)
+        })
         .build()
         .map_err(|e| StartError(e.to_string()))
 }

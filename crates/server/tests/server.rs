@@ -105,7 +105,7 @@ async fn http_publish_reaches_subscribers(engine: EngineKind) {
     for i in 1..=10u64 {
         let (status, r) = publish(addr, json!({"topic": "news", "payload": {"i": i}})).await;
         assert_eq!(status, 200);
-        assert_eq!(r, json!({"recipients": 2, "delivered": 2, "dropped": 0, "seq": i}));
+        assert_eq!(r, json!({"recipients": 2, "delivered": 2, "dropped": 0, "seq": i, "walked": 1}));
     }
     for c in [&mut a, &mut b] {
         for i in 1..=10u64 {

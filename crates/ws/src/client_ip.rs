@@ -105,7 +105,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr 
         .map(str::trim)
         .collect::<Vec<_>>();
     for hop in hops.iter().rev() {
-        let Ok(ip) = hop.parse::<IpAddr>() else {
+        let Some(ip) = parse_hop(hop) else {
             // Garbage in the chain: nothing left of it can be trusted.
             return peer;
         };
@@ -114,6 +114,19 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr 
         }
     }
     peer
+}
+
+/// One `X-Forwarded-For` hop: an address, or an address with a port as some
+/// proxies write it (`1.2.3.4:5678`, `[2001:db8::1]:443`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = hop.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    // `[v6]` without a port.
+    hop.strip_prefix('[')?.strip_suffix(']')?.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
 }
 
 /// The key of `ip` under the per-address limits (see the module docs).
@@ -132,6 +145,23 @@ pub fn ip_key(ip: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hops_with_ports_parse() {
+        use std::net::IpAddr;
+        for (hop, ip) in [
+            ("1.2.3.4", "1.2.3.4"),
+            ("1.2.3.4:5678", "1.2.3.4"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("2001:db8::1", "2001:db8::1"),
+        ] {
+            assert_eq!(super::parse_hop(hop), Some(ip.parse::<IpAddr>().unwrap()), "{hop}");
+        }
+        for bad in ["", "x", "1.2.3.4:", "[1.2.3.4]", "1.2.3.4:99999"] {
+            assert_eq!(super::parse_hop(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

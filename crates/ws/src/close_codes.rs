@@ -36,6 +36,9 @@ pub const INVALID_DATA: u16 = 1007;
 pub const POLICY: u16 = 1008;
 /// Message larger than `max_message_size`.
 pub const TOO_BIG: u16 = 1009;
+/// A connection handed over by another transport (`Gateway::run_stream`, the
+/// axum adapter) that the caps or a drain refuse: reconnect later.
+pub const TRY_AGAIN_LATER: u16 = 1013;
 
 /// No pong within `pong_timeout` of a ping: the network path is probably
 /// gone. Reconnect.
@@ -67,7 +70,7 @@ pub enum Advice {
 pub fn advice(code: u16) -> Option<Advice> {
     match code {
         GOING_AWAY | 4000..=4099 => Some(Advice::Reconnect),
-        4100..=4199 => Some(Advice::ReconnectLater),
+        TRY_AGAIN_LATER | 4100..=4199 => Some(Advice::ReconnectLater),
         PROTOCOL | INVALID_DATA | TOO_BIG | 4200..=4999 => Some(Advice::DoNotReconnect),
         _ => None,
     }
@@ -83,6 +86,7 @@ mod tests {
             assert_eq!(advice(c), Some(Advice::Reconnect), "{c}");
         }
         assert_eq!(advice(RATE_LIMITED), Some(Advice::ReconnectLater));
+        assert_eq!(advice(TRY_AGAIN_LATER), Some(Advice::ReconnectLater));
         for c in [PROTOCOL, INVALID_DATA, TOO_BIG, KICKED, 4999] {
             assert_eq!(advice(c), Some(Advice::DoNotReconnect), "{c}");
         }

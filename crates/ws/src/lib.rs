@@ -45,6 +45,7 @@ mod gateway;
 mod keyed_limit;
 mod limits;
 mod metrics;
+pub mod recovery;
 pub mod rpc;
 mod serve;
 mod subjects;

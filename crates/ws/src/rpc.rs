@@ -90,6 +90,14 @@ struct Response<'a, R: Serialize> {
     error: Option<&'a RpcError>,
 }
 
+/// A method's result: a JSON value, or JSON text kept as it is.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Answer {
+    Json(Value),
+    Raw(Box<RawValue>),
+}
+
 pub(crate) fn ok_response(id: &Value, result: impl Serialize) -> String {
     serde_json::to_string(&Response { jsonrpc: "2.0", id, result: Some(result), error: None })
         .expect("responses serialise")
@@ -101,16 +109,27 @@ pub(crate) fn error_response(id: &Value, e: &RpcError) -> String {
 }
 
 /// What a publish did, as the client and `POST /api/publish` see it.
+///
+/// The delivery counts describe the messages this call *delivered*
+/// (`walked`): under concurrent publishers to one topic, one call may deliver
+/// several callers' messages in one pass, and a call whose message went out
+/// with another call's pass returns at once with `walked` 0 and no counts
+/// (see the engine's `PublishReport`). `seq` is always this call's own.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PublishResult {
-    /// Subscribers the message was offered to.
+    /// Deliveries attempted (subscribers offered a message), over the
+    /// `walked` messages.
     pub recipients: u64,
-    /// Queued for delivery.
+    /// Of those, queued for delivery.
     pub delivered: u64,
-    /// Not queued (full queues, evictions).
+    /// Of those, not queued (full queues, evictions).
     pub dropped: u64,
-    /// Sequence number given to the message (0 when nobody was subscribed).
+    /// Sequence number given to the message (0 when the topic keeps no
+    /// history and nobody was subscribed: no number is spent).
     pub seq: u64,
+    /// Messages this call delivered, its own and other publishers'.
+    #[serde(default)]
+    pub walked: u64,
 }
 
 impl From<PublishReport> for PublishResult {
@@ -120,6 +139,7 @@ impl From<PublishReport> for PublishResult {
             delivered: r.delivered,
             dropped: r.dropped.total(),
             seq: r.seq,
+            walked: r.walked,
         }
     }
 }
@@ -355,11 +375,12 @@ impl<E: Engine<Frame>> Session<E> {
             }
         };
         let result = match method {
-            "subscribe" => self.subscribe(req.params),
-            "unsubscribe" => self.unsubscribe(req.params),
-            "publish" => self.publish(req.params),
-            "ping" => Ok(Value::String("pong".into())),
-            "refresh" => self.refresh(req.params),
+            "subscribe" => self.subscribe(req.params).map(Answer::Json),
+            "history" => self.history(req.params).map(Answer::Raw),
+            "unsubscribe" => self.unsubscribe(req.params).map(Answer::Json),
+            "publish" => self.publish(req.params).map(Answer::Json),
+            "ping" => Ok(Answer::Json(Value::String("pong".into()))),
+            "refresh" => self.refresh(req.params).map(Answer::Json),
             _ => Err(RpcError::new(codes::METHOD_NOT_FOUND, format!("method not found: {method}"))),
         };
         if notification {
@@ -379,23 +400,50 @@ impl<E: Engine<Frame>> Session<E> {
     }
 
     fn subscribe(&mut self, params: Option<&RawValue>) -> Result<Value, RpcError> {
-        let topic = topic_param(params)?;
-        self.check_topic(&topic)?;
-        if !self.perms.subscribe.allows(&topic) {
+        let (topic, from) = crate::recovery::subscribe_params(params)?;
+        self.check_subscribe(&topic)?;
+        let joined = self.join_from(&topic, from)?;
+        Ok(crate::recovery::subscribe_result(&topic, joined, from))
+    }
+
+    /// A valid topic that this client may subscribe to (and so read the
+    /// history of).
+    fn check_subscribe(&self, topic: &str) -> Result<(), RpcError> {
+        self.check_topic(topic)?;
+        if !self.perms.subscribe.allows(topic) {
             return Err(RpcError::new(
                 codes::PERMISSION_DENIED,
                 format!("permission denied: subscribe to {topic}"),
             ));
         }
-        let joined = self.join(&topic)?;
-        Ok(serde_json::json!({"topic": topic, "subscribed": true, "joined": joined}))
+        Ok(())
+    }
+
+    /// `history {topic, limit?, since?}`: whoever may subscribe may read.
+    /// The answer is built around the stored frames (no parse, no re-encode).
+    fn history(&mut self, params: Option<&RawValue>) -> Result<Box<RawValue>, RpcError> {
+        let (topic, limit, since) = crate::recovery::history_params(params)?;
+        self.check_subscribe(&topic)?;
+        let page = self.gateway.inner.engine.history(&topic, limit, since);
+        let json = crate::recovery::history_json_or_empty(page.as_ref());
+        RawValue::from_string(json).map_err(|e| RpcError::new(codes::INTERNAL_ERROR, e.to_string()))
     }
 
     /// Joins a valid, permitted topic within the limits; `false` if already
     /// subscribed.
     fn join(&mut self, topic: &str) -> Result<bool, RpcError> {
+        self.join_from(topic, fanout_core::JoinFrom::Now).map(|j| j.is_some())
+    }
+
+    /// Joins a valid, permitted topic within the limits, from a position or
+    /// with its latest message; `None` if already subscribed.
+    fn join_from(
+        &mut self,
+        topic: &str,
+        from: fanout_core::JoinFrom,
+    ) -> Result<Option<fanout_core::Joined>, RpcError> {
         if self.topics.contains(topic) {
-            return Ok(false);
+            return Ok(None);
         }
         let max = self.gateway.inner.config.max_subscriptions;
         if self.topics.len() >= max {
@@ -407,15 +455,16 @@ impl<E: Engine<Frame>> Session<E> {
         }
         // Only a call that changes the engine's membership is costly.
         self.charge_costly()?;
+        self.check_topic_room(topic)?;
         let name = self.gateway.inner.topic_cap.join(topic).map_err(|l| {
             RpcError::new(codes::TOPIC_LIMIT, format!("topic limit reached ({})", l.0))
                 .with_data(serde_json::json!({"limit": l.0}))
         })?;
-        match self.gateway.inner.engine.join(self.id, topic) {
-            Ok(_) => {
+        match self.gateway.inner.engine.join_from(self.id, topic, from) {
+            Ok(j) => {
                 self.topics.insert(name);
                 self.update_sole();
-                Ok(true)
+                Ok(Some(j))
             }
             Err(e) => {
                 self.gateway.inner.topic_cap.leave(topic);
@@ -440,6 +489,20 @@ impl<E: Engine<Frame>> Session<E> {
         }
     }
 
+    /// The global topic cap, counted in the engine: a join or publish that
+    /// would create a topic is refused once the engine holds `max_topics`
+    /// (topics with a history outlive their last subscriber for its TTL, so
+    /// the gateway's own count of subscribed topics is not enough).
+    fn check_topic_room(&self, topic: &str) -> Result<(), RpcError> {
+        let max = self.gateway.inner.config.max_topics;
+        let engine = &self.gateway.inner.engine;
+        if max > 0 && engine.topic_count() >= max && !engine.topic_exists(topic) {
+            return Err(RpcError::new(codes::TOPIC_LIMIT, format!("topic limit reached ({max})"))
+                .with_data(serde_json::json!({"limit": max})));
+        }
+        Ok(())
+    }
+
     fn publish(&mut self, params: Option<&RawValue>) -> Result<Value, RpcError> {
         let (topic, payload) = publish_params(params)?;
         self.check_topic(&topic)?;
@@ -449,6 +512,7 @@ impl<E: Engine<Frame>> Session<E> {
                 format!("permission denied: publish to {topic}"),
             ));
         }
+        self.check_topic_room(&topic)?;
         match self.gateway.publish_json(&topic, payload) {
             Ok(r) => Ok(serde_json::to_value(PublishResult::from(r)).expect("serialises")),
             Err(e) => Err(RpcError::new(codes::UNAVAILABLE, e.to_string())),

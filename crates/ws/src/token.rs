@@ -91,13 +91,31 @@ pub(crate) fn unix_now() -> u64 {
 /// represent is taken as 100 years from now.
 pub(crate) fn deadline(exp: u64, leeway: Duration) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
-    let left = Duration::from_secs(exp.saturating_sub(unix_now())).saturating_add(leeway);
+    // `exp + leeway − now`, not `max(exp − now, 0) + leeway`: a token already
+    // past `exp` (inside the leeway) keeps only what is left of the leeway,
+    // so a refresh with it cannot stretch its rights to `exp + 2 × leeway`.
+    let end = Duration::from_secs(exp).saturating_add(leeway);
+    let left = end.saturating_sub(Duration::from_secs(unix_now()));
     let far = Duration::from_secs(100 * 365 * 24 * 3600);
     now.checked_add(left.min(far)).unwrap_or(now)
 }
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test(start_paused = true)]
+    async fn a_token_past_exp_keeps_only_the_rest_of_its_leeway() {
+        use std::time::Duration;
+        let leeway = Duration::from_secs(60);
+        let now = tokio::time::Instant::now();
+        let d = super::deadline(super::unix_now() - 50, leeway);
+        // exp was 50 s ago: 10 s of leeway are left (was 60: exp + 2 × leeway − 50).
+        let left = d.duration_since(now);
+        assert!(left <= Duration::from_secs(10) && left >= Duration::from_secs(9), "{left:?}");
+        let d = super::deadline(super::unix_now() + 100, leeway);
+        let left = d.duration_since(now);
+        assert!(left <= Duration::from_secs(160) && left >= Duration::from_secs(159), "{left:?}");
+    }
+
     use super::*;
     use crate::auth::sign_hs256;
     use serde_json::json;

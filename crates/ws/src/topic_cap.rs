@@ -19,8 +19,12 @@
 //! The map also hands out one shared `Arc<str>` per topic, so that sessions
 //! subscribed to the same topic share its name.
 //!
-//! Topics that only the server publishes to (`$sys.stats`, HTTP publishes
-//! with nobody subscribed) are not counted: clients cannot create them.
+//! The map alone does not bound the engine's topics: a topic with a history
+//! outlives its last subscriber for the history's TTL, and a client's
+//! `publish` to a new topic with a history creates it. So a join or a
+//! publish of a topic the engine does not hold is also refused while the
+//! engine holds `max_topics` topics (`Session::check_topic_room`, from the
+//! engine's `topic_count` and `topic_exists`), whoever created them.
 //! `max_topics = 0` turns the cap and the map off.
 
 use std::collections::HashMap;

@@ -199,3 +199,48 @@ async fn refresh_replaces_permissions_and_moves_the_deadline() {
     let at = t0.elapsed();
     assert!(at >= Duration::from_secs(99) && at <= Duration::from_secs(100), "{at:?}");
 }
+
+/// Item 12. A forced drain is honoured: a client that reads a trickle (one
+/// message every 5 s) with 100 messages queued is still in its graceful drain
+/// when the drain timeout (100 s) passes; the connection then ends at its next
+/// write batch. Before, each batch got a fresh write timeout and the
+/// connection went on for its whole queue (~500 s), past the forced drain.
+#[tokio::test(start_paused = true)]
+async fn forced_drain_stops_a_trickling_connection() {
+    let cfg = WsConfig {
+        max_batch: 1,
+        ping_interval: Duration::from_secs(1000),
+        pong_timeout: Duration::from_secs(1001),
+        ..WsConfig::default()
+    };
+    let (gw, io) = connect(cfg, Permissions::anonymous()).await;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let req = json!({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": ["t"]}).to_string();
+    let mut f = vec![0x81, 0x80 | req.len() as u8, 0, 0, 0, 0];
+    f.extend_from_slice(req.as_bytes());
+    wr.write_all(&f).await.unwrap();
+    let mut b = vec![0u8; 256];
+    let n = rd.read(&mut b).await.unwrap();
+    assert!(String::from_utf8_lossy(&b[..n]).contains("\"joined\":true"));
+    let p = serde_json::value::to_raw_value(&"x".repeat(1000)).unwrap();
+    for _ in 0..100 {
+        assert_eq!(gw.publish_json("t", &p).unwrap().delivered, 1);
+    }
+    let reader = tokio::spawn(async move {
+        let mut b = vec![0u8; 1100];
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if matches!(rd.read(&mut b).await, Ok(0) | Err(_)) {
+                return;
+            }
+        }
+    });
+    let g = gw.clone();
+    let shutdown = tokio::spawn(async move { g.shutdown(Duration::from_secs(100)).await });
+    let t0 = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(150), gw.wait_idle()).await;
+    assert!(ended.is_ok(), "still draining its queue at {:?}, past the forced drain", t0.elapsed());
+    assert!(!shutdown.await.unwrap().graceful);
+    reader.await.unwrap();
+    drop(wr);
+}

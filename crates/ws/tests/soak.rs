@@ -11,12 +11,9 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use fanout_core::Engine;
 use fanout_ws::tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use fanout_ws::tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use fanout_ws::tokio_tungstenite::tungstenite::Message;
@@ -165,22 +162,20 @@ async fn hostile_clients_in_healthy_load() {
     }
     let base_rss = rss_bytes();
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let published = Arc::new(AtomicU64::new(0));
     let readers: Vec<_> = healthy
         .into_iter()
         .map(|mut ws| {
-            let published = published.clone();
             tokio::spawn(async move {
                 let mut next = 1u64;
-                // Reads until every message published before the end arrived
-                // (reading also answers the server's pings).
+                // Reads until the end marker (reading also answers the
+                // server's pings).
                 loop {
                     let v = next_json(&mut ws).await;
                     assert_eq!(v["seq"], next, "a healthy client lost or reordered nothing");
-                    next += 1;
-                    if Instant::now() >= deadline && next > published.load(Ordering::Acquire) {
-                        return next - 1;
+                    if v["payload"]["end"] == true {
+                        return next;
                     }
+                    next += 1;
                 }
             })
         })
@@ -203,17 +198,18 @@ async fn hostile_clients_in_healthy_load() {
         .collect();
     let p = serde_json::value::to_raw_value(&json!({"calm": true})).unwrap();
     while Instant::now() < deadline {
-        let r = srv.gw.publish_json("calm", &p).unwrap();
-        published.store(r.seq, Ordering::Release);
+        srv.gw.publish_json("calm", &p).unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await; // the publisher's pace
     }
     let mut hostile_clients = 0;
     for h in hostiles {
         hostile_clients += h.await.expect("no hostile task panicked");
     }
-    // One more, so that every reader sees a message past the deadline.
-    let last = srv.gw.publish_json("calm", &p).unwrap().seq;
-    published.store(last, Ordering::Release);
+    // The end marker: every reader stops at it.
+    let end = serde_json::value::to_raw_value(&json!({"end": true})).unwrap();
+    let r = srv.gw.publish_json("calm", &end).unwrap();
+    assert_eq!(r.delivered, HEALTHY as u64, "every healthy client is still there");
+    let last = r.seq;
     for r in readers {
         assert_eq!(r.await.expect("no healthy reader panicked"), last);
     }

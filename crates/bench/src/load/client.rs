@@ -33,6 +33,17 @@
 //! picked by client id, so that the two runtime threads rarely meet on a lock.
 //! The worker swaps the shards out once a second ([`Tallies::take`]).
 //!
+//! # Reconnecting clients
+//!
+//! With `--reconnect-fraction`, that share of the reading clients drops its
+//! connection every `--reconnect-every` and connects again, resubscribing
+//! each topic with `since` = the last `(epoch, seq)` it received. Its order
+//! checkers carry on across the reconnection, so what the server replays
+//! fills the stream: a message the recovery missed is a gap (and, unless
+//! filled later, `seq_missing`), one it sent twice a `duplicate`. The client
+//! counts the answers (`recovered`, `not_recovered`) and the messages the
+//! server said it replayed (`replayed`).
+//!
 //! # Stalled clients
 //!
 //! A stalled client subscribes and then never reads again, the way a frozen
@@ -163,6 +174,25 @@ struct Push<'a> {
     lagged: Option<u64>,
     id: Option<u64>,
     error: Option<serde::de::IgnoredAny>,
+    result: Option<SubscribeAnswer>,
+}
+
+/// The fields of a `subscribe` result a resubscription reads.
+#[derive(Deserialize)]
+struct SubscribeAnswer {
+    recovered: Option<bool>,
+    seq: Option<u64>,
+}
+
+/// What the `subscribe` answers of one (re)connection said.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resubscribed {
+    /// Answered `recovered: true`.
+    pub recovered: u64,
+    /// Answered `recovered: false`.
+    pub not_recovered: u64,
+    /// Messages replayed, by the answers (`seq` − `since`).
+    pub replayed: u64,
 }
 
 #[derive(Deserialize)]
@@ -211,14 +241,16 @@ fn topic_index(name: &str) -> Option<u32> {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-/// Connects and subscribes; `Err` says why it could not.
+/// Connects and subscribes (with `since[i]` = `(epoch, seq)` for `topics[i]`
+/// when given: a resubscription); `Err` says why it could not.
 pub async fn connect(
     id: usize,
     target: &Target,
     topics: &[u32],
+    since: &[Option<(u64, u64)>],
     stalled: bool,
     flood: bool,
-) -> Result<Ws, String> {
+) -> Result<(Ws, Resubscribed), String> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     if stalled {
         // A small receive window, so that the server's queue (not megabytes of
@@ -241,10 +273,16 @@ pub async fn connect(
         names.push(FLOOD_TOPIC.to_string());
     }
     for (i, name) in names.iter().enumerate() {
-        let req =
-            format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"subscribe","params":{{"topic":"{name}"}}}}"#);
+        let since = match since.get(i).copied().flatten() {
+            Some((epoch, seq)) => format!(r#","since":{{"seq":{seq},"epoch":{epoch}}}"#),
+            None => String::new(),
+        };
+        let req = format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"subscribe","params":{{"topic":"{name}"{since}}}}}"#
+        );
         ws.feed(Message::text(req)).await.map_err(|e| format!("subscribe: {e}"))?;
     }
+    let mut answers = Resubscribed::default();
     ws.flush().await.map_err(|e| format!("subscribe: {e}"))?;
     let mut answered = 0;
     while answered < names.len() {
@@ -258,8 +296,17 @@ pub async fn connect(
                 if p.error.is_some() {
                     return Err(format!("subscribe refused: {}", t.as_str()));
                 }
-                if p.id.is_some() {
+                if let Some(i) = p.id {
                     answered += 1;
+                    let since = since.get(i as usize).copied().flatten();
+                    match (since, p.result.and_then(|r| r.recovered.zip(r.seq))) {
+                        (Some((_, from)), Some((true, to))) => {
+                            answers.recovered += 1;
+                            answers.replayed += to.saturating_sub(from);
+                        }
+                        (Some(_), _) => answers.not_recovered += 1,
+                        (None, _) => {}
+                    }
                 }
             }
             Some(Ok(_)) => {}
@@ -267,16 +314,19 @@ pub async fn connect(
             None => return Err("subscribe: connection closed".into()),
         }
     }
-    Ok(ws)
+    Ok((ws, answers))
 }
 
 /// Reads pushes until `stop` turns true or the server ends the connection.
+/// With `reconnect`, drops the connection every so often and resubscribes
+/// from where it was (see "Reconnecting clients").
 pub async fn read_loop(
     id: usize,
     mut ws: Ws,
     topics: Vec<u32>,
     tallies: &Tallies,
     mut stop: watch::Receiver<bool>,
+    reconnect: Option<(Target, Duration)>,
 ) {
     let mut seqs = SeqState::new(topics);
     // One wait for the whole run: a `wait_for` made per message joined and
@@ -284,10 +334,25 @@ pub async fn read_loop(
     let mut stopped = std::pin::pin!(async move {
         let _ = stop.wait_for(|s| *s).await;
     });
+    let every = reconnect.as_ref().map_or(Duration::from_secs(3600 * 24 * 365), |r| r.1);
+    let mut reconnect_at = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         let msg = tokio::select! {
             biased;
             () = &mut stopped => break,
+            _ = reconnect_at.tick(), if reconnect.is_some() => {
+                let target = &reconnect.as_ref().expect("reconnecting").0;
+                match resubscribe(id, target, &mut ws, &seqs, tallies).await {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        tallies.with(id, |t| t.interval.errors += 1);
+                        tallies.note_error(format!("client {id}: reconnect: {e}"));
+                        end_order(id, &mut seqs, tallies);
+                        tallies.open.fetch_sub(1, Relaxed);
+                        return;
+                    }
+                }
+            }
             m = ws.next() => m,
         };
         match msg {
@@ -313,6 +378,29 @@ pub async fn read_loop(
     end_order(id, &mut seqs, tallies);
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
     tallies.open.fetch_sub(1, Relaxed);
+}
+
+/// Drops the connection and connects again, resubscribing every topic from
+/// the last `(epoch, seq)` received (none yet: subscribes live).
+async fn resubscribe(
+    id: usize,
+    target: &Target,
+    ws: &mut Ws,
+    seqs: &SeqState,
+    tallies: &Tallies,
+) -> Result<(), String> {
+    let since: Vec<Option<(u64, u64)>> =
+        seqs.streams.iter().map(|(epoch, c)| epoch.zip(c.highest())).collect();
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    let (fresh, answers) = connect(id, target, &seqs.topics, &since, false, false).await?;
+    *ws = fresh;
+    tallies.with(id, |t| {
+        t.interval.reconnects += 1;
+        t.interval.recovered += answers.recovered;
+        t.interval.not_recovered += answers.not_recovered;
+        t.interval.replayed += answers.replayed;
+    });
+    Ok(())
 }
 
 /// Counts the gaps this client never saw filled as missing.

@@ -105,6 +105,13 @@ pub struct LoadArgs {
     /// Share of clients that stop reading after they subscribed (e.g. 0.02).
     #[arg(long, default_value_t = 0.0)]
     pub stalled_fraction: f64,
+    /// Share of reading clients that drop their connection every
+    /// `--reconnect-every` and resubscribe with `since` (recovery), e.g. 0.1.
+    #[arg(long, default_value_t = 0.0)]
+    pub reconnect_fraction: f64,
+    /// How often a reconnecting client reconnects.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub reconnect_every: Duration,
     /// With --stalled-fraction: messages/s on a `flood` topic only stalled
     /// clients subscribe to, so that their queues fill and eviction runs.
     #[arg(long, default_value_t = 0.0)]
@@ -243,6 +250,8 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
         duration: a.duration,
         idle: a.idle,
         stalled_fraction: a.stalled_fraction,
+        reconnect_fraction: a.reconnect_fraction,
+        reconnect_every: a.reconnect_every,
         flood_rate: a.stall_flood,
         flood_size: a.stall_flood_size,
         per_worker: plan.per_worker.clone(),
@@ -330,6 +339,8 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
             duration_secs: a.duration.as_secs_f64(),
             idle: a.idle,
             stalled_fraction: a.stalled_fraction,
+            reconnect_fraction: a.reconnect_fraction,
+            reconnect_every_secs: a.reconnect_every.as_secs_f64(),
             stall_flood_rate: a.stall_flood,
             stall_flood_size: a.stall_flood_size,
             workers: plan.per_worker.len(),

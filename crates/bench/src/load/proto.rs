@@ -70,6 +70,19 @@ pub struct Interval {
     pub errors: u64,
     /// Open connections at the end of the interval.
     pub connections: u64,
+    /// Reconnections made by `--reconnect-fraction` clients.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Resubscriptions with `since` the server answered `recovered: true`.
+    #[serde(default)]
+    pub recovered: u64,
+    /// Resubscriptions with `since` answered `recovered: false`.
+    #[serde(default)]
+    pub not_recovered: u64,
+    /// Messages the recovered resubscriptions replayed (the server's `seq`
+    /// minus the client's `since`).
+    #[serde(default)]
+    pub replayed: u64,
     /// Connections the server closed so far (close frame or EOF).
     pub closed_by_server: u64,
     /// Latency buckets, microseconds: `[value, count]`.
@@ -102,6 +115,10 @@ impl Interval {
         self.gap_messages += o.gap_messages;
         self.lag_notices += o.lag_notices;
         self.lagged_messages += o.lagged_messages;
+        self.reconnects += o.reconnects;
+        self.recovered += o.recovered;
+        self.not_recovered += o.not_recovered;
+        self.replayed += o.replayed;
         self.unexplained_gaps += o.unexplained_gaps;
         self.out_of_order += o.out_of_order;
         self.duplicates += o.duplicates;

@@ -73,6 +73,9 @@ pub struct Setup {
     pub duration_secs: f64,
     pub idle: bool,
     pub stalled_fraction: f64,
+    /// Share of reading clients that reconnect with `since`, and how often.
+    pub reconnect_fraction: f64,
+    pub reconnect_every_secs: f64,
     pub stall_flood_rate: f64,
     pub stall_flood_size: usize,
     pub workers: usize,
@@ -305,6 +308,13 @@ fn reading(r: &Report) -> String {
                 x.label, x.publishers, x.out_of_order, x.duplicates, x.clients_disordered, x.connected
             );
         }
+    }
+    for x in r.runs.iter().filter(|x| x.reconnects > 0) {
+        let _ = writeln!(
+            o,
+            "- **{}: recovery** — {} reconnections with `since`: {} resubscriptions recovered ({} messages replayed), {} not recovered; across them {} messages never received and {} received twice.",
+            x.label, x.reconnects, x.recovered, x.replayed, x.not_recovered, x.seq_missing, x.duplicates
+        );
     }
     let ordered = r.runs.iter().filter(|x| x.out_of_order + x.duplicates == 0).count();
     let _ = writeln!(

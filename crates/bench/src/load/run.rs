@@ -49,6 +49,9 @@ pub struct RunConfig {
     pub duration: Duration,
     pub idle: bool,
     pub stalled_fraction: f64,
+    /// Share of reading clients that reconnect with `since` every `reconnect_every`.
+    pub reconnect_fraction: f64,
+    pub reconnect_every: Duration,
     /// Messages/s on the flood topic (stalled clients only); 0 = none.
     pub flood_rate: f64,
     pub flood_size: usize,
@@ -170,6 +173,14 @@ pub struct RunResult {
     pub seq_missing: u64,
     /// Clients that received at least one push out of order or twice.
     pub clients_disordered: u64,
+    /// `--reconnect-fraction`: reconnections made, resubscriptions answered
+    /// recovered / not recovered, and messages the recovered ones replayed.
+    /// Lost and duplicated messages across a reconnection show in
+    /// `seq_missing` and `duplicates`.
+    pub reconnects: u64,
+    pub recovered: u64,
+    pub not_recovered: u64,
+    pub replayed: u64,
     pub errors: u64,
     pub closed_by_server: u64,
     /// Latency from each message's due time (see `publisher.rs`) to receipt.
@@ -265,6 +276,8 @@ pub async fn run_one(
         concurrency: cfg.concurrency,
         flood: cfg.flood_rate > 0.0 && cfg.stalled_fraction > 0.0,
         spread_sources: true,
+        reconnect_fraction: cfg.reconnect_fraction,
+        reconnect_every_ms: cfg.reconnect_every.as_millis() as u64,
     };
     let ramp_start = Instant::now();
     let mut workers = Workers::spawn(&base, &cfg.per_worker)?;
@@ -508,6 +521,10 @@ pub async fn run_one(
         duplicates: total.duplicates,
         seq_missing: total.seq_missing,
         clients_disordered: total.clients_disordered,
+        reconnects: total.reconnects,
+        recovered: total.recovered,
+        not_recovered: total.not_recovered,
+        replayed: total.replayed,
         errors: total.errors + published.errors,
         closed_by_server,
         latency: Latency::of(&hist),

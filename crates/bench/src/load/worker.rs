@@ -60,6 +60,11 @@ pub struct WorkerArgs {
     pub flood: bool,
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub spread_sources: bool,
+    /// Share of reading clients that reconnect with `since` every `reconnect_every_ms`.
+    #[arg(long, default_value_t = 0.0)]
+    pub reconnect_fraction: f64,
+    #[arg(long, default_value_t = 5000)]
+    pub reconnect_every_ms: u64,
 }
 
 /// The topics of client `id`: K consecutive topics starting at `id * K mod T`.
@@ -71,6 +76,14 @@ pub fn topics_of(id: usize, topics: u32, per_client: u32) -> Vec<u32> {
 /// Whether client `id` stalls: spread evenly, `fraction` of all ids.
 pub fn is_stalled(id: usize, fraction: f64) -> bool {
     fraction > 0.0 && ((id + 1) as f64 * fraction).floor() > (id as f64 * fraction).floor()
+}
+
+/// Whether reading client `id` reconnects: about `fraction` of the ids,
+/// picked by a multiplicative hash so that the choice does not line up with
+/// the stalled clients' (a stalled client never reconnects).
+pub fn is_reconnector(id: usize, fraction: f64, stalled_fraction: f64) -> bool {
+    let bucket = (id as u64).wrapping_mul(2_654_435_761) % 10_000;
+    fraction > 0.0 && !is_stalled(id, stalled_fraction) && (bucket as f64) < fraction * 10_000.0
 }
 
 fn emit(ev: &Event) {
@@ -116,21 +129,25 @@ async fn run(args: WorkerArgs) -> Result<(), String> {
         let topics = topics_of(id, args.topics, args.per_client);
         let stalled = is_stalled(id, args.stalled_fraction);
         let flood = args.flood;
+        let (reconnect_fraction, reconnect_every_ms, stalled_fraction) =
+            (args.reconnect_fraction, args.reconnect_every_ms, args.stalled_fraction);
         let (target, tallies, stop, failed, sem, ready) =
             (target.clone(), tallies.clone(), stop_rx.clone(), failed.clone(), sem.clone(), ready_tx.clone());
         set.spawn(async move {
             let permit = sem.acquire_owned().await;
-            let conn = client::connect(id, &target, &topics, stalled, flood).await;
+            let conn = client::connect(id, &target, &topics, &[], stalled, flood).await;
             drop(permit);
             match conn {
-                Ok(ws) => {
+                Ok((ws, _)) => {
                     tallies.open.fetch_add(1, Relaxed);
                     let _ = ready.send((!stalled).then(|| topics.clone()));
                     drop(ready);
                     if stalled {
                         client::stall(ws, &tallies, stop).await;
                     } else {
-                        client::read_loop(id, ws, topics, &tallies, stop).await;
+                        let reconnect = is_reconnector(id, reconnect_fraction, stalled_fraction)
+                            .then(|| (target.clone(), Duration::from_millis(reconnect_every_ms.max(1))));
+                        client::read_loop(id, ws, topics, &tallies, stop, reconnect).await;
                     }
                 }
                 Err(e) => {
@@ -205,6 +222,8 @@ impl Workers {
                 .args(["--stalled-fraction", &base.stalled_fraction.to_string()])
                 .args(["--concurrency", &base.concurrency.to_string()])
                 .args(["--spread-sources", &base.spread_sources.to_string()])
+                .args(["--reconnect-fraction", &base.reconnect_fraction.to_string()])
+                .args(["--reconnect-every-ms", &base.reconnect_every_ms.to_string()])
                 .args(if base.flood { &["--flood"][..] } else { &[][..] })
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -273,6 +292,14 @@ mod tests {
         assert!(count.iter().all(|&c| c == 10));
         assert_eq!(topics_of(7, 10, 3), vec![1, 2, 3]);
         assert_eq!(topics_of(0, 2, 5), vec![0, 1]);
+    }
+
+    #[test]
+    fn reconnectors_are_about_the_fraction_and_never_stalled() {
+        let n = (0..10_000).filter(|&i| is_reconnector(i, 0.25, 0.0)).count();
+        assert!((2_000..3_000).contains(&n), "{n} of 10,000 for 0.25");
+        assert_eq!((0..1000).filter(|&i| is_reconnector(i, 0.0, 0.0)).count(), 0);
+        assert!((0..1000).all(|i| !(is_reconnector(i, 1.0, 0.1) && is_stalled(i, 0.1))));
     }
 
     #[test]
