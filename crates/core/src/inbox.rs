@@ -46,7 +46,10 @@
 //!
 //! With both fences sequentially consistent, at least one side sees the other's
 //! store: either the publisher sees `parked` and wakes, or the receiver's second
-//! look finds the message. A receiver that is busy draining is never woken, so
+//! look finds the message. The walk issues the publisher's fence once for a
+//! group of inboxes ([`Inbox::wake_if_parked`] after the fence,
+//! `Members::offer_each_from`): each push still precedes the fence, and the
+//! fence the load of that inbox's `parked`. A receiver that is busy draining is never woken, so
 //! under load one wake drains many messages.
 //!
 //! # Closing
@@ -120,9 +123,9 @@ pub(crate) enum Offer {
     SkippedAfterDisplacing(u32),
 }
 
-pub(crate) struct Inbox<T> {
-    pub(crate) id: SubscriberId,
-    ring: Ring<T>,
+/// An inbox's fields that every push reads, kept on the ring's publishers'
+/// line (`ring.rs`, "Two lines").
+struct PutFields {
     /// `Normal` messages enter only while the ring holds fewer than this many;
     /// `1 ..= capacity`.
     high_water: usize,
@@ -134,15 +137,25 @@ pub(crate) struct Inbox<T> {
     /// Set by the receiver (`AcqRel` swap: a publisher that sees it also sees
     /// the waker registered before it), cleared by whoever wakes it.
     parked: AtomicBool,
-    waker: AtomicWaker,
-    /// Messages that did not enter this subscriber's ring and have not been
-    /// reported yet (see "Lag at its position").
-    lagged: AtomicU64,
-    /// The ring position of the earliest of those (`usize::MAX`: none).
-    lag_at: AtomicUsize,
+}
+
+/// An inbox's fields that every take reads, kept on the ring's taker's line.
+struct TakeFields {
     /// The receiver's own: the position after the last one it took or
     /// reported. `head` past it means publishers displaced the difference.
     next: AtomicUsize,
+    /// The ring position of the earliest message not reported yet that did
+    /// not enter (`usize::MAX`: none). Written by publishers only on a drop.
+    lag_at: AtomicUsize,
+    /// Messages that did not enter this subscriber's ring and have not been
+    /// reported yet (see "Lag at its position").
+    lagged: AtomicU64,
+}
+
+pub(crate) struct Inbox<T> {
+    pub(crate) id: SubscriberId,
+    ring: Ring<T, PutFields, TakeFields>,
+    waker: AtomicWaker,
     /// Topics joined. Locked by join, leave and the cleanup worker, never by a
     /// publisher. A join checks the state under this lock, so once the inbox is
     /// closing no topic can be added behind the cleanup worker's back.
@@ -157,23 +170,51 @@ impl<T> Inbox<T> {
         overflow: Overflow,
         lazy_ring: bool,
     ) -> Self {
-        let ring = Ring::new(capacity);
-        if !lazy_ring {
-            ring.allocate();
-        }
-        Inbox {
-            id,
-            ring,
+        let put = PutFields {
             high_water: high_water.clamp(1, capacity),
             overflow,
             state: AtomicU8::new(OPEN),
             parked: AtomicBool::new(false),
-            waker: AtomicWaker::new(),
-            lagged: AtomicU64::new(0),
-            lag_at: AtomicUsize::new(usize::MAX),
+        };
+        let take = TakeFields {
             next: AtomicUsize::new(0),
-            topics: Mutex::new(Vec::new()),
+            lag_at: AtomicUsize::new(usize::MAX),
+            lagged: AtomicU64::new(0),
+        };
+        let ring = Ring::with(capacity, put, take);
+        if !lazy_ring {
+            ring.allocate();
         }
+        Inbox { id, ring, waker: AtomicWaker::new(), topics: Mutex::new(Vec::new()) }
+    }
+
+    /// The fields on the publishers' line.
+    #[inline]
+    fn p(&self) -> &PutFields {
+        self.ring.put_extra()
+    }
+
+    /// The fields on the taker's line.
+    #[inline]
+    fn q(&self) -> &TakeFields {
+        self.ring.take_extra()
+    }
+
+    /// Brings the lines a push into this inbox reads into the cache: its
+    /// publishers' line now, and (`slot`) the stamp and slot of the next
+    /// position, which needs that line (a hint; see `members.rs`).
+    #[inline]
+    pub(crate) fn prefetch(&self, slot: bool) {
+        // Not under loom: hints order nothing, and a model need not explore
+        // the loads of `tail` they make.
+        #[cfg(not(loom))]
+        if slot {
+            self.ring.prefetch_next_slot();
+        } else {
+            self.ring.prefetch_put();
+        }
+        #[cfg(loom)]
+        let _ = slot;
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -185,7 +226,7 @@ impl<T> Inbox<T> {
     }
 
     pub(crate) fn overflow(&self) -> Overflow {
-        self.overflow
+        self.p().overflow
     }
 
     /// Queues `msg` if the subscriber is open and the message may enter. The
@@ -203,16 +244,16 @@ impl<T> Inbox<T> {
     fn offer_with(&self, make: impl Fn() -> Message<T>, priority: Priority, depth: &mut usize) -> Offer {
         // Relaxed: only a hint. A close racing this check is covered by the
         // receiver draining the ring before it reports `Closed`.
-        if self.state.load(Ordering::Relaxed) & STAGE_MASK != OPEN {
+        if self.p().state.load(Ordering::Relaxed) & STAGE_MASK != OPEN {
             return Offer::Skipped;
         }
         match priority {
-            Priority::Normal if self.high_water < self.ring.capacity() => {
+            Priority::Normal if self.p().high_water < self.ring.capacity() => {
                 let len = self.ring.len();
                 if len > *depth {
                     *depth = len;
                 }
-                if len >= self.high_water {
+                if len >= self.p().high_water {
                     return self.apply_overflow(&make, DropReason::HighWater, self.ring.tail());
                 }
             }
@@ -250,9 +291,11 @@ impl<T> Inbox<T> {
     /// eviction the rest of the run is not offered (the subscriber is closing).
     ///
     /// Same outcomes as calling [`Inbox::offer`] per message, with the state
-    /// word read once per run and the ring length read once per run plus once
-    /// each time the local estimate reaches the high-water mark (the estimate
-    /// only errs high: the receiver may have drained meanwhile).
+    /// word read once per run, and the room (the high-water mark for `Normal`
+    /// messages) checked by the reservation itself: one CAS reserves as much
+    /// of the rest of the run as the limit allows. A single message costs one
+    /// reservation and no separate length read; `r.depth` is raised to the
+    /// ring length whenever a reservation read `head` (see `Run::depth`).
     #[inline]
     pub(crate) fn offer_run(
         &self,
@@ -263,7 +306,8 @@ impl<T> Inbox<T> {
         // Every slot of a run holds a message (the `Option` only lets the
         // caller build the run on the stack); a hole would be a caller bug.
         let msg = |i: usize| run[i].as_ref().expect("a run has no holes");
-        if self.state.load(Ordering::Relaxed) & STAGE_MASK != OPEN {
+        let p = self.p();
+        if p.state.load(Ordering::Relaxed) & STAGE_MASK != OPEN {
             return (false, false);
         }
         let cap = self.ring.capacity();
@@ -277,54 +321,44 @@ impl<T> Inbox<T> {
             }
             return (queued, false);
         }
-        let limit = if priority == Priority::Normal { self.high_water } else { cap };
-        let checked = limit < cap;
-        let mut len = if checked { self.ring.len() } else { 0 };
-        if len > r.depth {
-            r.depth = len;
+        let limit = if priority == Priority::Normal { p.high_water } else { cap };
+        if run.len() == 1 && self.ring.try_push_one(limit, || Message::from_prepaid(msg(0))) {
+            r.delivered += 1;
+            r.recipients += 1;
+            return (true, false);
         }
+        let checked = limit < cap;
         let mut queued = false;
         let mut next = 0;
-        // Where a message that does not fit would have gone: the tail seen by
-        // the last reservation (or read afresh when none was tried).
-        let mut at;
         while next < run.len() {
-            // Room for this priority, by the local estimate.
-            let mut room = if checked { limit.saturating_sub(len) } else { usize::MAX };
-            if room == 0 {
-                len = self.ring.len();
-                room = limit.saturating_sub(len);
+            // One CAS reserves as much of the rest of the run as fits below
+            // the limit, checked inside the reservation (another publisher,
+            // of another topic, may be filling the same ring).
+            let reserved = self.ring.reserve_within(limit, run.len() - next);
+            if reserved.sealed {
+                // The receiver has seen the close: the rest is not offered.
+                return (queued, false);
             }
-            at = self.ring.tail();
-            if room > 0 {
-                // One CAS reserves as much of the rest of the run as fits,
-                // never more than there are messages to write, and checks the
-                // limit itself (the estimate may be stale: another publisher,
-                // of another topic, may be filling the same ring).
-                let reserved = self.ring.reserve_within(limit, room.min(run.len() - next));
-                if reserved.sealed {
-                    // The receiver has seen the close: the rest is not offered.
-                    return (queued, false);
-                }
-                at = reserved.pos;
-                let n = reserved.n;
+            if checked && reserved.depth > r.depth {
+                r.depth = reserved.depth;
+            }
+            let n = reserved.n;
+            if n > 0 {
                 for i in 0..n {
                     reserved.write(i, Message::from_prepaid(msg(next + i)));
                 }
-                if n > 0 {
-                    next += n;
-                    len += n;
-                    r.delivered += n as u64;
-                    r.recipients += n as u64;
-                    queued = true;
-                    continue;
-                }
+                next += n;
+                r.delivered += n as u64;
+                r.recipients += n as u64;
+                queued = true;
+                continue;
             }
             // No room for the next message: the policy decides, one message.
+            // It would have gone to the tail the reservation saw.
             let pre = msg(next);
             next += 1;
             let reason = if checked { DropReason::HighWater } else { DropReason::Full };
-            let offer = self.apply_overflow(&|| Message::from_prepaid(pre), reason, at);
+            let offer = self.apply_overflow(&|| Message::from_prepaid(pre), reason, reserved.pos);
             r.count(offer);
             match offer {
                 Offer::Evict => return (queued, true),
@@ -332,10 +366,6 @@ impl<T> Inbox<T> {
                 Offer::Skipped | Offer::SkippedAfterDisplacing(_) => return (queued, false),
                 Offer::Dropped(_) => {}
             }
-            len = self.ring.len();
-        }
-        if len > r.depth {
-            r.depth = len;
         }
         (queued, false)
     }
@@ -344,7 +374,7 @@ impl<T> Inbox<T> {
     /// the policy.
     #[cold]
     fn apply_overflow(&self, make: &impl Fn() -> Message<T>, reason: DropReason, at: usize) -> Offer {
-        match self.overflow {
+        match self.p().overflow {
             Overflow::Evict => {
                 self.record_drop(at);
                 Offer::Evict
@@ -377,8 +407,8 @@ impl<T> Inbox<T> {
     /// receiver's reset in `take_lag`: a drop counted after the receiver took
     /// the count also lowers `lag_at` after the receiver cleared it.
     fn record_drop(&self, at: usize) {
-        self.lagged.fetch_add(1, Ordering::SeqCst);
-        self.lag_at.fetch_min(at, Ordering::SeqCst);
+        self.q().lagged.fetch_add(1, Ordering::SeqCst);
+        self.q().lag_at.fetch_min(at, Ordering::SeqCst);
     }
 
     /// Wakes the receiver if, and only if, it is parked; true if it woke it.
@@ -386,7 +416,19 @@ impl<T> Inbox<T> {
     pub(crate) fn notify(&self) -> bool {
         // Pairs with the fence in `poll_*`: see "Waking" in the module docs.
         fence(Ordering::SeqCst);
-        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel) {
+        self.wake_if_parked()
+    }
+
+    /// [`Inbox::notify`] without its fence: the caller issued a `SeqCst`
+    /// fence after its pushes into this inbox and before this call (one fence
+    /// for a group of inboxes: `Members::offer_each_from`).
+    #[inline]
+    pub(crate) fn wake_if_parked(&self) -> bool {
+        let parked = &self.p().parked;
+        // Relaxed load: ordered after the caller's fence, which is what the
+        // Dekker pair needs; the swap's Acquire pairs with the receiver's
+        // AcqRel swap that set it, so the waker it registered is visible.
+        if parked.load(Ordering::Relaxed) && parked.swap(false, Ordering::AcqRel) {
             self.waker.wake();
             return true;
         }
@@ -394,17 +436,17 @@ impl<T> Inbox<T> {
     }
 
     pub(crate) fn is_open(&self) -> bool {
-        self.state.load(Ordering::Acquire) & STAGE_MASK == OPEN
+        self.p().state.load(Ordering::Acquire) & STAGE_MASK == OPEN
     }
 
     /// Closing, not yet removed by the cleanup worker.
     pub(crate) fn is_closing(&self) -> bool {
-        self.state.load(Ordering::Acquire) & STAGE_MASK == CLOSING
+        self.p().state.load(Ordering::Acquire) & STAGE_MASK == CLOSING
     }
 
     /// The reason, once closing or closed.
     pub(crate) fn close_reason(&self) -> Option<CloseReason> {
-        let s = self.state.load(Ordering::Acquire);
+        let s = self.p().state.load(Ordering::Acquire);
         if s & STAGE_MASK == OPEN {
             None
         } else {
@@ -418,29 +460,29 @@ impl<T> Inbox<T> {
         let next = CLOSING | ((reason as u8) << REASON_SHIFT);
         // AcqRel: the receiver's Acquire load of the state sees the reason, and
         // the waker handshake below is ordered after the transition.
-        if self.state.compare_exchange(OPEN, next, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if self.p().state.compare_exchange(OPEN, next, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return false;
         }
-        self.parked.store(false, Ordering::Relaxed);
+        self.p().parked.store(false, Ordering::Relaxed);
         self.waker.wake();
         true
     }
 
     /// closing → closed, by the cleanup worker once the inbox is in no snapshot.
     pub(crate) fn finish(&self) -> bool {
-        let cur = self.state.load(Ordering::Acquire);
+        let cur = self.p().state.load(Ordering::Acquire);
         if cur & STAGE_MASK != CLOSING {
             return false;
         }
         let next = (cur & !STAGE_MASK) | CLOSED;
-        self.state.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.p().state.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Takes the count of messages that did not enter, if any, and clears
     /// their position (first: see `record_drop`).
     fn take_lag(&self) -> Option<u64> {
-        self.lag_at.store(usize::MAX, Ordering::SeqCst);
-        match self.lagged.swap(0, Ordering::SeqCst) {
+        self.q().lag_at.store(usize::MAX, Ordering::SeqCst);
+        match self.q().lagged.swap(0, Ordering::SeqCst) {
             0 => None,
             n => Some(n),
         }
@@ -453,21 +495,21 @@ impl<T> Inbox<T> {
     fn take_in_order(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
         loop {
             let h = self.ring.head();
-            let expected = self.next.load(Ordering::Relaxed);
+            let expected = self.q().next.load(Ordering::Relaxed);
             if h > expected {
                 // Displaced by publishers while queued.
-                self.next.store(h, Ordering::Relaxed);
+                self.q().next.store(h, Ordering::Relaxed);
                 return Err((h - expected) as u64);
             }
-            if self.lag_at.load(Ordering::SeqCst) <= h {
+            if self.q().lag_at.load(Ordering::SeqCst) <= h {
                 if let Some(n) = self.take_lag() {
                     return Err(n);
                 }
             }
-            match self.ring.take_from(h, max, || self.lag_at.load(Ordering::SeqCst), |m| buf.put(m)) {
+            match self.ring.take_from(h, max, || self.q().lag_at.load(Ordering::SeqCst), |m| buf.put(m)) {
                 Some(n) => {
-                    self.next.store(h + n, Ordering::Relaxed);
-                    if n == 0 && self.lag_at.load(Ordering::SeqCst) <= h {
+                    self.q().next.store(h + n, Ordering::Relaxed);
+                    if n == 0 && self.q().lag_at.load(Ordering::SeqCst) <= h {
                         // A drop at this very position, seen only now.
                         continue;
                     }
@@ -479,8 +521,29 @@ impl<T> Inbox<T> {
         }
     }
 
+    /// The receiver's fast path for one message: the position it expects
+    /// next is `head` (nothing displaced), written, and before any drop still
+    /// to report (`lag_at`, read after the stamp as in `take_from`). `None`
+    /// sends the caller to [`Inbox::take_in_order`], which sorts out every
+    /// other case.
+    #[inline]
+    fn take_one(&self) -> Option<Message<T>> {
+        let q = self.q();
+        let h = self.ring.head();
+        if q.next.load(Ordering::Relaxed) != h {
+            return None;
+        }
+        let m = self.ring.take_one_at(h, || q.lag_at.load(Ordering::SeqCst))?;
+        q.next.store(h + 1, Ordering::Relaxed);
+        Some(m)
+    }
+
     /// Non-blocking receive.
+    #[inline]
     pub(crate) fn try_pop(&self) -> Result<Message<T>, crate::TryRecvError> {
+        if let Some(m) = self.take_one() {
+            return Ok(m);
+        }
         let mut got = None;
         match self.try_pop_into(&mut got, 1) {
             Ok(_) => got.ok_or(crate::TryRecvError::Empty),
@@ -538,15 +601,15 @@ impl<T> Inbox<T> {
         // With a plain store, loom 0.7 reports a lost wake-up for two racing
         // publishers (`loom_two_publishers_wake_a_parked_receiver`); the RMW
         // costs one atomic per park, not per delivery.
-        self.parked.swap(true, Ordering::AcqRel);
+        self.p().parked.swap(true, Ordering::AcqRel);
         fence(Ordering::SeqCst);
         let again = self.take_in_order(buf, max);
         if again != Ok(0) {
-            self.parked.store(false, Ordering::Relaxed);
+            self.p().parked.store(false, Ordering::Relaxed);
             return Poll::Ready(again.map_err(RecvError::Lagged));
         }
         if let Some(reason) = self.close_reason() {
-            self.parked.store(false, Ordering::Relaxed);
+            self.p().parked.store(false, Ordering::Relaxed);
             return Poll::Ready(self.final_drain(buf, max, reason));
         }
         Poll::Pending
@@ -593,13 +656,13 @@ impl<T> Inbox<T> {
 
     /// A receive future was dropped while parked: leave no waker behind.
     pub(crate) fn unpark(&self) {
-        self.parked.store(false, Ordering::Relaxed);
+        self.p().parked.store(false, Ordering::Relaxed);
         drop(self.waker.take());
     }
 
     #[cfg(all(test, not(loom)))]
     pub(crate) fn is_parked(&self) -> bool {
-        self.parked.load(Ordering::Relaxed)
+        self.p().parked.load(Ordering::Relaxed)
     }
 
     /// Joins topic `name`: `add` puts this inbox into the topic's members and

@@ -211,6 +211,32 @@ fn loom_two_publishers_wake_a_parked_receiver() {
     });
 }
 
+/// The walk's grouped wake check (`Members::offer_each_from`: one SeqCst
+/// fence after the pushes into a group of members, then each member's
+/// `parked`): two receivers parking while one publish walks them are both
+/// woken or both find their message (a lost wake-up is a loom deadlock).
+#[test]
+fn loom_walk_wakes_every_parked_receiver_of_a_group() {
+    loom::model(|| {
+        let set = Arc::new(Members::new(1, 16));
+        let seq = Arc::new(Sequencer::new(0, std::time::Duration::ZERO));
+        let (a, b) = (inbox(1, 4, Overflow::Evict), inbox(2, 4, Overflow::Evict));
+        set.insert(a.clone());
+        set.insert(b.clone());
+        let p = {
+            let (set, seq) = (set.clone(), seq.clone());
+            thread::spawn(move || publish(&seq, &set, 5))
+        };
+        for i in [&a, &b] {
+            let mut buf = Vec::new();
+            let r = loom::future::block_on(std::future::poll_fn(|cx| i.poll_recv_many(cx, &mut buf, 8)));
+            assert_eq!(r, Ok(1));
+            assert_eq!(*buf[0].payload(), 5);
+        }
+        assert_eq!(p.join().unwrap().delivered, 2);
+    });
+}
+
 /// The ring alone, full: a publisher displaces the oldest to push an urgent
 /// message while the receiver takes a batch. Every message is taken or
 /// displaced exactly once, in order.

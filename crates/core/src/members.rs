@@ -38,8 +38,31 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::inbox::Inbox;
-use crate::loom::{lock, AtomicUsize, Mutex, Ordering, Snapshot};
+use crate::loom::{fence, lock, AtomicUsize, Mutex, Ordering, Snapshot};
 use crate::SubscriberId;
+
+/// How far ahead of the walk members are prefetched (see
+/// [`Members::offer_each_from`]).
+const AHEAD: usize = 32;
+
+/// Members notified per `SeqCst` fence (see [`Members::offer_each_from`]).
+const WAKE_GROUP: usize = 16;
+
+/// The fence, then each member's wake check; how many it woke.
+#[inline]
+fn wake_group<T>(group: &[Option<&Arc<Inbox<T>>>]) -> u64 {
+    if group.is_empty() {
+        return 0;
+    }
+    // Pairs with the fence in `Inbox::poll_recv_many`: see "Waking" in
+    // `inbox.rs`. Every push to these members is sequenced before it.
+    fence(Ordering::SeqCst);
+    let mut woke = 0;
+    for inbox in group.iter().flatten() {
+        woke += u64::from(inbox.wake_if_parked());
+    }
+    woke
+}
 
 struct Chunk<T> {
     /// Stable name of the chunk, used by the directory (positions shift when an
@@ -113,6 +136,8 @@ impl<T> Members<T> {
     /// [`Members::for_each`] starting at shard and chunk `start` (wrapping), so
     /// that concurrent publishers on different threads walk different rings at
     /// any moment instead of contending for the same ones in lockstep.
+    /// (The walk itself uses [`Members::offer_each_from`], same order.)
+    #[cfg_attr(any(not(test), loom), allow(dead_code))]
     #[inline]
     pub(crate) fn for_each_from(&self, start: usize, mut f: impl FnMut(&Arc<Inbox<T>>)) {
         let n = self.shards.len();
@@ -130,6 +155,60 @@ impl<T> Members<T> {
                 }
             });
         }
+    }
+
+    /// The walk's loop: [`Members::for_each_from`], calling `offer` on each
+    /// member (true when it queued something for it), with two things done
+    /// for the walk that the order of members, known before it starts, allows:
+    ///
+    /// - **Prefetch.** The publishers' line of the member [`AHEAD`] places
+    ///   ahead is prefetched, and the stamp and slot of its next position
+    ///   when it is [`AHEAD`]` / 2` places ahead (by then its line, which says
+    ///   where they are, has arrived). Pure hints: nothing waits for them.
+    /// - **One fence per group of wakes.** The members that queued are
+    ///   notified in groups of up to [`WAKE_GROUP`]: one `SeqCst` fence after
+    ///   the group's pushes, then each member's `parked` checked
+    ///   ([`Inbox::wake_if_parked`]). Each push still precedes the fence, and
+    ///   the fence precedes the check of its `parked`: the publisher's half of
+    ///   the Dekker pair in `inbox.rs`, "Waking", for every member.
+    ///
+    /// Returns how many parked receivers it woke.
+    #[inline]
+    pub(crate) fn offer_each_from(&self, start: usize, mut offer: impl FnMut(&Arc<Inbox<T>>) -> bool) -> u64 {
+        let mut wakes = 0;
+        let n = self.shards.len();
+        for k in 0..n {
+            self.shards[(start + k) % n].snap.with(|chunks| {
+                let m = chunks.list.len();
+                if m == 0 {
+                    return;
+                }
+                let mut group: [Option<&Arc<Inbox<T>>>; WAKE_GROUP] = [None; WAKE_GROUP];
+                let mut queued = 0;
+                let (tail, head) = chunks.list.split_at(start % m);
+                for chunk in head.iter().chain(tail) {
+                    let subs = &chunk.subs[..];
+                    for (i, sub) in subs.iter().enumerate() {
+                        if let Some(ahead) = subs.get(i + AHEAD) {
+                            ahead.prefetch(false);
+                        }
+                        if let Some(ahead) = subs.get(i + AHEAD / 2) {
+                            ahead.prefetch(true);
+                        }
+                        if offer(sub) {
+                            group[queued] = Some(sub);
+                            queued += 1;
+                            if queued == WAKE_GROUP {
+                                wakes += wake_group(&group[..queued]);
+                                queued = 0;
+                            }
+                        }
+                    }
+                }
+                wakes += wake_group(&group[..queued]);
+            });
+        }
+        wakes
     }
 
     /// Adds `sub`; false if it is already a member. Visible to every publish that

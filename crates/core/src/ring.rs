@@ -75,6 +75,37 @@
 //! 41 → 30 instructions per delivery on the publisher's side, 41 → 33 on the
 //! receiver's).
 //!
+//! # Two lines, and a cached `head`
+//!
+//! A push into one ring per subscriber (one message to 10,000 subscribers)
+//! pays for every cache line it touches, once per ring. The fields are
+//! therefore grouped by who reads them on every operation, each group on its
+//! own cache-padded line:
+//!
+//! - the **publishers' line** (`PutSide`): `tail`, `head_seen`, the storage
+//!   pointer and the geometry (mask, slot offset, capacity), and the owner's
+//!   fields (for an inbox: state word, high-water mark, overflow policy,
+//!   `parked`);
+//! - the **taker's line** (`TakeSide`): `head`, a copy of the storage pointer,
+//!   the geometry again, and the owner's fields (for an inbox: the position
+//!   the receiver expects next, and the lag counter and its position).
+//!
+//! A push then touches the publishers' line, the stamp's line and the slot's
+//! line; a take, the taker's line and the same two. Before, a push also read
+//! `head`'s line (for the room) and the inbox's own line or two.
+//!
+//! `head_seen` is the publishers' cached view of `head` (as in Vyukov's and
+//! LMAX's queues): a value `head` had at some point, so a lower bound, and a
+//! room computed from it can only be too small. A reservation uses it while
+//! it shows the ring below half the limit after the reservation; otherwise it
+//! reads `head` itself (and stores what it read into `head_seen`), so every
+//! decision that the limit or a full ring forces is taken on a fresh `head`,
+//! exactly as before. It orders nothing: a slot is reused only once its stamp
+//! says it was freed (`Run::fill` waits for that with `Acquire`).
+//! [`Ring::try_push_one`] is that reservation for one message with the write
+//! folded in: one load of each of `storage`, `tail`, `head_seen`, one
+//! comparison, one CAS.
+//!
 //! # Limits inside the reservation
 //!
 //! [`Ring::reserve_within`] takes the most positions that may be in use after
@@ -138,6 +169,24 @@ fn stamp(pos: usize) -> u32 {
 use crate::message::{Envelope, Message};
 use crate::shared::Counted;
 
+/// A hint that the line holding `p` will be read soon (prefetch into every
+/// cache level). Changes nothing the program computes; any address is fine.
+/// A no-op under miri and loom, and off x86-64.
+// Under loom the walk does not prefetch (`Inbox::prefetch`).
+#[cfg_attr(loom, allow(dead_code))]
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
+    // SAFETY: `prefetcht0` is only a hint: it never faults, whatever the
+    // address, reads nothing into the program and writes nothing; SSE is part
+    // of the x86-64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri), not(loom))))]
+    let _ = p;
+}
+
 /// A slot's pointer. Owned by the slot while its stamp (kept apart, in the
 /// storage's stamps) says it holds a position; stale otherwise (never
 /// cleared). Written before the stamp's `Release` store and read after its
@@ -182,12 +231,18 @@ impl<'r> Storage<'r> {
     }
 }
 
-pub(crate) struct Ring<T> {
+/// What every push reads, on one cache line (see "Two lines"): `tail`, the
+/// publishers' cached view of `head`, the storage and its geometry, and the
+/// owner's fields `P` (an inbox's state word, high-water mark, `parked`).
+#[repr(C)]
+struct PutSide<P> {
     /// Next position to reserve. Only grows; moved by CAS (publishers).
-    tail: CachePadded<AtomicUsize>,
-    /// Next position to take; `head ≤ tail`. Only grows; moved by CAS (the
-    /// receiver by a batch, displacing publishers by one).
-    head: CachePadded<AtomicUsize>,
+    tail: AtomicUsize,
+    /// A value `head` had at some point: a lower bound on it, so a room
+    /// computed from it is never too large. Refreshed from `head` by a
+    /// publisher whose cached view would leave it short of room or past half
+    /// the limit (see "Two lines").
+    head_seen: AtomicUsize,
     /// Null until the first `reserve` installs it (CAS from null), then fixed
     /// until `Drop`: one allocation of `size` stamps, then `size` slots at
     /// byte offset `slots_at`.
@@ -200,10 +255,41 @@ pub(crate) struct Ring<T> {
     /// lap of the slot's own (a lap is at most 2^24 positions,
     /// `MAX_CAPACITY`), never 2^32 apart.
     storage: AtomicPtr<u8>,
-    slots_at: usize,
+    geo: Geometry,
+    extra: P,
+}
+
+/// What every take reads, on another line: `head`, the takers' copy of the
+/// storage pointer, the geometry again, and the owner's fields `R` (an
+/// inbox's expected position and lag).
+#[repr(C)]
+struct TakeSide<R> {
+    /// Next position to take; `head ≤ tail`. Only grows; moved by CAS (the
+    /// receiver by a batch, displacing publishers by one).
+    head: AtomicUsize,
+    /// Null, or the installed storage (copied from `PutSide::storage` by the
+    /// first take that found it installed).
+    storage: AtomicPtr<u8>,
+    geo: Geometry,
+    extra: R,
+}
+
+/// A ring's fixed shape, kept on both lines.
+#[derive(Clone, Copy)]
+struct Geometry {
     mask: usize,
+    /// Byte offset of the slots in the storage.
+    slots_at: u32,
     /// Positions that may be reserved and not yet taken.
-    cap: usize,
+    cap: u32,
+}
+
+/// A ring, with `P` kept on its publishers' line and `R` on its taker's
+/// (`()` for a sequencer's log).
+#[repr(C)]
+pub(crate) struct Ring<T, P = (), R = ()> {
+    put: CachePadded<PutSide<P>>,
+    take: CachePadded<TakeSide<R>>,
     /// The ring owns message references (as raw pointers): it is `Send` and
     /// `Sync` exactly when the handles are.
     _owns: PhantomData<Counted<Envelope<T>>>,
@@ -215,6 +301,10 @@ pub(crate) struct Ring<T> {
 pub(crate) struct Run<'r, T> {
     pub(crate) pos: usize,
     pub(crate) n: usize,
+    /// Positions in use (reserved, not taken) after this reservation, when it
+    /// read `head` itself; 0 when the publishers' cached view of `head` showed
+    /// room enough (then fewer than half the limit were in use).
+    pub(crate) depth: usize,
     /// The ring is sealed: nothing will ever be reserved again (`n == 0`).
     pub(crate) sealed: bool,
     store: Storage<'r>,
@@ -258,69 +348,154 @@ impl<T> Ring<T> {
     /// A ring of `cap` positions; allocates nothing beyond the struct (the
     /// storage comes with the first `reserve`).
     pub(crate) fn new(cap: usize) -> Self {
+        Ring::with(cap, (), ())
+    }
+}
+
+impl<T, P, R> Ring<T, P, R> {
+    /// [`Ring::new`], with the owner's fields `put` on the publishers' line
+    /// and `take` on the taker's.
+    pub(crate) fn with(cap: usize, put: P, take: R) -> Self {
         let cap = cap.max(1);
         let size = cap.next_power_of_two();
-        Ring {
-            tail: CachePadded::new(AtomicUsize::new(0)),
-            head: CachePadded::new(AtomicUsize::new(0)),
-            storage: AtomicPtr::new(ptr::null_mut()),
-            slots_at: storage_layout(size).1,
+        let slots_at = storage_layout(size).1;
+        let geo = Geometry {
             mask: size - 1,
-            cap,
+            slots_at: u32::try_from(slots_at).expect("size ≤ MAX_CAPACITY"),
+            cap: u32::try_from(cap).expect("cap ≤ MAX_CAPACITY"),
+        };
+        Ring {
+            put: CachePadded::new(PutSide {
+                tail: AtomicUsize::new(0),
+                head_seen: AtomicUsize::new(0),
+                storage: AtomicPtr::new(ptr::null_mut()),
+                geo,
+                extra: put,
+            }),
+            take: CachePadded::new(TakeSide {
+                head: AtomicUsize::new(0),
+                storage: AtomicPtr::new(ptr::null_mut()),
+                geo,
+                extra: take,
+            }),
             _owns: PhantomData,
         }
     }
 
+    /// The owner's fields on the publishers' line.
+    #[inline]
+    pub(crate) fn put_extra(&self) -> &P {
+        &self.put.extra
+    }
+
+    /// The owner's fields on the taker's line.
+    #[inline]
+    pub(crate) fn take_extra(&self) -> &R {
+        &self.take.extra
+    }
+
+    /// Brings the publishers' line of this ring into the cache ahead of a
+    /// push (a hint: no effect on what the program computes).
+    // Under loom the walk does not prefetch (`Inbox::prefetch`).
+    #[cfg_attr(loom, allow(dead_code))]
+    #[inline]
+    pub(crate) fn prefetch_put(&self) {
+        prefetch(std::ptr::from_ref(&self.put).cast());
+    }
+
+    /// Brings the stamp and the slot of the position the next push would
+    /// fill into the cache (a hint; reads `tail` and the storage `Relaxed`).
+    // Under loom the walk does not prefetch (`Inbox::prefetch`).
+    #[cfg_attr(loom, allow(dead_code))]
+    #[inline]
+    pub(crate) fn prefetch_next_slot(&self) {
+        let base = self.put.storage.load(Ordering::Relaxed);
+        if base.is_null() {
+            return;
+        }
+        let store = self.view(self.put.geo, base);
+        let t = self.put.tail.load(Ordering::Relaxed);
+        prefetch(store.stamps.wrapping_add(t & store.mask).cast());
+        prefetch(store.slots.wrapping_add(t & store.mask).cast());
+    }
+
     pub(crate) fn capacity(&self) -> usize {
-        self.cap
+        self.put.geo.cap as usize
     }
 
     /// A ring whose positions start at `start` (a multiple of the size), to
     /// test stamps across the 32-bit wrap. Its storage is installed here, with
     /// stamps for the positions from `start`.
     #[cfg(all(test, not(loom)))]
-    fn starting_at(cap: usize, start: usize) -> Self {
+    fn starting_at(cap: usize, start: usize) -> Ring<T> {
         let r = Ring::new(cap);
-        assert_eq!(start & r.mask, 0);
-        r.head.store(start, Ordering::Relaxed);
-        r.tail.store(start, Ordering::Relaxed);
+        assert_eq!(start & r.put.geo.mask, 0);
+        r.take.head.store(start, Ordering::Relaxed);
+        r.put.tail.store(start, Ordering::Relaxed);
         r.install(start);
         r
     }
 
     fn size(&self) -> usize {
-        self.mask + 1
+        self.put.geo.mask + 1
     }
 
     /// The view of the storage at `base` (non-null, installed in this ring).
     #[inline]
-    fn view(&self, base: *mut u8) -> Storage<'_> {
+    fn view(&self, geo: Geometry, base: *mut u8) -> Storage<'_> {
         Storage {
             stamps: base.cast::<AtomicU32>(),
             // `wrapping_add`: no `unsafe` for an offset that stays inside the
             // allocation (`storage_layout`).
-            slots: base.wrapping_add(self.slots_at).cast::<Slot>(),
-            mask: self.mask,
+            slots: base.wrapping_add(geo.slots_at as usize).cast::<Slot>(),
+            mask: geo.mask,
             _ring: PhantomData,
         }
     }
 
-    /// The storage, if installed. Acquire: pairs with the installing CAS, so
-    /// the stamps it was initialised with are visible.
+    /// The storage, if installed, read from the publishers' line. Acquire:
+    /// pairs with the installing CAS, so the stamps it was initialised with
+    /// are visible.
     #[inline]
     fn storage(&self) -> Option<Storage<'_>> {
-        let base = self.storage.load(Ordering::Acquire);
+        let base = self.put.storage.load(Ordering::Acquire);
         if base.is_null() {
             None
         } else {
-            Some(self.view(base))
+            Some(self.view(self.put.geo, base))
         }
+    }
+
+    /// [`Ring::storage`] for a taker, read from the taker's line (its copy).
+    /// Acquire: pairs with the Release store of the copy below, which was
+    /// made after an Acquire load of the installed pointer, so the
+    /// initialised stamps are visible through either.
+    #[inline]
+    fn taker_storage(&self) -> Option<Storage<'_>> {
+        let base = self.take.storage.load(Ordering::Acquire);
+        if base.is_null() {
+            return self.copy_storage();
+        }
+        Some(self.view(self.take.geo, base))
+    }
+
+    /// The taker's copy is not made yet: copy the installed pointer (if any).
+    /// Every thread that copies stores the same pointer (it never changes
+    /// once installed), so racing copies agree.
+    #[cold]
+    fn copy_storage(&self) -> Option<Storage<'_>> {
+        let base = self.put.storage.load(Ordering::Acquire);
+        if base.is_null() {
+            return None;
+        }
+        self.take.storage.store(base, Ordering::Release);
+        Some(self.view(self.take.geo, base))
     }
 
     /// Installs the storage now, if no push did yet (for a hub without
     /// `lazy_rings`: the allocation is then part of `subscribe`).
     pub(crate) fn allocate(&self) {
-        if self.storage.load(Ordering::Acquire).is_null() {
+        if self.put.storage.load(Ordering::Acquire).is_null() {
             self.install(0);
         }
     }
@@ -350,13 +525,13 @@ impl<T> Ring<T> {
         // Release (success): a thread whose Acquire load reads this pointer
         // sees the initialised stamps and slots. Acquire (failure): this thread
         // sees the winner's.
-        match self.storage.compare_exchange(ptr::null_mut(), mine, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => self.view(mine),
+        match self.put.storage.compare_exchange(ptr::null_mut(), mine, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => self.view(self.put.geo, mine),
             Err(theirs) => {
                 // SAFETY: `mine` was allocated above with this ring's size and
                 // never published: no other thread can see it.
                 unsafe { free_storage(mine, size) };
-                self.view(theirs)
+                self.view(self.put.geo, theirs)
             }
         }
     }
@@ -364,20 +539,20 @@ impl<T> Ring<T> {
     /// The next position to reserve (`tail` without the seal bit): where a
     /// message that did not fit would have gone.
     pub(crate) fn tail(&self) -> usize {
-        self.tail.load(Ordering::Acquire) & !SEALED
+        self.put.tail.load(Ordering::Acquire) & !SEALED
     }
 
     /// The next position to take.
     pub(crate) fn head(&self) -> usize {
-        self.head.load(Ordering::Acquire)
+        self.take.head.load(Ordering::Acquire)
     }
 
     /// Reserved and not yet taken (may count a message still being written).
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        let t = self.tail.load(Ordering::Acquire) & !SEALED;
-        let h = self.head.load(Ordering::Acquire);
-        t.saturating_sub(h).min(self.cap)
+        let t = self.put.tail.load(Ordering::Acquire) & !SEALED;
+        let h = self.take.head.load(Ordering::Acquire);
+        t.saturating_sub(h).min(self.capacity())
     }
 
     /// Reserves up to `want` positions with one CAS; returns the run (`n == 0`
@@ -385,7 +560,7 @@ impl<T> Ring<T> {
     /// before `tail` moves.
     #[inline]
     pub(crate) fn reserve(&self, want: usize) -> Run<'_, T> {
-        self.reserve_within(self.cap, want)
+        self.reserve_within(self.capacity(), want)
     }
 
     /// [`Ring::reserve`], leaving at most `limit` positions in use (reserved
@@ -401,31 +576,91 @@ impl<T> Ring<T> {
             // Nothing was ever reserved, so positions start at 0.
             None => self.install(0),
         };
-        let limit = limit.min(self.cap);
-        let mut t = self.tail.load(Ordering::Relaxed);
+        let limit = limit.min(self.capacity());
+        let mut t = self.put.tail.load(Ordering::Relaxed);
+        // Relaxed: `head_seen` is only a lower bound on `head`, used to
+        // compute a room that can only be too small. It orders nothing: a
+        // slot is reused only once its stamp says it was freed (`Run::fill`
+        // waits for that with Acquire).
+        let mut h = self.put.head_seen.load(Ordering::Relaxed);
+        let mut fresh = false;
         loop {
             if t & SEALED != 0 {
-                return Run { pos: t & !SEALED, n: 0, sealed: true, store, _msgs: PhantomData };
+                return Run { pos: t & !SEALED, n: 0, depth: 0, sealed: true, store, _msgs: PhantomData };
             }
-            let h = self.head.load(Ordering::Acquire);
             if h > t {
                 // `t` is stale: others reserved and took meanwhile.
-                t = self.tail.load(Ordering::Relaxed);
+                t = self.put.tail.load(Ordering::Relaxed);
+                continue;
+            }
+            if !fresh && (t - h).saturating_add(want) > limit / 2 {
+                // The cached view is short of room, or past half the limit:
+                // read `head` itself (and remember it for the next push).
+                h = self.take.head.load(Ordering::Acquire);
+                self.put.head_seen.store(h, Ordering::Relaxed);
+                fresh = true;
                 continue;
             }
             let free = limit.saturating_sub(t - h);
             if free == 0 {
-                // `tail` only grows, so the ring was at the limit when `head`
-                // was read.
-                return Run { pos: t, n: 0, sealed: false, store, _msgs: PhantomData };
+                // `fresh` (the cached view never says full), and `tail` only
+                // grows, so the ring was at the limit when `head` was read.
+                return Run { pos: t, n: 0, depth: t - h, sealed: false, store, _msgs: PhantomData };
             }
             let n = free.min(want);
-            match self.tail.compare_exchange_weak(t, t + n, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Run { pos: t, n, sealed: false, store, _msgs: PhantomData },
-                // A seal makes this fail too; the next turn sees its bit.
-                Err(cur) => t = cur,
+            match self.put.tail.compare_exchange_weak(t, t + n, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    let depth = if fresh { t + n - h } else { 0 };
+                    return Run { pos: t, n, depth, sealed: false, store, _msgs: PhantomData };
+                }
+                Err(cur) => {
+                    // A seal makes this fail too; the next turn sees its bit.
+                    // Others reserved meanwhile: look at `head` again if the
+                    // room is short now.
+                    t = cur;
+                    fresh = false;
+                }
             }
         }
+    }
+
+    /// The single-message fast path of [`Ring::reserve_within`] followed by
+    /// [`Run::write`]: pushes `make()` if the storage is installed, the ring
+    /// is not sealed, the publishers' cached view of `head` shows it below
+    /// half the limit after the push, and the one CAS on `tail` succeeds.
+    /// False (and `make` not called) otherwise: the caller takes the general
+    /// path, which decides every other case.
+    #[inline]
+    pub(crate) fn try_push_one(&self, limit: usize, make: impl FnOnce() -> Message<T>) -> bool {
+        let put = &*self.put;
+        // Acquire: as in `Ring::storage`.
+        let base = put.storage.load(Ordering::Acquire);
+        if base.is_null() {
+            return false;
+        }
+        let t = put.tail.load(Ordering::Relaxed);
+        // Relaxed: a lower bound on `head` (see `PutSide::head_seen`).
+        let h = put.head_seen.load(Ordering::Relaxed);
+        // One comparison covers the sealed bit in `t` and a stale `t` below
+        // `h` (both wrap to a huge difference): the general path sorts them
+        // out. Otherwise `t - h + 1 ≤ limit / 2`, as `reserve_within` asks of
+        // its cached view.
+        if t.wrapping_sub(h) >= limit.min(put.geo.cap as usize) / 2 {
+            return false;
+        }
+        if put.tail.compare_exchange_weak(t, t + 1, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        let run = Run {
+            pos: t,
+            n: 1,
+            depth: 0,
+            sealed: false,
+            store: self.view(put.geo, base),
+            _msgs: PhantomData,
+        };
+        run.write(0, make());
+        true
     }
 
     /// Seals the ring: no position can be reserved after this returns (see
@@ -433,7 +668,7 @@ impl<T> Ring<T> {
     pub(crate) fn seal(&self) -> usize {
         // AcqRel: ordered after every reservation that precedes it in
         // `tail`'s modification order, and the storage they installed.
-        self.tail.fetch_or(SEALED, Ordering::AcqRel) & !SEALED
+        self.put.tail.fetch_or(SEALED, Ordering::AcqRel) & !SEALED
     }
 
     /// Takes up to `max` messages of a sealed ring in order, waiting for
@@ -444,7 +679,7 @@ impl<T> Ring<T> {
         let backoff = Backoff::new();
         loop {
             let n = self.take(max, &mut out);
-            if n > 0 || self.head.load(Ordering::Acquire) >= end {
+            if n > 0 || self.take.head.load(Ordering::Acquire) >= end {
                 return n;
             }
             // Reserved before the seal, not written yet.
@@ -494,8 +729,8 @@ impl<T> Ring<T> {
         let store = self.storage()?;
         let backoff = Backoff::new();
         loop {
-            let h = self.head.load(Ordering::Acquire);
-            if h >= self.tail.load(Ordering::Acquire) & !SEALED {
+            let h = self.take.head.load(Ordering::Acquire);
+            if h >= self.put.tail.load(Ordering::Acquire) & !SEALED {
                 return None;
             }
             if store.stamp(h).load(Ordering::Acquire) != stamp(h + 1) {
@@ -504,7 +739,7 @@ impl<T> Ring<T> {
                 backoff.snooze();
                 continue;
             }
-            if self.head.compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if self.take.head.compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 return Some(self.take_claimed(store, h));
             }
         }
@@ -554,10 +789,10 @@ impl<T> Ring<T> {
     /// Whether the oldest position is written and not taken: what the one
     /// receiver would take next.
     pub(crate) fn has_ready(&self) -> bool {
-        let Some(store) = self.storage() else {
+        let Some(store) = self.taker_storage() else {
             return false;
         };
-        let h = self.head.load(Ordering::Acquire);
+        let h = self.take.head.load(Ordering::Acquire);
         store.stamp(h).load(Ordering::Acquire) == stamp(h + 1)
     }
 
@@ -573,10 +808,10 @@ impl<T> Ring<T> {
         bound: impl FnOnce() -> usize,
         mut out: impl FnMut(Message<T>),
     ) -> Option<usize> {
-        let Some(store) = self.storage() else {
+        let Some(store) = self.taker_storage() else {
             return Some(0);
         };
-        let max = max.min(self.cap);
+        let max = max.min(self.capacity());
         let mut n = 0;
         // Acquire: pairs with the writer's Release of the stamp.
         while n < max && store.stamp(from + n).load(Ordering::Acquire) == stamp(from + n + 1) {
@@ -584,13 +819,28 @@ impl<T> Ring<T> {
         }
         n = n.min(bound().saturating_sub(from));
         if n == 0 {
-            return (self.head.load(Ordering::Acquire) == from).then_some(0);
+            return (self.take.head.load(Ordering::Acquire) == from).then_some(0);
         }
-        self.head.compare_exchange(from, from + n, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+        self.take.head.compare_exchange(from, from + n, Ordering::AcqRel, Ordering::Relaxed).ok()?;
         for pos in from..from + n {
             out(self.take_claimed(store, pos));
         }
         Some(n)
+    }
+
+    /// [`Ring::take_from`] for one message: position `from` if it is written
+    /// and below `bound()` (read after its stamp), claimed with one CAS on
+    /// `head`. `None` when it is not ready, not below the bound, or `head` is
+    /// no longer `from`. Called by the ring's one receiver.
+    #[inline]
+    pub(crate) fn take_one_at(&self, from: usize, bound: impl FnOnce() -> usize) -> Option<Message<T>> {
+        let store = self.taker_storage()?;
+        // Acquire: pairs with the writer's Release of the stamp.
+        if store.stamp(from).load(Ordering::Acquire) != stamp(from + 1) || bound() <= from {
+            return None;
+        }
+        self.take.head.compare_exchange(from, from + 1, Ordering::AcqRel, Ordering::Relaxed).ok()?;
+        Some(self.take_claimed(store, from))
     }
 
     /// Claims up to `max` ready positions from `head` with one CAS and hands
@@ -598,12 +848,12 @@ impl<T> Ring<T> {
     #[inline]
     fn take_with(&self, max: usize, mut take: impl FnMut(Storage<'_>, usize)) -> usize {
         // No storage: nothing was ever reserved, so nothing is ready.
-        let Some(store) = self.storage() else {
+        let Some(store) = self.taker_storage() else {
             return 0;
         };
-        let max = max.min(self.cap);
+        let max = max.min(self.capacity());
         loop {
-            let h = self.head.load(Ordering::Acquire);
+            let h = self.take.head.load(Ordering::Acquire);
             let mut n = 0;
             // Acquire: pairs with the writer's Release of the stamp.
             while n < max && store.stamp(h + n).load(Ordering::Acquire) == stamp(h + n + 1) {
@@ -612,7 +862,7 @@ impl<T> Ring<T> {
             if n == 0 {
                 return 0;
             }
-            if self.head.compare_exchange(h, h + n, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+            if self.take.head.compare_exchange(h, h + n, Ordering::AcqRel, Ordering::Relaxed).is_err() {
                 // A displacer took the oldest: count again.
                 continue;
             }
@@ -652,14 +902,14 @@ unsafe fn free_storage(base: *mut u8, size: usize) {
     }
 }
 
-impl<T> Drop for Ring<T> {
+impl<T, P, R> Drop for Ring<T, P, R> {
     fn drop(&mut self) {
         // No storage: nothing was ever reserved, nothing to free.
         let Some(store) = self.storage() else {
             return;
         };
-        let head = self.head.load(Ordering::Acquire);
-        let tail = self.tail.load(Ordering::Acquire) & !SEALED;
+        let head = self.take.head.load(Ordering::Acquire);
+        let tail = self.put.tail.load(Ordering::Acquire) & !SEALED;
         for pos in head..tail {
             if store.stamp(pos).load(Ordering::Acquire) == stamp(pos + 1) {
                 let p = store.slot(pos).ptr.load(Ordering::Relaxed);
@@ -672,7 +922,7 @@ impl<T> Drop for Ring<T> {
                 drop(unsafe { Counted::<Envelope<T>>::from_raw(p) });
             }
         }
-        let base = self.storage.load(Ordering::Relaxed);
+        let base = self.put.storage.load(Ordering::Relaxed);
         // SAFETY: `base` was installed by `Ring::install` for this ring's size;
         // `&mut self`: no other thread holds the ring, and no `Storage` view
         // outlives a borrow of it. The messages left were dropped above.
@@ -721,7 +971,7 @@ mod tests {
 
     #[test]
     fn stamps_survive_the_32_bit_wrap() {
-        let r = Ring::starting_at(4, (1usize << 32) - 8);
+        let r = Ring::<u64>::starting_at(4, (1usize << 32) - 8);
         let mut next = 0;
         let mut expect = 0;
         for _ in 0..6 {
@@ -794,7 +1044,7 @@ mod tests {
 
     /// The installed storage's address (null when none).
     fn base(r: &Ring<u64>) -> *mut u8 {
-        r.storage.load(Ordering::Relaxed)
+        r.put.storage.load(Ordering::Relaxed)
     }
 
     #[test]

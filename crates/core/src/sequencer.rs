@@ -347,15 +347,15 @@ fn deliver<T>(
         *pre = msg.as_ref().map(|m| m.inner.prepay(members));
     }
     let pres = &pres[..run.len()];
-    set.for_each_from(start, |inbox| {
+    // Wakes the members that queued, one fence per group (see `members.rs`).
+    let wakes = set.offer_each_from(start, |inbox| {
         let (queued, evicted) = inbox.offer_run(pres, priority, r);
         if evicted {
             evict(inbox);
         }
-        if queued {
-            r.wakes += u64::from(inbox.notify());
-        }
+        queued
     });
+    r.wakes += wakes;
 }
 
 /// Writes a hole into a reserved position unless the publish filled it: the

@@ -127,6 +127,15 @@ fn walks_from_any_start_visit_every_member_once() {
     for start in [0, 1, 2, 5, 17, 1000] {
         let mut seen: Vec<u64> = Vec::new();
         m.for_each_from(start, |i| seen.push(i.id.0));
+        // The walk's loop (prefetching, wakes in groups) visits the same
+        // members in the same order.
+        let mut walked: Vec<u64> = Vec::new();
+        let wakes = m.offer_each_from(start, |i| {
+            walked.push(i.id.0);
+            i.id.0 % 3 == 0
+        });
+        assert_eq!(walked, seen, "start {start}");
+        assert_eq!(wakes, 0, "nobody parked");
         seen.sort();
         assert_eq!(seen, (0..200).collect::<Vec<_>>(), "start {start}");
     }
