@@ -204,7 +204,7 @@ fn a_restarted_hub_never_continues_a_lost_stream() {
 /// between replay and live.
 #[test]
 fn joins_from_a_position_race_publishers_without_gap_or_duplicate() {
-    let rounds = if cfg!(miri) { 2 } else { 300 };
+    let rounds = if cfg!(miri) { 2 } else { 100 };
     let hub = Hub::<u64>::builder().history(4096, HOUR).capacity(8192).build().unwrap();
     let topic = hub.topic("t");
     let stop = Arc::new(AtomicBool::new(false));

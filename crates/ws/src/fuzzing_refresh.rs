@@ -3,7 +3,7 @@
 //! `refresh` calls carrying fuzzed tokens, and the invariants that must hold
 //! whatever the token:
 //!
-//! - every reply is a well-formed JSON-RPC response ([`super::check_reply`]);
+//! - every reply is a well-formed JSON-RPC response ([`check_reply`](crate::fuzzing::check_reply));
 //! - a refresh that succeeds carried a token the gateway's verifier accepts,
 //!   of the session's own subject; the session's permissions are then exactly
 //!   the token's, its deadline is the token's `exp`, and every topic it is
