@@ -277,6 +277,17 @@ impl WsConfig {
         if self.read_buffer_size < 256 {
             return err("read_buffer_size", "must be at least 256 bytes");
         }
+        // Per connection, allocated at the upgrade: a typo here used to abort
+        // the process (allocation failure) or panic every connection task
+        // (tungstenite asserts its write buffer below its maximum) at the
+        // first client, not at start.
+        for (field, v) in
+            [("read_buffer_size", self.read_buffer_size), ("write_buffer_size", self.write_buffer_size)]
+        {
+            if v > MAX_BUFFER {
+                return err(field, "must be at most 64 MiB");
+            }
+        }
         if self.max_batch == 0 {
             return err("max_batch", "must be at least 1");
         }
@@ -345,15 +356,22 @@ impl WsConfig {
         Ok(())
     }
 
-    /// The tungstenite settings these imply.
+    /// The tungstenite settings these imply. tungstenite's own write buffer
+    /// carries only pongs and close frames (pushes go through the frame
+    /// writer), so it is bounded at the write buffer size plus 64 KiB: a
+    /// client that pings without reading fails there instead of growing it.
     pub fn websocket_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(self.read_buffer_size)
             .write_buffer_size(self.write_buffer_size)
+            .max_write_buffer_size(self.write_buffer_size + 64 * 1024)
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size))
     }
 }
+
+/// Largest read or write buffer per connection.
+const MAX_BUFFER: usize = 64 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -390,6 +408,24 @@ mod tests {
             assert!(e.to_string().contains("at most"), "{e}");
         }
         assert!(WsConfig { ping_interval: MAX_DURATION, ..WsConfig::default() }.validate().is_ok());
+    }
+
+    /// Buffer sizes that would abort or panic at the first connection are
+    /// errors at start (review finding on issue 14, item 14).
+    #[test]
+    fn huge_buffers_are_errors() {
+        for cfg in [
+            WsConfig { read_buffer_size: usize::MAX, ..WsConfig::default() },
+            WsConfig { write_buffer_size: usize::MAX, ..WsConfig::default() },
+            WsConfig { read_buffer_size: MAX_BUFFER + 1, ..WsConfig::default() },
+        ] {
+            assert!(cfg.validate().unwrap_err().to_string().contains("64 MiB"));
+        }
+        let ok = WsConfig { write_buffer_size: MAX_BUFFER, ..WsConfig::default() };
+        assert!(ok.validate().is_ok());
+        // What tungstenite asserts at each connection holds.
+        let c = ok.websocket_config();
+        assert!(c.max_write_buffer_size > c.write_buffer_size);
     }
 
     #[test]
