@@ -555,3 +555,38 @@ fn loom_join_from_a_position_racing_a_publisher() {
         assert!(i.leave("t").is_some());
     });
 }
+
+/// A join waiting for the walk while two publishers race it: the publishers
+/// leave the walk to the join while it waits ("Joins go first" in
+/// `sequencer.rs`), and no message is left in the log with nobody to walk
+/// it: the subscriber gets everything after its position, in order, once.
+#[test]
+fn loom_join_racing_two_publishers() {
+    use crate::config::TopicOptions;
+    use crate::recovery::{self, JoinFrom};
+    use crate::topic::{Position, TopicInner};
+    loom::model(|| {
+        let options = TopicOptions { history_size: 4, history_ttl: std::time::Duration::from_secs(60) };
+        let topic = Arc::new(TopicInner::<u64>::new("t".into(), 7, 16, options));
+        let ps: Vec<_> = (1..3)
+            .map(|v| {
+                let topic = topic.clone();
+                thread::spawn(move || publish(&topic.seq, &topic.members, v))
+            })
+            .collect();
+        let i = inbox(1, 4, Overflow::DropNewest);
+        let mut r = PublishReport::default();
+        let from = JoinFrom::After(Position { epoch: 7, seq: 0 });
+        let j = recovery::join_at(&topic, &i, from, 0, &mut r, &|_: &Arc<Inbox<u64>>| {}).unwrap();
+        for p in ps {
+            p.join().unwrap();
+        }
+        assert!(j.recovered, "{j:?}");
+        let mut got = Vec::new();
+        while let Ok(m) = i.try_pop() {
+            got.push(m.seq());
+        }
+        assert_eq!(got, vec![1, 2], "replay then live, nothing missing, nothing twice");
+        assert!(i.leave("t").is_some());
+    });
+}

@@ -72,6 +72,24 @@
 //! the subscriber joined and is in the replay, every later one reaches it
 //! live, in order, with no gap and no duplicate at the hand-off.
 //!
+//! # Joins go first
+//!
+//! A join waiting for the walk (`walk_blocking`) could lose every race for
+//! it to publishers under steady publishing, and wait through walk after
+//! walk. So it counts itself in `waiting` first, and a publisher that sees
+//! the count up does not take the walk: it leaves its message in the log.
+//! The join takes the walk when the walker in progress ends, delivers what
+//! is ready (that message included), and its own end re-checks the log as
+//! every walker's does. The count goes down when the join has the walk,
+//! before that walk's end and its fence: a publisher whose load (after its
+//! fence) saw the count up is ordered before that decrement, so the join's
+//! end sees its message; one that sees it down sees `walking` as the join
+//! left it, and walks itself. The loom models of joins racing publishers
+//! (`loom_join_from_a_position_racing_a_publisher`,
+//! `loom_join_racing_two_publishers`) check that no message is left behind;
+//! that a join no longer waits through walk after walk is a liveness gain,
+//! measured with `fanout-bench history` (docs/benchmarks.md).
+//!
 //! # Holes
 //!
 //! A publish whose `make` panics has reserved a number it cannot fill. Its
@@ -88,7 +106,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::history::HistoryBuf;
 use crate::inbox::Inbox;
-use crate::loom::{fence, AtomicBool, Backoff, Ordering, UnsafeCell};
+use crate::loom::{fence, AtomicBool, AtomicUsize, Backoff, Ordering, UnsafeCell};
 use crate::members::Members;
 use crate::message::{Envelope, Message, Priority};
 use crate::ring::{Ring, Run};
@@ -112,6 +130,9 @@ pub(crate) struct Sequencer<T> {
     /// sees the log and the history as the last walker left them), released
     /// by a `Release` store.
     walking: CachePadded<AtomicBool>,
+    /// Joins and history reads waiting for the walk. While it is not zero,
+    /// publishers leave the walk to them (see "Joins go first").
+    waiting: AtomicUsize,
     /// The topic's recent past. Reached only through a [`Walk`]: `walking`
     /// is its exclusion.
     history: UnsafeCell<HistoryBuf<T>>,
@@ -152,6 +173,7 @@ impl<T> Sequencer<T> {
         Sequencer {
             log: Ring::new(LOG),
             walking: CachePadded::new(AtomicBool::new(false)),
+            waiting: AtomicUsize::new(0),
             history: UnsafeCell::new(HistoryBuf::new(history, ttl)),
             keeps_history: history > 0,
             ttl,
@@ -192,6 +214,17 @@ impl<T> Sequencer<T> {
     #[inline]
     pub(crate) fn try_walk(&self) -> Option<Walk<'_, T>> {
         fence(Ordering::SeqCst);
+        // A join is waiting: it takes the walk next and delivers what is
+        // ready, this message included (see "Joins go first").
+        if self.waiting.load(Ordering::SeqCst) != 0 {
+            return None;
+        }
+        self.take_walk()
+    }
+
+    /// The CAS that takes the walk.
+    #[inline]
+    fn take_walk(&self) -> Option<Walk<'_, T>> {
         let free = !self.walking.load(Ordering::Relaxed)
             && self.walking.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok();
         // Not `then_some`: its argument is built (and dropped, releasing the
@@ -204,11 +237,17 @@ impl<T> Sequencer<T> {
     }
 
     /// Waits for the walk (a join or a history read: never a publisher). The
-    /// wait lasts at most the walk in progress, plus its thread's preemption.
+    /// wait lasts at most the walk in progress, plus its thread's preemption:
+    /// while it waits, publishers leave the walk to it ("Joins go first").
     pub(crate) fn walk_blocking(&self) -> Walk<'_, T> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
         let backoff = Backoff::new();
         loop {
-            if let Some(w) = self.try_walk() {
+            if let Some(w) = self.take_walk() {
+                // Before this walk ends (its fence): a publisher that sees
+                // the count still up leaves its message to this walk, whose
+                // end then sees it.
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
                 return w;
             }
             backoff.snooze();
