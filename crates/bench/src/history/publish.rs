@@ -1,0 +1,202 @@
+//! Publishing with history on vs off: one topic, N subscribers, runs of 64,
+//! rounds alternating off / on in one process (see the module docs of
+//! `history`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use fanout_core::Hub;
+use serde::Serialize;
+
+use super::{median, Settings, BATCH, HISTORY_SIZE, HISTORY_TTL};
+use crate::hub::tasks::{self, Pace, Progress, Target, Tick};
+use crate::hub::{hist, ns};
+
+/// The topic every subscriber joins.
+const TOPIC: &str = "history-cost";
+/// A run gives up waiting for deliveries after this long without progress.
+const STALL: Duration = Duration::from_secs(2);
+
+/// One side (history off, or on): medians over rounds.
+#[derive(Serialize, Clone, Debug)]
+pub struct Side {
+    /// `off` or `on`.
+    pub history: &'static str,
+    pub history_size: usize,
+    /// Median over rounds of wall ns per delivery.
+    pub ns_per_delivery: f64,
+    /// Each round's ns per delivery, in order.
+    pub ns_per_delivery_rounds: Vec<f64>,
+    pub deliveries_per_sec: f64,
+    /// Deliveries per run (every subscriber × messages).
+    pub deliveries: u64,
+    pub deliveries_per_wake: f64,
+    /// publish_many call (64 messages) latency, median over rounds of each round's p50 / p99.
+    pub publish_p50_ns: u64,
+    pub publish_p99_ns: u64,
+    /// Messages a subscriber did not receive, summed over rounds.
+    pub lost: u64,
+    pub evicted: u64,
+}
+
+/// The comparison.
+#[derive(Serialize, Clone, Debug)]
+pub struct PublishCost {
+    pub subscribers: usize,
+    pub batch: u64,
+    pub messages_per_subscriber: u64,
+    pub rounds: usize,
+    pub off: Side,
+    pub on: Side,
+    /// on ÷ off of the median ns per delivery (1.05 = 5 % slower with history).
+    pub ratio_on_over_off: f64,
+    /// on ÷ off per round (round i's on run came right after its off run).
+    pub ratio_rounds: Vec<f64>,
+    /// (ratio − 1) × 100.
+    pub slower_percent: f64,
+    pub target: &'static str,
+    pub target_met: bool,
+}
+
+struct Run {
+    elapsed: Duration,
+    deliveries: u64,
+    expected: u64,
+    wakes: u64,
+    evicted: u64,
+    publish: hdrhistogram::Histogram<u64>,
+}
+
+/// Runs the comparison.
+pub fn run(s: &Settings, say: &dyn Fn(&str)) -> PublishCost {
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    for round in 0..s.publish_rounds {
+        for history in [false, true] {
+            let r = one(s.publish_subscribers, s.publish_messages_per_subscriber, history);
+            say(&format!(
+                "publish N={} batch {BATCH} history {:<3} round {}: {:.2} ns/delivery, {:.1}/wake, lost {}",
+                s.publish_subscribers,
+                if history { "on" } else { "off" },
+                round + 1,
+                ns(r.elapsed) as f64 / r.deliveries.max(1) as f64,
+                r.deliveries as f64 / r.wakes.max(1) as f64,
+                r.expected - r.deliveries
+            ));
+            if history {
+                on.push(r)
+            } else {
+                off.push(r)
+            }
+        }
+    }
+    let off = side("off", 0, &off);
+    let on = side("on", HISTORY_SIZE, &on);
+    let ratio = on.ns_per_delivery / off.ns_per_delivery;
+    let ratio_rounds =
+        on.ns_per_delivery_rounds.iter().zip(&off.ns_per_delivery_rounds).map(|(a, b)| a / b).collect();
+    PublishCost {
+        subscribers: s.publish_subscribers,
+        batch: BATCH,
+        messages_per_subscriber: s.publish_messages_per_subscriber,
+        rounds: s.publish_rounds,
+        off,
+        on,
+        ratio_on_over_off: ratio,
+        ratio_rounds,
+        slower_percent: (ratio - 1.0) * 100.0,
+        target: "history on <= 5 % slower than off (ns per delivery, medians, same run)",
+        target_met: ratio <= 1.05,
+    }
+}
+
+fn side(history: &'static str, size: usize, runs: &[Run]) -> Side {
+    let nspd: Vec<f64> = runs.iter().map(|r| ns(r.elapsed) as f64 / r.deliveries.max(1) as f64).collect();
+    let med = median(nspd.clone());
+    let p = |q: f64| median(runs.iter().map(|r| r.publish.value_at_quantile(q) as f64).collect()) as u64;
+    Side {
+        history,
+        history_size: size,
+        ns_per_delivery: med,
+        ns_per_delivery_rounds: nspd,
+        deliveries_per_sec: 1e9 / med,
+        deliveries: runs.first().map_or(0, |r| r.expected),
+        deliveries_per_wake: median(
+            runs.iter().map(|r| r.deliveries as f64 / r.wakes.max(1) as f64).collect(),
+        ),
+        publish_p50_ns: p(0.5),
+        publish_p99_ns: p(0.99),
+        lost: runs.iter().map(|r| r.expected - r.deliveries).sum(),
+        evicted: runs.iter().map(|r| r.evicted).sum(),
+    }
+}
+
+/// One run: a fresh runtime and hub, `n` subscribers in the topic drained by
+/// tasks, one paced publisher of runs of 64; the clock runs from the first
+/// publish until every subscriber has every message.
+fn one(n: usize, per_sub: u64, history: bool) -> Run {
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let hub = {
+        let _in = rt.enter();
+        let b = Hub::<Tick>::builder();
+        if history { b.history(HISTORY_SIZE, HISTORY_TTL) } else { b }.build().expect("hub")
+    };
+    let base = Instant::now();
+    let progress: Progress = Arc::new((0..n).map(|_| CachePadded::new(Default::default())).collect());
+    let mut drains = Vec::with_capacity(n);
+    for i in 0..n {
+        let sub = hub.subscribe().expect("subscribe");
+        sub.join(TOPIC).expect("join");
+        drains.push(rt.spawn(tasks::drain(sub, progress.clone(), i, None, None, base)));
+    }
+    let pace = Arc::new(Pace::new(per_sub, progress.clone()));
+    let t0 = Instant::now();
+    let publisher = rt.spawn(tasks::publisher(hub.clone(), pace, BATCH, Target::Topic(TOPIC), base));
+    let publish = rt.block_on(publisher).expect("publisher task");
+    wait_all(&progress, per_sub);
+    let elapsed = t0.elapsed();
+    let stats = hub.stats();
+    hub.shutdown();
+    let mut out = Run {
+        elapsed,
+        deliveries: 0,
+        expected: per_sub * n as u64,
+        wakes: 0,
+        evicted: stats.evicted.slow_consumer,
+        publish: hist(3),
+    };
+    out.publish.add(&publish).expect("same bounds");
+    for d in drains {
+        let d = rt.block_on(d).expect("drain task");
+        out.deliveries += d.received.min(per_sub);
+        out.wakes += d.wakes;
+    }
+    drop(hub);
+    rt.shutdown_timeout(Duration::from_secs(5));
+    out
+}
+
+/// Waits until every subscriber has `total` messages, or nobody made progress
+/// for [`STALL`].
+pub(super) fn wait_all(progress: &Progress, total: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (mut last_sum, mut last_progress, mut i) = (0, Instant::now(), 0);
+    while i < progress.len() {
+        if progress[i].load(Relaxed) >= total {
+            i += 1;
+            continue;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+        if last_progress.elapsed() > Duration::from_millis(200) {
+            let sum: u64 = progress.iter().map(|p| p.load(Relaxed)).sum();
+            if sum != last_sum {
+                last_sum = sum;
+                last_progress = Instant::now();
+            } else if last_progress.elapsed() > STALL {
+                break;
+            }
+        }
+    }
+}

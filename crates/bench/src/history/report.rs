@@ -1,0 +1,206 @@
+//! `history.json` (everything, with every timed join) and `history.md` (the
+//! figures against issue 13's targets), both written by the tool.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::join::{Case, JoinCost};
+use super::memory::Memory;
+use super::publish::{PublishCost, Side};
+use super::{Percentiles, Settings};
+use crate::machine::Machine;
+use crate::report::{dur, machine_lines};
+
+/// The whole report.
+#[derive(Serialize)]
+pub struct Report {
+    pub command: String,
+    pub quick: bool,
+    pub wall_seconds: f64,
+    pub machine: Machine,
+    pub settings: Settings,
+    pub publish_cost: PublishCost,
+    pub join: JoinCost,
+    pub memory: Memory,
+}
+
+/// Writes `out/history.json` and `out/history.md`.
+pub fn write(out: &Path, r: &Report) -> Result<(PathBuf, PathBuf), String> {
+    let json = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
+    let (jp, mp) = (out.join("history.json"), out.join("history.md"));
+    std::fs::write(&jp, json + "\n").map_err(|e| format!("{}: {e}", jp.display()))?;
+    std::fs::write(&mp, markdown(r)).map_err(|e| format!("{}: {e}", mp.display()))?;
+    Ok((jp, mp))
+}
+
+fn met(b: bool) -> &'static str {
+    if b {
+        "**met**"
+    } else {
+        "**missed**"
+    }
+}
+
+fn pct(p: &Percentiles) -> String {
+    if p.count == 0 {
+        return "–".into();
+    }
+    format!("{} / {} / {} / {}", dur(p.p50_ns), dur(p.p90_ns), dur(p.p99_ns), dur(p.max_ns))
+}
+
+fn side_row(s: &mut String, x: &Side) {
+    let rounds: Vec<String> = x.ns_per_delivery_rounds.iter().map(|v| format!("{v:.2}")).collect();
+    let _ = writeln!(
+        s,
+        "| {} | {:.2} | {:.1} M/s | {} | {:.1} | {} / {} | {} | {} |",
+        x.history,
+        x.ns_per_delivery,
+        x.deliveries_per_sec / 1e6,
+        rounds.join(", "),
+        x.deliveries_per_wake,
+        dur(x.publish_p50_ns),
+        dur(x.publish_p99_ns),
+        x.lost,
+        x.evicted
+    );
+}
+
+fn case_row(s: &mut String, c: &Case) {
+    let _ = writeln!(
+        s,
+        "| {} | {} | {}/{} ({} replays checked) | {} | {} ({}) | {} ({}) | {} | {} | {} | {} |",
+        c.name,
+        c.rate_runs_per_s.map_or("–".to_string(), |r| format!(
+            "{r:.1} asked, {:.2} done",
+            c.achieved_rate_runs_per_s.unwrap_or(0.0)
+        )),
+        c.recovered,
+        c.joins,
+        c.replay_ok,
+        pct(&c.join),
+        pct(&c.join_clear),
+        c.join_clear.count,
+        pct(&c.join_overlapped_publish),
+        c.join_overlapped_publish.count,
+        pct(&c.publish_calls),
+        c.publish_busy_fraction.map_or("–".to_string(), |f| format!("{:.1} %", f * 100.0)),
+        c.evicted,
+        c.lost
+    );
+}
+
+/// The Markdown report.
+pub fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    let st = &r.settings;
+    let _ = writeln!(s, "# fanout-bench history\n");
+    let _ = writeln!(s, "Command: `{}`  ", r.command);
+    s.push_str(&machine_lines(&r.machine));
+    let _ = writeln!(
+        s,
+        "History: {} messages, {} s TTL (the server's default); wall time {:.0} s{}\n",
+        st.history_size,
+        st.history_ttl_s,
+        r.wall_seconds,
+        if r.quick { "; **quick run: tiny sizes, figures mean nothing**" } else { "" }
+    );
+
+    let p = &r.publish_cost;
+    let _ = writeln!(s, "## Publishing with history on vs off\n");
+    let _ = writeln!(
+        s,
+        "One topic, {} subscribers each drained by a task (2-worker runtime), one publisher of runs of {} \
+         (`publish_many`), paced so nobody loses a message; {} messages per subscriber per run; {} rounds, \
+         off then on in each. ns = wall nanoseconds per delivery, median over rounds.\n",
+        p.subscribers, p.batch, p.messages_per_subscriber, p.rounds
+    );
+    let _ = writeln!(
+        s,
+        "| history | ns/delivery | deliveries/s | per round | deliveries/wake | publish call p50 / p99 | lost | evicted |"
+    );
+    let _ = writeln!(s, "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+    side_row(&mut s, &p.off);
+    side_row(&mut s, &p.on);
+    let rr: Vec<String> = p.ratio_rounds.iter().map(|v| format!("{v:.3}")).collect();
+    let _ = writeln!(
+        s,
+        "\nOn ÷ off: **{:.3}** ({:+.1} %); per round: {}. Target ({}): {}.\n",
+        p.ratio_on_over_off,
+        p.slower_percent,
+        rr.join(", "),
+        p.target,
+        met(p.target_met)
+    );
+
+    let j = &r.join;
+    let _ = writeln!(s, "## Joins from a position\n");
+    let _ = writeln!(
+        s,
+        "One topic, {} subscribers already in it (set up in {:.1} s), each drained by a task; history full. \
+         Per case, {} joins, one every {} µs, each a fresh subscriber joining with \
+         `join_from(id, topic, JoinFrom::After(position − back))`, back = {}…{} messages; \
+         each call timed on its own, then checked (recovered; replay consecutive up to the hand-off). \
+         `publishing`: a thread publishes a run of {} every 1/rate s (each once every subscriber is within 128 \
+         messages). A join waits for a walk in progress, and delivers a run that became ready while it held \
+         the walk, so joins are split by whether they overlapped a publish call. \
+         Times: p50 / p90 / p99 / max.\n",
+        j.subscribers,
+        j.setup_seconds,
+        st.joins_per_case,
+        st.join_interval_us,
+        st.join_back_min,
+        st.join_back_max,
+        st.batch
+    );
+    let _ = writeln!(
+        s,
+        "| case | runs of 64 per s | recovered | join | clear of publishes (n) | overlapped a publish (n) | publish call (walk) | time in publish calls | evicted | lost |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for c in &j.cases {
+        case_row(&mut s, c);
+    }
+    let _ = writeln!(
+        s,
+        "\nTarget ({}): idle {}, publishing {}.\n",
+        j.target,
+        met(j.target_met_idle),
+        met(j.target_met_publishing)
+    );
+    for c in &j.cases {
+        if !c.not_recovered.is_empty() {
+            let _ = writeln!(s, "Not recovered ({}): {:?}  ", c.name, c.not_recovered);
+        }
+    }
+
+    let m = &r.memory;
+    let _ = writeln!(s, "## Memory per topic\n");
+    let _ = writeln!(
+        s,
+        "{} topics, each held by a handle and given {} messages of a {}-byte payload (no subscribers); growth of \
+         the live heap (bytes asked for) and of the RSS, per hub.\n",
+        m.topics, m.messages_per_topic, m.payload_bytes
+    );
+    let _ = writeln!(s, "| history | heap per topic | RSS per topic | held in a topic's history |");
+    let _ = writeln!(s, "| ---: | ---: | ---: | ---: |");
+    for f in [&m.without_history, &m.with_history] {
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} B | {:.0} B | {} |",
+            f.history_size, f.heap_bytes_per_topic, f.rss_bytes_per_topic, f.held_in_first_topic
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nThe default history costs **{:.0} bytes of heap per topic** ({:.1} per message kept, of which {} are \
+         the payload; {:.0} per topic without the payloads), {:.0} bytes of RSS per topic.",
+        m.history_heap_bytes_per_topic,
+        m.history_heap_bytes_per_message,
+        m.payload_bytes,
+        m.history_heap_bytes_per_topic_without_payload,
+        m.history_rss_bytes_per_topic
+    );
+    s
+}
