@@ -68,6 +68,13 @@ pub struct JoinSample {
     /// The call's interval met a publish call's (a walk in progress, or a
     /// run that the join delivered as it ended the walk).
     pub overlapped_publish: bool,
+    /// Publish calls whose interval met this join's: more than one means the
+    /// join waited through several walks.
+    pub publishes_overlapped: usize,
+    /// A publish call that started during this join left its run to the walk
+    /// in progress (`PublishReport::walked == 0`): the join, holding the
+    /// walk, delivered that run to every subscriber as it ended the walk.
+    pub delivered_a_run: bool,
 }
 
 /// One case (idle, or publishing).
@@ -88,8 +95,16 @@ pub struct Case {
     pub join_overlapped_publish: Percentiles,
     /// The other joins.
     pub join_clear: Percentiles,
-    /// Publish calls (a run of 64 to every subscriber) made while the joins ran.
+    /// Publish calls that walked (delivered a run of 64 to every subscriber
+    /// themselves) while the joins ran: the walk's duration.
     pub publish_calls: Percentiles,
+    /// Publish calls that found the walk taken (by a join) and left their run
+    /// to it.
+    pub publish_calls_left_to_a_join: usize,
+    /// Joins that waited through more than one walk.
+    pub joins_through_several_walks: usize,
+    /// Joins that delivered a run (see `JoinSample::delivered_a_run`).
+    pub joins_that_delivered_a_run: usize,
     /// Runs per second actually published while the joins ran.
     pub achieved_rate_runs_per_s: Option<f64>,
     /// Share of the joins' wall time spent inside publish calls.
@@ -107,8 +122,12 @@ pub struct JoinCost {
     pub subscribers: usize,
     /// Time to subscribe and join the N subscribers, before anything is timed.
     pub setup_seconds: f64,
+    /// The two publish calls that fill the history before the joins (each a
+    /// run of 64 walked to every subscriber, nothing else running but the
+    /// subscribers' tasks), ns.
+    pub fill_publish_calls_ns: Vec<u64>,
     pub cases: Vec<Case>,
-    pub target: &'static str,
+    pub target: String,
     pub target_met_idle: bool,
     pub target_met_publishing: bool,
 }
@@ -137,8 +156,13 @@ pub fn run(s: &Settings, say: &dyn Fn(&str)) -> JoinCost {
     let setup_seconds = setup.elapsed().as_secs_f64();
     say(&format!("joins: {n} subscribers in the topic after {setup_seconds:.1} s"));
     // Fill the history.
+    let mut fill_publish_calls_ns = Vec::new();
     for _ in 0..HISTORY_SIZE as u64 / BATCH {
-        hub.publish_many(TOPIC, tasks::ticks(BATCH, base)).expect("open");
+        let payloads = tasks::ticks(BATCH, base);
+        let t = Instant::now();
+        hub.publish_many(TOPIC, payloads).expect("open");
+        fill_publish_calls_ns.push(ns(t.elapsed()));
+        wait_all(&progress, fill_publish_calls_ns.len() as u64 * BATCH);
     }
     let published = Arc::new(AtomicU64::new(HISTORY_SIZE as u64));
     wait_all(&progress, HISTORY_SIZE as u64);
@@ -175,10 +199,14 @@ pub fn run(s: &Settings, say: &dyn Fn(&str)) -> JoinCost {
     JoinCost {
         subscribers: n,
         setup_seconds,
+        fill_publish_calls_ns,
         target_met_idle: met(0),
         target_met_publishing: met(1),
         cases,
-        target: "join from a position at 100,000 subscribers <= 50 us at p99 (every join recovered)",
+        target: format!(
+            "join from a position <= 50 us at p99 with every join recovered (issue 13: at 100,000 subscribers; \
+             here {n})"
+        ),
     }
 }
 
@@ -235,6 +263,8 @@ fn case(
             reason,
             replay_ok,
             overlapped_publish: false,
+            publishes_overlapped: 0,
+            delivered_a_run: false,
         });
         intervals.push((js, je));
         std::thread::sleep(interval);
@@ -251,15 +281,17 @@ fn case(
 
     let (mut all, mut over, mut clear, mut pubs) = (hist(3), hist(3), hist(3), hist(3));
     for (smp, &(js, je)) in samples.iter_mut().zip(&intervals) {
-        smp.overlapped_publish = calls.iter().any(|&(ps, pe)| ps < je && js < pe);
+        smp.publishes_overlapped = calls.iter().filter(|c| c.start < je && js < c.end).count();
+        smp.overlapped_publish = smp.publishes_overlapped > 0;
+        smp.delivered_a_run = calls.iter().any(|c| c.walked == 0 && js <= c.start && c.start < je);
         all.saturating_record(smp.ns);
         if smp.overlapped_publish { &mut over } else { &mut clear }.saturating_record(smp.ns);
     }
-    let during: Vec<_> = calls.iter().filter(|&&(ps, pe)| pe > span0 && ps < span1).collect();
-    for &&(ps, pe) in &during {
-        pubs.saturating_record((pe - ps).max(1));
+    let during: Vec<&Call> = calls.iter().filter(|c| c.end > span0 && c.start < span1).collect();
+    for c in during.iter().filter(|c| c.walked > 0) {
+        pubs.saturating_record((c.end - c.start).max(1));
     }
-    let busy: u64 = during.iter().map(|&&(ps, pe)| pe.min(span1) - ps.max(span0)).sum();
+    let busy: u64 = during.iter().map(|c| c.end.min(span1) - c.start.max(span0)).sum();
     let span = (span1 - span0).max(1) as f64;
     let mut not_recovered = BTreeMap::new();
     for smp in &samples {
@@ -280,6 +312,9 @@ fn case(
         join_overlapped_publish: Percentiles::of(&over),
         join_clear: Percentiles::of(&clear),
         publish_calls: Percentiles::of(&pubs),
+        publish_calls_left_to_a_join: during.iter().filter(|c| c.walked == 0).count(),
+        joins_through_several_walks: samples.iter().filter(|x| x.publishes_overlapped > 1).count(),
+        joins_that_delivered_a_run: samples.iter().filter(|x| x.delivered_a_run).count(),
         achieved_rate_runs_per_s: publishing.then(|| during.len() as f64 / (span / 1e9)),
         publish_busy_fraction: publishing.then(|| busy as f64 / span),
         wall_seconds: wall.as_secs_f64(),
@@ -301,9 +336,17 @@ fn replay_ok(sub: &mut Subscriber<Tick>, from: Position, at: Position, replayed:
     })
 }
 
+/// One publish call: its interval (ns since the run's base) and how many
+/// messages it walked itself (0: it left its run to the walk in progress).
+#[derive(Clone, Copy, Debug)]
+struct Call {
+    start: u64,
+    end: u64,
+    walked: u64,
+}
+
 /// Publishes a run of 64 every 1/`rate` s until stopped, each once every
-/// subscriber is within [`PACE`] of what was published; returns each call's
-/// (start, end), ns since `base`.
+/// subscriber is within [`PACE`] of what was published; returns each call.
 fn publisher(
     hub: Hub<Tick>,
     progress: Progress,
@@ -311,7 +354,7 @@ fn publisher(
     stop: Arc<AtomicBool>,
     rate: f64,
     base: Instant,
-) -> Vec<(u64, u64)> {
+) -> Vec<Call> {
     let period = Duration::from_secs_f64(1.0 / rate);
     let mut calls = Vec::new();
     let mut next = Instant::now();
@@ -322,11 +365,11 @@ fn publisher(
             std::thread::sleep(Duration::from_micros(200));
         }
         let payloads = tasks::ticks(BATCH, base);
-        let ps = ns(base.elapsed());
-        hub.publish_many(TOPIC, payloads).expect("open");
-        let pe = ns(base.elapsed());
+        let start = ns(base.elapsed());
+        let r = hub.publish_many(TOPIC, payloads).expect("open");
+        let end = ns(base.elapsed());
         published.fetch_add(BATCH, Relaxed);
-        calls.push((ps, pe));
+        calls.push(Call { start, end, walked: r.walked });
         next += period;
         while !stop.load(Relaxed) {
             let now = Instant::now();

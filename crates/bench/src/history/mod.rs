@@ -8,9 +8,9 @@
 //!    (`recv_many`, up to 256) on a 2-worker tokio runtime, one publisher task
 //!    publishing runs of 64 (`publish_many`), paced as in `fanout-bench hub`
 //!    so that nobody loses a message. The same run on a hub without history
-//!    and on one with the server's default (128 messages, 300 s TTL),
-//!    alternating off/on round by round; figures are medians over rounds,
-//!    as wall nanoseconds per delivery.
+//!    and on one with the server's default (128 messages, 300 s TTL), both
+//!    in every round, in ABBA order (off, on; on, off; …); figures are
+//!    medians over rounds, as wall nanoseconds per delivery.
 //! 2. **Joins from a position** (`join.rs`): one topic with 100,000
 //!    subscribers (joined before the clock starts, each drained by a task), a
 //!    history of 128. A new subscriber joins with
@@ -62,7 +62,7 @@ pub struct HistoryArgs {
     /// Publish cost: subscribers of the topic (default 10,000).
     #[arg(long)]
     pub subscribers: Option<usize>,
-    /// Publish cost: rounds, each one run with history off then one with it on (default 7).
+    /// Publish cost: rounds, each one run with history off and one with it on, in ABBA order (default 9).
     #[arg(long)]
     pub rounds: Option<usize>,
     /// Publish cost: messages each subscriber receives per run (default 4,096).
@@ -112,7 +112,7 @@ impl Settings {
             history_ttl_s: HISTORY_TTL.as_secs(),
             batch: BATCH,
             publish_subscribers: a.subscribers.unwrap_or(if q { 1000 } else { 10_000 }),
-            publish_rounds: a.rounds.unwrap_or(if q { 2 } else { 7 }).max(1),
+            publish_rounds: a.rounds.unwrap_or(if q { 2 } else { 9 }).max(1),
             publish_messages_per_subscriber: a.messages.unwrap_or(if q { 256 } else { 4096 }).div_ceil(BATCH)
                 * BATCH,
             join_subscribers: a.join_subscribers.unwrap_or(if q { 500 } else { 100_000 }),

@@ -113,7 +113,7 @@ pub fn markdown(r: &Report) -> String {
         s,
         "One topic, {} subscribers each drained by a task (2-worker runtime), one publisher of runs of {} \
          (`publish_many`), paced so nobody loses a message; {} messages per subscriber per run; {} rounds, \
-         off then on in each. ns = wall nanoseconds per delivery, median over rounds.\n",
+         both in each, in ABBA order (off, on; on, off; …). ns = wall nanoseconds per delivery, median over rounds.\n",
         p.subscribers, p.batch, p.messages_per_subscriber, p.rounds
     );
     let _ = writeln!(
@@ -169,11 +169,26 @@ pub fn markdown(r: &Report) -> String {
         met(j.target_met_idle),
         met(j.target_met_publishing)
     );
+    let fill: Vec<String> = j.fill_publish_calls_ns.iter().map(|&n| dur(n)).collect();
+    let _ = writeln!(
+        s,
+        "A run of 64 walked to all {} subscribers with no join running (the two runs that fill the history): {}.  ",
+        j.subscribers,
+        fill.join(", ")
+    );
+    for c in j.cases.iter().filter(|c| c.publishing) {
+        let _ = writeln!(
+            s,
+            "`{}`: {} joins waited through more than one walk; {} publish calls found the walk held by a join and left their run to it, so {} joins delivered a run of 64 to every subscriber before returning.  ",
+            c.name, c.joins_through_several_walks, c.publish_calls_left_to_a_join, c.joins_that_delivered_a_run
+        );
+    }
     for c in &j.cases {
         if !c.not_recovered.is_empty() {
             let _ = writeln!(s, "Not recovered ({}): {:?}  ", c.name, c.not_recovered);
         }
     }
+    let _ = writeln!(s);
 
     let m = &r.memory;
     let _ = writeln!(s, "## Memory per topic\n");
