@@ -27,6 +27,7 @@ fn quick_history_run_writes_the_report_and_every_join_recovers() {
     let json = std::fs::read_to_string(out.join("history.json")).expect("history.json");
     let v: Value = serde_json::from_str(&json).expect("history.json parses");
     assert_eq!(v["quick"], true);
+    assert_eq!(v["parts"], serde_json::json!(["memory", "publish", "join"]));
     let m = &v["machine"];
     for field in ["cpu", "kernel", "rustc", "profile", "quiet_rule"] {
         assert!(m[field].as_str().is_some_and(|s| !s.is_empty()), "machine lacks {field}: {m}");

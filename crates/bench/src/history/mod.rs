@@ -83,6 +83,22 @@ pub struct HistoryArgs {
     /// Memory: topics (default 10,000).
     #[arg(long)]
     pub topics: Option<usize>,
+    /// Parts to run (default all); the report leaves the others empty.
+    #[arg(long, value_delimiter = ',')]
+    pub parts: Option<Vec<Part>>,
+}
+
+/// The three measurements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[value(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    /// Memory per topic.
+    Memory,
+    /// Publishing with history on vs off.
+    Publish,
+    /// Joins from a position.
+    Join,
 }
 
 /// The settings a run used (after defaults).
@@ -135,15 +151,19 @@ pub fn main(args: &HistoryArgs) -> Result<(PathBuf, PathBuf), String> {
     let watch = crate::machine::Watch::start();
     let say = |what: &str| eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
 
+    let parts = args.parts.clone().unwrap_or(vec![Part::Memory, Part::Publish, Part::Join]);
     // Memory first: the process's heap is smallest and least fragmented then.
-    say("memory per topic");
-    let memory = memory::run(settings.memory_topics);
-    say(&format!(
-        "memory: {:.0} heap bytes per topic for the history ({} topics)",
-        memory.history_heap_bytes_per_topic, memory.topics
-    ));
-    let publish = publish::run(&settings, &say);
-    let join = join::run(&settings, &say);
+    let memory = parts.contains(&Part::Memory).then(|| {
+        say("memory per topic");
+        let m = memory::run(settings.memory_topics);
+        say(&format!(
+            "memory: {:.0} heap bytes per topic for the history ({} topics)",
+            m.history_heap_bytes_per_topic, m.topics
+        ));
+        m
+    });
+    let publish = parts.contains(&Part::Publish).then(|| publish::run(&settings, &say));
+    let join = parts.contains(&Part::Join).then(|| join::run(&settings, &say));
     let machine = watch.finish(started);
     let report = report::Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -151,6 +171,7 @@ pub fn main(args: &HistoryArgs) -> Result<(PathBuf, PathBuf), String> {
         wall_seconds: started.elapsed().as_secs_f64(),
         machine,
         settings,
+        parts,
         publish_cost: publish,
         join,
         memory,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::join::{Case, JoinCost};
 use super::memory::Memory;
 use super::publish::{PublishCost, Side};
-use super::{Percentiles, Settings};
+use super::{Part, Percentiles, Settings};
 use crate::machine::Machine;
 use crate::report::{dur, machine_lines};
 
@@ -21,9 +21,11 @@ pub struct Report {
     pub wall_seconds: f64,
     pub machine: Machine,
     pub settings: Settings,
-    pub publish_cost: PublishCost,
-    pub join: JoinCost,
-    pub memory: Memory,
+    /// The parts run; the others are `null`.
+    pub parts: Vec<Part>,
+    pub publish_cost: Option<PublishCost>,
+    pub join: Option<JoinCost>,
+    pub memory: Option<Memory>,
 }
 
 /// Writes `out/history.json` and `out/history.md`.
@@ -107,7 +109,19 @@ pub fn markdown(r: &Report) -> String {
         if r.quick { "; **quick run: tiny sizes, figures mean nothing**" } else { "" }
     );
 
-    let p = &r.publish_cost;
+    if let Some(p) = &r.publish_cost {
+        publish_section(&mut s, p);
+    }
+    if let Some(j) = &r.join {
+        join_section(&mut s, st, j);
+    }
+    if let Some(m) = &r.memory {
+        memory_section(&mut s, m);
+    }
+    s
+}
+
+fn publish_section(s: &mut String, p: &PublishCost) {
     let _ = writeln!(s, "## Publishing with history on vs off\n");
     let _ = writeln!(
         s,
@@ -121,8 +135,8 @@ pub fn markdown(r: &Report) -> String {
         "| history | ns/delivery | deliveries/s | per round | deliveries/wake | publish call p50 / p99 | lost | evicted |"
     );
     let _ = writeln!(s, "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
-    side_row(&mut s, &p.off);
-    side_row(&mut s, &p.on);
+    side_row(s, &p.off);
+    side_row(s, &p.on);
     let rr: Vec<String> = p.ratio_rounds.iter().map(|v| format!("{v:.3}")).collect();
     let _ = writeln!(
         s,
@@ -133,8 +147,9 @@ pub fn markdown(r: &Report) -> String {
         p.target,
         met(p.target_met)
     );
+}
 
-    let j = &r.join;
+fn join_section(s: &mut String, st: &Settings, j: &JoinCost) {
     let _ = writeln!(s, "## Joins from a position\n");
     let _ = writeln!(
         s,
@@ -160,7 +175,7 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(s, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for c in &j.cases {
-        case_row(&mut s, c);
+        case_row(s, c);
     }
     let _ = writeln!(
         s,
@@ -189,8 +204,9 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     let _ = writeln!(s);
+}
 
-    let m = &r.memory;
+fn memory_section(s: &mut String, m: &Memory) {
     let _ = writeln!(s, "## Memory per topic\n");
     let _ = writeln!(
         s,
@@ -217,5 +233,4 @@ pub fn markdown(r: &Report) -> String {
         m.history_heap_bytes_per_topic_without_payload,
         m.history_rss_bytes_per_topic
     );
-    s
 }
