@@ -55,6 +55,9 @@ fn quick_history_run_writes_the_report_and_every_join_recovers() {
     assert!(p["ratio_on_over_off"].as_f64().is_some_and(|x| x > 0.0), "{p}");
     assert_eq!(p["ratio_rounds"].as_array().map(Vec::len), Some(rounds));
     assert!(p["target_met"].is_boolean() && p["slower_percent"].is_number());
+    for f in ["off_ns_per_run", "on_ns_per_run", "history_ns_per_run", "implied_percent"] {
+        assert!(p["probe"][f].is_number(), "probe lacks {f}: {p}");
+    }
 
     // 2. Joins: both cases, every join recovered, its replay checked.
     let j = &v["join"];
@@ -63,24 +66,37 @@ fn quick_history_run_writes_the_report_and_every_join_recovers() {
     let names: Vec<&str> = cases.iter().filter_map(|c| c["name"].as_str()).collect();
     assert_eq!(names, ["idle", "publishing"]);
     let joins = v["settings"]["joins_per_case"].as_u64().unwrap() as usize;
+    let csv = std::fs::read_to_string(out.join("history-joins.csv")).expect("history-joins.csv");
+    let mut lines = csv.lines().map(|l| l.split(',').collect::<Vec<_>>());
+    let header = lines.next().expect("header");
+    let rows: Vec<Vec<&str>> = lines.collect();
+    assert!(rows.iter().all(|r| r.len() == header.len()), "ragged csv");
     for c in cases {
         let name = c["name"].as_str().unwrap();
         has_percentiles(&c["join"], name);
+        has_percentiles(&c["join_from_due"], name);
         has_percentiles(&c["join_clear"], name);
         has_percentiles(&c["join_overlapped_publish"], name);
         has_percentiles(&c["publish_calls"], name);
         assert_eq!(c["join"]["count"].as_u64(), Some(joins as u64), "{name}");
-        let samples = c["samples"].as_array().expect("samples");
-        assert_eq!(samples.len(), joins, "{name}");
+        let samples: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == name).collect();
+        assert_eq!(samples.len(), joins, "{name}: one line per timed join in history-joins.csv");
         for s in samples {
-            assert_eq!(s["recovered"], true, "{name}: a timed join did not recover: {s}");
-            assert_eq!(s["replay_ok"], true, "{name}: replay not as promised: {s}");
-            let back = s["back"].as_u64().unwrap();
-            assert!((10..=50).contains(&back), "{s}");
-            assert!(s["replayed"].as_u64().unwrap() >= back, "{name}: replayed less than missed: {s}");
-            assert!(s["ns"].as_u64().unwrap() > 0 && s["overlapped_publish"].is_boolean(), "{s}");
+            let col =
+                |f: &str| s[header.iter().position(|h| *h == f).unwrap_or_else(|| panic!("no column {f}"))];
+            assert_eq!(col("recovered"), "true", "{name}: a timed join did not recover: {s:?}");
+            assert_eq!(col("replay_ok"), "true", "{name}: replay not as promised: {s:?}");
+            let back: u64 = col("back").parse().unwrap();
+            assert!((10..=50).contains(&back), "{s:?}");
+            assert!(
+                col("replayed").parse::<u64>().unwrap() >= back,
+                "{name}: replayed less than missed: {s:?}"
+            );
+            let (call, due): (u64, u64) = (col("ns").parse().unwrap(), col("ns_from_due").parse().unwrap());
+            assert!(call > 0 && due >= call, "{s:?}");
         }
         assert_eq!(c["recovered"].as_u64(), Some(joins as u64), "{name}");
+        assert_eq!(c["replay_ok"].as_u64(), Some(joins as u64), "{name}");
         assert_eq!(c["lost"], 0, "{name}: a subscriber of the topic lost messages");
     }
     let publishing = &cases[1];

@@ -6,7 +6,7 @@
 //! One hub with the default history (128, 300 s), one topic, N subscribers
 //! (default 100,000) joined before anything is timed, each drained by a task
 //! on a 2-worker tokio runtime. Two runs of 64 are published first so that the
-//! history is full. Then, per case, J joins (default 2,000), one every
+//! history is full. Then, per case, J joins (default 2,000), one due every
 //! `join_interval_us` on the main thread: a fresh subscriber, the topic's
 //! position read, and the timed call
 //! `hub.join_from(id, topic, JoinFrom::After(position − back))` with `back`
@@ -22,6 +22,14 @@
 //!   was published (so that nobody loses one). Its publish calls are timed:
 //!   a publisher that finds the walk free walks every subscriber itself, so
 //!   this is the walk's duration.
+//!
+//! The joins run open loop: join i is due at i × `join_interval_us` from the
+//! start, and a join held up by a walk makes the ones after it late; each
+//! sample keeps the call's own time (`ns`) and the time from when it was due
+//! (`ns_from_due`: the call plus the wait for the joins before it), which is
+//! what a client arriving on schedule would see and what the target is judged
+//! on. Timing only the calls of one joining thread would hide that wait (one
+//! join per walk would meet it, however long the walk: coordinated omission).
 //!
 //! A join waits for the walk in progress; and a run that becomes ready while a
 //! join holds the walk is delivered by the join as it ends the walk. Each join
@@ -56,6 +64,12 @@ const PACE: u64 = 128;
 pub struct JoinSample {
     /// The `join_from` call, nanoseconds.
     pub ns: u64,
+    /// The call plus the time it waited for the joins before it: when one
+    /// was held up by a walk, the next ones start late; each counts from when
+    /// it was due (the schedule: one every `interval`), i.e. the previous
+    /// join's end minus this one's due time, if positive. What a client
+    /// arriving on schedule would see (no coordinated omission).
+    pub ns_from_due: u64,
     /// Messages back from the position read just before the call.
     pub back: u64,
     pub replayed: usize,
@@ -89,8 +103,11 @@ pub struct Case {
     pub recovered: usize,
     pub replay_ok: usize,
     pub not_recovered: BTreeMap<&'static str, usize>,
-    /// Every join.
+    /// Every join: the `join_from` call.
     pub join: Percentiles,
+    /// Every join, from when it was due (see `JoinSample::ns_from_due`):
+    /// the figure the target is judged on.
+    pub join_from_due: Percentiles,
     /// Joins whose interval met a publish call.
     pub join_overlapped_publish: Percentiles,
     /// The other joins.
@@ -113,6 +130,8 @@ pub struct Case {
     /// Subscribers (of the N) evicted, and deliveries they missed.
     pub evicted: u64,
     pub lost: u64,
+    /// Every join (written to `history-joins.csv`, not to the JSON).
+    #[serde(skip)]
     pub samples: Vec<JoinSample>,
 }
 
@@ -171,7 +190,7 @@ pub fn run(s: &Settings, say: &dyn Fn(&str)) -> JoinCost {
     for publishing in [false, true] {
         let c = case(s, &hub, &topic, &progress, &published, publishing, base);
         say(&format!(
-            "joins {:<10}: {} joins, {} recovered, p50 {} p90 {} p99 {} max {} (clear of publishes: p99 {}; {} overlapped: p99 {}); publish calls p50 {} max {}",
+            "joins {:<10}: {} joins, {} recovered, call p50 {} p90 {} p99 {} max {}, from due p99 {} (clear of publishes: p99 {}; {} overlapped: p99 {}); publish calls p50 {} max {}",
             c.name,
             c.joins,
             c.recovered,
@@ -179,6 +198,7 @@ pub fn run(s: &Settings, say: &dyn Fn(&str)) -> JoinCost {
             crate::report::dur(c.join.p90_ns),
             crate::report::dur(c.join.p99_ns),
             crate::report::dur(c.join.max_ns),
+            crate::report::dur(c.join_from_due.p99_ns),
             crate::report::dur(c.join_clear.p99_ns),
             c.join_overlapped_publish.count,
             crate::report::dur(c.join_overlapped_publish.p99_ns),
@@ -194,8 +214,9 @@ pub fn run(s: &Settings, say: &dyn Fn(&str)) -> JoinCost {
     drop(topic);
     drop(hub);
     rt.shutdown_timeout(Duration::from_secs(5));
-    let met =
-        |i: usize| cases.get(i).is_some_and(|c: &Case| c.join.p99_ns <= TARGET_NS && c.recovered == c.joins);
+    let met = |i: usize| {
+        cases.get(i).is_some_and(|c: &Case| c.join_from_due.p99_ns <= TARGET_NS && c.recovered == c.joins)
+    };
     JoinCost {
         subscribers: n,
         setup_seconds,
@@ -204,7 +225,7 @@ pub fn run(s: &Settings, say: &dyn Fn(&str)) -> JoinCost {
         target_met_publishing: met(1),
         cases,
         target: format!(
-            "join from a position <= 50 us at p99 with every join recovered (issue 13: at 100,000 subscribers; \
+            "join from a position <= 50 us at p99 (from when due) with every join recovered (issue 13: at 100,000 subscribers; \
              here {n})"
         ),
     }
@@ -238,8 +259,17 @@ fn case(
     let mut samples = Vec::with_capacity(s.joins_per_case);
     let mut intervals = Vec::with_capacity(s.joins_per_case);
     let spread = BACK_MAX - BACK_MIN + 1;
+    let mut prev_end: u64 = 0;
     for i in 0..s.joins_per_case {
         let mut sub = hub.subscribe().expect("subscribe");
+        // Open loop: join i is due at started + i × interval, whether or not
+        // the join before it was held up (no coordinated omission).
+        let due = started + interval * i as u32;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let due_ns = ns(due.saturating_duration_since(base));
         let now = topic.position();
         let back = BACK_MIN + (i as u64 * 7919) % spread;
         let from = Position { epoch: now.epoch, seq: now.seq.saturating_sub(back) };
@@ -257,6 +287,9 @@ fn case(
         drop(sub);
         samples.push(JoinSample {
             ns: (je - js).max(1),
+            // Held up by the joins before it: the time the previous one ended
+            // after this one was due (it includes that one's own delay).
+            ns_from_due: (je - js).max(1) + prev_end.saturating_sub(due_ns),
             back,
             replayed,
             recovered,
@@ -267,7 +300,7 @@ fn case(
             delivered_a_run: false,
         });
         intervals.push((js, je));
-        std::thread::sleep(interval);
+        prev_end = je;
     }
     let span1 = ns(base.elapsed());
     let wall = started.elapsed();
@@ -279,12 +312,13 @@ fn case(
     let lost: u64 = progress.iter().map(|p| total.saturating_sub(p.load(Relaxed))).sum();
     let evicted = hub.stats().evicted.slow_consumer - evicted0;
 
-    let (mut all, mut over, mut clear, mut pubs) = (hist(3), hist(3), hist(3), hist(3));
+    let (mut all, mut over, mut clear, mut pubs, mut due) = (hist(3), hist(3), hist(3), hist(3), hist(3));
     for (smp, &(js, je)) in samples.iter_mut().zip(&intervals) {
         smp.publishes_overlapped = calls.iter().filter(|c| c.start < je && js < c.end).count();
         smp.overlapped_publish = smp.publishes_overlapped > 0;
         smp.delivered_a_run = calls.iter().any(|c| c.walked == 0 && js <= c.start && c.start < je);
         all.saturating_record(smp.ns);
+        due.saturating_record(smp.ns_from_due);
         if smp.overlapped_publish { &mut over } else { &mut clear }.saturating_record(smp.ns);
     }
     let during: Vec<&Call> = calls.iter().filter(|c| c.end > span0 && c.start < span1).collect();
@@ -309,6 +343,7 @@ fn case(
         replay_ok: samples.iter().filter(|x| x.replay_ok).count(),
         not_recovered,
         join: Percentiles::of(&all),
+        join_from_due: Percentiles::of(&due),
         join_overlapped_publish: Percentiles::of(&over),
         join_clear: Percentiles::of(&clear),
         publish_calls: Percentiles::of(&pubs),

@@ -11,11 +11,15 @@
 //!    and on one with the server's default (128 messages, 300 s TTL), both
 //!    in every round, in ABBA order (off, on; on, off; …); figures are
 //!    medians over rounds, as wall nanoseconds per delivery.
+//!    A single-thread probe adds the history's own cost per run of 64 (one
+//!    subscriber, publish and drain on one thread, on vs off), which the
+//!    noise of two busy cores cannot hide.
 //! 2. **Joins from a position** (`join.rs`): one topic with 100,000
 //!    subscribers (joined before the clock starts, each drained by a task), a
 //!    history of 128. A new subscriber joins with
 //!    `Hub::join_from(id, topic, JoinFrom::After(position))` from 10 to 50
-//!    messages back; each `join_from` call is timed on its own. Two cases:
+//!    messages back, one due every 2 ms (open loop); each `join_from` call
+//!    is timed on its own, and from when it was due. Two cases:
 //!    `idle` (nobody publishes) and `publishing` (a thread publishes runs of
 //!    64 at a steady rate). A join waits for the walk in progress, and a
 //!    publish that arrives while a join holds the walk is delivered by the
@@ -30,8 +34,9 @@
 //!    allocator: bytes requested, without the C allocator's overhead) and the
 //!    RSS, each as a difference over the hub's creation.
 //!
-//! The report (`report.rs`) is `DIR/history.json` and `DIR/history.md`,
-//! written by the tool with the machine section `hub.json` has.
+//! The report (`report.rs`) is `DIR/history.json`, `DIR/history.md` and
+//! `DIR/history-joins.csv` (every timed join), written by the tool with the
+//! machine section `hub.json` has.
 
 mod join;
 mod memory;

@@ -58,6 +58,31 @@ pub struct PublishCost {
     pub slower_percent: f64,
     pub target: &'static str,
     pub target_met: bool,
+    /// The history's own cost, measured on one thread (see [`Probe`]).
+    pub probe: Probe,
+}
+
+/// The history's own cost per run, without the noise of two busy cores: one
+/// thread publishes a run of 64 to a topic with one subscriber and drains it
+/// (`try_recv`), `runs_per_block` times, on a hub without history and on one
+/// with the default, blocks alternating in ABBA order. The difference is what
+/// keeping the history adds per run (appending the run, dropping the oldest
+/// 64, the lookup that keeps the topic alive); `implied_percent` sets it
+/// against the off side's median wall time per run of the main comparison
+/// (ns per delivery × 64 × subscribers).
+#[derive(Serialize, Clone, Debug)]
+pub struct Probe {
+    pub blocks: usize,
+    pub runs_per_block: usize,
+    /// Median over blocks, ns per run of 64 (publish + drain).
+    pub off_ns_per_run: f64,
+    pub on_ns_per_run: f64,
+    /// on − off, ns per run.
+    pub history_ns_per_run: f64,
+    /// on − off per block (neighbouring blocks paired).
+    pub history_ns_per_run_blocks: Vec<f64>,
+    /// history_ns_per_run ÷ (off ns per delivery × 64 × subscribers) × 100.
+    pub implied_percent: f64,
 }
 
 struct Run {
@@ -100,7 +125,16 @@ pub fn run(s: &Settings, say: &dyn Fn(&str)) -> PublishCost {
     let ratio = on.ns_per_delivery / off.ns_per_delivery;
     let ratio_rounds =
         on.ns_per_delivery_rounds.iter().zip(&off.ns_per_delivery_rounds).map(|(a, b)| a / b).collect();
+    let (blocks, runs) = if s.publish_subscribers < 10_000 { (5, 200) } else { (21, 2000) };
+    let mut pr = probe(blocks, runs);
+    pr.implied_percent =
+        pr.history_ns_per_run / (off.ns_per_delivery * (BATCH as f64) * s.publish_subscribers as f64) * 100.0;
+    say(&format!(
+        "publish probe (one thread, 1 subscriber): history adds {:.0} ns per run of 64 ({:.0} off, {:.0} on): {:.3} % of a run to {} subscribers",
+        pr.history_ns_per_run, pr.off_ns_per_run, pr.on_ns_per_run, pr.implied_percent, s.publish_subscribers
+    ));
     PublishCost {
+        probe: pr,
         subscribers: s.publish_subscribers,
         batch: BATCH,
         messages_per_subscriber: s.publish_messages_per_subscriber,
@@ -112,6 +146,47 @@ pub fn run(s: &Settings, say: &dyn Fn(&str)) -> PublishCost {
         slower_percent: (ratio - 1.0) * 100.0,
         target: "history on <= 5 % slower than off (ns per delivery, medians, same run)",
         target_met: ratio <= 1.05,
+    }
+}
+
+fn probe(blocks: usize, runs: usize) -> Probe {
+    let base = Instant::now();
+    let make = |history: bool| {
+        let b = Hub::<Tick>::builder();
+        let hub = if history { b.history(HISTORY_SIZE, HISTORY_TTL) } else { b }.build().expect("hub");
+        let sub = hub.subscribe().expect("subscribe");
+        sub.join(TOPIC).expect("join");
+        (hub, sub)
+    };
+    let mut hubs = [make(false), make(true)];
+    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for b in 0..blocks {
+        let order = if b % 2 == 0 { [0, 1] } else { [1, 0] };
+        for k in order {
+            let (hub, sub) = &mut hubs[k];
+            let t = Instant::now();
+            for _ in 0..runs {
+                hub.publish_many(TOPIC, tasks::ticks(BATCH, base)).expect("open");
+                for _ in 0..BATCH {
+                    std::hint::black_box(sub.try_recv().expect("delivered"));
+                }
+            }
+            times[k].push(ns(t.elapsed()) as f64 / runs as f64);
+        }
+    }
+    for (hub, _) in &hubs {
+        hub.shutdown();
+    }
+    let blocks_diff: Vec<f64> = times[1].iter().zip(&times[0]).map(|(on, off)| on - off).collect();
+    let (off, on) = (median(times[0].clone()), median(times[1].clone()));
+    Probe {
+        blocks,
+        runs_per_block: runs,
+        off_ns_per_run: off,
+        on_ns_per_run: on,
+        history_ns_per_run: median(blocks_diff.clone()),
+        history_ns_per_run_blocks: blocks_diff,
+        implied_percent: 0.0,
     }
 }
 
