@@ -64,7 +64,7 @@ fn quick_history_run_writes_the_report_and_every_join_recovers() {
     assert!(j["target_met_idle"].is_boolean() && j["target_met_publishing"].is_boolean());
     let cases = j["cases"].as_array().expect("cases");
     let names: Vec<&str> = cases.iter().filter_map(|c| c["name"].as_str()).collect();
-    assert_eq!(names, ["idle", "publishing"]);
+    assert_eq!(names, ["idle", "publishing 5/s"]);
     let joins = v["settings"]["joins_per_case"].as_u64().unwrap() as usize;
     let csv = std::fs::read_to_string(out.join("history-joins.csv")).expect("history-joins.csv");
     let mut lines = csv.lines().map(|l| l.split(',').collect::<Vec<_>>());

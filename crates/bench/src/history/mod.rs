@@ -20,8 +20,8 @@
 //!    `Hub::join_from(id, topic, JoinFrom::After(position))` from 10 to 50
 //!    messages back, one due every 2 ms (open loop); each `join_from` call
 //!    is timed on its own, and from when it was due. Two cases:
-//!    `idle` (nobody publishes) and `publishing` (a thread publishes runs of
-//!    64 at a steady rate). A join waits for the walk in progress, and a
+//!    `idle` (nobody publishes) and `publishing R/s` (a thread publishes runs
+//!    of 64 at a steady rate R; one case per rate, default 2 and 0.5). A join waits for the walk in progress, and a
 //!    publish that arrives while a join holds the walk is delivered by the
 //!    join itself when it ends the walk; so each join is also classified by
 //!    whether its interval overlapped a publish call, and the publish calls
@@ -82,9 +82,9 @@ pub struct HistoryArgs {
     /// Joins: pause between two joins, microseconds (default 2,000; quick 5,000).
     #[arg(long)]
     pub join_interval_us: Option<u64>,
-    /// Joins, `publishing` case: runs of 64 published per second (default 2).
-    #[arg(long)]
-    pub rate: Option<f64>,
+    /// Joins: one `publishing` case per rate, runs of 64 published per second (default 2,0.5; quick 5).
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Option<Vec<f64>>,
     /// Memory: topics (default 10,000).
     #[arg(long)]
     pub topics: Option<usize>,
@@ -120,7 +120,7 @@ pub struct Settings {
     pub join_interval_us: u64,
     pub join_back_min: u64,
     pub join_back_max: u64,
-    pub publish_rate_runs_per_s: f64,
+    pub publish_rates_runs_per_s: Vec<f64>,
     pub memory_topics: usize,
     pub memory_payload_bytes: usize,
 }
@@ -141,7 +141,7 @@ impl Settings {
             join_interval_us: a.join_interval_us.unwrap_or(if q { 5000 } else { 2000 }),
             join_back_min: join::BACK_MIN,
             join_back_max: join::BACK_MAX,
-            publish_rate_runs_per_s: a.rate.unwrap_or(if q { 5.0 } else { 2.0 }),
+            publish_rates_runs_per_s: a.rates.clone().unwrap_or(if q { vec![5.0] } else { vec![2.0, 0.5] }),
             memory_topics: a.topics.unwrap_or(if q { 200 } else { 10_000 }),
             memory_payload_bytes: memory::PAYLOAD,
         }

@@ -181,18 +181,26 @@ fn publish_section(s: &mut String, p: &PublishCost) {
         met(p.target_met)
     );
     let pr = &p.probe;
+    let lo = pr.history_ns_per_run_blocks.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = pr.history_ns_per_run_blocks.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let run_ns = p.off.ns_per_delivery * p.batch as f64 * p.subscribers as f64;
     let _ = writeln!(
         s,
         "Probe, one thread (a run of 64 to one subscriber, published and drained, {} blocks of {} runs, ABBA): \
-         {:.0} ns per run off, {:.0} on: the history adds **{:.0} ns per run of 64**, {:.3} % of a run to {} \
-         subscribers at the off side's median.\n",
+         {:.0} ns per run off, {:.0} on (medians); the history adds **{:.0} ns per run of 64** (median of the \
+         paired blocks' differences, which range from {:.0} to {:.0} ns), {:.4} % of a run to {} subscribers at \
+         the off side's median ({:.1} ms); the largest block difference would be {:.4} %.\n",
         pr.blocks,
         pr.runs_per_block,
         pr.off_ns_per_run,
         pr.on_ns_per_run,
         pr.history_ns_per_run,
+        lo,
+        hi,
         pr.implied_percent,
-        p.subscribers
+        p.subscribers,
+        run_ns / 1e6,
+        hi / run_ns * 100.0
     );
 }
 
@@ -205,7 +213,7 @@ fn join_section(s: &mut String, st: &Settings, j: &JoinCost) {
          it, and they count from when they were due), each a fresh subscriber joining with \
          `join_from(id, topic, JoinFrom::After(position − back))`, back = {}…{} messages; \
          each call timed on its own, then checked (recovered; replay consecutive up to the hand-off). \
-         `publishing`: a thread publishes a run of {} every 1/rate s (each once every subscriber is within 128 \
+         `publishing R/s`: a thread publishes a run of {} every 1/R s (each once every subscriber is within 128 \
          messages). A join waits for a walk in progress, and delivers a run that became ready while it held \
          the walk, so joins are split by whether they overlapped a publish call. \
          Times: p50 / p90 / p99 / max.\n",
