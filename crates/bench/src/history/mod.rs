@@ -85,6 +85,11 @@ pub struct HistoryArgs {
     /// Joins: one `publishing` case per rate, runs of 64 published per second (default 2,0.5; quick 5).
     #[arg(long, value_delimiter = ',')]
     pub rates: Option<Vec<f64>>,
+    /// Joins: join with `JoinFrom::Now` instead of from a position (a plain
+    /// subscribe through `Engine::join_from`, as the WebSocket server's is):
+    /// nothing is replayed, `recovered` is false.
+    #[arg(long)]
+    pub join_now: bool,
     /// Memory: topics (default 10,000).
     #[arg(long)]
     pub topics: Option<usize>,
@@ -121,6 +126,8 @@ pub struct Settings {
     pub join_back_min: u64,
     pub join_back_max: u64,
     pub publish_rates_runs_per_s: Vec<f64>,
+    /// Joins with `JoinFrom::Now` (`--join-now`) instead of from a position.
+    pub join_now: bool,
     pub memory_topics: usize,
     pub memory_payload_bytes: usize,
 }
@@ -141,6 +148,7 @@ impl Settings {
             join_interval_us: a.join_interval_us.unwrap_or(if q { 5000 } else { 2000 }),
             join_back_min: join::BACK_MIN,
             join_back_max: join::BACK_MAX,
+            join_now: a.join_now,
             publish_rates_runs_per_s: a.rates.clone().unwrap_or(if q { vec![5.0] } else { vec![2.0, 0.5] }),
             memory_topics: a.topics.unwrap_or(if q { 200 } else { 10_000 }),
             memory_payload_bytes: memory::PAYLOAD,

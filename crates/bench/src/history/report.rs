@@ -206,6 +206,13 @@ fn publish_section(s: &mut String, p: &PublishCost) {
 
 fn join_section(s: &mut String, st: &Settings, j: &JoinCost) {
     let _ = writeln!(s, "## Joins from a position\n");
+    if st.join_now {
+        let _ = writeln!(
+            s,
+            "**`--join-now`: these joins are `JoinFrom::Now` (no position, nothing replayed), not joins from a \
+             position.**\n"
+        );
+    }
     let _ = writeln!(
         s,
         "One topic, {} subscribers already in it (set up in {:.1} s), each drained by a task; history full. \
