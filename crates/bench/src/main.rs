@@ -9,6 +9,14 @@
 //! process, and writes `DIR/hub.json` and `DIR/hub.md` (see `report.rs`).
 //!
 //! ```text
+//! fanout-bench history [--quick] --out DIR
+//! ```
+//!
+//! measures what a topic's history costs (issue 13): publishing with history
+//! on vs off, joins from a position at 100,000 subscribers, memory per topic
+//! (`history/mod.rs`), and writes `DIR/history.json` and `DIR/history.md`.
+//!
+//! ```text
 //! fanout-bench load [--clients N --rate R --compare fanout,mutex --search …] --out DIR
 //! ```
 //!
@@ -18,6 +26,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod alloc;
+mod history;
 mod hub;
 mod load;
 mod machine;
@@ -46,6 +55,8 @@ struct Cli {
 enum Command {
     /// In-process scenarios: fanout, multi_publisher, churn, slow_subscribers, topics, same_topic.
     Hub(hub::HubArgs),
+    /// What a topic's history and joins from a position cost: publish on vs off, join latency, memory per topic.
+    History(history::HistoryArgs),
     /// WebSocket load test against a server: clients, publisher, report with plots.
     Load(load::LoadArgs),
     /// A process holding a share of the load test's clients (started by `load`).
@@ -63,6 +74,16 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("fanout-bench hub: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::History(args) => match history::main(&args) {
+            Ok(out) => {
+                eprintln!("wrote {} and {}", show(&out.0), show(&out.1));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("fanout-bench history: {e}");
                 ExitCode::FAILURE
             }
         },

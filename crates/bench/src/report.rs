@@ -209,7 +209,7 @@ fn si(x: f64) -> String {
     }
 }
 
-fn dur(ns: u64) -> String {
+pub fn dur(ns: u64) -> String {
     if ns >= 10_000_000 {
         format!("{:.0} ms", ns as f64 / 1e6)
     } else if ns >= 1_000_000 {
@@ -225,18 +225,10 @@ fn x(r: Option<f64>) -> String {
     r.map_or("–".into(), |r| format!("{r:.2}x"))
 }
 
-/// The Markdown report.
-pub fn markdown(
-    cmd: &str,
-    m: &Machine,
-    rounds: usize,
-    wall: Duration,
-    records: &[Record],
-    ratios: &[Ratio],
-) -> String {
+/// The machine, build and quiet lines of a Markdown report (shared by
+/// `hub.md` and `history.md`).
+pub fn machine_lines(m: &Machine) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# fanout-bench hub\n");
-    let _ = writeln!(s, "Command: `{cmd}`  ");
     let _ = writeln!(
         s,
         "Machine: {} cores, {:.1} GiB, {}, {}  ",
@@ -264,6 +256,22 @@ pub fn markdown(
         f(m.other_cpu_percent),
         m.quiet_rule
     );
+    s
+}
+
+/// The Markdown report.
+pub fn markdown(
+    cmd: &str,
+    m: &Machine,
+    rounds: usize,
+    wall: Duration,
+    records: &[Record],
+    ratios: &[Ratio],
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# fanout-bench hub\n");
+    let _ = writeln!(s, "Command: `{cmd}`  ");
+    s.push_str(&machine_lines(m));
     let _ = writeln!(
         s,
         "Rounds: {rounds} (engines alternate within each round; figures are medians); wall time {:.0} s\n",

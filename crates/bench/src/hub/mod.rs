@@ -62,7 +62,7 @@
 //! hold no receiver of the idle hub-wide channel.
 
 mod run;
-mod tasks;
+pub(crate) mod tasks;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -267,11 +267,11 @@ impl Plan {
     }
 }
 
-fn hist(sigfig: u8) -> Histogram<u64> {
+pub(crate) fn hist(sigfig: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, sigfig).expect("histogram bounds")
 }
 
-fn ns(d: Duration) -> u64 {
+pub(crate) fn ns(d: Duration) -> u64 {
     d.as_nanos().min(u64::MAX as u128) as u64
 }
 

@@ -164,7 +164,7 @@ fn tick(base: Instant, body: &Bytes) -> Tick {
     Tick { sent_ns: ns(base.elapsed()), _body: body.clone() }
 }
 
-fn ticks(k: u64, base: Instant) -> Vec<Tick> {
+pub fn ticks(k: u64, base: Instant) -> Vec<Tick> {
     let body = Bytes::from_static(&BODY);
     let t = tick(base, &body);
     (0..k).map(|_| t.clone()).collect()
