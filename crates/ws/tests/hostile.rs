@@ -806,3 +806,58 @@ async fn drain_under_load_delivers_everything_accepted_before_it() {
     }
     println!("drain: {before} accepted before the signal, {total} in all, every client got >= {min_last}, then 1001");
 }
+
+/// Issue 14, items 7 and 9, over the wire (their unit tests are in auth.rs
+/// and token.rs): at the upgrade a token is checked for its audience, its
+/// issuer and its key by `kid` (a rotated secret still admits its tokens, an
+/// unknown `kid` does not), and a token whose patterns are `*` may subscribe
+/// to any ordinary topic but not to `$sys.stats`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_checked_at_the_upgrade_and_star_grants_no_sys_topic() {
+    use hmac::{Hmac, Mac};
+    let old_key = "an-old-secret-that-is-long-enough-0123456789";
+    let new_key = "a-new-secret-that-is-also-long-enough-012345";
+    let sign = |kid: &str, key: &str, claims: serde_json::Value| {
+        let enc = |b: &[u8]| data_encoding::BASE64URL_NOPAD.encode(b);
+        let head = enc(format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{kid}"}}"#).as_bytes());
+        let body = enc(claims.to_string().as_bytes());
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        mac.update(format!("{head}.{body}").as_bytes());
+        format!("{head}.{body}.{}", enc(&mac.finalize().into_bytes()))
+    };
+    let cfg = WsConfig {
+        jwt_keys: vec![("old".into(), old_key.into()), ("new".into(), new_key.into())],
+        jwt_audience: Some("fanout".into()),
+        jwt_issuer: Some("auth.example".into()),
+        ..WsConfig::default()
+    };
+    let srv = start(hub(), cfg).await;
+    let good = serde_json::json!({"sub": "u", "aud": "fanout", "iss": "auth.example", "subscribe": ["*"]});
+    let status = |token: String| {
+        let addr = srv.addr;
+        async move { refused_status(addr, &format!("/ws?token={token}"), &[]).await }
+    };
+    for (why, token) in [
+        (
+            "wrong audience",
+            sign("new", new_key, serde_json::json!({"sub": "u", "aud": "other", "iss": "auth.example"})),
+        ),
+        ("no audience", sign("new", new_key, serde_json::json!({"sub": "u", "iss": "auth.example"}))),
+        (
+            "wrong issuer",
+            sign("new", new_key, serde_json::json!({"sub": "u", "aud": "fanout", "iss": "evil"})),
+        ),
+        ("unknown kid", sign("gone", new_key, good.clone())),
+        ("kid of another key", sign("old", new_key, good.clone())),
+    ] {
+        assert_eq!(status(token).await, 401, "{why}");
+    }
+    for kid_key in [("old", old_key), ("new", new_key)] {
+        let token = sign(kid_key.0, kid_key.1, good.clone());
+        let (mut ws, _) = try_connect(srv.addr, &format!("/ws?token={token}"), &[], false).await.unwrap();
+        let r = call(&mut ws, 1, "subscribe", serde_json::json!({"topic": "news"})).await;
+        assert_eq!(r["result"]["subscribed"], true, "key {}: {r}", kid_key.0);
+        let r = call(&mut ws, 2, "subscribe", serde_json::json!({"topic": "$sys.stats"})).await;
+        assert_eq!(r["error"]["code"], codes::PERMISSION_DENIED, "`*` does not grant `$sys.`: {r}");
+    }
+}
