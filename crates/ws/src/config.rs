@@ -347,6 +347,12 @@ impl WsConfig {
                 return err("jwt_keys", "every key must be at least 32 bytes");
             }
         }
+        // Two keys under one id: which one verifies would be an accident of order.
+        let mut kids: Vec<&str> = self.jwt_keys.iter().map(|(k, _)| k.as_str()).collect();
+        kids.sort_unstable();
+        if kids.windows(2).any(|w| w[0] == w[1]) {
+            return err("jwt_keys", "a key id appears twice");
+        }
         if self.max_queued_bytes < 1024 {
             return err("max_queued_bytes", "must be at least 1 KiB");
         }
@@ -426,6 +432,18 @@ mod tests {
         // What tungstenite asserts at each connection holds.
         let c = ok.websocket_config();
         assert!(c.max_write_buffer_size > c.write_buffer_size);
+    }
+
+    #[test]
+    fn duplicate_key_ids_are_errors() {
+        let k = "k".repeat(32);
+        let dup = WsConfig {
+            jwt_keys: vec![("a".into(), k.clone()), ("a".into(), k.clone())],
+            ..WsConfig::default()
+        };
+        assert!(dup.validate().unwrap_err().to_string().contains("twice"));
+        let ok = WsConfig { jwt_keys: vec![("a".into(), k.clone()), ("b".into(), k)], ..WsConfig::default() };
+        assert!(ok.validate().is_ok());
     }
 
     #[test]
