@@ -307,7 +307,9 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
                 inner.close_inbox(&inbox, CloseReason::SlowConsumer);
                 Err(SendError::Full(msg.into_payload()))
             }
-            Offer::Dropped(_) => Err(SendError::Full(msg.into_payload())),
+            Offer::Dropped(_) | Offer::DroppedAfterDisplacing(..) | Offer::Outranked(_) => {
+                Err(SendError::Full(msg.into_payload()))
+            }
         }
     }
 

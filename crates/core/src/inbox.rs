@@ -84,7 +84,7 @@ use crate::loom::{
     fence, lock, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, AtomicWaker, Backoff, Mutex, Ordering,
 };
 use crate::message::{Envelope, Message, Priority};
-use crate::ring::Ring;
+use crate::ring::{Displace, Forced, Ring};
 use crate::shared::Prepaid;
 use crate::topic::TopicInner;
 use crate::SubscriberId;
@@ -121,6 +121,14 @@ pub(crate) enum Offer {
     /// The ring was sealed while this message was making room for itself: not
     /// a recipient, but this many older messages were displaced first.
     SkippedAfterDisplacing(u32),
+    /// Not queued: the oldest queued message outranks it (a `DropOldest`
+    /// message does not displace a higher priority); dropped, after
+    /// displacing this many of lower or equal priority. Internal to
+    /// [`Inbox::apply_overflow`], which turns it into a drop.
+    Outranked(u32),
+    /// Not queued (dropped, for this reason), after displacing this many
+    /// older messages of lower or equal priority.
+    DroppedAfterDisplacing(DropReason, u32),
 }
 
 /// An inbox's fields that every push reads, kept on the ring's publishers'
@@ -254,33 +262,35 @@ impl<T> Inbox<T> {
                     *depth = len;
                 }
                 if len >= self.p().high_water {
-                    return self.apply_overflow(&make, DropReason::HighWater, self.ring.tail());
+                    return self.apply_overflow(&make, DropReason::HighWater, self.ring.tail(), priority);
                 }
             }
-            Priority::Urgent => return self.force(make()),
+            Priority::Urgent => return self.force(make(), Priority::Urgent),
             _ => {}
         }
         let run = self.ring.reserve(1);
         if run.n == 1 {
-            run.write(0, make());
+            run.write_as(0, make(), priority);
             return Offer::Delivered;
         }
         if run.sealed {
             return Offer::Skipped;
         }
-        self.apply_overflow(&make, DropReason::Full, run.pos)
+        self.apply_overflow(&make, DropReason::Full, run.pos, priority)
     }
 
-    /// Queues `m`, displacing the oldest messages until it fits (each loss
-    /// counted as lag).
-    fn force(&self, m: Message<T>) -> Offer {
-        // Displaced messages are announced by the jump in `head` they leave
-        // (see "Lag at its position").
-        match self.ring.force_push(m) {
-            Ok(0) => Offer::Delivered,
-            Ok(n) => Offer::Displaced(n as u32),
-            Err((_, 0)) => Offer::Skipped,
-            Err((_, n)) => Offer::SkippedAfterDisplacing(n as u32),
+    /// Queues `m` (of `priority`), displacing the oldest messages of at most
+    /// its priority until it fits (`Urgent`: any). `None` when the oldest
+    /// message outranks it: it stays out, and the caller drops it. Displaced
+    /// messages are announced by the jump in `head` they leave (see "Lag at
+    /// its position").
+    fn force(&self, m: Message<T>, priority: Priority) -> Offer {
+        match self.ring.force_push_as(m, priority) {
+            Forced::In(0) => Offer::Delivered,
+            Forced::In(n) => Offer::Displaced(n as u32),
+            Forced::Sealed(0) => Offer::Skipped,
+            Forced::Sealed(n) => Offer::SkippedAfterDisplacing(n as u32),
+            Forced::Outranked(n) => Offer::Outranked(n as u32),
         }
     }
 
@@ -322,7 +332,7 @@ impl<T> Inbox<T> {
             return (queued, false);
         }
         let limit = if priority == Priority::Normal { p.high_water } else { cap };
-        if run.len() == 1 && self.ring.try_push_one(limit, || Message::from_prepaid(msg(0))) {
+        if run.len() == 1 && self.ring.try_push_one(limit, priority, || Message::from_prepaid(msg(0))) {
             r.delivered += 1;
             r.recipients += 1;
             return (true, false);
@@ -345,7 +355,7 @@ impl<T> Inbox<T> {
             let n = reserved.n;
             if n > 0 {
                 for i in 0..n {
-                    reserved.write(i, Message::from_prepaid(msg(next + i)));
+                    reserved.write_as(i, Message::from_prepaid(msg(next + i)), priority);
                 }
                 next += n;
                 r.delivered += n as u64;
@@ -358,13 +368,13 @@ impl<T> Inbox<T> {
             let pre = msg(next);
             next += 1;
             let reason = if checked { DropReason::HighWater } else { DropReason::Full };
-            let offer = self.apply_overflow(&|| Message::from_prepaid(pre), reason, reserved.pos);
+            let offer = self.apply_overflow(&|| Message::from_prepaid(pre), reason, reserved.pos, priority);
             r.count(offer);
             match offer {
                 Offer::Evict => return (queued, true),
                 Offer::Displaced(_) | Offer::Delivered => queued = true,
                 Offer::Skipped | Offer::SkippedAfterDisplacing(_) => return (queued, false),
-                Offer::Dropped(_) => {}
+                Offer::Dropped(_) | Offer::DroppedAfterDisplacing(..) | Offer::Outranked(_) => {}
             }
         }
         (queued, false)
@@ -373,7 +383,13 @@ impl<T> Inbox<T> {
     /// The message did not fit; it would have gone to position `at`: apply
     /// the policy.
     #[cold]
-    fn apply_overflow(&self, make: &impl Fn() -> Message<T>, reason: DropReason, at: usize) -> Offer {
+    fn apply_overflow(
+        &self,
+        make: &impl Fn() -> Message<T>,
+        reason: DropReason,
+        at: usize,
+        priority: Priority,
+    ) -> Offer {
         match self.p().overflow {
             Overflow::Evict => {
                 self.record_drop(at);
@@ -385,18 +401,38 @@ impl<T> Inbox<T> {
             }
             Overflow::DropOldest => {
                 // At the high-water mark, take one out to stay below it; when
-                // full, force_push displaces one. Either loss is counted.
+                // full, force displaces one. Either loss is counted. Only a
+                // message of at most this one's priority is displaced: when
+                // the oldest outranks it, this one is dropped instead (as
+                // `DropNewest` would), so priorities hold on both sides.
                 let mut lost = 0u32;
-                if reason == DropReason::HighWater && self.ring.displace().is_some() {
-                    lost += 1;
+                if reason == DropReason::HighWater {
+                    match self.ring.displace_up_to(priority) {
+                        Displace::Taken(old) => {
+                            drop(old);
+                            lost += 1;
+                        }
+                        Displace::Outranked => {
+                            self.record_drop(at);
+                            return Offer::Dropped(reason);
+                        }
+                        Displace::Empty => {}
+                    }
                 }
-                match (self.force(make()), lost) {
+                match (self.force(make(), priority), lost) {
+                    (Offer::Outranked(n), l) => {
+                        self.record_drop(at);
+                        match n + l {
+                            0 => Offer::Dropped(reason),
+                            k => Offer::DroppedAfterDisplacing(reason, k),
+                        }
+                    }
                     (offer, 0) => offer,
                     (Offer::Delivered, l) => Offer::Displaced(l),
                     (Offer::Displaced(n), l) => Offer::Displaced(n + l),
                     (Offer::Skipped, l) => Offer::SkippedAfterDisplacing(l),
                     (Offer::SkippedAfterDisplacing(n), l) => Offer::SkippedAfterDisplacing(n + l),
-                    (other, _) => unreachable!("force_push gives {other:?}"),
+                    (other, _) => unreachable!("force gives {other:?}"),
                 }
             }
         }

@@ -590,3 +590,42 @@ fn loom_join_racing_two_publishers() {
         assert!(i.leave("t").is_some());
     });
 }
+
+/// `DropOldest` on a full ring whose oldest message is `High`, racing the
+/// receiver: a `Normal` message never displaces the `High` one (the
+/// displacer reads the slot's priority without taking the message, and
+/// claims the position only if it may), whatever the interleaving; every
+/// message is received, displaced or dropped exactly once.
+#[test]
+fn loom_drop_oldest_never_displaces_a_higher_priority() {
+    loom::model(|| {
+        let i = inbox(1, 2, Overflow::DropOldest);
+        let high = msg(0);
+        let pre = [Some(high.inner.prepay(1))];
+        let mut r0 = PublishReport::default();
+        i.offer_run(&pre, Priority::High, &mut r0);
+        assert_eq!(i.offer(&msg(1), Priority::Normal, &mut 0), Offer::Delivered);
+        let p = {
+            let i = i.clone();
+            thread::spawn(move || {
+                let mut r = PublishReport::default();
+                i.offer_run(&one(2), Priority::Normal, &mut r);
+                r
+            })
+        };
+        let mut got = Vec::new();
+        let mut take = |i: &Inbox<u64>| loop {
+            match i.try_pop() {
+                Ok(m) => got.push(*m.payload()),
+                Err(TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        };
+        take(&i);
+        let r = p.join().unwrap();
+        take(&i);
+        assert!(got.contains(&0), "the High message is never displaced: {got:?}");
+        assert_eq!(got.len() as u64 + r.displaced + r.dropped.total(), 3, "{got:?} {r:?}");
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+    });
+}

@@ -106,6 +106,19 @@
 //! folded in: one load of each of `storage`, `tail`, `head_seen`, one
 //! comparison, one CAS.
 //!
+//! # Priorities in the slots
+//!
+//! A displacer (a `DropOldest` message making room, an `Urgent` one always)
+//! must not take out a message that outranks it: `Normal` traffic must not
+//! push queued `High` or `Urgent` messages out. So the two low bits of each
+//! slot's pointer hold the priority its message entered with
+//! ([`Run::write_as`]; a message's allocation is aligned to 8, so the bits
+//! are free). A displacer reads the head slot's pointer *value* (never what
+//! it points to: the receiver may be taking that message), checks that the
+//! stamp still says the slot holds position `head`, compares the priority,
+//! and only then claims the position with the usual CAS on `head`, which
+//! fails if anyone took it meanwhile. Takers strip the bits.
+//!
 //! # Limits inside the reservation
 //!
 //! [`Ring::reserve_within`] takes the most positions that may be in use after
@@ -161,12 +174,44 @@ compile_error!("fanout-core needs 64-bit ring positions (usize of 64 bits): see 
 /// The bit of `tail` that says the ring is sealed (see "Sealing").
 const SEALED: usize = 1 << 63;
 
+/// The low bits of a slot's pointer that hold its message's priority (see
+/// "Priorities in the slots"). A message's allocation is aligned to at least
+/// 8 (it starts with its reference count, a `usize`).
+const TAG: usize = 0b11;
+
+/// `p` with `priority` in its low bits (a hole, null, stays null).
+#[inline]
+fn tag(p: *mut (), priority: Priority) -> *mut () {
+    debug_assert_eq!(p as usize & TAG, 0, "a message pointer is aligned");
+    if p.is_null() {
+        return p;
+    }
+    // `wrapping_add`: the pointer keeps its provenance; no dereference.
+    p.cast::<u8>().wrapping_add(priority as usize).cast()
+}
+
+/// The priority a slot's pointer carries.
+#[inline]
+fn priority_of(p: *mut ()) -> Priority {
+    match p as usize & TAG {
+        0 => Priority::Normal,
+        1 => Priority::High,
+        _ => Priority::Urgent,
+    }
+}
+
+/// `p` without its tag: the pointer `Counted::into_raw` gave.
+#[inline]
+fn untag(p: *mut ()) -> *mut () {
+    p.cast::<u8>().wrapping_sub(p as usize & TAG).cast()
+}
+
 /// A position as a stamp (see `Ring::stamps`).
 #[inline]
 fn stamp(pos: usize) -> u32 {
     pos as u32
 }
-use crate::message::{Envelope, Message};
+use crate::message::{Envelope, Message, Priority};
 use crate::shared::Counted;
 
 /// A hint that the line holding `p` will be read soon (prefetch into every
@@ -295,6 +340,27 @@ pub(crate) struct Ring<T, P = (), R = ()> {
     _owns: PhantomData<Counted<Envelope<T>>>,
 }
 
+/// What [`Ring::displace_up_to`] found at the head.
+pub(crate) enum Displace<T> {
+    /// The oldest message, taken out.
+    Taken(Message<T>),
+    /// Nothing to take.
+    Empty,
+    /// The oldest message outranks what wanted its place: left where it is.
+    Outranked,
+}
+
+/// What [`Ring::force_push_as`] did (a message not pushed is dropped).
+pub(crate) enum Forced {
+    /// Pushed, after displacing this many.
+    In(usize),
+    /// Not pushed: the ring is sealed (after displacing this many).
+    Sealed(usize),
+    /// Not pushed: the oldest queued message outranks it (after displacing
+    /// this many of lower or equal priority).
+    Outranked(usize),
+}
+
 /// Positions reserved by one CAS on `tail`, to fill with [`Run::write`]: `n`
 /// of them from `pos` (`n == 0` when the ring was full, or sealed). Carries
 /// the storage loaded once by `reserve`.
@@ -314,10 +380,18 @@ pub(crate) struct Run<'r, T> {
 impl<T> Run<'_, T> {
     /// Fills the run's `i`-th position (`i < n`) with `m`. Positions may be
     /// filled in any order; a taker stops at the first one not yet filled.
+    /// Its slot says `Normal` (see "Priorities in the slots").
     #[inline]
     pub(crate) fn write(&self, i: usize, m: Message<T>) {
+        self.write_as(i, m, Priority::Normal);
+    }
+
+    /// [`Run::write`], the slot marked with `priority`: what a displacer may
+    /// take out of it (see "Priorities in the slots").
+    #[inline]
+    pub(crate) fn write_as(&self, i: usize, m: Message<T>, priority: Priority) {
         debug_assert!(i < self.n, "position {i} of a run of {}", self.n);
-        self.fill(self.pos + i, m.inner.into_raw());
+        self.fill(self.pos + i, tag(m.inner.into_raw(), priority));
     }
 
     /// Fills the run's `i`-th position with a hole: a position that holds no
@@ -631,7 +705,12 @@ impl<T, P, R> Ring<T, P, R> {
     /// False (and `make` not called) otherwise: the caller takes the general
     /// path, which decides every other case.
     #[inline]
-    pub(crate) fn try_push_one(&self, limit: usize, make: impl FnOnce() -> Message<T>) -> bool {
+    pub(crate) fn try_push_one(
+        &self,
+        limit: usize,
+        priority: Priority,
+        make: impl FnOnce() -> Message<T>,
+    ) -> bool {
         let put = &*self.put;
         // Acquire: as in `Ring::storage`.
         let base = put.storage.load(Ordering::Acquire);
@@ -659,7 +738,7 @@ impl<T, P, R> Ring<T, P, R> {
             store: self.view(put.geo, base),
             _msgs: PhantomData,
         };
-        run.write(0, make());
+        run.write_as(0, make(), priority);
         true
     }
 
@@ -709,7 +788,7 @@ impl<T, P, R> Ring<T, P, R> {
         // Release: the next lap's writer, which waits for this stamp, writes
         // only after the pointer was read.
         store.stamp(pos).store(stamp(pos + self.size()), Ordering::Release);
-        p
+        untag(p)
     }
 
     /// Takes the claimed position `pos` out of its slot and frees the slot.
@@ -723,15 +802,28 @@ impl<T, P, R> Ring<T, P, R> {
         Message { inner: unsafe { Counted::from_raw(p) } }
     }
 
-    /// Takes the oldest message to make room. `None` when the ring is empty.
+    /// Takes the oldest message to make room, whatever its priority. `None`
+    /// when the ring is empty.
+    #[cfg(test)]
     pub(crate) fn displace(&self) -> Option<Message<T>> {
+        match self.displace_up_to(Priority::Urgent) {
+            Displace::Taken(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Takes the oldest message to make room, if its priority is at most
+    /// `max` (see "Priorities in the slots").
+    pub(crate) fn displace_up_to(&self, max: Priority) -> Displace<T> {
         // No storage: nothing was ever reserved.
-        let store = self.storage()?;
+        let Some(store) = self.storage() else {
+            return Displace::Empty;
+        };
         let backoff = Backoff::new();
         loop {
             let h = self.take.head.load(Ordering::Acquire);
             if h >= self.put.tail.load(Ordering::Acquire) & !SEALED {
-                return None;
+                return Displace::Empty;
             }
             if store.stamp(h).load(Ordering::Acquire) != stamp(h + 1) {
                 // Reserved but not written yet, or already taken (then `head`
@@ -739,29 +831,55 @@ impl<T, P, R> Ring<T, P, R> {
                 backoff.snooze();
                 continue;
             }
+            // The slot's priority, read without taking the message: only the
+            // pointer's value, never what it points to. If position `h` is
+            // taken meanwhile, the CAS below fails and we look again; if it
+            // succeeds, the slot still held position `h` when it was read.
+            let p = store.slot(h).ptr.load(Ordering::Relaxed);
+            if store.stamp(h).load(Ordering::Acquire) != stamp(h + 1) {
+                continue;
+            }
+            if priority_of(p) > max {
+                return Displace::Outranked;
+            }
             if self.take.head.compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                return Some(self.take_claimed(store, h));
+                return Displace::Taken(self.take_claimed(store, h));
             }
         }
     }
 
-    /// Pushes `m`, displacing the oldest messages until it fits; returns how
-    /// many were displaced (dropped here), or hands `m` back with that count
-    /// when the ring is sealed.
-    pub(crate) fn force_push(&self, m: Message<T>) -> Result<usize, (Message<T>, usize)> {
+    /// Pushes `m` (marked `priority`), displacing the oldest messages of at
+    /// most that priority until it fits.
+    pub(crate) fn force_push_as(&self, m: Message<T>, priority: Priority) -> Forced {
         let mut displaced = 0;
         loop {
             let run = self.reserve(1);
             if run.n == 1 {
-                run.write(0, m);
-                return Ok(displaced);
+                run.write_as(0, m, priority);
+                return Forced::In(displaced);
             }
             if run.sealed {
-                return Err((m, displaced));
+                return Forced::Sealed(displaced);
             }
-            if self.displace().is_some() {
-                displaced += 1;
+            match self.displace_up_to(priority) {
+                Displace::Taken(old) => {
+                    drop(old);
+                    displaced += 1;
+                }
+                Displace::Outranked => return Forced::Outranked(displaced),
+                Displace::Empty => {}
             }
+        }
+    }
+
+    /// [`Ring::force_push_as`] for an `Urgent` message, which displaces any:
+    /// how many it displaced, or that count as an error when the ring is
+    /// sealed.
+    #[cfg(test)]
+    pub(crate) fn force_push(&self, m: Message<T>) -> Result<usize, usize> {
+        match self.force_push_as(m, Priority::Urgent) {
+            Forced::In(n) => Ok(n),
+            Forced::Sealed(n) | Forced::Outranked(n) => Err(n),
         }
     }
 
@@ -912,7 +1030,7 @@ impl<T, P, R> Drop for Ring<T, P, R> {
         let tail = self.put.tail.load(Ordering::Acquire) & !SEALED;
         for pos in head..tail {
             if store.stamp(pos).load(Ordering::Acquire) == stamp(pos + 1) {
-                let p = store.slot(pos).ptr.load(Ordering::Relaxed);
+                let p = untag(store.slot(pos).ptr.load(Ordering::Relaxed));
                 if p.is_null() {
                     continue; // a hole
                 }
@@ -1155,8 +1273,11 @@ mod tests {
                 got += 1;
             });
         }
-        got += take_all(&r).len();
+        // Join before the last take: `is_finished` orders nothing, so a
+        // finished producer's last write may not be visible until the join
+        // (miri found the interleaving: 79 of 80).
         let displaced: usize = producers.into_iter().map(|p| p.join().unwrap()).sum();
+        got += take_all(&r).len();
         assert_eq!(got + displaced, 2 * n as usize, "every message taken or displaced, once");
     }
 }

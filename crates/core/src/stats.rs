@@ -120,6 +120,12 @@ impl PublishReport {
                 self.delivered += 1;
                 self.displaced += u64::from(n);
             }
+            Offer::DroppedAfterDisplacing(reason, n) => {
+                self.displaced += u64::from(n);
+                self.count(Offer::Dropped(reason));
+                return;
+            }
+            Offer::Outranked(_) => unreachable!("apply_overflow turns Outranked into a drop"),
             Offer::Dropped(DropReason::HighWater) => self.dropped.high_water += 1,
             Offer::Dropped(DropReason::Full) => self.dropped.full += 1,
             Offer::Evict => self.dropped.evicted += 1,

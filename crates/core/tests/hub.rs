@@ -565,3 +565,40 @@ fn try_recv_many_takes_batches_then_reports_close() {
     assert_eq!(s.try_recv_many(&mut buf, 100), Err(TryRecvError::Closed(CloseReason::Shutdown)));
     assert_eq!(buf.iter().map(|m| *m.payload()).collect::<Vec<_>>(), (2..10).collect::<Vec<_>>());
 }
+
+/// Issue 11, review item 10: under `DropOldest`, a message displaces only
+/// what it outranks or equals. Normal traffic at the high-water mark used to
+/// push a queued High message out; now the Normal one is dropped (and
+/// announced), and the High one stays. Urgent still displaces anything; a
+/// High message on a ring full of Urgent ones is dropped.
+#[test]
+fn drop_oldest_never_displaces_a_higher_priority() {
+    let hub =
+        Hub::<u64>::builder().capacity(4).high_water(0.5).overflow(Overflow::DropOldest).build().unwrap();
+    let mut s = hub.subscribe().unwrap();
+    hub.broadcast_with(Priority::High, |_| 100).unwrap();
+    hub.broadcast(1).unwrap(); // at the mark now (2 of 4)
+    let r = hub.broadcast(2).unwrap(); // the oldest is High: 2 is dropped
+    assert_eq!((r.delivered, r.dropped.high_water, r.displaced), (0, 1, 0));
+    assert_eq!(upto_gap(&mut s), (vec![100, 1], TryRecvError::Lagged(1)), "the High message kept");
+
+    // Normal messages still displace Normal ones.
+    hub.broadcast(3).unwrap();
+    hub.broadcast(4).unwrap();
+    let r = hub.broadcast(5).unwrap();
+    assert_eq!((r.delivered, r.displaced), (1, 1));
+    assert_eq!(upto_gap(&mut s), (vec![], TryRecvError::Lagged(1)), "3 displaced, announced first");
+    assert_eq!(upto_gap(&mut s), (vec![4, 5], TryRecvError::Empty));
+
+    // Urgent displaces anything; High does not displace Urgent.
+    for v in 10..14 {
+        hub.broadcast_with(Priority::Urgent, |_| v).unwrap();
+    }
+    let r = hub.broadcast_with(Priority::High, |_| 20).unwrap();
+    assert_eq!((r.delivered, r.dropped.full, r.displaced), (0, 1, 0), "High outranked by the queued Urgent");
+    let r = hub.broadcast_with(Priority::Urgent, |_| 14).unwrap();
+    assert_eq!((r.delivered, r.displaced), (1, 1));
+    assert_eq!(upto_gap(&mut s), (vec![], TryRecvError::Lagged(1)), "10 displaced by Urgent 14");
+    assert_eq!(upto_gap(&mut s), (vec![11, 12, 13], TryRecvError::Lagged(1)), "20 dropped at its place");
+    assert_eq!(upto_gap(&mut s), (vec![14], TryRecvError::Empty));
+}

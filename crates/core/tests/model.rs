@@ -57,7 +57,8 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// What the model says a subscriber holds.
 struct ModelSub {
-    queue: VecDeque<u64>,
+    /// Queued messages and the priority each entered with.
+    queue: VecDeque<(u64, Priority)>,
     cap: usize,
     hw: usize,
     overflow: Overflow,
@@ -107,13 +108,13 @@ impl ModelSub {
                 self.displace();
                 out.displaced += 1;
             }
-            self.queue.push_back(v);
+            self.queue.push_back((v, p));
             out.delivered += 1;
             return;
         }
         let at_hw = p == Priority::Normal && self.hw < self.cap && self.queue.len() >= self.hw;
         if !at_hw && self.queue.len() < self.cap {
-            self.queue.push_back(v);
+            self.queue.push_back((v, p));
             out.delivered += 1;
             return;
         }
@@ -132,16 +133,34 @@ impl ModelSub {
                 }
             }
             Overflow::DropOldest => {
+                // A message displaces only what it outranks or equals; when
+                // the oldest outranks it, it is dropped instead.
+                let outranked = |q: &VecDeque<(u64, Priority)>| q.front().is_some_and(|&(_, fp)| fp > p);
                 let mut lost = 0;
                 if at_hw && !self.queue.is_empty() {
+                    if outranked(&self.queue) {
+                        self.drop_at_tail();
+                        out.high_water += 1;
+                        return;
+                    }
                     self.displace();
                     lost += 1;
                 }
                 if self.queue.len() == self.cap {
+                    if outranked(&self.queue) {
+                        self.drop_at_tail();
+                        out.displaced += lost;
+                        if at_hw {
+                            out.high_water += 1;
+                        } else {
+                            out.full += 1;
+                        }
+                        return;
+                    }
                     self.displace();
                     lost += 1;
                 }
-                self.queue.push_back(v);
+                self.queue.push_back((v, p));
                 out.displaced += lost;
                 out.delivered += 1;
             }
@@ -171,7 +190,7 @@ impl ModelSub {
             }
         }
         match (self.queue.pop_front(), self.closed) {
-            (Some(v), _) => {
+            (Some((v, _)), _) => {
                 self.head += 1;
                 Ok(v)
             }
