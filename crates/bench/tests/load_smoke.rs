@@ -9,53 +9,29 @@
 //! (With several publishers the order is the engine's promise under test, which
 //! the hub harness's `same_topic` checks; this test checks the load tester.)
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use clap::Parser as _;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
-    let cli = fanout_server::Cli::parse_from([
-        "fanout-server",
-        "--listen",
-        "127.0.0.1:0",
-        "--api-key",
-        "smoke",
-        "--log-level",
-        "warn",
-    ]);
-    let settings = fanout_server::Settings::from_cli(cli).expect("settings");
+/// Starts a server in this process (`server_args` after the common ones),
+/// runs `fanout-bench load` against it (`load_args` after the URL, the API
+/// key, `--progress never` and the output directory), drains the server, and
+/// returns the report directory and its parsed `report.json`.
+async fn run_load(name: &str, server_args: &[&str], load_args: &[String]) -> (PathBuf, serde_json::Value) {
+    let mut cli =
+        vec!["fanout-server", "--listen", "127.0.0.1:0", "--api-key", "smoke", "--log-level", "warn"];
+    cli.extend_from_slice(server_args);
+    let settings = fanout_server::Settings::from_cli(fanout_server::Cli::parse_from(cli)).expect("settings");
     let server = fanout_server::start(settings).await.expect("server starts");
     let url = format!("ws://{}/ws", server.addr());
-    let out = std::env::temp_dir().join(format!("fanout-load-smoke-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("fanout-load-smoke-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-
-    let args = [
-        "load",
-        "--url",
-        &url,
-        "--api-key",
-        "smoke",
-        "--clients",
-        "50",
-        "--topics",
-        "2",
-        "--per-client",
-        "1",
-        "--rate",
-        "20",
-        "--publishers",
-        "1",
-        "--duration",
-        "2s",
-        "--progress",
-        "never",
-        "--server-pid",
-        &std::process::id().to_string(),
-        "--out",
-        out.to_str().expect("utf-8 temp dir"),
-    ]
-    .map(String::from);
+    let mut args: Vec<String> = ["load", "--url", &url, "--api-key", "smoke", "--progress", "never", "--out"]
+        .map(String::from)
+        .to_vec();
+    args.push(out.to_str().expect("utf-8 temp dir").to_string());
+    args.extend_from_slice(load_args);
     let status = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_fanout-bench")).args(args).status()
     })
@@ -64,6 +40,21 @@ async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
     .expect("run fanout-bench load");
     assert!(status.success(), "fanout-bench load failed: {status}");
     server.shutdown().await.expect("server drains");
+    let v = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
+        .expect("parses");
+    (out, v)
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
+    let pid = std::process::id().to_string();
+    let mut load = args(&["--clients", "50", "--topics", "2", "--per-client", "1", "--rate", "20"]);
+    load.extend(args(&["--publishers", "1", "--duration", "2s", "--server-pid", &pid]));
+    let (out, v) = run_load("one", &[], &load).await;
 
     for f in [
         "report.json",
@@ -81,9 +72,6 @@ async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
     let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(md.contains("## Results") && md.contains("## Reading"));
 
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
-            .expect("parses");
     assert_eq!(v["schema"], "fanout-bench/load/2");
     assert_eq!(v["setup"]["publishers"], 1);
     assert!(v["machine"]["cores"].as_u64().unwrap_or(0) >= 1);
@@ -120,54 +108,8 @@ async fn fifty_clients_for_two_seconds_write_a_report_without_loss() {
 /// must see every push in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_publishers_on_one_topic_keep_the_mutex_engines_order() {
-    let cli = fanout_server::Cli::parse_from([
-        "fanout-server",
-        "--listen",
-        "127.0.0.1:0",
-        "--api-key",
-        "smoke",
-        "--engine",
-        "mutex",
-        "--log-level",
-        "warn",
-    ]);
-    let settings = fanout_server::Settings::from_cli(cli).expect("settings");
-    let server = fanout_server::start(settings).await.expect("server starts");
-    let url = format!("ws://{}/ws", server.addr());
-    let out = std::env::temp_dir().join(format!("fanout-load-smoke-4p-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let args = [
-        "load",
-        "--url",
-        &url,
-        "--api-key",
-        "smoke",
-        "--clients",
-        "20",
-        "--rate",
-        "200",
-        "--publishers",
-        "4",
-        "--duration",
-        "2s",
-        "--progress",
-        "never",
-        "--out",
-        out.to_str().expect("utf-8 temp dir"),
-    ]
-    .map(String::from);
-    let status = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_fanout-bench")).args(args).status()
-    })
-    .await
-    .expect("join")
-    .expect("run fanout-bench load");
-    assert!(status.success(), "fanout-bench load failed: {status}");
-    server.shutdown().await.expect("server drains");
-
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
-            .expect("parses");
+    let load = args(&["--clients", "20", "--rate", "200", "--publishers", "4", "--duration", "2s"]);
+    let (out, v) = run_load("4p", &["--engine", "mutex"], &load).await;
     let r = &v["runs"][0];
     assert_eq!(r["publishers"], 4);
     assert!(r["published"].as_u64().unwrap_or(0) > 0, "nothing published: {r}");
@@ -185,60 +127,10 @@ async fn four_publishers_on_one_topic_keep_the_mutex_engines_order() {
 /// across a reconnection, nor out of order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_reconnect_with_since_lose_nothing() {
-    let cli = fanout_server::Cli::parse_from([
-        "fanout-server",
-        "--listen",
-        "127.0.0.1:0",
-        "--api-key",
-        "smoke",
-        "--log-level",
-        "warn",
-    ]);
-    let settings = fanout_server::Settings::from_cli(cli).expect("settings");
-    let server = fanout_server::start(settings).await.expect("server starts");
-    let url = format!("ws://{}/ws", server.addr());
-    let out = std::env::temp_dir().join(format!("fanout-load-smoke-rc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let args = [
-        "load",
-        "--url",
-        &url,
-        "--api-key",
-        "smoke",
-        "--clients",
-        "20",
-        "--topics",
-        "2",
-        "--per-client",
-        "1",
-        "--rate",
-        "100",
-        "--publishers",
-        "4",
-        "--reconnect-fraction",
-        "0.5",
-        "--reconnect-every",
-        "400ms",
-        "--duration",
-        "2s",
-        "--progress",
-        "never",
-        "--out",
-        out.to_str().expect("utf-8 temp dir"),
-    ]
-    .map(String::from);
-    let status = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_fanout-bench")).args(args).status()
-    })
-    .await
-    .expect("join")
-    .expect("run fanout-bench load");
-    assert!(status.success(), "fanout-bench load failed: {status}");
-    server.shutdown().await.expect("server drains");
-
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
-            .expect("parses");
+    let mut load = args(&["--clients", "20", "--topics", "2", "--per-client", "1", "--rate", "100"]);
+    load.extend(args(&["--publishers", "4", "--reconnect-fraction", "0.5", "--reconnect-every", "400ms"]));
+    load.extend(args(&["--duration", "2s"]));
+    let (out, v) = run_load("rc", &[], &load).await;
     assert_eq!(v["setup"]["reconnect_fraction"], 0.5);
     let r = &v["runs"][0];
     let reconnects = r["reconnects"].as_u64().expect("reconnects");

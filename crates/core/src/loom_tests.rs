@@ -520,6 +520,43 @@ fn loom_drop_oldest_racing_recv_accounts_for_every_message() {
     });
 }
 
+/// A join from position 0 of topic `t` (epoch 7, a history of 4) racing a
+/// publisher per entry of `racing` (each publishing that payload), after
+/// `before` was published with nobody subscribed; returns the seqs the
+/// subscriber got. The join must say it recovered.
+fn join_racing_publishers(before: &[u64], racing: &[u64]) -> Vec<u64> {
+    use crate::config::TopicOptions;
+    use crate::recovery::{self, JoinFrom};
+    use crate::topic::{Position, TopicInner};
+    let options = TopicOptions { history_size: 4, history_ttl: std::time::Duration::from_secs(60) };
+    let topic = Arc::new(TopicInner::<u64>::new("t".into(), 7, 16, options));
+    for &v in before {
+        publish(&topic.seq, &topic.members, v);
+    }
+    let ps: Vec<_> = racing
+        .iter()
+        .map(|&v| {
+            let topic = topic.clone();
+            thread::spawn(move || publish(&topic.seq, &topic.members, v))
+        })
+        .collect();
+    let i = inbox(1, 4, Overflow::DropNewest);
+    let mut r = PublishReport::default();
+    let from = JoinFrom::After(Position { epoch: 7, seq: 0 });
+    let j = recovery::join_at(&topic, &i, from, 0, &mut r, &|_: &Arc<Inbox<u64>>| {}).unwrap();
+    for p in ps {
+        p.join().unwrap();
+    }
+    assert!(j.recovered, "{j:?}");
+    let mut got = Vec::new();
+    while let Ok(m) = i.try_pop() {
+        got.push(m.seq());
+    }
+    // Break the inbox <-> topic link (the cleanup worker's job in a hub).
+    assert!(i.leave("t").is_some());
+    got
+}
+
 /// A join from a position races a publisher of the same topic: whether the
 /// publish lands before the join's hand-off (then it is in the replay) or
 /// after (then it arrives live), the subscriber gets every message after its
@@ -528,31 +565,10 @@ fn loom_drop_oldest_racing_recv_accounts_for_every_message() {
 /// at once (the walk is its only exclusion).
 #[test]
 fn loom_join_from_a_position_racing_a_publisher() {
-    use crate::config::TopicOptions;
-    use crate::recovery::{self, JoinFrom};
-    use crate::topic::{Position, TopicInner};
     loom::model(|| {
-        let options = TopicOptions { history_size: 4, history_ttl: std::time::Duration::from_secs(60) };
-        let topic = Arc::new(TopicInner::<u64>::new("t".into(), 7, 16, options));
         // Seq 1, published before anyone joined: in the history only.
-        publish(&topic.seq, &topic.members, 1);
-        let p = {
-            let topic = topic.clone();
-            thread::spawn(move || publish(&topic.seq, &topic.members, 2))
-        };
-        let i = inbox(1, 4, Overflow::DropNewest);
-        let mut r = PublishReport::default();
-        let from = JoinFrom::After(Position { epoch: 7, seq: 0 });
-        let j = recovery::join_at(&topic, &i, from, 0, &mut r, &|_: &Arc<Inbox<u64>>| {}).unwrap();
-        p.join().unwrap();
-        assert!(j.recovered, "{j:?}");
-        let mut got = Vec::new();
-        while let Ok(m) = i.try_pop() {
-            got.push(m.seq());
-        }
+        let got = join_racing_publishers(&[1], &[2]);
         assert_eq!(got, vec![1, 2], "replay then live, nothing missing, nothing twice");
-        // Break the inbox <-> topic link (the cleanup worker's job in a hub).
-        assert!(i.leave("t").is_some());
     });
 }
 
@@ -562,32 +578,9 @@ fn loom_join_from_a_position_racing_a_publisher() {
 /// it: the subscriber gets everything after its position, in order, once.
 #[test]
 fn loom_join_racing_two_publishers() {
-    use crate::config::TopicOptions;
-    use crate::recovery::{self, JoinFrom};
-    use crate::topic::{Position, TopicInner};
     loom::model(|| {
-        let options = TopicOptions { history_size: 4, history_ttl: std::time::Duration::from_secs(60) };
-        let topic = Arc::new(TopicInner::<u64>::new("t".into(), 7, 16, options));
-        let ps: Vec<_> = (1..3)
-            .map(|v| {
-                let topic = topic.clone();
-                thread::spawn(move || publish(&topic.seq, &topic.members, v))
-            })
-            .collect();
-        let i = inbox(1, 4, Overflow::DropNewest);
-        let mut r = PublishReport::default();
-        let from = JoinFrom::After(Position { epoch: 7, seq: 0 });
-        let j = recovery::join_at(&topic, &i, from, 0, &mut r, &|_: &Arc<Inbox<u64>>| {}).unwrap();
-        for p in ps {
-            p.join().unwrap();
-        }
-        assert!(j.recovered, "{j:?}");
-        let mut got = Vec::new();
-        while let Ok(m) = i.try_pop() {
-            got.push(m.seq());
-        }
+        let got = join_racing_publishers(&[], &[1, 2]);
         assert_eq!(got, vec![1, 2], "replay then live, nothing missing, nothing twice");
-        assert!(i.leave("t").is_some());
     });
 }
 
