@@ -120,7 +120,7 @@ use crate::writer::{opcode, Writer};
 const FAIR_EVERY: u32 = 16;
 
 /// What ended a read, or what it asks for.
-enum ReadWhy {
+pub(crate) enum ReadWhy {
     /// The client closed, or the socket failed.
     Gone(CloseKind),
     /// We close, with this code. `fatal`: the stream cannot be read as WebSocket
@@ -128,7 +128,7 @@ enum ReadWhy {
     Close { kind: CloseKind, code: u16, reason: &'static str, fatal: bool },
 }
 
-enum WriteFail {
+pub(crate) enum WriteFail {
     Timeout,
     Io,
     /// The gateway's drain was forced while the writer still held frames.
@@ -148,7 +148,7 @@ enum Event {
     Timer,
 }
 
-fn close_frame(code: u16, reason: &'static str) -> Message {
+pub(crate) fn close_frame(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from_static(reason) }))
 }
 
@@ -284,7 +284,7 @@ fn io_event<'a, S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Writes everything `writer` holds; fails when the socket accepts no byte
 /// for `write_timeout`.
-async fn write_all<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn write_all<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     writer: &mut Writer,
     write_timeout: Duration,
@@ -710,7 +710,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
     }
 }
 
-fn classify(e: WsError) -> ReadWhy {
+pub(crate) fn classify(e: WsError) -> ReadWhy {
     let close = |kind, code, reason| ReadWhy::Close { kind, code, reason, fatal: true };
     match e {
         WsError::Capacity(_) => close(CloseKind::TooBig, close_codes::TOO_BIG, "message too big"),
@@ -730,78 +730,12 @@ fn classify(e: WsError) -> ReadWhy {
     }
 }
 
-/// The echo route: every text or binary frame goes back as it came.
-pub(crate) async fn run_echo<E, S>(gw: Gateway<E>, mut ws: WebSocketStream<S>, peer: SocketAddr, slot: Slot)
-where
-    E: Engine<Frame>,
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let _slot = slot;
-    let inner = gw.inner.clone();
-    inner.metrics.opened();
-    let mut phase = inner.phase.subscribe();
-    let wt = inner.config.write_timeout;
-    // Empty whenever the loop reads: each echo is written in full first.
-    let mut writer = Writer::default();
-    // Each exit counts its reason before any close frame goes out.
-    let kind = loop {
-        tokio::select! {
-            () = async { let _ = phase.wait_for(|p| *p != Phase::Running).await; } => {
-                inner.metrics.closed(CloseKind::Shutdown);
-                let _ = tokio::time::timeout(wt, ws.send(close_frame(close_codes::GOING_AWAY, "server shutting down"))).await;
-                break CloseKind::Shutdown;
-            }
-            m = ws.next() => match m {
-                None => {
-                    inner.metrics.closed(CloseKind::Client);
-                    break CloseKind::Client;
-                }
-                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                    inner.metrics.frame_in();
-                    // Through the connections' frame writer, so that the
-                    // Autobahn suite (scripts/autobahn.sh, on this route)
-                    // checks its frames and its sharing of the socket with
-                    // tungstenite's pongs and close frames.
-                    match m {
-                        Message::Text(t) => writer.push_bytes(opcode::TEXT, Bytes::from(t)),
-                        Message::Binary(b) => writer.push_bytes(opcode::BINARY, b),
-                        _ => unreachable!("matched above"),
-                    }
-                    let k = match write_all(&mut ws, &mut writer, wt, usize::MAX, &inner.metrics).await {
-                        Ok(()) => continue,
-                        Err(WriteFail::Io) => CloseKind::Client,
-                        Err(WriteFail::Timeout) => CloseKind::WriteTimeout,
-                        Err(WriteFail::Forced) => CloseKind::Shutdown,
-                    };
-                    inner.metrics.closed(k);
-                    break k;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => match classify(e) {
-                    ReadWhy::Gone(k) => {
-                        inner.metrics.closed(k);
-                        break k;
-                    }
-                    ReadWhy::Close { kind, code, reason, .. } => {
-                        inner.metrics.closed(kind);
-                        let _ = tokio::time::timeout(wt, ws.send(close_frame(code, reason))).await;
-                        linger(ws.get_mut(), inner.config.close_timeout).await;
-                        break kind;
-                    }
-                },
-            }
-        }
-    };
-    tracing::debug!(%peer, reason = kind.as_str(), "echo connection closed");
-    inner.metrics.ended();
-}
-
 /// After our close frame on a failed connection: closes our sending side
 /// first (a FIN: RFC 6455, section 7.1.1, prefers that the server close the TCP
 /// connection first), then reads and discards input until the client's EOF, at
 /// most `limit`, so that unread input does not turn the close into a reset
 /// that would destroy the close frame in flight.
-async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, limit: Duration) {
+pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, limit: Duration) {
     let _ = tokio::time::timeout(limit, io.shutdown()).await;
     let mut buf = [0u8; 2048];
     let _ = tokio::time::timeout(limit, async {

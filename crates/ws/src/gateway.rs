@@ -456,7 +456,7 @@ impl<E: Engine<Frame>> Gateway<E> {
                 // A task of its own, so that this one's state (the upgrade)
                 // is freed now rather than held for the connection's life.
                 Some(sub) => drop(tokio::spawn(crate::conn::run(gw, ws, sub, perms, peer, slot, _guard))),
-                None => crate::conn::run_echo(gw, ws, peer, slot).await,
+                None => crate::echo::run_echo(gw, ws, peer, slot).await,
             }
         });
         resp

@@ -42,6 +42,7 @@ mod config;
 mod conn;
 #[cfg(test)]
 mod conn_tests;
+mod echo;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
