@@ -50,6 +50,7 @@ mod gateway;
 mod keyed_limit;
 mod limits;
 mod metrics;
+mod publish_gate;
 pub mod recovery;
 pub mod rpc;
 mod serve;
@@ -57,6 +58,7 @@ mod subjects;
 pub mod token;
 pub mod topic;
 mod topic_cap;
+mod upgrade;
 mod writer;
 
 pub use auth::{sign_hs256, verify_hs256, Claims, Permissions};
