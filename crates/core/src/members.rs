@@ -140,21 +140,11 @@ impl<T> Members<T> {
     #[cfg_attr(any(not(test), loom), allow(dead_code))]
     #[inline]
     pub(crate) fn for_each_from(&self, start: usize, mut f: impl FnMut(&Arc<Inbox<T>>)) {
-        let n = self.shards.len();
-        for k in 0..n {
-            self.shards[(start + k) % n].snap.with(|chunks| {
-                let m = chunks.list.len();
-                if m == 0 {
-                    return;
-                }
-                let (tail, head) = chunks.list.split_at(start % m);
-                for chunk in head.iter().chain(tail) {
-                    for sub in &chunk.subs {
-                        f(sub);
-                    }
-                }
-            });
-        }
+        // The walk's own loop, queueing nothing (so waking nobody).
+        self.offer_each_from(start, |sub| {
+            f(sub);
+            false
+        });
     }
 
     /// The walk's loop: [`Members::for_each_from`], calling `offer` on each

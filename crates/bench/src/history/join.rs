@@ -43,7 +43,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::CachePadded;
 use fanout_core::{Hub, JoinFrom, Position, Subscriber, Topic};
 use serde::Serialize;
 
@@ -167,13 +166,7 @@ pub fn run(s: &Settings, say: &dyn Fn(&str)) -> JoinCost {
     let topic = hub.topic(TOPIC);
     let base = Instant::now();
     let setup = Instant::now();
-    let progress: Progress = Arc::new((0..n).map(|_| CachePadded::new(Default::default())).collect());
-    let mut drains = Vec::with_capacity(n);
-    for i in 0..n {
-        let sub = hub.subscribe().expect("subscribe");
-        sub.join(TOPIC).expect("join");
-        drains.push(rt.spawn(tasks::drain(sub, progress.clone(), i, None, None, base)));
-    }
+    let (progress, drains) = super::publish::drained_subscribers(&rt, &hub, TOPIC, n, base);
     let setup_seconds = setup.elapsed().as_secs_f64();
     say(&format!("joins: {n} subscribers in the topic after {setup_seconds:.1} s"));
     // Fill the history.

@@ -223,13 +223,7 @@ fn one(n: usize, per_sub: u64, history: bool) -> Run {
         if history { b.history(HISTORY_SIZE, HISTORY_TTL) } else { b }.build().expect("hub")
     };
     let base = Instant::now();
-    let progress: Progress = Arc::new((0..n).map(|_| CachePadded::new(Default::default())).collect());
-    let mut drains = Vec::with_capacity(n);
-    for i in 0..n {
-        let sub = hub.subscribe().expect("subscribe");
-        sub.join(TOPIC).expect("join");
-        drains.push(rt.spawn(tasks::drain(sub, progress.clone(), i, None, None, base)));
-    }
+    let (progress, drains) = drained_subscribers(&rt, &hub, TOPIC, n, base);
     let pace = Arc::new(Pace::new(per_sub, progress.clone()));
     let t0 = Instant::now();
     let publisher = rt.spawn(tasks::publisher(hub.clone(), pace, BATCH, Target::Topic(TOPIC), base));
@@ -278,4 +272,24 @@ pub(super) fn wait_all(progress: &Progress, total: u64) {
             }
         }
     }
+}
+
+/// `n` fresh subscribers of `topic`, each drained by a task on `rt` (the
+/// harness's `drain`), and the progress they report.
+pub(super) fn drained_subscribers(
+    rt: &tokio::runtime::Runtime,
+    hub: &Hub<Tick>,
+    topic: &str,
+    n: usize,
+    base: Instant,
+) -> (Progress, Vec<tokio::task::JoinHandle<tasks::Drained>>) {
+    let progress: Progress = Arc::new((0..n).map(|_| CachePadded::new(Default::default())).collect());
+    let drains = (0..n)
+        .map(|i| {
+            let sub = hub.subscribe().expect("subscribe");
+            sub.join(topic).expect("join");
+            rt.spawn(tasks::drain(sub, progress.clone(), i, None, None, base))
+        })
+        .collect();
+    (progress, drains)
 }
