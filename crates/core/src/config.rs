@@ -22,6 +22,13 @@ pub enum Overflow {
     /// The oldest queued message is dropped to make room: the subscriber keeps the
     /// freshest data (market data, game state).
     DropOldest,
+    /// As `DropOldest` in the ring, and the subscriber repairs what it lost
+    /// from the topics' histories conflated by key: of the messages it
+    /// missed, it receives the newest per key (given at publish with
+    /// [`Hub::publish_keyed`](crate::Hub::publish_keyed)), so a slow
+    /// dashboard gets the newest price, not a gap. Implies
+    /// [`SubscribeOptions::repair`]; see `repair.rs`.
+    Conflate,
 }
 
 /// Settings of one topic, from [`HubConfig::topic_options`] (or the hub's
@@ -207,6 +214,7 @@ pub struct SubscribeOptions {
     pub(crate) capacity: Option<usize>,
     pub(crate) overflow: Option<Overflow>,
     pub(crate) high_water: Option<f64>,
+    pub(crate) repair: Option<bool>,
 }
 
 impl SubscribeOptions {
@@ -230,6 +238,32 @@ impl SubscribeOptions {
         self.high_water = Some(high_water);
         self
     }
+    /// Gap repair: messages of joined topics lost to this subscriber (its
+    /// ring overflowed) are taken back from the topics' histories while they
+    /// still hold them, and handed out in their place; only what is gone is
+    /// reported as `Lagged` (see [`Subscriber::repaired`](crate::Subscriber::repaired)).
+    /// Costs the receiver one hash-map look-up per message; publishers
+    /// nothing. On by default with [`Overflow::Conflate`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fanout_core::{Hub, Overflow, SubscribeOptions};
+    ///
+    /// let hub = Hub::<u64>::builder().history(128, Duration::from_secs(60)).build().unwrap();
+    /// let opts = SubscribeOptions::new().overflow(Overflow::DropOldest).capacity(4).repair(true);
+    /// let mut sub = hub.subscribe_with(opts).unwrap();
+    /// sub.join("ticks").unwrap();
+    /// for i in 1..=10 {
+    ///     hub.publish("ticks", i).unwrap(); // 6 of them are displaced from the ring
+    /// }
+    /// let got: Vec<u64> = std::iter::from_fn(|| sub.try_recv().ok()).map(|m| *m.payload()).collect();
+    /// assert_eq!(got, (1..=10).collect::<Vec<_>>());
+    /// assert_eq!(sub.repaired(), 6);
+    /// ```
+    pub fn repair(mut self, on: bool) -> Self {
+        self.repair = Some(on);
+        self
+    }
 
     pub(crate) fn resolve(&self, hub: &HubConfig) -> Result<Resolved, ConfigError> {
         let capacity = self.capacity.unwrap_or(hub.capacity);
@@ -238,7 +272,9 @@ impl SubscribeOptions {
         check_high_water(hw)?;
         // At least one slot for normal traffic, at most all of them.
         let high_water = ((capacity as f64 * hw).ceil() as usize).clamp(1, capacity);
-        Ok(Resolved { capacity, high_water, overflow: self.overflow.unwrap_or(hub.overflow) })
+        let overflow = self.overflow.unwrap_or(hub.overflow);
+        let repair = self.repair.unwrap_or(overflow == Overflow::Conflate);
+        Ok(Resolved { capacity, high_water, overflow, repair })
     }
 }
 
@@ -246,6 +282,7 @@ pub(crate) struct Resolved {
     pub(crate) capacity: usize,
     pub(crate) high_water: usize,
     pub(crate) overflow: Overflow,
+    pub(crate) repair: bool,
 }
 
 /// A setting that is out of range.

@@ -29,7 +29,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use dashmap::DashMap;
 
 use crate::builder::HubBuilder;
-use crate::config::{ConfigError, HubConfig, SubscribeOptions};
+use crate::config::{ConfigError, HubConfig, Overflow, SubscribeOptions};
 use crate::error::{CloseReason, PublishError, SendError, SubscribeError};
 use crate::inbox::{Inbox, Offer};
 use crate::members::Members;
@@ -37,6 +37,7 @@ use crate::message::{Message, Meta, Origin, Priority};
 use crate::publish::Target;
 use crate::reaper::{self, Request};
 use crate::recovery::{JoinFrom, Joined};
+use crate::repair::Repair;
 use crate::sequencer::Sequencer;
 use crate::stats::{Counters, PublishReport, Stats};
 use crate::subscriber::Subscriber;
@@ -184,12 +185,52 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
         priority: Priority,
         make: impl FnOnce(Meta) -> T,
     ) -> Result<PublishReport, PublishError> {
+        self.publish_inner(topic, priority, None, make)
+    }
+
+    /// Publishes one `Normal` message with a conflation key: a subscriber
+    /// under [`Overflow::Conflate`](crate::Overflow::Conflate) that falls
+    /// behind gets, of the messages it missed, the newest per key (see
+    /// [`SubscribeOptions::repair`](crate::SubscribeOptions::repair)).
+    ///
+    /// ```
+    /// use fanout_core::Hub;
+    ///
+    /// let hub = Hub::<f64>::new();
+    /// let mut sub = hub.subscribe().unwrap();
+    /// sub.join("prices").unwrap();
+    /// hub.publish_keyed("prices", "EURUSD", 1.0842).unwrap();
+    /// let m = sub.try_recv().unwrap();
+    /// assert_eq!(m.key().map(|k| &**k), Some("EURUSD"));
+    /// ```
+    pub fn publish_keyed(&self, topic: &str, key: &str, payload: T) -> Result<PublishReport, PublishError> {
+        self.publish_inner(topic, Priority::Normal, Some(key), |_| payload)
+    }
+
+    /// [`Hub::publish_with`] with an optional conflation key.
+    pub fn publish_keyed_with(
+        &self,
+        topic: &str,
+        priority: Priority,
+        key: Option<&str>,
+        make: impl FnOnce(Meta) -> T,
+    ) -> Result<PublishReport, PublishError> {
+        self.publish_inner(topic, priority, key, make)
+    }
+
+    fn publish_inner(
+        &self,
+        topic: &str,
+        priority: Priority,
+        key: Option<&str>,
+        make: impl FnOnce(Meta) -> T,
+    ) -> Result<PublishReport, PublishError> {
         let inner = self.inner();
         inner.check_open()?;
         match inner.topics.get(topic).map(|t| t.clone()) {
-            Some(t) if !t.seq.keeps_history() => inner.publish_topic(&t, priority, make),
+            Some(t) if !t.seq.keeps_history() => inner.publish_topic(&t, priority, key, make),
             None if inner.config.options_for(topic).history_size == 0 => Ok(inner.count_empty(1)),
-            _ => inner.with_topic(topic, |t| inner.publish_topic(t, priority, make)),
+            _ => inner.with_topic(topic, |t| inner.publish_topic(t, priority, key, make)),
         }
     }
 
@@ -261,7 +302,7 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
     ) -> Result<PublishReport, PublishError> {
         let inner = self.inner();
         inner.check_open()?;
-        Ok(inner.publish_one(&inner.broadcast_target(), priority, make))
+        Ok(inner.publish_one(&inner.broadcast_target(), priority, None, make))
     }
 
     /// Broadcasts a run of `Normal` messages, one pass over the subscribers.
@@ -451,7 +492,8 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         self.insert_new(&inbox);
         self.counters.subscribed();
         self.settle_new(&inbox);
-        Ok(Subscriber::new(inbox, self.clone()))
+        let repair = r.repair.then(|| Box::new(Repair::new(r.overflow == Overflow::Conflate)));
+        Ok(Subscriber::new(inbox, self.clone(), repair))
     }
 
     /// A new subscriber's two inserts. Between them it is already reachable

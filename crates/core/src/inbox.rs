@@ -166,8 +166,11 @@ pub(crate) struct Inbox<T> {
     waker: AtomicWaker,
     /// Topics joined. Locked by join, leave and the cleanup worker, never by a
     /// publisher. A join checks the state under this lock, so once the inbox is
-    /// closing no topic can be added behind the cleanup worker's back.
-    pub(crate) topics: Mutex<Vec<Arc<TopicInner<T>>>>,
+    /// closing no topic can be added behind the cleanup worker's back. Each
+    /// with the topic's `seq` read right after the join: every message after
+    /// it is owed to this subscriber (gap repair, `repair.rs`, owes nothing
+    /// older after a leave and a join again).
+    topics: Mutex<Vec<(Arc<TopicInner<T>>, u64)>>,
 }
 
 impl<T> Inbox<T> {
@@ -399,7 +402,7 @@ impl<T> Inbox<T> {
                 self.record_drop(at);
                 Offer::Dropped(reason)
             }
-            Overflow::DropOldest => {
+            Overflow::DropOldest | Overflow::Conflate => {
                 // At the high-water mark, take one out to stay below it; when
                 // full, force displaces one. Either loss is counted. Only a
                 // message of at most this one's priority is displaced: when
@@ -588,6 +591,7 @@ impl<T> Inbox<T> {
     }
 
     /// Non-blocking batch receive.
+    #[cfg(all(loom, test))]
     pub(crate) fn try_pop_many(
         &self,
         buf: &mut Vec<Message<T>>,
@@ -599,7 +603,11 @@ impl<T> Inbox<T> {
         self.try_pop_into(buf, max)
     }
 
-    fn try_pop_into(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, crate::TryRecvError> {
+    pub(crate) fn try_pop_into(
+        &self,
+        buf: &mut impl Sink<T>,
+        max: usize,
+    ) -> Result<usize, crate::TryRecvError> {
         let to_try = |e: RecvError| match e {
             RecvError::Lagged(n) => crate::TryRecvError::Lagged(n),
             RecvError::Closed(r) => crate::TryRecvError::Closed(r),
@@ -714,11 +722,12 @@ impl<T> Inbox<T> {
         if !self.is_open() {
             return Err(crate::SubscribeError::Closed);
         }
-        if mine.iter().any(|t| &*t.name == name) {
+        if mine.iter().any(|(t, _)| &*t.name == name) {
             return Ok(false);
         }
         let topic = add(self);
-        mine.push(topic);
+        let after = topic.position().seq;
+        mine.push((topic, after));
         Ok(true)
     }
 
@@ -726,8 +735,8 @@ impl<T> Inbox<T> {
     /// `topics`); the topic, if it was joined, for a reclaim check.
     pub(crate) fn leave(&self, name: &str) -> Option<Arc<TopicInner<T>>> {
         let mut mine = lock(&self.topics);
-        let pos = mine.iter().position(|t| &*t.name == name)?;
-        let topic = mine.swap_remove(pos);
+        let pos = mine.iter().position(|(t, _)| &*t.name == name)?;
+        let (topic, _) = mine.swap_remove(pos);
         topic.members.remove(self.id);
         Some(topic)
     }
@@ -735,12 +744,24 @@ impl<T> Inbox<T> {
     /// The cleanup worker's half of the join protocol: takes the joined topics.
     /// Called once the inbox is closing, so no join can add one afterwards.
     pub(crate) fn take_topics(&self) -> Vec<Arc<TopicInner<T>>> {
-        std::mem::take(&mut *lock(&self.topics))
+        std::mem::take(&mut *lock(&self.topics)).into_iter().map(|(t, _)| t).collect()
     }
 
     /// Joined topics (a copy, for tests and stats).
     pub(crate) fn topic_names(&self) -> Vec<Arc<str>> {
-        lock(&self.topics).iter().map(|t| t.name.clone()).collect()
+        lock(&self.topics).iter().map(|(t, _)| t.name.clone()).collect()
+    }
+
+    /// Joined topics with the `seq` after which each one's messages are owed
+    /// (a copy: for gap repair, on the receiver's side).
+    pub(crate) fn memberships(&self) -> Vec<(Arc<TopicInner<T>>, u64)> {
+        lock(&self.topics).clone()
+    }
+
+    /// The joined topic `name` and the `seq` after which its messages are
+    /// owed, if joined.
+    pub(crate) fn membership(&self, name: &str) -> Option<(Arc<TopicInner<T>>, u64)> {
+        lock(&self.topics).iter().find(|(t, _)| &*t.name == name).cloned()
     }
 }
 

@@ -80,6 +80,7 @@ mod message;
 mod publish;
 mod reaper;
 mod recovery;
+mod repair;
 mod ring;
 mod sequencer;
 mod shared;

@@ -62,6 +62,8 @@ pub(crate) struct Envelope<T> {
     pub(crate) origin: Origin,
     pub(crate) meta: Meta,
     pub(crate) priority: Priority,
+    /// The conflation key given at publish, if any (see `repair.rs`).
+    pub(crate) key: Option<Arc<str>>,
     pub(crate) payload: T,
 }
 
@@ -88,7 +90,20 @@ impl<T> Message<T> {
     /// A message (one allocation). Engines call this once per publish; the
     /// handle is then cloned per recipient.
     pub fn new(topic: Option<Arc<str>>, origin: Origin, meta: Meta, priority: Priority, payload: T) -> Self {
-        Message { inner: Counted::new(Envelope { topic, origin, meta, priority, payload }) }
+        Message { inner: Counted::new(Envelope { topic, origin, meta, priority, key: None, payload }) }
+    }
+
+    /// A message with a conflation key (see [`Hub::publish_keyed`](crate::Hub::publish_keyed)).
+    pub(crate) fn keyed(
+        topic: Option<Arc<str>>,
+        meta: Meta,
+        priority: Priority,
+        key: Option<Arc<str>>,
+        payload: T,
+    ) -> Self {
+        Message {
+            inner: Counted::new(Envelope { topic, origin: Origin::Topic, meta, priority, key, payload }),
+        }
     }
 
     /// A handle drawn on a publish's prepaid references (no atomic).
@@ -109,6 +124,11 @@ impl<T> Message<T> {
     /// The topic name as a shared string (no copy).
     pub fn topic_arc(&self) -> Option<&Arc<str>> {
         self.env().topic.as_ref()
+    }
+
+    /// The conflation key it was published with, if any.
+    pub fn key(&self) -> Option<&Arc<str>> {
+        self.env().key.as_ref()
     }
 
     /// Broadcast, topic publish or direct send.

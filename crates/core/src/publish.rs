@@ -52,6 +52,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         &self,
         topic: &TopicInner<T>,
         priority: Priority,
+        key: Option<&str>,
         make: impl FnOnce(Meta) -> T,
     ) -> Result<PublishReport, PublishError> {
         self.check_open()?;
@@ -60,7 +61,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         if topic.members.is_empty() && !topic.seq.keeps_history() {
             return Ok(self.count_empty(1));
         }
-        Ok(self.publish_one(&Target::topic(topic), priority, make))
+        Ok(self.publish_one(&Target::topic(topic), priority, key, make))
     }
 
     pub(crate) fn publish_topic_many<I: IntoIterator<Item = T>>(
@@ -82,6 +83,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         &self,
         to: &Target<'_, T>,
         priority: Priority,
+        key: Option<&str>,
         make: impl FnOnce(Meta) -> T,
     ) -> PublishReport {
         let mut r = PublishReport { messages: 1, ..PublishReport::default() };
@@ -89,7 +91,10 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         let meta = Meta { seq: slot.run.pos as u64 + 1, epoch: to.epoch };
         r.seq = meta.seq;
         // If `make` panics, the guard fills the number with a hole.
-        let msg = Message::new(to.topic.cloned(), to.origin, meta, priority, make(meta));
+        let msg = match key {
+            None => Message::new(to.topic.cloned(), to.origin, meta, priority, make(meta)),
+            Some(k) => Message::keyed(to.topic.cloned(), meta, priority, Some(Arc::from(k)), make(meta)),
+        };
         slot.run.write(0, msg);
         slot.filled = 1;
         drop(slot);

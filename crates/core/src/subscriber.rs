@@ -28,8 +28,9 @@ use futures_core::{FusedStream, Stream};
 use crate::config::Overflow;
 use crate::error::{CloseReason, RecvError, SubscribeError, TryRecvError};
 use crate::hub::Inner;
-use crate::inbox::Inbox;
+use crate::inbox::{Inbox, Sink};
 use crate::message::Message;
+use crate::repair::Repair;
 use crate::SubscriberId;
 
 /// One subscriber: receives broadcasts, the topics it joined, and direct sends.
@@ -55,6 +56,8 @@ pub struct Subscriber<T: Clone + Send + Sync + 'static> {
     terminated: bool,
     /// The last `poll_next` parked: its waker is still registered.
     stream_parked: bool,
+    /// Gap repair, when asked for (`repair.rs`).
+    repair: Option<Box<Repair<T>>>,
 }
 
 /// `Stream` item error: this many messages were lost (the stream goes on).
@@ -70,8 +73,58 @@ impl fmt::Display for Lagged {
 impl std::error::Error for Lagged {}
 
 impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
-    pub(crate) fn new(inbox: Arc<Inbox<T>>, hub: Arc<Inner<T>>) -> Self {
-        Subscriber { inbox, hub, terminated: false, stream_parked: false }
+    pub(crate) fn new(inbox: Arc<Inbox<T>>, hub: Arc<Inner<T>>, repair: Option<Box<Repair<T>>>) -> Self {
+        Subscriber { inbox, hub, terminated: false, stream_parked: false, repair }
+    }
+
+    /// Messages lost to this subscriber and handed out again from a topic's
+    /// history (gap repair: [`SubscribeOptions::repair`](crate::SubscribeOptions::repair));
+    /// 0 without repair.
+    pub fn repaired(&self) -> u64 {
+        self.repair.as_ref().map_or(0, |r| r.repaired())
+    }
+
+    /// Missed messages left out because a newer one with the same key was
+    /// handed out ([`Overflow::Conflate`]); 0 otherwise.
+    pub fn conflated(&self) -> u64 {
+        self.repair.as_ref().map_or(0, |r| r.conflated())
+    }
+
+    /// The receive step every future and the stream share: through the
+    /// repair when there is one.
+    fn poll_take(
+        &mut self,
+        cx: &mut Context<'_>,
+        sink: &mut impl Sink<T>,
+        max: usize,
+    ) -> Poll<Result<usize, RecvError>> {
+        let inbox = &self.inbox;
+        match &mut self.repair {
+            None => inbox.poll_recv_many(cx, sink, max),
+            Some(rep) => rep.recv(inbox, &self.hub, sink, max, |buf, max| inbox.poll_recv_many(cx, buf, max)),
+        }
+    }
+
+    /// The non-blocking receive step, through the repair when there is one.
+    fn try_take(&mut self, sink: &mut impl Sink<T>, max: usize) -> Result<usize, TryRecvError> {
+        let inbox = &self.inbox;
+        let Some(rep) = &mut self.repair else {
+            return inbox.try_pop_into(sink, max);
+        };
+        let polled = rep.recv(inbox, &self.hub, sink, max, |buf, max| {
+            Poll::Ready(match inbox.try_pop_into(buf, max) {
+                Ok(n) => Ok(n),
+                Err(TryRecvError::Empty) => Ok(0),
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed(r)) => Err(RecvError::Closed(r)),
+            })
+        });
+        match polled {
+            Poll::Ready(Ok(n)) => Ok(n),
+            Poll::Ready(Err(RecvError::Lagged(n))) => Err(TryRecvError::Lagged(n)),
+            Poll::Ready(Err(RecvError::Closed(r))) => Err(TryRecvError::Closed(r)),
+            Poll::Pending => Ok(0),
+        }
     }
 
     /// Its id, for [`Hub::send_to`](crate::Hub::send_to), `join` and `kick`.
@@ -158,7 +211,12 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
     /// Receives without waiting.
     pub fn try_recv(&mut self) -> Result<Message<T>, TryRecvError> {
         self.leave_stream_wait();
-        self.inbox.try_pop()
+        if self.repair.is_none() {
+            return self.inbox.try_pop();
+        }
+        let mut slot = None;
+        self.try_take(&mut slot, 1)?;
+        slot.ok_or(TryRecvError::Empty)
     }
 
     /// Receives up to `max` queued messages into `buf` without waiting (a
@@ -166,7 +224,10 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
     /// lag and close are reported as by [`Subscriber::try_recv`].
     pub fn try_recv_many(&mut self, buf: &mut Vec<Message<T>>, max: usize) -> Result<usize, TryRecvError> {
         self.leave_stream_wait();
-        self.inbox.try_pop_many(buf, max)
+        if max == 0 {
+            return Ok(0);
+        }
+        self.try_take(buf, max)
     }
 
     /// A `poll_next` parked and its `next()` was dropped: take its waker back.
@@ -216,7 +277,7 @@ impl<T: Clone + Send + Sync + 'static> Future for Recv<'_, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let mut slot = None;
-        match this.sub.inbox.poll_recv_many(cx, &mut slot, 1) {
+        match this.sub.poll_take(cx, &mut slot, 1) {
             Poll::Ready(r) => {
                 this.parked = false;
                 Poll::Ready(r.map(|_| slot.expect("one message popped")))
@@ -254,7 +315,7 @@ impl<T: Clone + Send + Sync + 'static> Future for RecvMany<'_, T> {
         if this.max == 0 {
             return Poll::Ready(Ok(0));
         }
-        match this.sub.inbox.poll_recv_many(cx, this.buf, this.max) {
+        match this.sub.poll_take(cx, this.buf, this.max) {
             Poll::Ready(r) => {
                 this.parked = false;
                 Poll::Ready(r)
@@ -284,7 +345,7 @@ impl<T: Clone + Send + Sync + 'static> Stream for Subscriber<T> {
             return Poll::Ready(None);
         }
         let mut slot = None;
-        let polled = this.inbox.poll_recv_many(cx, &mut slot, 1);
+        let polled = this.poll_take(cx, &mut slot, 1);
         this.stream_parked = polled.is_pending();
         match polled {
             Poll::Ready(Ok(_)) => Poll::Ready(slot.map(Ok)),

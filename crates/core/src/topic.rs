@@ -133,7 +133,7 @@ impl<T: Clone + Send + Sync + 'static> Topic<T> {
 
     /// Publishes one `Normal` message to the topic's members.
     pub fn publish(&self, payload: T) -> Result<PublishReport, PublishError> {
-        self.hub.inner().publish_topic(&self.inner, Priority::Normal, |_| payload)
+        self.hub.inner().publish_topic(&self.inner, Priority::Normal, None, |_| payload)
     }
 
     /// Publishes one message built from its numbering (so that a transport can
@@ -143,7 +143,7 @@ impl<T: Clone + Send + Sync + 'static> Topic<T> {
         priority: Priority,
         make: impl FnOnce(Meta) -> T,
     ) -> Result<PublishReport, PublishError> {
-        self.hub.inner().publish_topic(&self.inner, priority, make)
+        self.hub.inner().publish_topic(&self.inner, priority, None, make)
     }
 
     /// Where the topic's stream is now: its epoch and the last `seq` delivered.

@@ -132,7 +132,7 @@ impl ModelSub {
                     out.full += 1;
                 }
             }
-            Overflow::DropOldest => {
+            Overflow::DropOldest | Overflow::Conflate => {
                 // A message displaces only what it outranks or equals; when
                 // the oldest outranks it, it is dropped instead.
                 let outranked = |q: &VecDeque<(u64, Priority)>| q.front().is_some_and(|&(_, fp)| fp > p);

@@ -1,0 +1,378 @@
+//! Gap repair: a subscriber that lost messages takes them back from its
+//! topics' histories, so that a consumer that falls behind for a moment loses
+//! nothing that is still kept.
+//!
+//! # Where it runs: on the receiver's side, never a publisher's
+//!
+//! A message that does not fit a subscriber's ring is lost to it at the
+//! publisher (displaced under `DropOldest`, not admitted under `DropNewest` or
+//! the high-water mark). A publisher cannot put it aside for later without
+//! touching the receiver's side of the ring, and it must not wait. But the
+//! topic keeps the same shared message in its history (`history.rs`), in
+//! `seq` order. So the repair is the receiver's: it finds what it lost by
+//! `seq` and copies the handles back from the history. Publishers do exactly
+//! what they did; a subscriber that never lags pays one hash-map look-up per
+//! message received (its last `seq` per topic), and only when it asked for
+//! repair ([`SubscribeOptions::repair`](crate::SubscribeOptions::repair)).
+//!
+//! # Finding what was lost, exactly
+//!
+//! Per topic, the receiver keeps the `(epoch, seq)` it handed out last. A
+//! topic's messages reach a subscriber in `seq` order (`sequencer.rs`), so:
+//!
+//! - **A gap seen in the stream.** A message numbered `s` after `l` with
+//!   `s > l + 1`: every message in `(l, s)` was sent to this subscriber before
+//!   `s` and did not arrive, so each was lost. The receiver reads the history
+//!   after `l` and hands out what it holds of `(l, s)` before `s`.
+//! - **A loss at the tail.** The lost messages may be a topic's latest, with
+//!   nothing after them yet. The engine's lag notice (a count, at its
+//!   position) starts a *round*: for every topic joined, the receiver reads
+//!   the history after `l` (which takes the topic's walk: every message up to
+//!   the topic's position `p` has then been sent to every member, or lost);
+//!   then it claims everything ready in its ring. A message of the topic in
+//!   `(l, p]` that is in neither the ring nor the stream seen is lost, and
+//!   repaired from the history page just read. A loss counted while claiming
+//!   starts the round again (a bounded number of times), so that every loss
+//!   the engine counted before the round's end is found by `seq`.
+//! - **What has no `seq` to find it by.** Direct sends carry none. The engine
+//!   counts every loss; the receiver counts those it found by `seq`. The
+//!   difference, at the end of a round, is reported as lost (a lag notice).
+//!
+//! Only messages owed to the subscriber are repaired: those after the
+//! topic's position when it joined ([`Inbox::memberships`]), so a subscriber
+//! that left a topic and joined it again is not handed what was published
+//! while it was away.
+//!
+//! # What the receiver sees
+//!
+//! Repaired messages arrive in their place, in `seq` order, as ordinary
+//! messages; [`Subscriber::repaired`](crate::Subscriber::repaired) counts
+//! them. What could not be repaired (older than the history, or from a topic
+//! without one) is reported as `Lagged(n)` before the messages that follow
+//! the gap, as without repair. Broadcasts are numbered per hub and kept in no
+//! history: a gap in them is reported lost at its place.
+//!
+//! # Conflation
+//!
+//! With [`Overflow::Conflate`](crate::Overflow::Conflate), messages published
+//! with a key ([`Hub::publish_keyed`](crate::Hub::publish_keyed)) are
+//! repaired conflated: of the messages recovered for one gap, only the newest
+//! per key is handed out; the older ones are counted as conflated
+//! ([`Subscriber::conflated`](crate::Subscriber::conflated)), not lost. A
+//! slow dashboard gets the newest price of every instrument that moved, not a
+//! gap.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::task::Poll;
+
+use crate::error::{RecvError, TryRecvError};
+use crate::hub::Inner;
+use crate::inbox::{Inbox, Sink};
+use crate::message::{Message, Origin};
+use crate::topic::TopicInner;
+
+/// How many times a round starts again when losses keep being counted while
+/// it claims the ring (a ring overflowing faster than it is read). Past it,
+/// the losses not found by `seq` yet are found later, at their gap.
+const ROUNDS: usize = 4;
+
+/// A topic as a round read it: its position once every message up to it
+/// was sent, and what its history holds after what was handed out.
+struct Tail<T> {
+    topic: Arc<TopicInner<T>>,
+    /// Messages after this `seq` are owed (the join's position).
+    owed: u64,
+    at: u64,
+    held: Vec<Message<T>>,
+}
+
+/// One thing the receiver hands out next.
+enum Item<T> {
+    Msg(Message<T>),
+    Lost(u64),
+}
+
+/// The receiver's repair state (see the module docs).
+pub(crate) struct Repair<T> {
+    /// Per topic: the epoch and `seq` handed out last.
+    last: HashMap<Arc<str>, (u64, u64)>,
+    /// The broadcast stream's epoch and `seq` handed out last.
+    broadcast: Option<(u64, u64)>,
+    /// What is handed out next, in order.
+    out: VecDeque<Item<T>>,
+    /// Reused for what is taken from the ring.
+    scratch: Vec<Message<T>>,
+    /// Losses the engine reported.
+    counted: u64,
+    /// Losses found by `seq` (repaired, conflated or reported).
+    found: u64,
+    /// Losses reported without a `seq` (see the module docs).
+    unnumbered: u64,
+    /// Messages handed out from a history.
+    repaired: u64,
+    /// Messages left out as older than a newer one with the same key.
+    conflated: u64,
+    /// Repair conflated by key ([`Overflow::Conflate`](crate::Overflow)).
+    conflate: bool,
+}
+
+impl<T: Clone + Send + Sync + 'static> Repair<T> {
+    pub(crate) fn new(conflate: bool) -> Self {
+        Repair {
+            last: HashMap::new(),
+            broadcast: None,
+            out: VecDeque::new(),
+            scratch: Vec::new(),
+            counted: 0,
+            found: 0,
+            unnumbered: 0,
+            repaired: 0,
+            conflated: 0,
+            conflate,
+        }
+    }
+
+    pub(crate) fn repaired(&self) -> u64 {
+        self.repaired
+    }
+
+    pub(crate) fn conflated(&self) -> u64 {
+        self.conflated
+    }
+
+    /// One receive: hands out what is pending, else takes from the ring
+    /// through `take` (the async or the non-blocking receive) and repairs.
+    /// `Ok(0)` only when `take` found nothing (non-blocking).
+    pub(crate) fn recv(
+        &mut self,
+        inbox: &Arc<Inbox<T>>,
+        hub: &Inner<T>,
+        sink: &mut impl Sink<T>,
+        max: usize,
+        mut take: impl FnMut(&mut Vec<Message<T>>, usize) -> Poll<Result<usize, RecvError>>,
+    ) -> Poll<Result<usize, RecvError>> {
+        loop {
+            if let Some(r) = self.hand_out(sink, max) {
+                return Poll::Ready(r);
+            }
+            let mut got = std::mem::take(&mut self.scratch);
+            let polled = take(&mut got, max);
+            match polled {
+                Poll::Ready(Ok(0)) | Poll::Pending | Poll::Ready(Err(RecvError::Closed(_))) => {
+                    self.scratch = got;
+                    return polled;
+                }
+                Poll::Ready(Ok(_)) => {
+                    for m in got.drain(..) {
+                        self.observe(m, inbox, hub);
+                    }
+                    self.scratch = got;
+                }
+                Poll::Ready(Err(RecvError::Lagged(n))) => {
+                    self.scratch = got;
+                    self.round(n, inbox, hub);
+                }
+            }
+        }
+    }
+
+    /// Moves pending messages into `sink` (up to `max`, stopping before a
+    /// loss), or reports the loss at the front.
+    fn hand_out(&mut self, sink: &mut impl Sink<T>, max: usize) -> Option<Result<usize, RecvError>> {
+        if let Some(Item::Lost(n)) = self.out.front() {
+            let n = *n;
+            self.out.pop_front();
+            return Some(Err(RecvError::Lagged(n)));
+        }
+        let mut k = 0;
+        while k < max {
+            match self.out.front() {
+                Some(Item::Msg(_)) => {
+                    if let Some(Item::Msg(m)) = self.out.pop_front() {
+                        sink.put(m);
+                        k += 1;
+                    }
+                }
+                _ => break,
+            }
+        }
+        (k > 0).then_some(Ok(k))
+    }
+
+    fn lost(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some(Item::Lost(m)) = self.out.back_mut() {
+            *m += n;
+        } else {
+            self.out.push_back(Item::Lost(n));
+        }
+    }
+
+    /// One message from the ring: checks its topic's `seq` for a gap, repairs
+    /// it, then queues the message.
+    fn observe(&mut self, m: Message<T>, inbox: &Arc<Inbox<T>>, hub: &Inner<T>) {
+        let (epoch, seq) = (m.epoch(), m.seq());
+        match m.origin() {
+            Origin::Direct => {}
+            Origin::Broadcast => {
+                if let Some((e, l)) = self.broadcast {
+                    if e == epoch && seq > l + 1 {
+                        self.found += seq - l - 1;
+                        self.lost(seq - l - 1);
+                    }
+                }
+                self.broadcast = Some((epoch, seq));
+            }
+            Origin::Topic => {
+                let name = m.topic_arc().expect("a topic message names its topic");
+                let gap = match self.last.get_mut(name) {
+                    Some(last) if last.0 == epoch => {
+                        if seq <= last.1 {
+                            // Handed out already, from the history (a round
+                            // read past what the ring still held).
+                            return;
+                        }
+                        let before = last.1;
+                        last.1 = seq;
+                        (seq > before + 1).then_some(before)
+                    }
+                    _ => {
+                        // The first of this topic: owed is what came after
+                        // the join (a message just before may come too).
+                        let owed = inbox.membership(name).map_or(seq - 1, |(_, after)| after.min(seq - 1));
+                        self.last.insert(name.clone(), (epoch, seq));
+                        (seq > owed + 1).then_some(owed)
+                    }
+                };
+                if let Some(before) = gap {
+                    let name = name.clone();
+                    self.fill(&name, epoch, before, seq - 1, None, inbox, hub);
+                }
+            }
+        }
+        self.out.push_back(Item::Msg(m));
+    }
+
+    /// Repairs `(after, upto]` of topic `name`: from `page` when given (read
+    /// by a round), else from a history read now.
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &mut self,
+        name: &str,
+        epoch: u64,
+        after: u64,
+        upto: u64,
+        page: Option<Vec<Message<T>>>,
+        inbox: &Arc<Inbox<T>>,
+        hub: &Inner<T>,
+    ) {
+        let Some((topic, owed_after)) = inbox.membership(name) else {
+            // Left meanwhile: nothing is owed any more.
+            return;
+        };
+        let after = after.max(owed_after);
+        if after >= upto {
+            return;
+        }
+        let held = match page {
+            Some(p) => p,
+            None => hub.history(&topic, (upto - after) as usize, Some(after)).messages,
+        };
+        let mut got: Vec<Message<T>> =
+            held.into_iter().filter(|m| m.epoch() == epoch && m.seq() > after && m.seq() <= upto).collect();
+        let missing = upto - after;
+        self.found += missing;
+        self.lost(missing - got.len() as u64);
+        if self.conflate {
+            self.conflated += conflate(&mut got);
+        }
+        self.repaired += got.len() as u64;
+        self.out.extend(got.into_iter().map(Item::Msg));
+    }
+
+    /// The engine reported `n` lost: find them by `seq` (see "A loss at the
+    /// tail").
+    fn round(&mut self, n: u64, inbox: &Arc<Inbox<T>>, hub: &Inner<T>) {
+        self.counted += n;
+        // Where the losses counted so far stand in the stream: before
+        // anything the round claims.
+        let at = self.out.len();
+        for _ in 0..ROUNDS {
+            // Per topic: its position once every message up to it was sent
+            // (the history read takes the walk), and what the history holds
+            // after what was handed out (or after the join, if nothing was).
+            let pages: Vec<Tail<T>> = inbox
+                .memberships()
+                .into_iter()
+                .filter_map(|(topic, owed)| {
+                    let (epoch, last) = self.last.get(&topic.name).copied().unwrap_or((topic.epoch, owed));
+                    let page = hub.history(&topic, usize::MAX, Some(last));
+                    (page.position.epoch == epoch).then_some(Tail {
+                        topic,
+                        owed,
+                        at: page.position.seq,
+                        held: page.messages,
+                    })
+                })
+                .collect();
+            let mut more = 0;
+            let mut claimed = std::mem::take(&mut self.scratch);
+            loop {
+                match inbox.try_pop_into(&mut claimed, usize::MAX) {
+                    Ok(0) | Err(TryRecvError::Empty) => break,
+                    Ok(_) => {}
+                    Err(TryRecvError::Lagged(k)) => more += k,
+                    Err(TryRecvError::Closed(_)) => break,
+                }
+            }
+            for m in claimed.drain(..) {
+                self.observe(m, inbox, hub);
+            }
+            self.scratch = claimed;
+            for Tail { topic, owed, at, held } in pages {
+                let last = self.last.entry(topic.name.clone()).or_insert((topic.epoch, owed));
+                let epoch = last.0;
+                if epoch != topic.epoch || last.1 >= at {
+                    continue;
+                }
+                let before = last.1;
+                last.1 = at;
+                self.fill(&topic.name, epoch, before, at, Some(held), inbox, hub);
+            }
+            self.counted += more;
+            if more == 0 {
+                break;
+            }
+        }
+        // Losses the engine counted that no `seq` accounts for.
+        let unnumbered = self.counted.saturating_sub(self.found + self.unnumbered);
+        if unnumbered > 0 {
+            self.unnumbered += unnumbered;
+            self.out.insert(at, Item::Lost(unnumbered));
+        }
+    }
+}
+
+/// Keeps, of `msgs` (one topic, `seq` order), only the newest per key;
+/// messages without a key all stay. Returns how many were left out.
+fn conflate<T>(msgs: &mut Vec<Message<T>>) -> u64 {
+    let before = msgs.len();
+    let mut seen: HashSet<Arc<str>> = HashSet::new();
+    let mut keep = vec![true; msgs.len()];
+    for (i, m) in msgs.iter().enumerate().rev() {
+        if let Some(k) = m.key() {
+            if !seen.insert(k.clone()) {
+                keep[i] = false;
+            }
+        }
+    }
+    let mut i = 0;
+    msgs.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    (before - msgs.len()) as u64
+}
