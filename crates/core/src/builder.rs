@@ -90,7 +90,8 @@ impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
     /// Keeps the last `size` messages of every topic for `ttl` (the default
     /// for topics that [`HubBuilder::topic_options`] does not decide).
     pub fn history(mut self, size: usize, ttl: std::time::Duration) -> Self {
-        self.config.topic_defaults = crate::TopicOptions { history_size: size, history_ttl: ttl };
+        self.config.topic_defaults =
+            crate::TopicOptions { history_size: size, history_ttl: ttl, ..self.config.topic_defaults };
         self
     }
 
@@ -98,6 +99,13 @@ impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
     /// created.
     pub fn topic_options(mut self, f: impl Fn(&str) -> crate::TopicOptions + Send + Sync + 'static) -> Self {
         self.config.topic_options = Some(std::sync::Arc::new(f));
+        self
+    }
+
+    /// Gap repair for every subscriber (see
+    /// [`SubscribeOptions::repair`](crate::SubscribeOptions::repair)).
+    pub fn repair(mut self, on: bool) -> Self {
+        self.config.repair = on;
         self
     }
 

@@ -42,7 +42,7 @@ pub enum Overflow {
 /// let hub = Hub::<u64>::builder()
 ///     .topic_options(|name| {
 ///         if name.starts_with("prices.") {
-///             TopicOptions { history_size: 1000, history_ttl: Duration::from_secs(600) }
+///             TopicOptions { history_size: 1000, history_ttl: Duration::from_secs(600), overflow: None }
 ///         } else {
 ///             TopicOptions::default()
 ///         }
@@ -61,6 +61,12 @@ pub struct TopicOptions {
     /// outlives its last subscriber and handle for this long after its last
     /// publish, so that a client that comes back finds its stream.
     pub history_ttl: std::time::Duration,
+    /// What happens to this topic's messages that do not fit a subscriber's
+    /// ring, in place of the subscriber's own policy (`None`: the
+    /// subscriber's). `Some(Conflate)`: they are dropped, never a reason to
+    /// evict, and a subscriber with repair gets the newest per key back from
+    /// the history (prices, game state).
+    pub overflow: Option<Overflow>,
 }
 
 /// Largest history per topic.
@@ -102,6 +108,9 @@ pub struct HubConfig {
     pub topic_defaults: TopicOptions,
     /// Options per topic, from its name (default: `topic_defaults` for all).
     pub topic_options: Option<TopicOptionsFn>,
+    /// Gap repair for every subscriber (default false; always with
+    /// [`Overflow::Conflate`]): see [`SubscribeOptions::repair`].
+    pub repair: bool,
 }
 
 impl fmt::Debug for HubConfig {
@@ -117,6 +126,7 @@ impl fmt::Debug for HubConfig {
             .field("lazy_rings", &self.lazy_rings)
             .field("topic_defaults", &self.topic_defaults)
             .field("topic_options", &self.topic_options.as_ref().map(|_| "<fn>"))
+            .field("repair", &self.repair)
             .finish()
     }
 }
@@ -145,6 +155,7 @@ impl Default for HubConfig {
             lazy_rings: false,
             topic_defaults: TopicOptions::default(),
             topic_options: None,
+            repair: false,
         }
     }
 }
@@ -273,7 +284,7 @@ impl SubscribeOptions {
         // At least one slot for normal traffic, at most all of them.
         let high_water = ((capacity as f64 * hw).ceil() as usize).clamp(1, capacity);
         let overflow = self.overflow.unwrap_or(hub.overflow);
-        let repair = self.repair.unwrap_or(overflow == Overflow::Conflate);
+        let repair = self.repair.unwrap_or(hub.repair || overflow == Overflow::Conflate);
         Ok(Resolved { capacity, high_water, overflow, repair })
     }
 }

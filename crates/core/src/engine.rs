@@ -92,6 +92,19 @@ pub trait Engine<T: Clone + Send + Sync + 'static>: Clone + Send + Sync + 'stati
         make: F,
     ) -> Result<PublishReport, PublishError>;
 
+    /// [`Engine::publish_with`] with a conflation key (see
+    /// [`Hub::publish_keyed`]). Engines without conflation ignore the key.
+    fn publish_keyed_with<F: FnOnce(Meta) -> T>(
+        &self,
+        topic: &str,
+        priority: Priority,
+        key: Option<&str>,
+        make: F,
+    ) -> Result<PublishReport, PublishError> {
+        let _ = key;
+        self.publish_with(topic, priority, make)
+    }
+
     /// Publishes one `Normal` message to `topic`.
     fn publish(&self, topic: &str, payload: T) -> Result<PublishReport, PublishError> {
         self.publish_with(topic, Priority::Normal, |_| payload)
@@ -160,6 +173,24 @@ pub trait Receiver<T>: Send + 'static {
         buf: &'a mut Vec<Message<T>>,
         max: usize,
     ) -> impl Future<Output = Result<usize, RecvError>> + Send + 'a;
+
+    /// Messages handed out again from a history after a loss (gap repair);
+    /// 0 for engines without it.
+    fn repaired(&self) -> u64 {
+        0
+    }
+
+    /// Missed messages left out for a newer one with the same key
+    /// (conflation); 0 for engines without it.
+    fn conflated(&self) -> u64 {
+        0
+    }
+
+    /// `(repaired, conflated)` since the last call, if either moved (for a
+    /// transport's notice); `None` for engines without repair.
+    fn take_repairs(&mut self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 impl<T: Clone + Send + Sync + 'static> Engine<T> for Hub<T> {
@@ -197,6 +228,15 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for Hub<T> {
     ) -> Result<PublishReport, PublishError> {
         Hub::publish_with(self, topic, priority, make)
     }
+    fn publish_keyed_with<F: FnOnce(Meta) -> T>(
+        &self,
+        topic: &str,
+        priority: Priority,
+        key: Option<&str>,
+        make: F,
+    ) -> Result<PublishReport, PublishError> {
+        Hub::publish_keyed_with(self, topic, priority, key, make)
+    }
     fn publish_many(&self, topic: &str, payloads: Vec<T>) -> Result<PublishReport, PublishError> {
         Hub::publish_many(self, topic, payloads)
     }
@@ -230,5 +270,14 @@ impl<T: Clone + Send + Sync + 'static> Receiver<T> for Subscriber<T> {
         max: usize,
     ) -> impl Future<Output = Result<usize, RecvError>> + Send + 'a {
         Subscriber::recv_many(self, buf, max)
+    }
+    fn repaired(&self) -> u64 {
+        Subscriber::repaired(self)
+    }
+    fn conflated(&self) -> u64 {
+        Subscriber::conflated(self)
+    }
+    fn take_repairs(&mut self) -> Option<(u64, u64)> {
+        Subscriber::take_repairs(self)
     }
 }

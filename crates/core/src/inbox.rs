@@ -265,7 +265,13 @@ impl<T> Inbox<T> {
                     *depth = len;
                 }
                 if len >= self.p().high_water {
-                    return self.apply_overflow(&make, DropReason::HighWater, self.ring.tail(), priority);
+                    return self.apply_overflow(
+                        self.p().overflow,
+                        &make,
+                        DropReason::HighWater,
+                        self.ring.tail(),
+                        priority,
+                    );
                 }
             }
             Priority::Urgent => return self.force(make(), Priority::Urgent),
@@ -279,7 +285,7 @@ impl<T> Inbox<T> {
         if run.sealed {
             return Offer::Skipped;
         }
-        self.apply_overflow(&make, DropReason::Full, run.pos, priority)
+        self.apply_overflow(self.p().overflow, &make, DropReason::Full, run.pos, priority)
     }
 
     /// Queues `m` (of `priority`), displacing the oldest messages of at most
@@ -314,6 +320,19 @@ impl<T> Inbox<T> {
         &self,
         run: &[Option<Prepaid<'_, Envelope<T>>>],
         priority: Priority,
+        r: &mut crate::stats::PublishReport,
+    ) -> (bool, bool) {
+        self.offer_run_as(run, priority, None, r)
+    }
+
+    /// [`Inbox::offer_run`] with the topic's overflow policy, when it has
+    /// its own, in place of the subscriber's.
+    #[inline]
+    pub(crate) fn offer_run_as(
+        &self,
+        run: &[Option<Prepaid<'_, Envelope<T>>>],
+        priority: Priority,
+        overflow: Option<Overflow>,
         r: &mut crate::stats::PublishReport,
     ) -> (bool, bool) {
         // Every slot of a run holds a message (the `Option` only lets the
@@ -371,7 +390,17 @@ impl<T> Inbox<T> {
             let pre = msg(next);
             next += 1;
             let reason = if checked { DropReason::HighWater } else { DropReason::Full };
-            let offer = self.apply_overflow(&|| Message::from_prepaid(pre), reason, reserved.pos, priority);
+            let policy = match (overflow, p.overflow) {
+                (None, own) => own,
+                // A conflated topic's message is dropped (and repaired from
+                // the history), never a reason to evict; a subscriber that
+                // sheds its oldest keeps doing so.
+                (Some(Overflow::Conflate), own @ (Overflow::DropOldest | Overflow::Conflate)) => own,
+                (Some(Overflow::Conflate), _) => Overflow::DropNewest,
+                (Some(topic), _) => topic,
+            };
+            let offer =
+                self.apply_overflow(policy, &|| Message::from_prepaid(pre), reason, reserved.pos, priority);
             r.count(offer);
             match offer {
                 Offer::Evict => return (queued, true),
@@ -388,12 +417,13 @@ impl<T> Inbox<T> {
     #[cold]
     fn apply_overflow(
         &self,
+        policy: Overflow,
         make: &impl Fn() -> Message<T>,
         reason: DropReason,
         at: usize,
         priority: Priority,
     ) -> Offer {
-        match self.p().overflow {
+        match policy {
             Overflow::Evict => {
                 self.record_drop(at);
                 Offer::Evict

@@ -528,7 +528,8 @@ fn join_racing_publishers(before: &[u64], racing: &[u64]) -> Vec<u64> {
     use crate::config::TopicOptions;
     use crate::recovery::{self, JoinFrom};
     use crate::topic::{Position, TopicInner};
-    let options = TopicOptions { history_size: 4, history_ttl: std::time::Duration::from_secs(60) };
+    let options =
+        TopicOptions { history_size: 4, history_ttl: std::time::Duration::from_secs(60), overflow: None };
     let topic = Arc::new(TopicInner::<u64>::new("t".into(), 7, 16, options));
     for &v in before {
         publish(&topic.seq, &topic.members, v);

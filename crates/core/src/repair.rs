@@ -54,8 +54,9 @@
 //!
 //! # Conflation
 //!
-//! With [`Overflow::Conflate`](crate::Overflow::Conflate), messages published
-//! with a key ([`Hub::publish_keyed`](crate::Hub::publish_keyed)) are
+//! With [`Overflow::Conflate`](crate::Overflow::Conflate) (the subscriber's
+//! policy, or the topic's: [`TopicOptions::overflow`](crate::TopicOptions)),
+//! messages published with a key ([`Hub::publish_keyed`](crate::Hub::publish_keyed)) are
 //! repaired conflated: of the messages recovered for one gap, only the newest
 //! per key is handed out; the older ones are counted as conflated
 //! ([`Subscriber::conflated`](crate::Subscriber::conflated)), not lost. A
@@ -66,6 +67,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::task::Poll;
 
+use crate::config::Overflow;
 use crate::error::{RecvError, TryRecvError};
 use crate::hub::Inner;
 use crate::inbox::{Inbox, Sink};
@@ -115,6 +117,11 @@ pub(crate) struct Repair<T> {
     conflated: u64,
     /// Repair conflated by key ([`Overflow::Conflate`](crate::Overflow)).
     conflate: bool,
+    /// The last round stopped with losses still being counted: the next
+    /// receive runs another before taking more.
+    unsettled: bool,
+    /// `repaired` and `conflated` as last announced ([`Repair::take_news`]).
+    told: (u64, u64),
 }
 
 impl<T: Clone + Send + Sync + 'static> Repair<T> {
@@ -130,6 +137,8 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
             repaired: 0,
             conflated: 0,
             conflate,
+            unsettled: false,
+            told: (0, 0),
         }
     }
 
@@ -139,6 +148,14 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
 
     pub(crate) fn conflated(&self) -> u64 {
         self.conflated
+    }
+
+    /// What was repaired and conflated since the last call, if anything.
+    pub(crate) fn take_news(&mut self) -> Option<(u64, u64)> {
+        let now = (self.repaired, self.conflated);
+        let news = (now.0 - self.told.0, now.1 - self.told.1);
+        self.told = now;
+        (news != (0, 0)).then_some(news)
     }
 
     /// One receive: hands out what is pending, else takes from the ring
@@ -155,6 +172,10 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
         loop {
             if let Some(r) = self.hand_out(sink, max) {
                 return Poll::Ready(r);
+            }
+            if self.unsettled {
+                self.round(0, inbox, hub);
+                continue;
             }
             let mut got = std::mem::take(&mut self.scratch);
             let polled = take(&mut got, max);
@@ -269,8 +290,10 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
         inbox: &Arc<Inbox<T>>,
         hub: &Inner<T>,
     ) {
-        let Some((topic, owed_after)) = inbox.membership(name) else {
-            // Left meanwhile: nothing is owed any more.
+        let membership = inbox.membership(name).filter(|_| inbox.is_open());
+        let Some((topic, owed_after)) = membership else {
+            // Left meanwhile, or closing: nothing is owed any more; the loss
+            // is reported as counted.
             return;
         };
         let after = after.max(owed_after);
@@ -286,7 +309,7 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
         let missing = upto - after;
         self.found += missing;
         self.lost(missing - got.len() as u64);
-        if self.conflate {
+        if self.conflate || topic.seq.overflow() == Some(Overflow::Conflate) {
             self.conflated += conflate(&mut got);
         }
         self.repaired += got.len() as u64;
@@ -297,6 +320,15 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
     /// tail").
     fn round(&mut self, n: u64, inbox: &Arc<Inbox<T>>, hub: &Inner<T>) {
         self.counted += n;
+        self.unsettled = false;
+        if !inbox.is_open() {
+            // Closing: its topics are being taken away, so nothing is owed
+            // any more. The losses are reported as counted.
+            let lost = self.counted.saturating_sub(self.found + self.unnumbered);
+            self.unnumbered += lost;
+            self.lost(lost);
+            return;
+        }
         // Where the losses counted so far stand in the stream: before
         // anything the round claims.
         let at = self.out.len();
@@ -343,9 +375,16 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
                 self.fill(&topic.name, epoch, before, at, Some(held), inbox, hub);
             }
             self.counted += more;
-            if more == 0 {
+            self.unsettled = more > 0;
+            if !self.unsettled {
                 break;
             }
+        }
+        if self.unsettled {
+            // Losses counted in the last claim may be of messages the round
+            // has not found by `seq` yet: settle before reporting any as
+            // unnumbered.
+            return;
         }
         // Losses the engine counted that no `seq` accounts for.
         let unnumbered = self.counted.saturating_sub(self.found + self.unnumbered);

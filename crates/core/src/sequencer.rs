@@ -104,6 +104,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
+use crate::config::Overflow;
 use crate::history::HistoryBuf;
 use crate::inbox::Inbox;
 use crate::loom::{fence, AtomicBool, AtomicUsize, Backoff, Ordering, UnsafeCell};
@@ -145,6 +146,9 @@ pub(crate) struct Sequencer<T> {
     /// [`clock_base`]: how a reclaim check sees that a topic's history has
     /// expired without taking the walk. Orders nothing (`Relaxed`).
     last_append: std::sync::atomic::AtomicU64,
+    /// The topic's overflow policy, in place of each subscriber's (fixed at
+    /// creation; see [`TopicOptions::overflow`](crate::TopicOptions)).
+    overflow: Option<Overflow>,
 }
 
 /// The instant that `last_append` counts from.
@@ -178,7 +182,20 @@ impl<T> Sequencer<T> {
             keeps_history: history > 0,
             ttl,
             last_append: std::sync::atomic::AtomicU64::new(since_base(Instant::now())),
+            overflow: None,
         }
+    }
+
+    /// The same, with the topic's overflow policy in place of each
+    /// subscriber's.
+    pub(crate) fn with_overflow(mut self, overflow: Option<Overflow>) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// The topic's overflow policy, if it has its own.
+    pub(crate) fn overflow(&self) -> Option<Overflow> {
+        self.overflow
     }
 
     /// Whether the history (if any) has expired by `now`: nothing appended
@@ -318,7 +335,7 @@ impl<T> Walk<'_, T> {
                 while j < n && batch[j].as_ref().map(Message::priority) == Some(priority) {
                     j += 1;
                 }
-                deliver(set, &batch[i..j], priority, start, r, evict);
+                deliver(set, &batch[i..j], priority, self.seq.overflow, start, r, evict);
                 i = j;
             }
             if keep {
@@ -375,6 +392,7 @@ fn deliver<T>(
     set: &Members<T>,
     run: &[Option<Message<T>>],
     priority: Priority,
+    overflow: Option<Overflow>,
     start: usize,
     r: &mut PublishReport,
     evict: &impl Fn(&Arc<Inbox<T>>),
@@ -388,7 +406,7 @@ fn deliver<T>(
     let pres = &pres[..run.len()];
     // Wakes the members that queued, one fence per group (see `members.rs`).
     let wakes = set.offer_each_from(start, |inbox| {
-        let (queued, evicted) = inbox.offer_run(pres, priority, r);
+        let (queued, evicted) = inbox.offer_run_as(pres, priority, overflow, r);
         if evicted {
             evict(inbox);
         }

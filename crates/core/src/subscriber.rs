@@ -90,6 +90,12 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
         self.repair.as_ref().map_or(0, |r| r.conflated())
     }
 
+    /// `(repaired, conflated)` since the last call, if either moved: what a
+    /// transport announces to its client (a notice before the messages).
+    pub fn take_repairs(&mut self) -> Option<(u64, u64)> {
+        self.repair.as_mut().and_then(|r| r.take_news())
+    }
+
     /// The receive step every future and the stream share: through the
     /// repair when there is one.
     fn poll_take(

@@ -53,7 +53,7 @@ impl<T> TopicInner<T> {
         TopicInner {
             name,
             epoch,
-            seq: Sequencer::new(options.history_size, options.history_ttl),
+            seq: Sequencer::new(options.history_size, options.history_ttl).with_overflow(options.overflow),
             members: Members::new(1, chunk_size),
             handles: AtomicUsize::new(0),
         }

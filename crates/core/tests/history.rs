@@ -178,7 +178,7 @@ fn a_topic_outlives_its_last_subscriber_for_the_ttl_only() {
 
 fn hub_ttl(ttl: Duration) -> Hub<u64> {
     Hub::builder()
-        .topic_options(move |_| TopicOptions { history_size: 10, history_ttl: ttl })
+        .topic_options(move |_| TopicOptions { history_size: 10, history_ttl: ttl, overflow: None })
         .build()
         .unwrap()
 }

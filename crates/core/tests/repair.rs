@@ -274,3 +274,48 @@ fn racing_publishers_lose_nothing_the_history_holds() {
         }
     }
 }
+
+#[test]
+fn a_conflated_topic_never_evicts_and_hands_out_the_newest_per_key() {
+    use fanout_core::{RecvError, TopicOptions};
+    // The subscriber's own policy is `Evict`; the topic's, `Conflate`.
+    let hub = Hub::<u64>::builder()
+        .capacity(4)
+        .high_water(1.0)
+        .repair(true)
+        .topic_options(|name| TopicOptions {
+            history_size: 128,
+            history_ttl: Duration::from_secs(600),
+            overflow: name.starts_with("prices.").then_some(Overflow::Conflate),
+        })
+        .build()
+        .unwrap();
+    let mut s = hub.subscribe().unwrap();
+    s.join("prices.fx").unwrap();
+    for i in 1..=12u64 {
+        hub.publish_keyed("prices.fx", ["A", "B"][(i as usize - 1) % 2], i).unwrap();
+    }
+    assert!(!s.is_closed(), "not evicted: the topic's messages are conflated instead");
+    // 1..=4 entered; of 5..=12 the newest per key: A 11, B 12.
+    assert_eq!(drain(&mut s), [1, 2, 3, 4, 11, 12].into_iter().map(Ok).collect::<Vec<_>>());
+    assert_eq!((s.repaired(), s.conflated()), (2, 6));
+
+    // Another topic keeps the subscriber's policy.
+    s.join("orders").unwrap();
+    for i in 1..=5 {
+        hub.publish("orders", i).unwrap();
+    }
+    assert!(s.is_closed(), "evicted on `orders`, whose policy is the subscriber's");
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut got = Vec::new();
+    rt.block_on(async {
+        loop {
+            match s.recv().await {
+                Ok(m) => got.push(Ok(m.seq())),
+                Err(RecvError::Lagged(n)) => got.push(Err(n)),
+                Err(RecvError::Closed(_)) => break,
+            }
+        }
+    });
+    assert_eq!(got, vec![Ok(1), Ok(2), Ok(3), Ok(4), Err(1)], "closing: nothing is repaired");
+}

@@ -33,6 +33,9 @@ pub enum OverflowArg {
     DropNewest,
     /// Drop its oldest queued message (it gets a lag notice).
     DropOldest,
+    /// As drop-oldest, and what was lost comes back from the history, the
+    /// newest per publish `key` (a repair notice says how many).
+    Conflate,
 }
 
 impl From<OverflowArg> for Overflow {
@@ -41,6 +44,7 @@ impl From<OverflowArg> for Overflow {
             OverflowArg::Evict => Overflow::Evict,
             OverflowArg::DropNewest => Overflow::DropNewest,
             OverflowArg::DropOldest => Overflow::DropOldest,
+            OverflowArg::Conflate => Overflow::Conflate,
         }
     }
 }
@@ -288,6 +292,7 @@ struct TopicRuleFile {
     pattern: String,
     history_size: Option<usize>,
     history_ttl: Option<String>,
+    overflow: Option<OverflowArg>,
 }
 
 /// Options for the topics a pattern matches (`[[topics]]`; the first rule
@@ -370,7 +375,11 @@ impl Default for Settings {
             api_key: None,
             capacity: 256,
             overflow: Overflow::Evict,
-            history: TopicOptions { history_size: 128, history_ttl: Duration::from_secs(300) },
+            history: TopicOptions {
+                history_size: 128,
+                history_ttl: Duration::from_secs(300),
+                overflow: None,
+            },
             topic_rules: Vec::new(),
             drain_timeout: Duration::from_secs(10),
             stats_interval: Duration::from_secs(1),
@@ -543,6 +552,7 @@ impl Settings {
                     .history_ttl
                     .or(dur("history_ttl", f.history_ttl)?)
                     .unwrap_or(d.history.history_ttl),
+                overflow: None,
             },
             topic_rules: Vec::new(),
             drain_timeout: cli
@@ -582,6 +592,7 @@ impl Settings {
                 history_size: r.history_size.unwrap_or(s.history.history_size),
                 history_ttl: dur(&format!("{at}.history_ttl"), r.history_ttl)?
                     .unwrap_or(s.history.history_ttl),
+                overflow: r.overflow.map(Overflow::from),
             };
             check_history(&at, options)?;
             s.topic_rules.push(TopicRule { pattern: r.pattern, options });
@@ -731,7 +742,7 @@ mod tests {
         let s = none(&["fanout-server", "--history-size", "0"]).unwrap();
         assert_eq!(s.history.history_size, 0);
         let file: FileConfig = toml::from_str(
-            "history_ttl = \"1m\"\n[[topics]]\npattern = \"prices.*\"\nhistory_size = 1000\n\
+            "history_ttl = \"1m\"\n[[topics]]\npattern = \"prices.*\"\nhistory_size = 1000\noverflow = \"conflate\"\n\
              [[topics]]\npattern = \"chat.*\"\nhistory_ttl = \"10s\"\n",
         )
         .unwrap();
@@ -742,11 +753,19 @@ mod tests {
             vec![
                 TopicRule {
                     pattern: "prices.*".into(),
-                    options: TopicOptions { history_size: 1000, history_ttl: Duration::from_secs(60) }
+                    options: TopicOptions {
+                        history_size: 1000,
+                        history_ttl: Duration::from_secs(60),
+                        overflow: Some(Overflow::Conflate)
+                    }
                 },
                 TopicRule {
                     pattern: "chat.*".into(),
-                    options: TopicOptions { history_size: 128, history_ttl: Duration::from_secs(10) }
+                    options: TopicOptions {
+                        history_size: 128,
+                        history_ttl: Duration::from_secs(10),
+                        overflow: None
+                    }
                 },
             ],
             "unset keys of a rule come from the flags and top-level keys"
@@ -763,7 +782,8 @@ mod tests {
         let e = bad("[[topics]]\npattern = \"user.*\"\n[[topics]]\npattern = \"user.42*\"\n");
         assert!(e.contains("topics[1]") && e.contains("whole segment"), "{e}");
         assert!(
-            toml::from_str::<FileConfig>("[[topics]]\npattern = \"a\"\noverflow = \"conflate\"\n").is_err()
+            toml::from_str::<FileConfig>("[[topics]]\npattern = \"a\"\noverflow = \"squash\"\n").is_err(),
+            "an unknown policy is refused"
         );
     }
 

@@ -53,6 +53,9 @@ struct PublishBody<'a> {
     user: Option<Cow<'a, str>>,
     #[serde(borrow)]
     payload: &'a RawValue,
+    /// Conflation key (topic publishes only).
+    #[serde(default, borrow)]
+    key: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
@@ -260,6 +263,12 @@ impl<E: Engine<Frame>> Api<E> {
     /// Everything about an item that the request alone decides.
     #[allow(clippy::result_large_err)]
     fn validate(&self, item: &PublishBody) -> Result<(), Response<Body>> {
+        if let Some(key) = &item.key {
+            if item.topic.is_none() {
+                return Err(error(StatusCode::BAD_REQUEST, "`key` is for topic publishes only"));
+            }
+            fanout_ws::rpc::check_key(key).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+        }
         match (&item.topic, item.to, &item.user) {
             (Some(topic), None, None) => self.check_topic(topic),
             (None, Some(_), None) | (None, None, Some(_)) => Ok(()),
@@ -282,7 +291,7 @@ impl<E: Engine<Frame>> Api<E> {
         match (&item.topic, item.to) {
             (Some(topic), None) => self
                 .gateway
-                .publish_json(topic, item.payload)
+                .publish_json_keyed(topic, item.key.as_deref(), item.payload)
                 .map(PublishResult::from)
                 .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
             (None, Some(id)) => match self.gateway.send_json_to(SubscriberId::new(id), item.payload) {

@@ -30,7 +30,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fanout_core::{Engine, Hub};
+use fanout_core::{Engine, Hub, Overflow};
 use fanout_ws::{DrainReport, Frame, Gateway};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -129,9 +129,13 @@ fn check_topic_rules(s: &Settings) -> Result<(), StartError> {
 
 fn build_hub(s: &Settings) -> Result<Hub<Frame>, StartError> {
     let (rules, default) = (s.topic_rules.clone(), s.history);
+    // Gap repair where a loss can happen without closing the connection: a
+    // policy that sheds messages, for all topics or some.
+    let repair = s.overflow != Overflow::Evict || rules.iter().any(|r| r.options.overflow.is_some());
     Hub::builder()
         .capacity(s.capacity)
         .overflow(s.overflow)
+        .repair(repair)
         .lazy_rings(true)
         .history(default.history_size, default.history_ttl)
         // First matching `[[topics]]` rule, else the flags' history.

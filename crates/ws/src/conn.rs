@@ -109,7 +109,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::Permissions;
 use crate::close_codes;
-use crate::frame::{lag_notice, Frame};
+use crate::frame::{lag_notice, repair_notice, Frame};
 use crate::gateway::{Gateway, Phase, TaskGuard};
 use crate::limits::Slot;
 use crate::metrics::{CloseKind, Metrics};
@@ -370,6 +370,10 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
             let mut progressed = false;
             match event {
                 Event::Engine(Ok(_)) => {
+                    if let Some((repaired, conflated)) = self.sub.take_repairs() {
+                        let topic = self.session.sole_topic.as_deref();
+                        self.writer.push_bytes(opcode::TEXT, repair_notice(repaired, conflated, topic));
+                    }
                     for m in self.buf.drain(..) {
                         self.writer.push(m);
                     }

@@ -146,11 +146,24 @@ pub fn decode_binary(b: &[u8]) -> Option<BinaryPush<'_>> {
 /// The lag notice: `{"lagged":n,"topic":…}` (`topic` is null unless the
 /// connection is subscribed to exactly one topic), the text of a frame.
 pub(crate) fn lag_notice(n: u64, topic: Option<&str>) -> Bytes {
-    let t = match topic {
+    Bytes::from(format!("{{\"lagged\":{n},\"topic\":{}}}", topic_json(topic)))
+}
+
+/// A notice's `topic`: the name as a JSON string, or `null`.
+fn topic_json(topic: Option<&str>) -> String {
+    match topic {
         Some(t) => serde_json::to_string(t).expect("a string serialises"),
         None => "null".into(),
-    };
-    Bytes::from(format!("{{\"lagged\":{n},\"topic\":{t}}}"))
+    }
+}
+
+/// The repair notice: `{"repaired":n,"conflated":c,"topic":…}` (`topic` as
+/// in the lag notice): `n` missed messages came back from the history and
+/// follow among the next pushes; `c` older ones were left out for a newer
+/// one with the same key.
+pub(crate) fn repair_notice(repaired: u64, conflated: u64, topic: Option<&str>) -> Bytes {
+    let t = topic_json(topic);
+    Bytes::from(format!("{{\"repaired\":{repaired},\"conflated\":{conflated},\"topic\":{t}}}"))
 }
 
 #[cfg(test)]

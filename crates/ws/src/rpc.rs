@@ -180,6 +180,20 @@ struct PublishParams<'a> {
     topic: Cow<'a, str>,
     #[serde(borrow)]
     payload: &'a RawValue,
+    /// Conflation key (see `Gateway::publish_json_keyed`).
+    #[serde(default, borrow)]
+    key: Option<Cow<'a, str>>,
+}
+
+/// Longest conflation key, in bytes.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// Checks a conflation key: 1 to [`MAX_KEY_LEN`] bytes.
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(format!("invalid key: must be 1 to {MAX_KEY_LEN} bytes"));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -199,16 +213,25 @@ fn topic_param(params: Option<&RawValue>) -> Result<Cow<'_, str>, RpcError> {
     }
 }
 
-fn publish_params(params: Option<&RawValue>) -> Result<(Cow<'_, str>, &RawValue), RpcError> {
+fn publish_params(params: Option<&RawValue>) -> Result<PublishParams<'_>, RpcError> {
     let bad = || {
-        RpcError::new(codes::INVALID_PARAMS, "invalid params: expected {\"topic\": string, \"payload\": any}")
+        RpcError::new(
+            codes::INVALID_PARAMS,
+            "invalid params: expected {\"topic\": string, \"payload\": any, \"key\"?: string}",
+        )
     };
     let p = params.ok_or_else(bad)?;
-    if is_array(p) {
-        serde_json::from_str::<PublishParamsPos>(p.get()).map(|t| (t.0, t.1)).map_err(|_| bad())
+    let params = if is_array(p) {
+        serde_json::from_str::<PublishParamsPos>(p.get())
+            .map(|t| PublishParams { topic: t.0, payload: t.1, key: None })
+            .map_err(|_| bad())?
     } else {
-        serde_json::from_str::<PublishParams>(p.get()).map(|t| (t.topic, t.payload)).map_err(|_| bad())
+        serde_json::from_str::<PublishParams>(p.get()).map_err(|_| bad())?
+    };
+    if let Some(k) = &params.key {
+        check_key(k).map_err(|e| RpcError::new(codes::INVALID_PARAMS, e))?;
     }
+    Ok(params)
 }
 
 /// What the connection knows about itself: the state every request sees.
@@ -505,7 +528,7 @@ impl<E: Engine<Frame>> Session<E> {
     }
 
     fn publish(&mut self, params: Option<&RawValue>) -> Result<Value, RpcError> {
-        let (topic, payload) = publish_params(params)?;
+        let PublishParams { topic, payload, key } = publish_params(params)?;
         self.check_topic(&topic)?;
         if !self.perms.may_publish(&topic) {
             return Err(RpcError::new(
@@ -514,7 +537,7 @@ impl<E: Engine<Frame>> Session<E> {
             ));
         }
         self.check_topic_room(&topic)?;
-        match self.gateway.publish_json(&topic, payload) {
+        match self.gateway.publish_json_keyed(&topic, key.as_deref(), payload) {
             Ok(r) => Ok(serde_json::to_value(PublishResult::from(r)).expect("serialises")),
             Err(e) => Err(RpcError::new(codes::UNAVAILABLE, e.to_string())),
         }

@@ -162,3 +162,85 @@ async fn the_topic_cap_counts_topics_that_outlive_their_subscribers() {
     let r = call(&mut p, 2, "publish", json!({"topic": "churn3", "payload": 1})).await;
     assert_eq!(r["result"]["seq"], 1, "{r}");
 }
+
+/// Gap repair over a real socket: a client whose socket is full under
+/// `DropOldest` (the same setup as `lag_notice_under_drop_oldest`, which
+/// loses messages without repair) gets every message, in order, the lost ones
+/// from the history, announced by a repair notice and no lag notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_gets_what_its_queue_lost_back_from_the_history() {
+    use fanout_core::Overflow;
+    let hub = Hub::builder()
+        .capacity(4)
+        .overflow(Overflow::DropOldest)
+        .repair(true)
+        .history(200, Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let srv = start(hub, WsConfig::default()).await;
+    let (mut ws, _) = connect_id(srv.addr, true).await;
+    subscribe(&mut ws, "t").await;
+    let big = serde_json::value::to_raw_value(&"x".repeat(64 * 1024)).unwrap();
+    let n = 150u64;
+    for _ in 0..n {
+        srv.gw.publish_json("t", &big).unwrap();
+    }
+    let (mut expected, mut repaired) = (1u64, 0u64);
+    while expected <= n {
+        let m = next_json(&mut ws).await;
+        assert!(m.get("lagged").is_none(), "nothing is lost while the history holds it: {m}");
+        if let Some(r) = m.get("repaired") {
+            assert_eq!(m["topic"], "t");
+            repaired += r.as_u64().unwrap();
+            continue;
+        }
+        assert_eq!(m["seq"], expected, "every message, in order");
+        expected += 1;
+    }
+    assert!(repaired > 0, "the queue overflowed and was repaired");
+}
+
+/// Conflation over a real socket: a keyed publish (`key`) to a topic whose
+/// rule says `conflate` never evicts a slow client; what it missed comes back
+/// as the newest message per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_on_a_conflated_topic_gets_the_newest_per_key() {
+    use fanout_core::{Overflow, TopicOptions};
+    let hub = Hub::builder()
+        .capacity(4)
+        .repair(true)
+        .topic_options(|_| TopicOptions {
+            history_size: 500,
+            history_ttl: Duration::from_secs(300),
+            overflow: Some(Overflow::Conflate),
+        })
+        .build()
+        .unwrap();
+    let srv = start(hub, WsConfig::default()).await;
+    let (mut ws, _) = connect_id(srv.addr, true).await;
+    subscribe(&mut ws, "prices").await;
+    let big = "x".repeat(64 * 1024);
+    let n = 150u64;
+    for i in 1..=n {
+        let key = ["EUR", "GBP", "JPY"][(i % 3) as usize];
+        let p = serde_json::value::to_raw_value(&json!({"key": key, "i": i, "pad": big})).unwrap();
+        srv.gw.publish_json_keyed("prices", Some(key), &p).unwrap();
+    }
+    let (mut last, mut newest, mut conflated) = (0u64, std::collections::HashMap::new(), 0u64);
+    while last < n {
+        let m = next_json(&mut ws).await;
+        assert!(m.get("lagged").is_none(), "nothing is lost while the history holds it: {m}");
+        if let Some(c) = m.get("conflated") {
+            conflated += c.as_u64().unwrap();
+            continue;
+        }
+        let seq = m["seq"].as_u64().unwrap();
+        assert!(seq > last, "in order");
+        last = seq;
+        newest.insert(m["payload"]["key"].as_str().unwrap().to_string(), seq);
+    }
+    assert!(conflated > 0, "the queue overflowed and older prices were left out");
+    let want: std::collections::HashMap<String, u64> =
+        [("EUR", 150), ("GBP", 148), ("JPY", 149)].into_iter().map(|(k, s)| (k.to_string(), s)).collect();
+    assert_eq!(newest, want, "every key's newest price arrived");
+}
