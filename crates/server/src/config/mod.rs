@@ -160,10 +160,9 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// What the table's entries write into: the transport's fixed settings
-    /// (`close_timeout`, `tcp_nodelay`: no flag sets them) and placeholders
-    /// that every entry overwrites with its value or default (the
-    /// table-driven tests check that each one does).
+    /// What the table's entries write into: placeholders that every entry
+    /// overwrites with its value or default (the table-driven tests check
+    /// that each one does).
     fn frame() -> Settings {
         Settings {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),

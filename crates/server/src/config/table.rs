@@ -211,6 +211,10 @@ settings! {
     /// connection) and for the upgrade
     handshake_timeout: Duration, default "10s", example "5s" => |s, v| s.ws.handshake_timeout = v;
 
+    /// after sending a close frame, how long to wait for the client's before dropping the
+    /// connection
+    close_timeout: Duration, default "1s", example "3s" => |s, v| s.ws.close_timeout = v;
+
     /// sockets per client address that have not upgraded (HTTP requests, handshakes); past it a
     /// new socket is closed at accept (0 = no cap; trusted proxies exempt)
     max_pending_per_ip: usize, default "128", example "16" => |s, v| s.ws.max_pending_per_ip = v;
@@ -242,6 +246,10 @@ settings! {
     send_buffer_size: usize, default "65536", example "8192" => |s, v| {
         s.ws.send_buffer_size = (v > 0).then_some(v);
     };
+
+    /// `TCP_NODELAY` on accepted sockets (`false`: the kernel may hold small writes back to
+    /// coalesce them; the server already batches its writes)
+    tcp_nodelay: bool, default "true", example "false" => |s, v| s.ws.tcp_nodelay = v;
 
     /// period of the `$sys.stats` topic (`0s` = off)
     stats_interval: Duration, default "1s", example "0s" => |s, v| s.stats_interval = v;

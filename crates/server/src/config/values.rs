@@ -98,6 +98,7 @@ from_str_value! {
     usize => str::to_string,
     u32 => str::to_string,
     f64 => str::to_string,
+    bool => str::to_string,
     SocketAddr => toml_string,
 }
 
