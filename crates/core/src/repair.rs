@@ -72,12 +72,27 @@ use crate::error::{RecvError, TryRecvError};
 use crate::hub::Inner;
 use crate::inbox::{Inbox, Sink};
 use crate::message::{Message, Origin};
+use crate::topic::HistoryPage;
 use crate::topic::TopicInner;
 
 /// How many times a round starts again when losses keep being counted while
 /// it claims the ring (a ring overflowing faster than it is read). Past it,
 /// the losses not found by `seq` yet are found later, at their gap.
 const ROUNDS: usize = 4;
+
+/// Where the repair reads a topic's history: the hub (counting what the
+/// read delivers into its stats), or a bare topic in the loom models.
+pub(crate) trait Histories<T> {
+    /// Up to `limit` messages after `since`, and the position, read under the
+    /// topic's walk (see `recovery::read_history`).
+    fn read(&self, topic: &TopicInner<T>, limit: usize, since: u64) -> HistoryPage<T>;
+}
+
+impl<T: Clone + Send + Sync + 'static> Histories<T> for Inner<T> {
+    fn read(&self, topic: &TopicInner<T>, limit: usize, since: u64) -> HistoryPage<T> {
+        self.history(topic, limit, Some(since))
+    }
+}
 
 /// A topic as a round read it: its position once every message up to it
 /// was sent, and what its history holds after what was handed out.
@@ -164,7 +179,7 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
     pub(crate) fn recv(
         &mut self,
         inbox: &Arc<Inbox<T>>,
-        hub: &Inner<T>,
+        hub: &impl Histories<T>,
         sink: &mut impl Sink<T>,
         max: usize,
         mut take: impl FnMut(&mut Vec<Message<T>>, usize) -> Poll<Result<usize, RecvError>>,
@@ -234,7 +249,7 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
 
     /// One message from the ring: checks its topic's `seq` for a gap, repairs
     /// it, then queues the message.
-    fn observe(&mut self, m: Message<T>, inbox: &Arc<Inbox<T>>, hub: &Inner<T>) {
+    fn observe(&mut self, m: Message<T>, inbox: &Arc<Inbox<T>>, hub: &impl Histories<T>) {
         let (epoch, seq) = (m.epoch(), m.seq());
         match m.origin() {
             Origin::Direct => {}
@@ -288,7 +303,7 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
         upto: u64,
         page: Option<Vec<Message<T>>>,
         inbox: &Arc<Inbox<T>>,
-        hub: &Inner<T>,
+        hub: &impl Histories<T>,
     ) {
         let membership = inbox.membership(name).filter(|_| inbox.is_open());
         let Some((topic, owed_after)) = membership else {
@@ -302,7 +317,7 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
         }
         let held = match page {
             Some(p) => p,
-            None => hub.history(&topic, (upto - after) as usize, Some(after)).messages,
+            None => hub.read(&topic, (upto - after) as usize, after).messages,
         };
         let mut got: Vec<Message<T>> =
             held.into_iter().filter(|m| m.epoch() == epoch && m.seq() > after && m.seq() <= upto).collect();
@@ -318,7 +333,7 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
 
     /// The engine reported `n` lost: find them by `seq` (see "A loss at the
     /// tail").
-    fn round(&mut self, n: u64, inbox: &Arc<Inbox<T>>, hub: &Inner<T>) {
+    fn round(&mut self, n: u64, inbox: &Arc<Inbox<T>>, hub: &impl Histories<T>) {
         self.counted += n;
         self.unsettled = false;
         if !inbox.is_open() {
@@ -341,7 +356,7 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
                 .into_iter()
                 .filter_map(|(topic, owed)| {
                     let (epoch, last) = self.last.get(&topic.name).copied().unwrap_or((topic.epoch, owed));
-                    let page = hub.history(&topic, usize::MAX, Some(last));
+                    let page = hub.read(&topic, usize::MAX, last);
                     (page.position.epoch == epoch).then_some(Tail {
                         topic,
                         owed,

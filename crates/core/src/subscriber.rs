@@ -107,7 +107,9 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
         let inbox = &self.inbox;
         match &mut self.repair {
             None => inbox.poll_recv_many(cx, sink, max),
-            Some(rep) => rep.recv(inbox, &self.hub, sink, max, |buf, max| inbox.poll_recv_many(cx, buf, max)),
+            Some(rep) => {
+                rep.recv(inbox, &*self.hub, sink, max, |buf, max| inbox.poll_recv_many(cx, buf, max))
+            }
         }
     }
 
@@ -117,7 +119,7 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
         let Some(rep) = &mut self.repair else {
             return inbox.try_pop_into(sink, max);
         };
-        let polled = rep.recv(inbox, &self.hub, sink, max, |buf, max| {
+        let polled = rep.recv(inbox, &*self.hub, sink, max, |buf, max| {
             Poll::Ready(match inbox.try_pop_into(buf, max) {
                 Ok(n) => Ok(n),
                 Err(TryRecvError::Empty) => Ok(0),
