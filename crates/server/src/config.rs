@@ -220,6 +220,12 @@ pub struct Cli {
     /// --max-queued-bytes this long, e.g. 10s [default: 10s].
     #[arg(long, env = "FANOUT_SLOW_CONSUMER_TIMEOUT", value_parser = parse_duration)]
     pub slow_consumer_timeout: Option<Duration>,
+    /// Where the dashboard page is served [default: /].
+    #[arg(long, env = "FANOUT_DASHBOARD_PATH")]
+    pub dashboard_path: Option<String>,
+    /// Serve no dashboard page.
+    #[arg(long, env = "FANOUT_NO_DASHBOARD")]
+    pub no_dashboard: bool,
 }
 
 /// The TOML file: the same keys as the flags, `_` for `-`.
@@ -279,6 +285,8 @@ pub struct FileConfig {
     max_request_head: Option<usize>,
     max_queued_bytes: Option<usize>,
     slow_consumer_timeout: Option<String>,
+    dashboard_path: Option<String>,
+    no_dashboard: Option<bool>,
 }
 
 /// One `[[topics]]` table of the file.
@@ -337,6 +345,8 @@ pub struct Settings {
     pub body_read_timeout: Duration,
     /// On shutdown, how long `/readyz` answers 503 before the listener closes.
     pub drain_grace: Duration,
+    /// Where the dashboard page is served; `None`: no dashboard.
+    pub dashboard_path: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -358,6 +368,7 @@ impl std::fmt::Debug for Settings {
             .field("metrics_listen", &self.metrics_listen)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("drain_grace", &self.drain_grace)
+            .field("dashboard_path", &self.dashboard_path)
             .finish()
     }
 }
@@ -381,6 +392,7 @@ impl Default for Settings {
             metrics_listen: None,
             body_read_timeout: Duration::from_secs(10),
             drain_grace: Duration::ZERO,
+            dashboard_path: Some("/".into()),
         }
     }
 }
@@ -563,12 +575,19 @@ impl Settings {
                 .or(dur("body_read_timeout", f.body_read_timeout)?)
                 .unwrap_or(d.body_read_timeout),
             drain_grace: cli.drain_grace.or(dur("drain_grace", f.drain_grace)?).unwrap_or(d.drain_grace),
+            dashboard_path: match cli.no_dashboard || f.no_dashboard.unwrap_or(false) {
+                true => None,
+                false => cli.dashboard_path.or(f.dashboard_path).or(d.dashboard_path),
+            },
         };
         if s.body_read_timeout.is_zero() {
             return Err("body_read_timeout: must be longer than zero".into());
         }
         if s.capacity == 0 {
             return Err("capacity: must be at least 1".into());
+        }
+        if let Some(p) = &s.dashboard_path {
+            crate::dashboard::check_path(p, &s.ws).map_err(|e| format!("dashboard_path: {e}"))?;
         }
         let mut s = s;
         check_history("history", s.history)?;
@@ -781,6 +800,28 @@ mod tests {
         assert_eq!(s.ws.slow_consumer_timeout, Duration::from_millis(500));
         let cli = Cli::try_parse_from(["fanout-server", "--max-queued-bytes", "10"]).unwrap();
         assert!(Settings::merge(cli, FileConfig::default()).unwrap_err().contains("max_queued_bytes"));
+    }
+
+    #[test]
+    fn dashboard_on_at_root_moved_or_off() {
+        let parse = |args: &[&str], file: &str| {
+            Settings::merge(Cli::try_parse_from(args).unwrap(), toml::from_str(file).unwrap())
+        };
+        assert_eq!(parse(&["fanout-server"], "").unwrap().dashboard_path.as_deref(), Some("/"));
+        let s = parse(&["fanout-server", "--dashboard-path", "/ops"], "").unwrap();
+        assert_eq!(s.dashboard_path.as_deref(), Some("/ops"));
+        assert_eq!(
+            parse(&["fanout-server"], "dashboard_path = \"/d\"").unwrap().dashboard_path.as_deref(),
+            Some("/d")
+        );
+        assert_eq!(parse(&["fanout-server", "--no-dashboard"], "").unwrap().dashboard_path, None);
+        assert_eq!(parse(&["fanout-server"], "no_dashboard = true").unwrap().dashboard_path, None);
+        assert!(parse(&["fanout-server", "--dashboard-path", "ops"], "")
+            .unwrap_err()
+            .contains("dashboard_path"));
+        assert!(parse(&["fanout-server", "--dashboard-path", "/ws"], "")
+            .unwrap_err()
+            .contains("dashboard_path"));
     }
 
     #[test]
