@@ -19,18 +19,20 @@ const fast = { minDelay: 20, maxDelay: 200 };
 const shortToken = (seconds, sub = 'alice') =>
   signJwt({ sub, exp: nowSeconds() + seconds, subscribe: ['tok.*'] });
 
+/** A token function that gives `pick(n)` at its n-th call (from 1), and counts the calls. */
+function tokens(pick) {
+  const t = { calls: 0, source: () => pick(++t.calls) };
+  return t;
+}
+
 test('a token function: refresh before exp keeps the connection past the first token\'s exp', async () => {
-  let calls = 0;
   let firstExp;
-  const client = new Client(server.ws, {
-    WebSocket,
-    token: () => {
-      calls++;
-      const t = shortToken(3);
-      firstExp ??= jwtExpiry(t);
-      return t;
-    },
+  const t = tokens(() => {
+    const token = shortToken(3);
+    firstExp ??= jwtExpiry(token);
+    return token;
   });
+  const client = new Client(server.ws, { WebSocket, token: t.source });
   const disconnects = record(client, 'disconnected');
   const sub = client.subscribe('tok.refresh');
   client.connect();
@@ -46,23 +48,14 @@ test('a token function: refresh before exp keeps the connection past the first t
   await publish(server, 'tok.refresh', 'still here');
   assert.equal((await live).data, 'still here');
   assert.deepEqual(disconnects, [], 'one connection all along');
-  assert.equal(calls, 4, 'once to connect, once per refresh');
+  assert.equal(t.calls, 4, 'once to connect, once per refresh');
   client.close();
 });
 
 test('a refused refresh: closed at exp (4002), then back with a new token from the function', async () => {
-  let calls = 0;
-  const client = new Client(server.ws, {
-    WebSocket,
-    backoff: fast,
-    token: () => {
-      calls++;
-      // The refresh (2nd call) gets a token of another subject: refused.
-      if (calls === 1) return shortToken(2);
-      if (calls === 2) return shortToken(60, 'mallory');
-      return shortToken(3600);
-    },
-  });
+  // The refresh (2nd call) gets a token of another subject: refused.
+  const t = tokens((n) => (n === 1 ? shortToken(2) : n === 2 ? shortToken(60, 'mallory') : shortToken(3600)));
+  const client = new Client(server.ws, { WebSocket, backoff: fast, token: t.source });
   const errors = record(client, 'error');
   const sub = client.subscribe('tok.expire');
   client.connect();
@@ -74,7 +67,7 @@ test('a refused refresh: closed at exp (4002), then back with a new token from t
   assert.match(errors[0].error.message, /another subject/);
   const back = await next(sub, 'subscribed', (e) => e.resubscribed);
   assert.equal(back.recovered, true);
-  assert.equal(calls, 3);
+  assert.equal(t.calls, 3);
   client.close();
 });
 
@@ -91,17 +84,11 @@ test('a plain token that expires: closed for good (4002), no reconnect', async (
 });
 
 test('a token the server refuses at the upgrade: retried with backoff, the function called each time', async () => {
-  let calls = 0;
-  const client = new Client(server.ws, {
-    WebSocket,
-    backoff: fast,
-    token: () => {
-      calls++;
-      return calls < 3 ? signJwt({ sub: 'x', exp: nowSeconds() + 60 }, 'a-wrong-secret-of-at-least-32-bytes!!!') : shortToken(60);
-    },
-  });
+  const wrong = () => signJwt({ sub: 'x', exp: nowSeconds() + 60 }, 'a-wrong-secret-of-at-least-32-bytes!!!');
+  const t = tokens((n) => (n < 3 ? wrong() : shortToken(60)));
+  const client = new Client(server.ws, { WebSocket, backoff: fast, token: t.source });
   client.connect();
   await next(client, 'connected');
-  assert.equal(calls, 3);
+  assert.equal(t.calls, 3);
   client.close();
 });
