@@ -26,9 +26,10 @@
  *
  * With a token function, the client reads the token's `exp` and, some time
  * before it (`refreshMargin`), gets a new token and sends `refresh`, so the
- * connection is not closed at `exp`. A refused refresh is reported as an
- * `error` event; the server then closes at `exp` (4002) and the client comes
- * back with a new token.
+ * connection is not closed at `exp`. The new token's permissions replace the
+ * old ones: a subscription it does not grant ends (`unsubscribed`). A refused
+ * refresh is reported as an `error` event; the server then closes at `exp`
+ * (4002) and the client comes back with a new token.
  *
  * # Calls
  *
@@ -451,9 +452,15 @@ export class Client extends Emitter<ClientEvents> {
     try {
       const token = await resolveToken(this.tokenSource!);
       if (this.ws !== ws) return;
-      const r = (await this.call('refresh', { token })) as { expires: number | null };
+      const r = (await this.call('refresh', { token })) as { expires: number | null; left?: string[] };
       if (this.ws !== ws) return;
       this.token = token;
+      // Topics the new token no longer grants: the server left them.
+      for (const topic of r.left ?? []) {
+        const sub = this.subs.get(topic);
+        this.subs.delete(topic);
+        sub?._end('the refreshed token does not grant this topic');
+      }
       this.emit('refreshed', { expires: r.expires ?? null });
       this.planRefresh();
     } catch (e) {

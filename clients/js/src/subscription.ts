@@ -125,6 +125,8 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
   private attempt = 0;
   private readonly iterators = new Set<AsyncQueue<Publication<T>>>();
   private readyPromise: Promise<SubscribedEvent> | undefined;
+  /** The first `subscribed` event, once it happened. */
+  private firstJoin: SubscribedEvent | undefined;
 
   /** @internal use `client.subscribe` */
   constructor(
@@ -153,6 +155,7 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
   ready(): Promise<SubscribedEvent> {
     if (!this.readyPromise) {
       this.readyPromise = new Promise((resolve, reject) => {
+        if (this.firstJoin) return resolve(this.firstJoin);
         if (this.stateNow === 'unsubscribed') return reject(new Error(`not subscribed to ${this.topic}`));
         const offOk = this.once('subscribed', (e) => {
           offErr();
@@ -271,6 +274,7 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
     const ev: SubscribedEvent = { ...now, resubscribed };
     if (asked) ev.recovered = r.recovered === true;
     if (r.reason !== undefined) ev.reason = r.reason;
+    this.firstJoin ??= ev;
     if (asked && r.recovered === true) {
       // The replay follows: keep `pos`, the pushes carry it forward.
       this.emit('subscribed', ev);

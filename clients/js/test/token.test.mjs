@@ -52,6 +52,27 @@ test('a token function: refresh before exp keeps the connection past the first t
   client.close();
 });
 
+test('a refreshed token that grants less: the subscriptions it does not grant end', async () => {
+  const t = tokens((n) =>
+    signJwt({ sub: 'alice', exp: nowSeconds() + (n === 1 ? 3 : 3600), subscribe: n === 1 ? ['tok.*'] : ['tok.keep'] }),
+  );
+  const client = new Client(server.ws, { WebSocket, token: t.source });
+  const keep = client.subscribe('tok.keep');
+  const drop = client.subscribe('tok.drop');
+  client.connect();
+  await Promise.all([keep.ready(), drop.ready()]);
+  const ended = next(drop, 'unsubscribed');
+  await next(client, 'refreshed');
+  assert.match((await ended).reason, /does not grant/);
+  assert.equal(drop.state, 'unsubscribed');
+  assert.equal(client.getSubscription('tok.drop'), undefined);
+  assert.equal(keep.state, 'subscribed');
+  const live = next(keep, 'publication');
+  await publish(server, 'tok.keep', 'kept');
+  assert.equal((await live).data, 'kept');
+  client.close();
+});
+
 test('a refused refresh: closed at exp (4002), then back with a new token from the function', async () => {
   // The refresh (2nd call) gets a token of another subject: refused.
   const t = tokens((n) => (n === 1 ? shortToken(2) : n === 2 ? shortToken(60, 'mallory') : shortToken(3600)));

@@ -83,6 +83,12 @@ test('pushes before the subscribe answer are held, then delivered past the join 
     events.filter(([e]) => e === 'publication').map(([, p]) => p.data),
     ['early: after it'],
   );
+  // ready() first called after the join resolves with it.
+  const late = await Promise.race([
+    sub.ready(),
+    new Promise((_, reject) => setTimeout(() => reject(new Error('ready() never resolved')), 10_000)),
+  ]);
+  assert.equal(late.seq, 5);
 });
 
 test('a seq that skips ahead is a gap with its count; a repeated seq is dropped; a new epoch is a gap', async () => {

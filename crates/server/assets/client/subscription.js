@@ -67,6 +67,8 @@ export class Subscription extends Emitter {
     ready() {
         if (!this.readyPromise) {
             this.readyPromise = new Promise((resolve, reject) => {
+                if (this.firstJoin)
+                    return resolve(this.firstJoin);
                 if (this.stateNow === 'unsubscribed')
                     return reject(new Error(`not subscribed to ${this.topic}`));
                 const offOk = this.once('subscribed', (e) => {
@@ -189,6 +191,7 @@ export class Subscription extends Emitter {
             ev.recovered = r.recovered === true;
         if (r.reason !== undefined)
             ev.reason = r.reason;
+        this.firstJoin ?? (this.firstJoin = ev);
         if (asked && r.recovered === true) {
             // The replay follows: keep `pos`, the pushes carry it forward.
             this.emit('subscribed', ev);
