@@ -1,5 +1,5 @@
 //! The HTTP routes: `POST /api/publish`, `GET /api/history`, `GET /metrics`,
-//! `GET /healthz`, `GET /readyz`.
+//! `GET /healthz`, `GET /readyz`, and the dashboard's (`dashboard.rs`).
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -24,6 +24,8 @@ pub(crate) struct Api<E: Engine<Frame>> {
     pub(crate) settings: Settings,
     /// Cleared when the shutdown begins: `/readyz` answers 503 from then on.
     pub(crate) ready: Arc<AtomicBool>,
+    /// The dashboard's routes; `None`: `--no-dashboard`.
+    pub(crate) dashboard: Option<crate::dashboard::Dashboard>,
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
@@ -103,6 +105,12 @@ impl<E: Engine<Frame>> Api<E> {
                 let allow = if req.uri().path() == "/api/publish" { "POST" } else { "GET" };
                 r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
                 r
+            }
+            (&Method::GET, path) | (&Method::HEAD, path) => {
+                match self.dashboard.as_ref().and_then(|d| d.answer(path)) {
+                    Some(r) => r,
+                    None => error(StatusCode::NOT_FOUND, "not found"),
+                }
             }
             _ => error(StatusCode::NOT_FOUND, "not found"),
         }

@@ -12,6 +12,7 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /healthz` | `200 ok`, `503 draining` during shutdown |
 //! | `GET /readyz` | `200 ready`; `503 not ready` from the start of the shutdown (before the grace period) |
+//! | `GET /` | the dashboard page (`dashboard_path`; off with `--no-dashboard`) |
 //!
 //! A `$sys.stats` topic carries the hub's stats every `stats_interval`.
 
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod dashboard;
 pub mod exposure;
 mod http_api;
 mod metrics_listener;
@@ -215,6 +217,9 @@ async fn run_all<E: Engine<Frame>>(
         gateway: gateway.clone(),
         settings: settings.clone(),
         ready: ready.clone(),
+        dashboard: settings
+            .dashboard()
+            .map(|p| dashboard::Dashboard::new(p, &settings.ws, settings.stats_interval)),
     });
     let routes = move |req, peer| {
         let api = api.clone();
@@ -262,7 +267,7 @@ pub mod fuzzing {
         API.get_or_init(|| {
             let settings = Settings { api_key: Some("fuzz".into()), ..Settings::default() };
             let gateway = Gateway::new(Hub::new(), settings.ws.clone()).expect("default settings are valid");
-            Api { gateway, settings, ready: Default::default() }
+            Api { gateway, settings, ready: Default::default(), dashboard: None }
         })
     }
 

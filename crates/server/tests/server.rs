@@ -272,7 +272,40 @@ async fn sys_stats_topic_is_streamed() {
     assert_eq!(a["payload"]["engine"], "fanout");
     assert!(a["payload"]["subscribers"].as_u64().unwrap() >= 1);
     assert_eq!(a["payload"]["connections"], 1);
+    assert_eq!(a["payload"]["subscriptions"], 1, "one connection on one topic");
+    let (_, m) = http(srv.addr(), "GET", "/metrics", &[], b"").await;
+    assert!(m.contains("\nfanout_subscriptions 1\n"), "{m}");
+    let unsub = json!({"jsonrpc": "2.0", "id": 2, "method": "unsubscribe", "params": ["$sys.stats"]});
+    c.send(Message::Text(unsub.to_string().into())).await.unwrap();
+    while next_json(&mut c).await["id"] != 2 {}
+    let (_, m) = http(srv.addr(), "GET", "/metrics", &[], b"").await;
+    assert!(m.contains("\nfanout_subscriptions 0\n"), "{m}");
     srv.shutdown().await.unwrap();
+}
+
+/// The dashboard page and the client build it loads are served from the
+/// binary, at `/` by default; `no_dashboard` (`--no-dashboard`)
+/// leaves `/` to the 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_is_served_and_can_be_turned_off() {
+    let srv = start(settings(EngineKind::Fanout)).await.unwrap();
+    let (status, page) = http(srv.addr(), "GET", "/", &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>fanout dashboard</title>"), "{page}");
+    let (status, js) = http(srv.addr(), "GET", "/client/index.js", &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(js.contains("export { Client }"), "{js}");
+    let (status, cfg) = http(srv.addr(), "GET", "/config.json", &[], b"").await;
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&cfg).unwrap()["ws_path"].clone()),
+        (200, json!("/ws"))
+    );
+    assert_eq!(http(srv.addr(), "GET", "/nothing-here", &[], b"").await.0, 404);
+    srv.shutdown().await.unwrap();
+    let off = start(Settings { no_dashboard: true, ..settings(EngineKind::Fanout) }).await.unwrap();
+    assert_eq!(http(off.addr(), "GET", "/", &[], b"").await.0, 404);
+    assert_eq!(http(off.addr(), "GET", "/client/index.js", &[], b"").await.0, 404);
+    off.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

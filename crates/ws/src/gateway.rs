@@ -156,6 +156,11 @@ impl<E: Engine<Frame>> Gateway<E> {
         self.inner.metrics.open() as usize
     }
 
+    /// Client subscriptions open now: one per connection and topic.
+    pub fn subscriptions(&self) -> u64 {
+        self.inner.topic_cap.subscriptions()
+    }
+
     /// Whether [`Gateway::shutdown`] has begun.
     pub fn is_draining(&self) -> bool {
         self.inner.closing.load(Ordering::Relaxed) || *self.inner.phase.borrow() != Phase::Running

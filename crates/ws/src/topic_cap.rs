@@ -26,8 +26,18 @@
 //! engine holds `max_topics` topics (`Session::check_topic_room`, from the
 //! engine's `topic_count` and `topic_exists`), whoever created them.
 //! `max_topics = 0` turns the cap and the map off.
+//!
+//! # The subscription count
+//!
+//! Every client subscription passes through [`TopicCap::join`] and leaves
+//! through [`TopicCap::leave`] (a `subscribe` that joins, a token's channels,
+//! an `unsubscribe`, a `refresh` that takes a topic away, the end of a
+//! connection), so the same two calls keep the gateway's count of
+//! subscriptions (connection × topic), cap or no cap: `fanout_subscriptions`
+//! in `/metrics` and `subscriptions` in `$sys.stats`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// The cap is reached: the join would create one topic too many.
@@ -38,15 +48,29 @@ pub(crate) struct TopicCap {
     max: usize,
     /// Connections subscribed per topic; an entry is removed at zero.
     counts: Mutex<HashMap<Arc<str>, u32>>,
+    /// Subscriptions in all: joins minus leaves (a gauge read for metrics;
+    /// `Relaxed`, nothing is published through it).
+    subscriptions: AtomicU64,
 }
 
 impl TopicCap {
     pub(crate) fn new(max: usize) -> Self {
-        TopicCap { max, counts: Mutex::new(HashMap::new()) }
+        TopicCap { max, counts: Mutex::new(HashMap::new()), subscriptions: AtomicU64::new(0) }
+    }
+
+    /// Subscriptions (connection × topic) open now.
+    pub(crate) fn subscriptions(&self) -> u64 {
+        self.subscriptions.load(Relaxed)
     }
 
     /// Counts one more connection on `topic`; its shared name.
     pub(crate) fn join(&self, topic: &str) -> Result<Arc<str>, TopicLimit> {
+        let name = self.join_capped(topic)?;
+        self.subscriptions.fetch_add(1, Relaxed);
+        Ok(name)
+    }
+
+    fn join_capped(&self, topic: &str) -> Result<Arc<str>, TopicLimit> {
         if self.max == 0 {
             return Ok(Arc::from(topic));
         }
@@ -65,6 +89,7 @@ impl TopicCap {
 
     /// Counts one connection fewer on `topic`.
     pub(crate) fn leave(&self, topic: &str) {
+        self.subscriptions.fetch_sub(1, Relaxed);
         if self.max == 0 {
             return;
         }
@@ -101,6 +126,7 @@ mod tests {
         cap.leave("a");
         assert!(cap.join("c").is_ok(), "a left the map with its last client");
         assert_eq!(cap.len(), 2);
+        assert_eq!(cap.subscriptions(), 3, "b twice and c; the refused joins not counted");
     }
 
     #[test]
@@ -110,5 +136,8 @@ mod tests {
             cap.join(&format!("t{i}")).unwrap();
         }
         assert_eq!(cap.len(), 0);
+        assert_eq!(cap.subscriptions(), 1000, "counted without the cap too");
+        cap.leave("t1");
+        assert_eq!(cap.subscriptions(), 999);
     }
 }

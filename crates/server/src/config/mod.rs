@@ -127,6 +127,10 @@ pub struct Settings {
     pub body_read_timeout: Duration,
     /// On shutdown, how long `/readyz` answers 503 before the listener closes.
     pub drain_grace: Duration,
+    /// Where the dashboard page is served (unless `no_dashboard`).
+    pub dashboard_path: String,
+    /// Serve no dashboard page.
+    pub no_dashboard: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -148,6 +152,8 @@ impl std::fmt::Debug for Settings {
             .field("metrics_listen", &self.metrics_listen)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("drain_grace", &self.drain_grace)
+            .field("dashboard_path", &self.dashboard_path)
+            .field("no_dashboard", &self.no_dashboard)
             .finish()
     }
 }
@@ -160,6 +166,11 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Where the dashboard page is served, if it is.
+    pub fn dashboard(&self) -> Option<&str> {
+        (!self.no_dashboard).then_some(self.dashboard_path.as_str())
+    }
+
     /// What the table's entries write into: placeholders that every entry
     /// overwrites with its value or default (the table-driven tests check
     /// that each one does).
@@ -181,6 +192,8 @@ impl Settings {
             metrics_listen: None,
             body_read_timeout: Duration::ZERO,
             drain_grace: Duration::ZERO,
+            dashboard_path: String::new(),
+            no_dashboard: false,
         }
     }
 
@@ -206,6 +219,9 @@ impl Settings {
         }
         if s.capacity == 0 {
             return Err("capacity: must be at least 1".into());
+        }
+        if let Some(p) = s.dashboard() {
+            crate::dashboard::check_path(p, &s.ws).map_err(|e| format!("dashboard_path: {e}"))?;
         }
         topics::check_history("history", s.history)?;
         s.topic_rules = topics::rules(f.topics.take().unwrap_or_default(), s.history)?;

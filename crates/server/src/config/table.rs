@@ -281,4 +281,11 @@ settings! {
     slow_consumer_timeout: Duration, default "10s", example "5s" => |s, v| {
         s.ws.slow_consumer_timeout = v;
     };
+
+    /// where the dashboard page is served (an absolute path, not the WebSocket's nor an API
+    /// route)
+    dashboard_path: String, default "/", example "/ops" => |s, v| s.dashboard_path = v;
+
+    /// serve no dashboard page
+    no_dashboard: bool, default "false", example "true" => |s, v| s.no_dashboard = v;
 }

@@ -222,3 +222,19 @@ fn docs_example_file_parses() {
     let f: FileConfig = toml::from_str(&body[open..close]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(f.topics.map(|t| t.len()), Some(2));
 }
+
+#[test]
+fn dashboard_on_at_root_moved_or_off() {
+    let parse = |args: &[&str], file: &str| {
+        Settings::merge(Cli::try_parse_from(args).unwrap(), toml::from_str(file).unwrap())
+    };
+    assert_eq!(parse(&["fanout-server"], "").unwrap().dashboard(), Some("/"));
+    let s = parse(&["fanout-server", "--dashboard-path", "/ops"], "").unwrap();
+    assert_eq!(s.dashboard(), Some("/ops"));
+    assert_eq!(parse(&["fanout-server"], "dashboard_path = \"/d\"").unwrap().dashboard(), Some("/d"));
+    assert_eq!(parse(&["fanout-server", "--no-dashboard"], "").unwrap().dashboard(), None);
+    assert_eq!(parse(&["fanout-server", "--no-dashboard", "false"], "").unwrap().dashboard(), Some("/"));
+    assert_eq!(parse(&["fanout-server"], "no_dashboard = true").unwrap().dashboard(), None);
+    assert!(parse(&["fanout-server", "--dashboard-path", "ops"], "").unwrap_err().contains("dashboard_path"));
+    assert!(parse(&["fanout-server", "--dashboard-path", "/ws"], "").unwrap_err().contains("dashboard_path"));
+}

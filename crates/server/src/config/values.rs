@@ -3,6 +3,7 @@
 //! | type | command line / environment | file |
 //! | --- | --- | --- |
 //! | numbers | `65536`, `0.5` | `65536`, `0.5` |
+//! | switches | the flag alone, or `true` / `false` | `true` / `false` |
 //! | addresses, text, paths | as is | a string |
 //! | durations | `500ms`, `10s`, `2m`, `1h`, bare seconds | the same, as a string |
 //! | lists | comma-separated, or the flag repeated | an array of strings |
@@ -98,8 +99,25 @@ from_str_value! {
     usize => str::to_string,
     u32 => str::to_string,
     f64 => str::to_string,
-    bool => str::to_string,
     SocketAddr => toml_string,
+}
+
+/// `true` / `false`; on the command line the flag alone means `true`
+/// (`--no-dashboard`), in the file a TOML boolean.
+impl Value for bool {
+    type File = bool;
+    fn parse(text: &str) -> Result<Self, String> {
+        text.parse().map_err(|_| format!("invalid value `{text}`: expected true or false"))
+    }
+    fn from_file(v: bool) -> Result<Self, String> {
+        Ok(v)
+    }
+    fn toml(text: &str) -> String {
+        text.to_string()
+    }
+    fn arg(arg: Arg) -> Arg {
+        arg.value_parser(Self::parse).action(ArgAction::Set).num_args(0..=1).default_missing_value("true")
+    }
 }
 
 impl Value for String {
