@@ -116,6 +116,20 @@ pub(crate) fn render<E: Engine<Frame>>(gw: &Gateway<E>) -> String {
         "Messages reported lost to clients.",
         m.lagged_messages,
     );
+    one(
+        &mut o,
+        "fanout_repaired_messages_total",
+        "counter",
+        "Lost messages pushed again from a topic's history (gap repair).",
+        m.repaired_messages,
+    );
+    one(
+        &mut o,
+        "fanout_conflated_messages_total",
+        "counter",
+        "Missed messages left out for a newer one with the same key.",
+        m.conflated_messages,
+    );
     one(&mut o, "fanout_rpc_errors_total", "counter", "JSON-RPC error responses.", m.rpc_errors);
     histogram(
         &mut o,
@@ -166,5 +180,7 @@ pub(crate) fn stats_json<E: Engine<Frame>>(gw: &Gateway<E>) -> serde_json::Value
         "bytes_out": m.bytes_out,
         "lag_notices": m.lag_notices,
         "lagged_messages": m.lagged_messages,
+        "repaired_messages": m.repaired_messages,
+        "conflated_messages": m.conflated_messages,
     })
 }

@@ -371,6 +371,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
             match event {
                 Event::Engine(Ok(_)) => {
                     if let Some((repaired, conflated)) = self.sub.take_repairs() {
+                        self.gw().inner.metrics.repair(repaired, conflated);
                         let topic = self.session.sole_topic.as_deref();
                         self.writer.push_bytes(opcode::TEXT, repair_notice(repaired, conflated, topic));
                     }

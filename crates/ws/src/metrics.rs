@@ -157,6 +157,8 @@ struct Stripe {
     publish_ns: AtomicU64,
     lag_notices: AtomicU64,
     lagged: AtomicU64,
+    repaired: AtomicU64,
+    conflated: AtomicU64,
     rpc_errors: AtomicU64,
 }
 
@@ -210,6 +212,10 @@ pub struct MetricsSnapshot {
     pub lag_notices: u64,
     /// Messages reported lost in lag notices.
     pub lagged_messages: u64,
+    /// Lost messages pushed again from a topic's history (gap repair).
+    pub repaired_messages: u64,
+    /// Missed messages left out for a newer one with the same key.
+    pub conflated_messages: u64,
     /// JSON-RPC error responses sent.
     pub rpc_errors: u64,
 }
@@ -289,6 +295,12 @@ impl Metrics {
         s.lagged.fetch_add(n, Relaxed);
     }
 
+    pub(crate) fn repair(&self, repaired: u64, conflated: u64) {
+        let s = self.mine();
+        s.repaired.fetch_add(repaired, Relaxed);
+        s.conflated.fetch_add(conflated, Relaxed);
+    }
+
     pub(crate) fn rpc_error(&self) {
         self.mine().rpc_errors.fetch_add(1, Relaxed);
     }
@@ -314,6 +326,8 @@ impl Metrics {
             m.bytes_out += s.bytes_out.load(Relaxed);
             m.lag_notices += s.lag_notices.load(Relaxed);
             m.lagged_messages += s.lagged.load(Relaxed);
+            m.repaired_messages += s.repaired.load(Relaxed);
+            m.conflated_messages += s.conflated.load(Relaxed);
             m.rpc_errors += s.rpc_errors.load(Relaxed);
             batch_sum += s.batch_sum.load(Relaxed);
             publish_ns += s.publish_ns.load(Relaxed);

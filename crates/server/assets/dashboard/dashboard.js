@@ -59,6 +59,8 @@ function update(s, ts) {
   show('accepted', s.connections_accepted);
   show('lag-notices', s.lag_notices);
   show('lagged-messages', s.lagged_messages);
+  show('repaired-messages', s.repaired_messages);
+  show('conflated-messages', s.conflated_messages);
   show('displaced', s.displaced);
   for (const r of ['full', 'high_water', 'evicted']) show(`dropped-${r}`, s.dropped?.[r]);
   for (const r of ['slow_consumer', 'kicked']) show(`evicted-${r}`, s.evicted?.[r]);
