@@ -174,12 +174,12 @@ impl<E: Engine<Frame>> Api<E> {
             }
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading body: {e}")),
         };
-        self.publish_body(binary, query_topic, &body)
+        self.publish_body(binary, query_topic, &body).await
     }
 
     /// Everything `POST /api/publish` does once the key is checked and the body
     /// read: the part that parses untrusted bytes (and the fuzz target's entry).
-    pub(crate) fn publish_body(
+    pub(crate) async fn publish_body(
         &self,
         binary: bool,
         query_topic: Option<String>,
@@ -192,7 +192,7 @@ impl<E: Engine<Frame>> Api<E> {
             if let Err(r) = self.check_topic(&topic) {
                 return r;
             }
-            return match self.gateway.publish_binary(&topic, body) {
+            return match self.gateway.publish_binary_async(&topic, body).await {
                 Ok(r) => json(StatusCode::OK, &PublishResult::from(r)),
                 Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             };
@@ -216,7 +216,7 @@ impl<E: Engine<Frame>> Api<E> {
             let mut out =
                 BatchResult { total: PublishResult::default(), messages: items.len(), results: Vec::new() };
             for item in &items {
-                match self.publish_one(item, true) {
+                match self.publish_one(item, true).await {
                     Ok(r) => {
                         out.total.recipients += r.recipients;
                         out.total.delivered += r.delivered;
@@ -237,7 +237,7 @@ impl<E: Engine<Frame>> Api<E> {
                 if let Err(resp) = self.validate(&item) {
                     return resp;
                 }
-                match self.publish_one(&item, false) {
+                match self.publish_one(&item, false).await {
                     Ok(r) => json(StatusCode::OK, &r),
                     Err(resp) => resp,
                 }
@@ -271,7 +271,11 @@ impl<E: Engine<Frame>> Api<E> {
     /// connection counts as dropped instead of failing the rest of the batch
     /// (the connection may close between any two items).
     #[allow(clippy::result_large_err)]
-    fn publish_one(&self, item: &PublishBody, in_batch: bool) -> Result<PublishResult, Response<Body>> {
+    async fn publish_one(
+        &self,
+        item: &PublishBody<'_>,
+        in_batch: bool,
+    ) -> Result<PublishResult, Response<Body>> {
         if let Some(user) = &item.user {
             return self
                 .gateway
@@ -282,7 +286,8 @@ impl<E: Engine<Frame>> Api<E> {
         match (&item.topic, item.to) {
             (Some(topic), None) => self
                 .gateway
-                .publish_json(topic, item.payload)
+                .publish_json_async(topic, item.payload)
+                .await
                 .map(PublishResult::from)
                 .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
             (None, Some(id)) => match self.gateway.send_json_to(SubscriberId::new(id), item.payload) {

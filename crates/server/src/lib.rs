@@ -268,7 +268,7 @@ pub mod fuzzing {
     /// shape (a status from the protocol's table, a JSON body).
     pub fn publish_body(binary: bool, query_topic: Option<String>, body: &[u8]) -> (u16, String) {
         use http_body_util::BodyExt;
-        let resp = api().publish_body(binary, query_topic, body);
+        let resp = futures_now(api().publish_body(binary, query_topic, body));
         let status = resp.status().as_u16();
         assert!(matches!(status, 200 | 400 | 403 | 404 | 503), "undocumented status {status}");
         let bytes = futures_now(resp.into_body().collect()).expect("a full body").to_bytes();
@@ -291,7 +291,7 @@ pub mod fuzzing {
         let mut cx = std::task::Context::from_waker(&waker);
         match f.as_mut().poll(&mut cx) {
             std::task::Poll::Ready(v) => v,
-            std::task::Poll::Pending => panic!("a Full body is always ready"),
+            std::task::Poll::Pending => panic!("a Full body, and a publish to the hub, are ready at once"),
         }
     }
 }
