@@ -22,12 +22,14 @@
 
 mod broker;
 mod metrics;
+mod nats;
 mod node;
 mod redis;
 mod settings;
 mod wire;
 
 pub use broker::{Broker, BrokerError, Delivery, Event, Stored};
+pub use nats::NatsBroker;
 pub use node::Cluster;
 pub use redis::RedisBroker;
 pub use settings::{BrokerKind, BrokerSettings};

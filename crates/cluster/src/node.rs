@@ -137,7 +137,7 @@ impl Cluster {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let broker: Arc<dyn Broker> = match settings.kind().map_err(crate::BrokerError)? {
             crate::BrokerKind::Redis => Arc::new(crate::redis::RedisBroker::connect(&settings, tx).await?),
-            crate::BrokerKind::Nats => return Err(crate::BrokerError("nats: not built yet".into())),
+            crate::BrokerKind::Nats => Arc::new(crate::nats::NatsBroker::connect(&settings, tx).await?),
         };
         Ok(Cluster::new(hub, broker, settings, rx))
     }
@@ -471,13 +471,13 @@ impl Engine<Frame> for Cluster {
         }
         Ok(j)
     }
-    fn join_from_async<'a>(
+    async fn join_from_async<'a>(
         &'a self,
         id: SubscriberId,
         topic: &'a str,
         from: JoinFrom,
-    ) -> impl std::future::Future<Output = Result<Joined, SubscribeError>> + Send + 'a {
-        async move {
+    ) -> Result<Joined, SubscribeError> {
+        {
             if local_only(topic) {
                 return self.node.hub.join_from(id, topic, from);
             }
@@ -500,13 +500,13 @@ impl Engine<Frame> for Cluster {
     fn history(&self, topic: &str, limit: usize, since: Option<u64>) -> Option<HistoryPage<Frame>> {
         self.node.hub.history(topic, limit, since)
     }
-    fn history_async<'a>(
+    async fn history_async<'a>(
         &'a self,
         topic: &'a str,
         limit: usize,
         since: Option<u64>,
-    ) -> impl std::future::Future<Output = Option<HistoryPage<Frame>>> + Send + 'a {
-        async move {
+    ) -> Option<HistoryPage<Frame>> {
+        {
             if local_only(topic) {
                 return self.node.hub.history(topic, limit, since);
             }
@@ -545,16 +545,16 @@ impl Engine<Frame> for Cluster {
         });
         Ok(PublishReport { messages: 1, ..PublishReport::default() })
     }
-    fn publish_async<'a, F>(
+    async fn publish_async<'a, F>(
         &'a self,
         topic: &'a str,
         priority: Priority,
         make: F,
-    ) -> impl std::future::Future<Output = Result<PublishReport, PublishError>> + Send + 'a
+    ) -> Result<PublishReport, PublishError>
     where
         F: FnOnce(Meta) -> Frame + Send + 'a,
     {
-        async move {
+        {
             if local_only(topic) {
                 return self.node.hub.publish_with(topic, priority, make);
             }

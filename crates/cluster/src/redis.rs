@@ -93,6 +93,9 @@ end
 return redis.call('XRANGE', KEYS[2], ARGV[2] .. '-0', '+', 'COUNT', ARGV[3])
 ";
 
+/// An `XRANGE` entry: its id and its field-value pairs.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// A node's link to Redis (see the module docs).
 pub struct RedisBroker {
     prefix: String,
@@ -206,7 +209,7 @@ impl Broker for RedisBroker {
             let (m, s) = self.keys(topic);
             let mut inv = self.read.key(m);
             inv.key(s).arg(epoch.to_string()).arg(after + 1).arg(limit.max(1));
-            let entries: Vec<(String, Vec<(String, Vec<u8>)>)> =
+            let entries: Vec<StreamEntry> =
                 inv.invoke_async(&mut self.commands.clone()).await.map_err(err)?;
             let mut out = Vec::with_capacity(entries.len());
             for (id, fields) in entries {

@@ -123,9 +123,9 @@ pub(crate) const LOG: usize = 256;
 
 /// A topic's (or the broadcast stream's) numbering and delivery order.
 pub(crate) struct Sequencer<T> {
-    /// Numbered messages not yet delivered: position `p` holds `seq = p + 1
-    /// + base`. Written by publishers (reserve, then write); read by the
-    /// walker alone.
+    /// Numbered messages not yet delivered: position `p` holds
+    /// `seq = p + 1 + base`. Written by publishers (reserve, then write);
+    /// read by the walker alone.
     log: Ring<T>,
     /// What to add to a log position + 1 to get its `seq` (wrapping): 0
     /// unless the topic is numbered elsewhere and was moved to a position

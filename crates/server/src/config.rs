@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use fanout_cluster::BrokerSettings;
 use fanout_core::{Overflow, TopicOptions};
 use fanout_ws::{RateLimit, WsConfig};
 use serde::Deserialize;
@@ -68,6 +69,11 @@ pub struct Cli {
     /// Engine: fanout or mutex [default: fanout].
     #[arg(long, env = "FANOUT_ENGINE")]
     pub engine: Option<EngineKind>,
+    /// Run as a node of a cluster over this broker: redis://host:port or
+    /// nats://host:port (unset: a single node, no broker). Its options:
+    /// the `[cluster]` table of the file.
+    #[arg(long, env = "FANOUT_BROKER")]
+    pub broker: Option<String>,
     /// API key for POST /api/publish (unset: the endpoint answers 403).
     #[arg(long, env = "FANOUT_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -270,6 +276,8 @@ pub struct FileConfig {
     costly_rate_limit: Option<f64>,
     costly_rate_burst: Option<u32>,
     metrics_listen: Option<SocketAddr>,
+    broker: Option<String>,
+    cluster: Option<ClusterFile>,
     max_topics: Option<usize>,
     max_connections_per_subject: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
@@ -279,6 +287,36 @@ pub struct FileConfig {
     max_request_head: Option<usize>,
     max_queued_bytes: Option<usize>,
     slow_consumer_timeout: Option<String>,
+}
+
+/// The `[cluster]` table: the broker's own options (see docs/cluster.md).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    prefix: Option<String>,
+    stream: Option<String>,
+    retention: Option<usize>,
+    ttl: Option<String>,
+    timeout: Option<String>,
+    grace: Option<String>,
+}
+
+impl ClusterFile {
+    /// The broker settings for `url` with this table's options.
+    fn settings(self, url: &str) -> Result<BrokerSettings, String> {
+        let mut b = BrokerSettings::new(url);
+        b.kind()?;
+        b.prefix = self.prefix.unwrap_or(b.prefix);
+        b.stream = self.stream.unwrap_or(b.stream);
+        b.retention = self.retention.unwrap_or(b.retention);
+        b.ttl = dur("cluster.ttl", self.ttl)?.unwrap_or(b.ttl);
+        b.timeout = dur("cluster.timeout", self.timeout)?.unwrap_or(b.timeout);
+        b.grace = dur("cluster.grace", self.grace)?.unwrap_or(b.grace);
+        if b.retention == 0 || b.timeout.is_zero() {
+            return Err("cluster: retention and timeout must be above zero".into());
+        }
+        Ok(b)
+    }
 }
 
 /// One `[[topics]]` table of the file.
@@ -309,6 +347,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Engine.
     pub engine: EngineKind,
+    /// The cluster's broker (`None`: a single node).
+    pub broker: Option<BrokerSettings>,
     /// API key for POST /api/publish.
     pub api_key: Option<String>,
     /// Queue slots per subscriber (fanout engine).
@@ -344,6 +384,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("engine", &self.engine)
+            .field("broker", &self.broker)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("capacity", &self.capacity)
             .field("overflow", &self.overflow)
@@ -367,6 +408,7 @@ impl Default for Settings {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             engine: EngineKind::Fanout,
+            broker: None,
             api_key: None,
             capacity: 256,
             overflow: Overflow::Evict,
@@ -530,6 +572,10 @@ impl Settings {
         let s = Settings {
             listen: cli.listen.or(f.listen).unwrap_or(d.listen),
             engine: cli.engine.or(f.engine).unwrap_or(d.engine),
+            broker: match cli.broker.or(f.broker) {
+                Some(url) => Some(f.cluster.unwrap_or_default().settings(&url)?),
+                None => None,
+            },
             api_key: crate::secrets::inline_or_file(
                 "api-key",
                 cli.api_key.or(f.api_key),

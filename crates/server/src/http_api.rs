@@ -90,7 +90,7 @@ impl<E: Engine<Frame>> Api<E> {
                 crate::prometheus::render(&self.gateway),
             ),
             (&Method::POST, "/api/publish") => self.publish(req).await,
-            (&Method::GET, "/api/history") => self.history(&req),
+            (&Method::GET, "/api/history") => self.history(&req).await,
             (_, "/api/publish")
             | (_, "/api/history")
             | (_, "/metrics")
@@ -127,7 +127,7 @@ impl<E: Engine<Frame>> Api<E> {
 
     /// `GET /api/history?topic=T&limit=N&since=S` (API key): the same JSON as
     /// the `history` method.
-    fn history<B>(&self, req: &Request<B>) -> Response<Body> {
+    async fn history<B>(&self, req: &Request<B>) -> Response<Body> {
         if let Err(r) = self.authorize(req, "reading history") {
             return r;
         }
@@ -138,7 +138,7 @@ impl<E: Engine<Frame>> Api<E> {
         if let Err(r) = self.check_topic(&topic) {
             return r;
         }
-        let page = self.gateway.engine().history(&topic, limit, since);
+        let page = self.gateway.engine().history_async(&topic, limit, since).await;
         respond(StatusCode::OK, "application/json", fanout_ws::recovery::history_json_or_empty(page.as_ref()))
     }
 

@@ -103,12 +103,25 @@ pub async fn start(settings: Settings) -> Result<Server, StartError> {
     let shutdown = async move {
         let _ = rx.await;
     };
-    let task = match settings.engine {
-        EngineKind::Fanout => {
+    let task = match (settings.engine, settings.broker.clone()) {
+        (EngineKind::Fanout, Some(b)) => {
+            let hub = build_hub(&settings)?;
+            let url = b.url.clone();
+            let node = fanout_cluster::Cluster::connect(hub, b)
+                .await
+                .map_err(|e| StartError(format!("--broker {url}: {e}")))?;
+            tokio::spawn(run_all(node, settings, listener, metrics, shutdown))
+        }
+        (EngineKind::Mutex, Some(_)) => {
+            return Err(StartError(
+                "--broker needs the fanout engine (a cluster node is a hub fed by the broker)".into(),
+            ))
+        }
+        (EngineKind::Fanout, None) => {
             let hub = build_hub(&settings)?;
             tokio::spawn(run_all(hub, settings, listener, metrics, shutdown))
         }
-        EngineKind::Mutex => {
+        (EngineKind::Mutex, None) => {
             let hub = fanout_baseline::MutexHub::<Frame>::new();
             tokio::spawn(run_all(hub, settings, listener, metrics, shutdown))
         }

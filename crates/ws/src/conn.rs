@@ -511,7 +511,10 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
         // reading while its own queue and heartbeat wait.
         let mut handled = 0;
         loop {
-            match self.on_frame(next).await {
+            // Boxed (one allocation per frame read, not per delivery): the
+            // calls that may wait for the engine would otherwise grow every
+            // idle connection's task state by their size.
+            match Box::pin(self.on_frame(next)).await {
                 None => {}
                 Some(ReadWhy::Gone(kind)) => return Some(kind),
                 Some(ReadWhy::Close { kind, code, reason, fatal }) => {
@@ -553,13 +556,10 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
         let reply = match &msg {
             Message::Text(_) | Message::Binary(_) => {
                 self.gw().inner.metrics.frame_in();
-                // The session charges the rate limit per call. Its future is
-                // boxed (one allocation per frame read, not per delivery): the
-                // calls that may wait for the engine would otherwise grow
-                // every idle connection's task state by their size.
+                // The session charges the rate limit per call.
                 let reply = match &msg {
-                    Message::Text(t) => Box::pin(self.session.handle_text(t.as_str())).await,
-                    Message::Binary(b) => Box::pin(self.session.handle_binary(b)).await,
+                    Message::Text(t) => self.session.handle_text(t.as_str()).await,
+                    Message::Binary(b) => self.session.handle_binary(b).await,
                     _ => None,
                 };
                 if self.session.rate_close {

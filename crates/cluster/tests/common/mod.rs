@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fanout_cluster::{Broker, BrokerSettings, Cluster, Event, RedisBroker};
+use fanout_cluster::{Broker, BrokerKind, BrokerSettings, Cluster, Event, NatsBroker, RedisBroker};
 use fanout_core::{Engine, Hub, JoinFrom, Message, RecvError, Subscriber};
 use fanout_ws::Frame;
 use tokio::sync::mpsc;
@@ -44,6 +44,42 @@ pub fn unique(tag: &str) -> String {
     format!("t{}{}{}", tag, std::process::id(), nanos % 1_000_000_000_000)
 }
 
+/// Removes what a test left on its broker (its stream, or its keys) when
+/// dropped.
+pub struct Cleanup(pub BrokerSettings);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let s = self.0.clone();
+        // Its own thread and runtime: a drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                match s.kind() {
+                    Ok(BrokerKind::Nats) => {
+                        if let Ok(c) = async_nats::connect(s.url.as_str()).await {
+                            let _ = async_nats::jetstream::new(c).delete_stream(&s.stream).await;
+                        }
+                    }
+                    Ok(BrokerKind::Redis) => {
+                        if let Ok(mut c) = redis::Client::open(s.url.as_str()) {
+                            let keys: Vec<String> = redis::cmd("KEYS")
+                                .arg(format!("{}:*", s.prefix))
+                                .query(&mut c)
+                                .unwrap_or_default();
+                            if !keys.is_empty() {
+                                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut c);
+                            }
+                        }
+                    }
+                    Err(_) => {}
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// Settings for a test: unique prefix and stream, short timeouts.
 pub fn settings(url: &str, tag: &str) -> BrokerSettings {
     let mut s = BrokerSettings::new(url);
@@ -65,14 +101,17 @@ pub async fn node(settings: &BrokerSettings) -> Cluster {
     Cluster::connect(hub(), settings.clone()).await.expect("the broker is reachable")
 }
 
-/// A Redis node whose routed messages pass through `filter` first (to lose
-/// some, as a disconnect or a slow node would).
-pub async fn filtered_redis_node(
+/// A node whose routed messages pass through `filter` first (to lose some,
+/// as a disconnect or a slow node would).
+pub async fn filtered_node(
     settings: &BrokerSettings,
     mut filter: impl FnMut(&Event) -> bool + Send + 'static,
 ) -> Cluster {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let broker: Arc<dyn Broker> = Arc::new(RedisBroker::connect(settings, tx).await.unwrap());
+    let broker: Arc<dyn Broker> = match settings.kind().unwrap() {
+        BrokerKind::Redis => Arc::new(RedisBroker::connect(settings, tx).await.unwrap()),
+        BrokerKind::Nats => Arc::new(NatsBroker::connect(settings, tx).await.unwrap()),
+    };
     let (ftx, frx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(ev) = rx.recv().await {
@@ -165,10 +204,12 @@ impl Private {
         Private::start("redis-server", port, args)
     }
 
-    /// A `nats-server` with JetStream in a fresh directory.
+    /// A `nats-server` with JetStream in a fresh directory (kept across its
+    /// restarts, removed on drop).
     pub fn nats() -> Private {
         let port = free_port();
         let dir = std::env::temp_dir().join(unique("js"));
+        std::fs::create_dir_all(&dir).unwrap();
         let args = ["-p", &port.to_string(), "-a", "127.0.0.1", "-js", "-sd", dir.to_str().unwrap()]
             .map(String::from)
             .to_vec();
@@ -215,5 +256,8 @@ impl Private {
 impl Drop for Private {
     fn drop(&mut self) {
         self.down();
+        if let Some(i) = self.args.iter().position(|a| a == "-sd") {
+            let _ = std::fs::remove_dir_all(&self.args[i + 1]);
+        }
     }
 }
