@@ -64,9 +64,11 @@ pub struct NatsBroker {
     js: jetstream::Context,
     stream: Stream,
     prefix: String,
-    /// Per topic, the last stored message this node knows of: its stream
-    /// sequence and position (a publish's guess, corrected on conflict).
-    last: Mutex<HashMap<String, (u64, Position)>>,
+    /// Per topic, the last stored message this node knows of (its stream
+    /// sequence and position: a publish's guess, corrected on conflict),
+    /// behind a lock that this node's publishes to the topic take in turn,
+    /// so that they never race each other (only other nodes' publishes).
+    last: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<(u64, Position)>>>>>,
     /// Per topic of interest, the task that forwards its messages.
     routes: Mutex<HashMap<String, JoinHandle<()>>>,
     events: UnboundedSender<Event>,
@@ -178,9 +180,10 @@ impl Broker for NatsBroker {
     fn publish<'a>(&'a self, topic: &'a str, body: Bytes) -> BoxFuture<'a, Result<Position, BrokerError>> {
         async move {
             let subject = self.subject_in(topic);
+            let slot = self.last.lock().expect("not poisoned").entry(topic.to_string()).or_default().clone();
+            let mut known = slot.lock().await;
             loop {
-                let known = self.last.lock().expect("not poisoned").get(topic).copied();
-                let last = match known {
+                let last = match *known {
                     Some(l) => Some(l),
                     None => self.fetch_last(topic).await?,
                 };
@@ -197,15 +200,15 @@ impl Broker for NatsBroker {
                 let ack = self.js.send_publish(subject.clone(), msg).await.map_err(err)?.await;
                 match ack {
                     Ok(a) => {
-                        self.last.lock().expect("not poisoned").insert(topic.to_string(), (a.sequence, pos));
+                        *known = Some((a.sequence, pos));
                         return Ok(pos);
                     }
                     Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                         // Another node stored one first: read the subject again.
-                        self.last.lock().expect("not poisoned").remove(topic);
+                        *known = None;
                     }
                     Err(e) => {
-                        self.last.lock().expect("not poisoned").remove(topic);
+                        *known = None;
                         return Err(err(e));
                     }
                 }

@@ -161,6 +161,20 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Takes an interest in `topic` in the background (the sync joins).
+    fn interest_later(&self, topic: &str) {
+        if local_only(topic) {
+            return;
+        }
+        let node = self.node.clone();
+        let t = topic.to_string();
+        tokio::spawn(async move {
+            let _ = node.interest(&t).await;
+        });
+    }
+}
+
 /// `$` topics are the node's own.
 fn local_only(topic: &str) -> bool {
     topic.starts_with('$')
@@ -448,13 +462,7 @@ impl Engine<Frame> for Cluster {
     /// [`join_from_async`](Engine::join_from_async).
     fn join(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError> {
         let joined = self.node.hub.join(id, topic)?;
-        if !local_only(topic) {
-            let node = self.node.clone();
-            let t = topic.to_string();
-            tokio::spawn(async move {
-                let _ = node.interest(&t).await;
-            });
-        }
+        self.interest_later(topic);
         Ok(joined)
     }
     fn leave(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError> {
@@ -462,13 +470,7 @@ impl Engine<Frame> for Cluster {
     }
     fn join_from(&self, id: SubscriberId, topic: &str, from: JoinFrom) -> Result<Joined, SubscribeError> {
         let j = self.node.hub.join_from(id, topic, from)?;
-        if !local_only(topic) {
-            let node = self.node.clone();
-            let t = topic.to_string();
-            tokio::spawn(async move {
-                let _ = node.interest(&t).await;
-            });
-        }
+        self.interest_later(topic);
         Ok(j)
     }
     async fn join_from_async<'a>(

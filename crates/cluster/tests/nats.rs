@@ -1,6 +1,7 @@
 //! The cluster over a real NATS JetStream: the cases of tests/cases on the
 //! shared NATS, and a private nats-server that the test stops and starts.
 
+#[macro_use]
 mod cases;
 mod common;
 
@@ -8,34 +9,7 @@ use common::*;
 use fanout_core::{JoinFrom, Position, PublishError};
 use serde_json::json;
 
-fn url() -> String {
-    shared_nats()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_agree_on_every_seq() {
-    cases::two_nodes_agree_on_every_seq(&url()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_recovers_on_a_node_that_never_had_the_topic() {
-    cases::a_client_recovers_on_a_node_that_never_had_the_topic(&url()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_the_routing_lost_is_read_back_from_the_stream() {
-    cases::what_the_routing_lost_is_read_back_from_the_stream(&url()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_the_stream_no_longer_holds_is_a_lag_notice_never_a_silent_gap() {
-    cases::what_the_stream_no_longer_holds_is_a_lag_notice_never_a_silent_gap(&url()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_dies_loses_nothing_for_clients_that_move() {
-    cases::a_node_that_dies_loses_nothing_for_clients_that_move(&url()).await;
-}
+broker_cases!(shared_nats());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_down_fails_publishes_and_a_restart_with_its_store_continues_the_stream() {

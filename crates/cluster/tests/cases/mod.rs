@@ -163,3 +163,29 @@ pub async fn a_node_that_dies_loses_nothing_for_clients_that_move(url: &str) {
     let got: Vec<_> = messages(&mut sb, 3).await.into_iter().map(|m| m.2).collect();
     assert_eq!(got, [json!(2), json!(3), json!(4)]);
 }
+
+/// One test per case above, on the broker at `$url`.
+macro_rules! broker_cases {
+    ($url:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn two_nodes_agree_on_every_seq() {
+            cases::two_nodes_agree_on_every_seq(&$url).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_client_recovers_on_a_node_that_never_had_the_topic() {
+            cases::a_client_recovers_on_a_node_that_never_had_the_topic(&$url).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn what_the_routing_lost_is_read_back_from_the_stream() {
+            cases::what_the_routing_lost_is_read_back_from_the_stream(&$url).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn what_the_stream_no_longer_holds_is_a_lag_notice_never_a_silent_gap() {
+            cases::what_the_stream_no_longer_holds_is_a_lag_notice_never_a_silent_gap(&$url).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_node_that_dies_loses_nothing_for_clients_that_move() {
+            cases::a_node_that_dies_loses_nothing_for_clients_that_move(&$url).await;
+        }
+    };
+}
