@@ -58,6 +58,10 @@ use crate::settings::BrokerSettings;
 const SEQ: &str = "Fanout-Seq";
 const EPOCH: &str = "Fanout-Epoch";
 
+/// A subject's last stored message as a node knows it: (stream sequence,
+/// position); `None` until read.
+type Last = Option<(u64, Position)>;
+
 /// A node's link to NATS (see the module docs).
 pub struct NatsBroker {
     client: async_nats::Client,
@@ -68,7 +72,7 @@ pub struct NatsBroker {
     /// sequence and position: a publish's guess, corrected on conflict),
     /// behind a lock that this node's publishes to the topic take in turn,
     /// so that they never race each other (only other nodes' publishes).
-    last: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<(u64, Position)>>>>>,
+    last: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Last>>>>,
     /// Per topic of interest, the task that forwards its messages.
     routes: Mutex<HashMap<String, JoinHandle<()>>>,
     events: UnboundedSender<Event>,

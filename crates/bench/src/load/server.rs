@@ -62,7 +62,10 @@ pub fn default_command(server_bin: Option<&Path>, max_connections: usize) -> Res
 /// the broker's cost): `redis` and `nats` run the fanout engine as a cluster
 /// node over the broker on its usual local port.
 pub fn fill(template: &str, port: u16, engine: &str, api_key: &str) -> String {
-    template.replace("{port}", &port.to_string()).replace("{engine}", engine_flags(engine)).replace("{api_key}", api_key)
+    template
+        .replace("{port}", &port.to_string())
+        .replace("{engine}", engine_flags(engine))
+        .replace("{api_key}", api_key)
 }
 
 /// What `{engine}` stands for (see [`fill`]).
