@@ -254,7 +254,8 @@ impl Node {
             return;
         }
         let at = Position { epoch: d.epoch, seq: d.seq };
-        if at.epoch == st.last.epoch && at.seq <= st.last.seq {
+        // `seq` 0 numbers no message (a broker's epoch marker).
+        if at.seq == 0 || (at.epoch == st.last.epoch && at.seq <= st.last.seq) {
             self.metrics.stale.fetch_add(1, Relaxed);
             return;
         }

@@ -49,15 +49,28 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::broker::{fresh_epoch, Broker, BrokerError, Delivery, Event, Stored};
 use crate::settings::BrokerSettings;
 
+/// The stream's epoch in `e`, made (from the proposed one, `ARGV[$arg]`)
+/// if the hash has none, any stream left from a lost epoch deleted. KEYS:
+/// hash, stream.
+macro_rules! epoch_or_new {
+    ($arg:literal) => {
+        concat!(
+            "local e = redis.call('HGET', KEYS[1], 'e')\n",
+            "local new = not e\n",
+            "if new then\n",
+            "  e = ARGV[", $arg, "]\n",
+            "  redis.call('DEL', KEYS[2])\n",
+            "  redis.call('HSET', KEYS[1], 'e', e, 's', 0)\n",
+            "end\n",
+        )
+    };
+}
+
 /// Numbers, stores and routes one message (see the module docs).
 /// KEYS: hash, stream. ARGV: body, retention, ttl ms, proposed epoch, channel.
-const PUBLISH: &str = r"
-local e = redis.call('HGET', KEYS[1], 'e')
-if not e then
-  e = ARGV[4]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', e, 's', 0)
-end
+const PUBLISH: &str = concat!(
+    epoch_or_new!("4"),
+    r"
 local s = redis.call('HINCRBY', KEYS[1], 's', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], s .. '-0', 'd', ARGV[1])
 if tonumber(ARGV[3]) > 0 then
@@ -66,22 +79,20 @@ if tonumber(ARGV[3]) > 0 then
 end
 redis.call('PUBLISH', ARGV[5], e .. ' ' .. s .. ' ' .. ARGV[1])
 return {e, s}
-";
+"
+);
 
 /// The stream's position, its epoch made if it has none.
 /// KEYS: hash, stream. ARGV: ttl ms, proposed epoch.
-const POSITION: &str = r"
-local e = redis.call('HGET', KEYS[1], 'e')
-if not e then
-  e = ARGV[2]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', e, 's', 0)
-  if tonumber(ARGV[1]) > 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  end
+const POSITION: &str = concat!(
+    epoch_or_new!("2"),
+    r"
+if new and tonumber(ARGV[1]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
 return {e, redis.call('HGET', KEYS[1], 's')}
-";
+"
+);
 
 /// Retained messages after a seq, if the epoch is still the stream's.
 /// KEYS: hash, stream. ARGV: epoch, first seq wanted, count.
