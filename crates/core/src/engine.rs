@@ -105,6 +105,47 @@ pub trait Engine<T: Clone + Send + Sync + 'static>: Clone + Send + Sync + 'stati
         self.publish_with(topic, priority, make)
     }
 
+    /// [`publish_with`](Self::publish_with) for engines that must wait for
+    /// something (a cluster waits for its broker to number the message); the
+    /// default is the synchronous call, done before the future is polled.
+    /// Transports await this one.
+    fn publish_async<'a, F>(
+        &'a self,
+        topic: &'a str,
+        priority: Priority,
+        key: Option<&'a str>,
+        make: F,
+    ) -> impl Future<Output = Result<PublishReport, PublishError>> + Send + 'a
+    where
+        F: FnOnce(Meta) -> T + Send + 'a,
+    {
+        std::future::ready(self.publish_keyed_with(topic, priority, key, make))
+    }
+
+    /// [`join_from`](Self::join_from) for engines that must wait for
+    /// something (a cluster node subscribes at its broker before the join
+    /// returns); the default is the synchronous call.
+    fn join_from_async<'a>(
+        &'a self,
+        id: SubscriberId,
+        topic: &'a str,
+        from: JoinFrom,
+    ) -> impl Future<Output = Result<Joined, SubscribeError>> + Send + 'a {
+        std::future::ready(self.join_from(id, topic, from))
+    }
+
+    /// [`history`](Self::history) for engines that may read it from
+    /// elsewhere (a cluster reads its broker when the local history does not
+    /// reach back far enough); the default is the synchronous call.
+    fn history_async<'a>(
+        &'a self,
+        topic: &'a str,
+        limit: usize,
+        since: Option<u64>,
+    ) -> impl Future<Output = Option<HistoryPage<T>>> + Send + 'a {
+        std::future::ready(self.history(topic, limit, since))
+    }
+
     /// Publishes one `Normal` message to `topic`.
     fn publish(&self, topic: &str, payload: T) -> Result<PublishReport, PublishError> {
         self.publish_with(topic, Priority::Normal, |_| payload)

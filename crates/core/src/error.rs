@@ -87,17 +87,23 @@ impl fmt::Display for TryRecvError {
 
 impl std::error::Error for TryRecvError {}
 
-/// Error of a publish: the hub no longer accepts messages.
+/// Error of a publish: the hub no longer accepts messages, or the engine's
+/// broker did not take it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PublishError {
     /// [`Hub::shutdown`](crate::Hub::shutdown) was called.
     Shutdown,
+    /// The engine numbers its messages at a broker (a cluster) and the
+    /// broker did not confirm this one in time: it may or may not have been
+    /// published (a retry may publish it twice).
+    Unavailable,
 }
 
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PublishError::Shutdown => f.write_str("hub is shut down"),
+            PublishError::Unavailable => f.write_str("broker unavailable: the publish was not confirmed"),
         }
     }
 }
@@ -165,6 +171,9 @@ pub enum SubscribeError {
     Closed,
     /// A setting in [`SubscribeOptions`](crate::SubscribeOptions) is out of range.
     InvalidOptions(&'static str),
+    /// The engine needs its broker for this join (a cluster node taking an
+    /// interest in a topic) and could not reach it: not joined.
+    Unavailable,
 }
 
 impl fmt::Display for SubscribeError {
@@ -176,6 +185,7 @@ impl fmt::Display for SubscribeError {
             SubscribeError::InvalidOptions(field) => {
                 write!(f, "invalid subscribe option `{field}`")
             }
+            SubscribeError::Unavailable => f.write_str("broker unavailable: not joined"),
         }
     }
 }

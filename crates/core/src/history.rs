@@ -63,6 +63,27 @@ impl<T> HistoryBuf<T> {
         }
     }
 
+    /// Drops everything (the numbering moved: see `Walk::jump`).
+    pub(crate) fn clear(&mut self) {
+        self.entries = VecDeque::new();
+    }
+
+    /// Puts `older` (oldest first, consecutive, ending just before the
+    /// oldest held) in front, as far as the size allows (the newest of them
+    /// first), dated like the oldest held so that age order holds. Returns
+    /// how many went in.
+    pub(crate) fn prepend(&mut self, older: Vec<Message<T>>, now: Instant) -> usize {
+        let at = self.entries.front().map_or(now, |(_, at)| *at);
+        let room = self.size.saturating_sub(self.entries.len()).min(older.len());
+        if self.entries.capacity() == 0 && room > 0 {
+            self.entries.reserve_exact(self.size);
+        }
+        for m in older.into_iter().rev().take(room) {
+            self.entries.push_front((m, at));
+        }
+        room
+    }
+
     /// The oldest `seq` held, if any.
     pub(crate) fn oldest(&self) -> Option<u64> {
         self.entries.front().map(|(m, _)| m.seq())

@@ -480,6 +480,14 @@ impl<T> Inbox<T> {
         self.q().lag_at.fetch_min(at, Ordering::SeqCst);
     }
 
+    /// `n` messages of a topic never reached this ring (its numbering moved
+    /// past them: `numbered.rs`): reported as a lag before whatever is
+    /// pushed next, as drops are.
+    pub(crate) fn record_loss(&self, n: u64) {
+        self.q().lagged.fetch_add(n, Ordering::SeqCst);
+        self.q().lag_at.fetch_min(self.ring.tail(), Ordering::SeqCst);
+    }
+
     /// Wakes the receiver if, and only if, it is parked; true if it woke it.
     #[inline]
     pub(crate) fn notify(&self) -> bool {

@@ -36,7 +36,7 @@ pub(crate) struct Target<'a, T> {
 
 impl<'a, T> Target<'a, T> {
     pub(crate) fn topic(t: &'a TopicInner<T>) -> Self {
-        Target { seq: &t.seq, set: &t.members, topic: Some(&t.name), origin: Origin::Topic, epoch: t.epoch }
+        Target { seq: &t.seq, set: &t.members, topic: Some(&t.name), origin: Origin::Topic, epoch: t.epoch() }
     }
 }
 
@@ -88,7 +88,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     ) -> PublishReport {
         let mut r = PublishReport { messages: 1, ..PublishReport::default() };
         let mut slot = Reserved { run: self.reserve(to, 1, &mut r), filled: 0 };
-        let meta = Meta { seq: slot.run.pos as u64 + 1, epoch: to.epoch };
+        let meta = Meta { seq: to.seq.number(slot.run.pos), epoch: to.epoch };
         r.seq = meta.seq;
         // If `make` panics, the guard fills the number with a hole.
         let msg = match key {
@@ -124,7 +124,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
             while done < n {
                 let run = self.reserve(to, n - done, &mut r);
                 for i in 0..run.n {
-                    let meta = Meta { seq: (run.pos + i) as u64 + 1, epoch: to.epoch };
+                    let meta = Meta { seq: to.seq.number(run.pos + i), epoch: to.epoch };
                     if r.seq == 0 {
                         r.seq = meta.seq;
                     }

@@ -319,6 +319,22 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     }
 }
 
+/// Runs `f` while holding `topic`'s walk (see [`with_walk`]), the
+/// deliveries counted into the hub's stats.
+pub(crate) fn with_walk_counted<T: Clone + Send + Sync + 'static, R>(
+    inner: &Inner<T>,
+    topic: &TopicInner<T>,
+    f: impl FnOnce(&mut Walk<'_, T>) -> R,
+) -> R {
+    let mut r = PublishReport::default();
+    let evict = |i: &Arc<Inbox<T>>| {
+        inner.close_inbox(i, CloseReason::SlowConsumer);
+    };
+    let out = with_walk(topic, thread_index(), &mut r, &evict, |w, _| f(w));
+    inner.counters.publish(&r);
+    out
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

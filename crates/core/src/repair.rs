@@ -355,7 +355,7 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
                 .memberships()
                 .into_iter()
                 .filter_map(|(topic, owed)| {
-                    let (epoch, last) = self.last.get(&topic.name).copied().unwrap_or((topic.epoch, owed));
+                    let (epoch, last) = self.last.get(&topic.name).copied().unwrap_or((topic.epoch(), owed));
                     let page = hub.read(&topic, usize::MAX, last);
                     (page.position.epoch == epoch).then_some(Tail {
                         topic,
@@ -380,9 +380,9 @@ impl<T: Clone + Send + Sync + 'static> Repair<T> {
             }
             self.scratch = claimed;
             for Tail { topic, owed, at, held } in pages {
-                let last = self.last.entry(topic.name.clone()).or_insert((topic.epoch, owed));
+                let last = self.last.entry(topic.name.clone()).or_insert((topic.epoch(), owed));
                 let epoch = last.0;
-                if epoch != topic.epoch || last.1 >= at {
+                if epoch != topic.epoch() || last.1 >= at {
                     continue;
                 }
                 let before = last.1;

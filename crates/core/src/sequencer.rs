@@ -124,9 +124,16 @@ pub(crate) const LOG: usize = 256;
 
 /// A topic's (or the broadcast stream's) numbering and delivery order.
 pub(crate) struct Sequencer<T> {
-    /// Numbered messages not yet delivered: position `p` holds `seq = p + 1`.
-    /// Written by publishers (reserve, then write); read by the walker alone.
+    /// Numbered messages not yet delivered: position `p` holds
+    /// `seq = p + 1 + base`. Written by publishers (reserve, then write);
+    /// read by the walker alone.
     log: Ring<T>,
+    /// What to add to a log position + 1 to get its `seq` (wrapping): 0
+    /// unless the topic is numbered elsewhere and was moved to a position
+    /// ([`Walk::jump`], see `numbered.rs`). Written under the walk with the
+    /// log empty; read by publishers (`Relaxed`: a publisher of such a topic
+    /// is the walker's own thread, see `numbered.rs`).
+    base: std::sync::atomic::AtomicU64,
     /// True while one publisher walks. Taken by CAS (`Acquire`: the walker
     /// sees the log and the history as the last walker left them), released
     /// by a `Release` store.
@@ -176,6 +183,7 @@ impl<T> Sequencer<T> {
     pub(crate) fn new(history: usize, ttl: Duration) -> Self {
         Sequencer {
             log: Ring::new(LOG),
+            base: std::sync::atomic::AtomicU64::new(0),
             walking: CachePadded::new(AtomicBool::new(false)),
             waiting: AtomicUsize::new(0),
             history: UnsafeCell::new(HistoryBuf::new(history, ttl)),
@@ -216,7 +224,18 @@ impl<T> Sequencer<T> {
     /// The last number delivered (or skipped as a hole): every message up to
     /// it has left the log. Exact under a [`Walk`]; a snapshot otherwise.
     pub(crate) fn delivered(&self) -> u64 {
-        self.log.head() as u64
+        self.number(self.log.head()).wrapping_sub(1)
+    }
+
+    /// The last number given to a publish (delivered or not).
+    pub(crate) fn numbered(&self) -> u64 {
+        self.number(self.log.tail()).wrapping_sub(1)
+    }
+
+    /// The `seq` of log position `pos`.
+    #[inline]
+    pub(crate) fn number(&self, pos: usize) -> u64 {
+        (pos as u64 + 1).wrapping_add(self.base.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Reserves up to `want` consecutive numbers (`seq = run.pos + 1 + i`);
@@ -350,6 +369,18 @@ impl<T> Walk<'_, T> {
                 });
             }
         }
+    }
+
+    /// Moves the numbering so that the last delivered `seq` reads `to`, and
+    /// empties the history (its `seq`s no longer lead to `to` without a
+    /// gap). Call after [`Walk::deliver`], with no other publisher: the log
+    /// must be empty (see `numbered.rs`).
+    pub(crate) fn jump(&mut self, to: u64) {
+        debug_assert_eq!(self.seq.log.head(), self.seq.log.tail(), "jump with messages in the log");
+        let head = self.seq.log.head() as u64;
+        // delivered() = head + 1 + base - 1 = to
+        self.seq.base.store(to.wrapping_sub(head), std::sync::atomic::Ordering::Relaxed);
+        self.history(HistoryBuf::clear);
     }
 
     /// Releases the walk; true when the caller must walk again (see

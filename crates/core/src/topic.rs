@@ -35,11 +35,13 @@ use crate::members::Members;
 use crate::message::{Message, Meta, Priority};
 use crate::sequencer::Sequencer;
 use crate::stats::PublishReport;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 pub(crate) struct TopicInner<T> {
     pub(crate) name: Arc<str>,
-    pub(crate) epoch: u64,
+    /// Fixed at creation, unless the topic is numbered elsewhere: then
+    /// written under the walk (`numbered.rs`). Orders nothing (`Relaxed`).
+    epoch: AtomicU64,
     /// Numbers the topic's messages and delivers them in that order.
     pub(crate) seq: Sequencer<T>,
     pub(crate) members: Members<T>,
@@ -52,7 +54,7 @@ impl<T> TopicInner<T> {
     pub(crate) fn new(name: Arc<str>, epoch: u64, chunk_size: usize, options: TopicOptions) -> Self {
         TopicInner {
             name,
-            epoch,
+            epoch: AtomicU64::new(epoch),
             seq: Sequencer::new(options.history_size, options.history_ttl).with_overflow(options.overflow),
             members: Members::new(1, chunk_size),
             handles: AtomicUsize::new(0),
@@ -68,7 +70,15 @@ impl<T> TopicInner<T> {
 
     /// Where the topic's stream is: its epoch and the last `seq` delivered.
     pub(crate) fn position(&self) -> Position {
-        Position { epoch: self.epoch, seq: self.seq.delivered() }
+        Position { epoch: self.epoch(), seq: self.seq.delivered() }
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Relaxed);
     }
 }
 
@@ -123,7 +133,7 @@ impl<T: Clone + Send + Sync + 'static> Topic<T> {
 
     /// The topic's epoch (see the module docs).
     pub fn epoch(&self) -> u64 {
-        self.inner.epoch
+        self.inner.epoch()
     }
 
     /// Members right now.

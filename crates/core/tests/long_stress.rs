@@ -132,6 +132,7 @@ fn cycle(seed: u64, live: &Arc<AtomicUsize>) {
                         totals.delivered.fetch_add(r.delivered, Ordering::Relaxed);
                     }
                     Err(PublishError::Shutdown) => return,
+                    Err(e) => panic!("a hub has no broker: {e}"),
                 }
             }
         }));

@@ -95,7 +95,7 @@ impl<E: Engine<Frame>> Api<E> {
                 crate::prometheus::render(&self.gateway),
             ),
             (&Method::POST, "/api/publish") => self.publish(req).await,
-            (&Method::GET, "/api/history") => self.history(&req),
+            (&Method::GET, "/api/history") => self.history(&req).await,
             (_, "/api/publish")
             | (_, "/api/history")
             | (_, "/metrics")
@@ -138,7 +138,7 @@ impl<E: Engine<Frame>> Api<E> {
 
     /// `GET /api/history?topic=T&limit=N&since=S` (API key): the same JSON as
     /// the `history` method.
-    fn history<B>(&self, req: &Request<B>) -> Response<Body> {
+    async fn history<B>(&self, req: &Request<B>) -> Response<Body> {
         if let Err(r) = self.authorize(req, "reading history") {
             return r;
         }
@@ -149,7 +149,7 @@ impl<E: Engine<Frame>> Api<E> {
         if let Err(r) = self.check_topic(&topic) {
             return r;
         }
-        let page = self.gateway.engine().history(&topic, limit, since);
+        let page = self.gateway.engine().history_async(&topic, limit, since).await;
         respond(StatusCode::OK, "application/json", fanout_ws::recovery::history_json_or_empty(page.as_ref()))
     }
 
@@ -185,12 +185,12 @@ impl<E: Engine<Frame>> Api<E> {
             }
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading body: {e}")),
         };
-        self.publish_body(binary, query_topic, &body)
+        self.publish_body(binary, query_topic, &body).await
     }
 
     /// Everything `POST /api/publish` does once the key is checked and the body
     /// read: the part that parses untrusted bytes (and the fuzz target's entry).
-    pub(crate) fn publish_body(
+    pub(crate) async fn publish_body(
         &self,
         binary: bool,
         query_topic: Option<String>,
@@ -203,7 +203,7 @@ impl<E: Engine<Frame>> Api<E> {
             if let Err(r) = self.check_topic(&topic) {
                 return r;
             }
-            return match self.gateway.publish_binary(&topic, body) {
+            return match self.gateway.publish_binary_async(&topic, body).await {
                 Ok(r) => json(StatusCode::OK, &PublishResult::from(r)),
                 Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             };
@@ -227,7 +227,7 @@ impl<E: Engine<Frame>> Api<E> {
             let mut out =
                 BatchResult { total: PublishResult::default(), messages: items.len(), results: Vec::new() };
             for item in &items {
-                match self.publish_one(item, true) {
+                match self.publish_one(item, true).await {
                     Ok(r) => {
                         out.total.recipients += r.recipients;
                         out.total.delivered += r.delivered;
@@ -248,7 +248,7 @@ impl<E: Engine<Frame>> Api<E> {
                 if let Err(resp) = self.validate(&item) {
                     return resp;
                 }
-                match self.publish_one(&item, false) {
+                match self.publish_one(&item, false).await {
                     Ok(r) => json(StatusCode::OK, &r),
                     Err(resp) => resp,
                 }
@@ -288,7 +288,11 @@ impl<E: Engine<Frame>> Api<E> {
     /// connection counts as dropped instead of failing the rest of the batch
     /// (the connection may close between any two items).
     #[allow(clippy::result_large_err)]
-    fn publish_one(&self, item: &PublishBody, in_batch: bool) -> Result<PublishResult, Response<Body>> {
+    async fn publish_one(
+        &self,
+        item: &PublishBody<'_>,
+        in_batch: bool,
+    ) -> Result<PublishResult, Response<Body>> {
         if let Some(user) = &item.user {
             return self
                 .gateway
@@ -299,7 +303,8 @@ impl<E: Engine<Frame>> Api<E> {
         match (&item.topic, item.to) {
             (Some(topic), None) => self
                 .gateway
-                .publish_json_keyed(topic, item.key.as_deref(), item.payload)
+                .publish_json_async(topic, item.key.as_deref(), item.payload)
+                .await
                 .map(PublishResult::from)
                 .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
             (None, Some(id)) => match self.gateway.send_json_to(SubscriberId::new(id), item.payload) {

@@ -105,12 +105,25 @@ pub async fn start(settings: Settings) -> Result<Server, StartError> {
     let shutdown = async move {
         let _ = rx.await;
     };
-    let task = match settings.engine {
-        EngineKind::Fanout => {
+    let task = match (settings.engine, settings.broker.clone()) {
+        (EngineKind::Fanout, Some(b)) => {
+            let hub = build_hub(&settings)?;
+            let url = b.url.clone();
+            let node = fanout_cluster::Cluster::connect(hub, b)
+                .await
+                .map_err(|e| StartError(format!("--broker {url}: {e}")))?;
+            tokio::spawn(run_all(node, settings, listener, metrics, shutdown))
+        }
+        (EngineKind::Mutex, Some(_)) => {
+            return Err(StartError(
+                "--broker needs the fanout engine (a cluster node is a hub fed by the broker)".into(),
+            ))
+        }
+        (EngineKind::Fanout, None) => {
             let hub = build_hub(&settings)?;
             tokio::spawn(run_all(hub, settings, listener, metrics, shutdown))
         }
-        EngineKind::Mutex => {
+        (EngineKind::Mutex, None) => {
             let hub = fanout_baseline::MutexHub::<Frame>::new();
             tokio::spawn(run_all(hub, settings, listener, metrics, shutdown))
         }
@@ -277,7 +290,7 @@ pub mod fuzzing {
     /// shape (a status from the protocol's table, a JSON body).
     pub fn publish_body(binary: bool, query_topic: Option<String>, body: &[u8]) -> (u16, String) {
         use http_body_util::BodyExt;
-        let resp = api().publish_body(binary, query_topic, body);
+        let resp = futures_now(api().publish_body(binary, query_topic, body));
         let status = resp.status().as_u16();
         assert!(matches!(status, 200 | 400 | 403 | 404 | 503), "undocumented status {status}");
         let bytes = futures_now(resp.into_body().collect()).expect("a full body").to_bytes();
@@ -300,7 +313,7 @@ pub mod fuzzing {
         let mut cx = std::task::Context::from_waker(&waker);
         match f.as_mut().poll(&mut cx) {
             std::task::Poll::Ready(v) => v,
-            std::task::Poll::Pending => panic!("a Full body is always ready"),
+            std::task::Poll::Pending => panic!("a Full body, and a publish to the hub, are ready at once"),
         }
     }
 }

@@ -143,6 +143,10 @@ pub(crate) fn render<E: Engine<Frame>>(gw: &Gateway<E>) -> String {
         "Time per publish call (encode once, queue to every recipient).",
         &m.publish_latency,
     );
+    // A cluster node's broker metrics (round trip, lag, messages in/out).
+    if let Some(node) = (gw.engine() as &dyn std::any::Any).downcast_ref::<fanout_cluster::Cluster>() {
+        o.push_str(&node.metrics_text());
+    }
     o
 }
 

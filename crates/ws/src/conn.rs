@@ -516,7 +516,10 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
         // reading while its own queue and heartbeat wait.
         let mut handled = 0;
         loop {
-            match self.on_frame(next) {
+            // Boxed (one allocation per frame read, not per delivery): the
+            // calls that may wait for the engine would otherwise grow every
+            // idle connection's task state by their size.
+            match Box::pin(self.on_frame(next)).await {
                 None => {}
                 Some(ReadWhy::Gone(kind)) => return Some(kind),
                 Some(ReadWhy::Close { kind, code, reason, fatal }) => {
@@ -543,7 +546,7 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
     }
 
     /// One frame from the client: a reply joins the writer's queue.
-    fn on_frame(&mut self, m: Option<Result<Message, WsError>>) -> Option<ReadWhy> {
+    async fn on_frame(&mut self, m: Option<Result<Message, WsError>>) -> Option<ReadWhy> {
         let msg = match m {
             None => {
                 self.reading = false;
@@ -560,8 +563,8 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
                 self.gw().inner.metrics.frame_in();
                 // The session charges the rate limit per call.
                 let reply = match &msg {
-                    Message::Text(t) => self.session.handle_text(t.as_str()),
-                    Message::Binary(b) => self.session.handle_binary(b),
+                    Message::Text(t) => self.session.handle_text(t.as_str()).await,
+                    Message::Binary(b) => self.session.handle_binary(b).await,
                     _ => None,
                 };
                 if self.session.rate_close {

@@ -71,6 +71,49 @@ impl Frame {
         }
     }
 
+    /// The same push at another position: for an engine that numbers its
+    /// messages elsewhere (a cluster node gets a push encoded with a
+    /// placeholder [`Meta`] from its broker, and numbers it with the
+    /// broker's `seq` and `epoch`). One copy of the payload per call, never
+    /// per recipient. `None` if this is not a push of `topic`.
+    ///
+    /// ```
+    /// use fanout_core::Meta;
+    /// use fanout_ws::frame::{encode_json, Frame};
+    /// use serde_json::value::RawValue;
+    ///
+    /// let p = RawValue::from_string("[1]".into()).unwrap();
+    /// let template = encode_json(Some("t"), Meta { seq: 0, epoch: 0 }, 5, &p);
+    /// let at = Meta { seq: 42, epoch: 7 };
+    /// assert_eq!(template.restamp("t", at), Some(encode_json(Some("t"), at, 5, &p)));
+    /// ```
+    pub fn restamp(&self, topic: &str, meta: Meta) -> Option<Frame> {
+        match self {
+            Frame::Binary(b) => {
+                let d = decode_binary(b)?;
+                (d.topic == topic).then(|| encode_binary(Some(topic), meta, d.ts, d.payload))
+            }
+            Frame::Text(t) => {
+                let s = t.as_str();
+                let head = format!("{{\"topic\":{},\"seq\":", serde_json::to_string(topic).ok()?);
+                let rest = s.strip_prefix(head.as_str())?;
+                // `<seq>,"epoch":<epoch>,"ts":…`: keep from `,"ts":` on.
+                let ts_at = rest.find(",\"ts\":")?;
+                let (nums, tail) = rest.split_at(ts_at);
+                let (seq, epoch) = nums.split_once(",\"epoch\":")?;
+                if !(seq.bytes().all(|c| c.is_ascii_digit()) && epoch.bytes().all(|c| c.is_ascii_digit())) {
+                    return None;
+                }
+                let mut out = String::with_capacity(s.len() + 40);
+                out.push_str(&head);
+                use std::fmt::Write;
+                let _ = write!(out, "{},\"epoch\":{}", meta.seq, meta.epoch);
+                out.push_str(tail);
+                Some(Frame::Text(Utf8Bytes::from(out)))
+            }
+        }
+    }
+
     /// Whether it has no bytes (never true for an encoded push).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -178,6 +221,19 @@ mod tests {
         assert_eq!(t.as_str(), r#"{"topic":"news","seq":3,"epoch":7,"ts":11,"payload":{"b":1,"a":[1, 2]}}"#);
         let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
         assert_eq!(v["seq"], 3);
+    }
+
+    #[test]
+    fn restamp_changes_only_the_numbering() {
+        let p = RawValue::from_string("{\"seq\":1,\"epoch\":2}".into()).unwrap();
+        let zero = Meta { seq: 0, epoch: 0 };
+        let at = Meta { seq: 12345, epoch: 99 };
+        let t = encode_json(Some("a.\"b"), zero, 77, &p);
+        assert_eq!(t.restamp("a.\"b", at), Some(encode_json(Some("a.\"b"), at, 77, &p)));
+        assert_eq!(t.restamp("other", at), None, "a push of another topic");
+        let b = encode_binary(Some("t.x"), zero, 5, b"\x00\xffabc");
+        assert_eq!(b.restamp("t.x", at), Some(encode_binary(Some("t.x"), at, 5, b"\x00\xffabc")));
+        assert_eq!(b.restamp("t.y", at), None);
     }
 
     #[test]

@@ -24,6 +24,12 @@ use crate::rpc::{Session, MAX_BATCH};
 use crate::topic::Patterns;
 use crate::WsConfig;
 
+/// Runs a session call on the hub, which answers without waiting (its async
+/// engine calls are the sync ones).
+fn now<R>(f: impl std::future::Future<Output = R>) -> R {
+    futures_util::FutureExt::now_or_never(Box::pin(f)).expect("the hub answers without waiting")
+}
+
 /// One gateway per process: the fuzzer calls the harness millions of times.
 fn gateway() -> &'static Gateway<Hub<Frame>> {
     static GW: OnceLock<Gateway<Hub<Frame>>> = OnceLock::new();
@@ -70,7 +76,7 @@ impl RpcHarness {
 
     /// Handles one text frame; checks the reply (see [`check_reply`]) and returns it.
     pub fn text(&mut self, text: &str) -> Option<String> {
-        let reply = self.session.handle_text(text);
+        let reply = now(self.session.handle_text(text));
         if let Some(r) = &reply {
             check_reply(text, r);
         }
@@ -80,7 +86,7 @@ impl RpcHarness {
 
     /// Handles one binary frame (a binary publish); checks the reply.
     pub fn binary(&mut self, data: &[u8]) -> Option<String> {
-        let reply = self.session.handle_binary(data);
+        let reply = now(self.session.handle_binary(data));
         if let Some(r) = &reply {
             check_reply("", r);
         }

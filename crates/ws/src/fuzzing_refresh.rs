@@ -91,9 +91,9 @@ impl RefreshHarness {
         let slot = gw.inner.limiter.try_acquire([127, 0, 0, 1].into()).expect("no caps");
         let mut session = Session::new(gw, sub.id(), perms, slot);
         for t in ["a.1", "b.1"] {
-            let r = session.handle_text(
+            let r = super::now(session.handle_text(
                 &json!({"jsonrpc": "2.0", "id": 0, "method": "subscribe", "params": [t]}).to_string(),
-            );
+            ));
             assert!(r.is_some_and(|r| r.contains("\"joined\":true")), "setup subscribe to {t}");
         }
         RefreshHarness { session, _sub: sub }
@@ -117,7 +117,7 @@ impl RefreshHarness {
         let before = (self.session.perms.clone(), self.session.expires, self.session.topics.clone());
         let req =
             json!({"jsonrpc": "2.0", "id": 1, "method": "refresh", "params": {"token": token}}).to_string();
-        let reply = self.session.handle_text(&req).expect("a call with an id is answered");
+        let reply = super::now(self.session.handle_text(&req)).expect("a call with an id is answered");
         super::check_reply(&req, &reply);
         let v: Value = serde_json::from_str(&reply).expect("checked");
         let now = crate::token::unix_now();

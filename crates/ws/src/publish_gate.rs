@@ -70,6 +70,51 @@ impl<E: Engine<Frame>> Gateway<E> {
         .unwrap_or(Err(PublishError::Shutdown))
     }
 
+    /// [`publish_json`](Self::publish_json) through the engine's async
+    /// publish: what the RPC and the HTTP API await (an engine with a broker
+    /// answers once the broker has numbered the message).
+    /// `key`: a conflation key, as in [`publish_json_keyed`](Self::publish_json_keyed).
+    pub async fn publish_json_async(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        payload: &RawValue,
+    ) -> Result<PublishReport, PublishError> {
+        let ts = now_ms();
+        let make = move |meta| encode_json(Some(topic), meta, ts, payload);
+        self.timed_async(|| self.inner.engine.publish_async(topic, Priority::Normal, key, make)).await
+    }
+
+    /// [`publish_binary`](Self::publish_binary) through the engine's async
+    /// publish (see [`publish_json_async`](Self::publish_json_async)).
+    pub async fn publish_binary_async(
+        &self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<PublishReport, PublishError> {
+        let ts = now_ms();
+        let make = move |meta| encode_binary(Some(topic), meta, ts, payload);
+        self.timed_async(|| self.inner.engine.publish_async(topic, Priority::Normal, None, make)).await
+    }
+
+    /// [`timed`](Self::timed) for a publish that may wait: counted in
+    /// before the future is made (an engine's default async publish does its
+    /// work when called), so the drain waits for it.
+    async fn timed_async<F>(&self, publish: impl FnOnce() -> F) -> Result<PublishReport, PublishError>
+    where
+        F: std::future::Future<Output = Result<PublishReport, PublishError>>,
+    {
+        self.inner.publishing.fetch_add(1, Ordering::SeqCst);
+        let _guard = PublishGuard(&self.inner.publishing);
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(PublishError::Shutdown);
+        }
+        let t0 = Instant::now();
+        let r = publish().await;
+        self.inner.metrics.publish(t0.elapsed().as_nanos() as u64);
+        r
+    }
+
     /// Publishes a JSON value (serialised once).
     pub fn publish_value(
         &self,

@@ -315,18 +315,18 @@ impl<E: Engine<Frame>> Session<E> {
     /// Handles one text frame; the reply to send, if any. Each call in it
     /// takes a token of the rate limit (a batch of `n` takes `n`, or is
     /// refused whole).
-    pub(crate) fn handle_text(&mut self, text: &str) -> Option<String> {
+    pub(crate) async fn handle_text(&mut self, text: &str) -> Option<String> {
         let trimmed = text.trim_start();
         if trimmed.starts_with('[') {
-            return self.handle_batch(text);
+            return self.handle_batch(text).await;
         }
         if let Err(reply) = self.charge(1) {
             return Some(reply);
         }
-        self.handle_one(text)
+        self.handle_one(text).await
     }
 
-    fn handle_batch(&mut self, text: &str) -> Option<String> {
+    async fn handle_batch(&mut self, text: &str) -> Option<String> {
         let parsed = serde_json::from_str::<Vec<&RawValue>>(text);
         // Every call costs a token, so a batch is counted before any is
         // handled; a frame that is no batch at all, or a batch refused whole
@@ -353,7 +353,10 @@ impl<E: Engine<Frame>> Session<E> {
             let e = RpcError::new(codes::INVALID_REQUEST, format!("a batch holds 1 to {MAX_BATCH} requests"));
             return Some(self.error(&Value::Null, e));
         }
-        let replies: Vec<String> = items.iter().filter_map(|r| self.handle_one(r.get())).collect();
+        let mut replies: Vec<String> = Vec::new();
+        for r in &items {
+            replies.extend(self.handle_one(r.get()).await);
+        }
         if replies.is_empty() {
             return None;
         }
@@ -365,7 +368,7 @@ impl<E: Engine<Frame>> Session<E> {
         error_response(id, &e)
     }
 
-    fn handle_one(&mut self, text: &str) -> Option<String> {
+    async fn handle_one(&mut self, text: &str) -> Option<String> {
         let req: RawRequest = match serde_json::from_str(text) {
             Ok(r) => r,
             Err(e) if e.is_syntax() || e.is_eof() => {
@@ -399,10 +402,10 @@ impl<E: Engine<Frame>> Session<E> {
             }
         };
         let result = match method {
-            "subscribe" => self.subscribe(req.params).map(Answer::Json),
-            "history" => self.history(req.params).map(Answer::Raw),
+            "subscribe" => self.subscribe(req.params).await.map(Answer::Json),
+            "history" => self.history(req.params).await.map(Answer::Raw),
             "unsubscribe" => self.unsubscribe(req.params).map(Answer::Json),
-            "publish" => self.publish(req.params).map(Answer::Json),
+            "publish" => self.publish(req.params).await.map(Answer::Json),
             "ping" => Ok(Answer::Json(Value::String("pong".into()))),
             "refresh" => self.refresh(req.params).map(Answer::Json),
             _ => Err(RpcError::new(codes::METHOD_NOT_FOUND, format!("method not found: {method}"))),
@@ -423,10 +426,10 @@ impl<E: Engine<Frame>> Session<E> {
         })
     }
 
-    fn subscribe(&mut self, params: Option<&RawValue>) -> Result<Value, RpcError> {
+    async fn subscribe(&mut self, params: Option<&RawValue>) -> Result<Value, RpcError> {
         let (topic, from) = crate::recovery::subscribe_params(params)?;
         self.check_subscribe(&topic)?;
-        let joined = self.join_from(&topic, from)?;
+        let joined = self.join_from(&topic, from).await?;
         Ok(crate::recovery::subscribe_result(&topic, joined, from))
     }
 
@@ -445,23 +448,30 @@ impl<E: Engine<Frame>> Session<E> {
 
     /// `history {topic, limit?, since?}`: whoever may subscribe may read.
     /// The answer is built around the stored frames (no parse, no re-encode).
-    fn history(&mut self, params: Option<&RawValue>) -> Result<Box<RawValue>, RpcError> {
+    async fn history(&mut self, params: Option<&RawValue>) -> Result<Box<RawValue>, RpcError> {
         let (topic, limit, since) = crate::recovery::history_params(params)?;
         self.check_subscribe(&topic)?;
-        let page = self.gateway.inner.engine.history(&topic, limit, since);
+        let page = self.gateway.inner.engine.history_async(&topic, limit, since).await;
         let json = crate::recovery::history_json_or_empty(page.as_ref());
         RawValue::from_string(json).map_err(|e| RpcError::new(codes::INTERNAL_ERROR, e.to_string()))
     }
 
     /// Joins a valid, permitted topic within the limits; `false` if already
     /// subscribed.
+    /// The token's channels join this way: without waiting (an engine that
+    /// would wait, a cluster node, starts its broker work in the background).
     fn join(&mut self, topic: &str) -> Result<bool, RpcError> {
-        self.join_from(topic, fanout_core::JoinFrom::Now).map(|j| j.is_some())
+        if self.topics.contains(topic) {
+            return Ok(false);
+        }
+        let name = self.admit(topic)?;
+        let joined = self.gateway.inner.engine.join_from(self.id, topic, fanout_core::JoinFrom::Now);
+        self.joined(topic, name, joined).map(|j| j.is_some())
     }
 
     /// Joins a valid, permitted topic within the limits, from a position or
     /// with its latest message; `None` if already subscribed.
-    fn join_from(
+    async fn join_from(
         &mut self,
         topic: &str,
         from: fanout_core::JoinFrom,
@@ -469,6 +479,13 @@ impl<E: Engine<Frame>> Session<E> {
         if self.topics.contains(topic) {
             return Ok(None);
         }
+        let name = self.admit(topic)?;
+        let joined = self.gateway.inner.engine.join_from_async(self.id, topic, from).await;
+        self.joined(topic, name, joined)
+    }
+
+    /// The limits a join must pass; the topic's counted name.
+    fn admit(&mut self, topic: &str) -> Result<Arc<str>, RpcError> {
         let max = self.gateway.inner.config.max_subscriptions;
         if self.topics.len() >= max {
             return Err(RpcError::new(
@@ -480,11 +497,20 @@ impl<E: Engine<Frame>> Session<E> {
         // Only a call that changes the engine's membership is costly.
         self.charge_costly()?;
         self.check_topic_room(topic)?;
-        let name = self.gateway.inner.topic_cap.join(topic).map_err(|l| {
+        self.gateway.inner.topic_cap.join(topic).map_err(|l| {
             RpcError::new(codes::TOPIC_LIMIT, format!("topic limit reached ({})", l.0))
                 .with_data(serde_json::json!({"limit": l.0}))
-        })?;
-        match self.gateway.inner.engine.join_from(self.id, topic, from) {
+        })
+    }
+
+    /// Records the engine's answer to a join that [`admit`](Self::admit) let through.
+    fn joined(
+        &mut self,
+        topic: &str,
+        name: Arc<str>,
+        joined: Result<fanout_core::Joined, fanout_core::SubscribeError>,
+    ) -> Result<Option<fanout_core::Joined>, RpcError> {
+        match joined {
             Ok(j) => {
                 self.topics.insert(name);
                 self.update_sole();
@@ -527,7 +553,7 @@ impl<E: Engine<Frame>> Session<E> {
         Ok(())
     }
 
-    fn publish(&mut self, params: Option<&RawValue>) -> Result<Value, RpcError> {
+    async fn publish(&mut self, params: Option<&RawValue>) -> Result<Value, RpcError> {
         let PublishParams { topic, payload, key } = publish_params(params)?;
         self.check_topic(&topic)?;
         if !self.perms.may_publish(&topic) {
@@ -537,7 +563,7 @@ impl<E: Engine<Frame>> Session<E> {
             ));
         }
         self.check_topic_room(&topic)?;
-        match self.gateway.publish_json_keyed(&topic, key.as_deref(), payload) {
+        match self.gateway.publish_json_async(&topic, key.as_deref(), payload).await {
             Ok(r) => Ok(serde_json::to_value(PublishResult::from(r)).expect("serialises")),
             Err(e) => Err(RpcError::new(codes::UNAVAILABLE, e.to_string())),
         }
@@ -583,7 +609,7 @@ impl<E: Engine<Frame>> Session<E> {
     }
 
     /// A binary frame from the client: a publish, `[topic length u8][topic][payload]`.
-    pub(crate) fn handle_binary(&mut self, data: &[u8]) -> Option<String> {
+    pub(crate) async fn handle_binary(&mut self, data: &[u8]) -> Option<String> {
         if let Err(reply) = self.charge(1) {
             return Some(reply);
         }
@@ -600,7 +626,7 @@ impl<E: Engine<Frame>> Session<E> {
         if !self.perms.may_publish(topic) {
             return err(self, codes::PERMISSION_DENIED, format!("permission denied: publish to {topic}"));
         }
-        match self.gateway.publish_binary(topic, &rest[l as usize..]) {
+        match self.gateway.publish_binary_async(topic, &rest[l as usize..]).await {
             Ok(_) => None,
             Err(e) => err(self, codes::UNAVAILABLE, e.to_string()),
         }

@@ -15,7 +15,8 @@
 //! runs:
 //!
 //! - **single:** one run at `--rate`;
-//! - **compare** (`--compare fanout,mutex`): the same run against each engine,
+//! - **compare** (`--compare fanout,mutex`, or `fanout,redis,nats` for the
+//!   cost of a broker): the same run against each engine,
 //!   each on a freshly spawned server, engines alternating;
 //! - **search** (`--search r1,r2,…`): runs at increasing rates until a step
 //!   fails (a push out of order or duplicated, p99 above `--p99-bound`, any

@@ -57,9 +57,24 @@ pub fn default_command(server_bin: Option<&Path>, max_connections: usize) -> Res
     ))
 }
 
-/// Fills the placeholders of a `--spawn-server` command.
+/// Fills the placeholders of a `--spawn-server` command. `{engine}` is the
+/// engine's name, except for the cluster labels (`--compare fanout,redis,nats`:
+/// the broker's cost): `redis` and `nats` run the fanout engine as a cluster
+/// node over the broker on its usual local port.
 pub fn fill(template: &str, port: u16, engine: &str, api_key: &str) -> String {
-    template.replace("{port}", &port.to_string()).replace("{engine}", engine).replace("{api_key}", api_key)
+    template
+        .replace("{port}", &port.to_string())
+        .replace("{engine}", engine_flags(engine))
+        .replace("{api_key}", api_key)
+}
+
+/// What `{engine}` stands for (see [`fill`]).
+fn engine_flags(label: &str) -> &str {
+    match label {
+        "redis" => "fanout --broker redis://127.0.0.1:6379",
+        "nats" => "fanout --broker nats://127.0.0.1:4222",
+        other => other,
+    }
 }
 
 /// Starts `cmd`, waits until it answers `/healthz` on `addr`.

@@ -23,6 +23,7 @@ use fanout_core::{Overflow, TopicOptions};
 use fanout_ws::WsConfig;
 use serde::Deserialize;
 
+mod cluster;
 mod layers;
 mod open_files;
 mod table;
@@ -99,6 +100,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Engine.
     pub engine: EngineKind,
+    /// The cluster's broker (`None`: a single node).
+    pub broker: Option<fanout_cluster::BrokerSettings>,
     /// API key for POST /api/publish.
     pub api_key: Option<String>,
     /// Queue slots per subscriber (fanout engine).
@@ -138,6 +141,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("engine", &self.engine)
+            .field("broker", &self.broker.as_ref().map(cluster::Redacted))
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("capacity", &self.capacity)
             .field("overflow", &self.overflow)
@@ -178,6 +182,7 @@ impl Settings {
         Settings {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             engine: EngineKind::Fanout,
+            broker: None,
             api_key: None,
             capacity: 0,
             overflow: Overflow::Evict,
@@ -222,6 +227,13 @@ impl Settings {
         }
         if let Some(p) = s.dashboard() {
             crate::dashboard::check_path(p, &s.ws).map_err(|e| format!("dashboard_path: {e}"))?;
+        }
+        match (s.broker.take(), f.cluster.take()) {
+            (Some(b), table) => s.broker = Some(table.unwrap_or_default().apply(b)?),
+            (None, Some(_)) => {
+                return Err("[cluster]: needs `broker` (or --broker) to say which broker".into())
+            }
+            (None, None) => {}
         }
         topics::check_history("history", s.history)?;
         s.topic_rules = topics::rules(f.topics.take().unwrap_or_default(), s.history)?;

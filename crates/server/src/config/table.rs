@@ -40,6 +40,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::cluster::ClusterFile;
 use super::layers::settings;
 use super::topics::TopicRuleFile;
 use super::values::Secret;
@@ -51,6 +52,9 @@ settings! {
         /// Options per topic pattern, first match wins: `[[topics]] pattern =
         /// "prices.*" history_size = 1000`.
         topics: Option<Vec<TopicRuleFile>>,
+        /// The broker's own options (docs/cluster.md): `[cluster] prefix =
+        /// "fanout" stream = "FANOUT" retention = 1000 ttl = "24h"`.
+        cluster: Option<ClusterFile>,
     }
 
     /// address for `/ws` and the HTTP routes
@@ -58,6 +62,13 @@ settings! {
 
     /// `fanout` (lock-free hub) or `mutex` (the mutex-hub baseline, for comparisons)
     engine: EngineKind, default "fanout", example "mutex" => |s, v| s.engine = v;
+
+    /// run as a node of a cluster over this broker: `redis://host:port` or `nats://host:port`
+    /// (its options: the file's `[cluster]` table, docs/cluster.md); unset: a single node
+    broker: String, unset "— (a single node)", example "redis://127.0.0.1:6379" => |s, v| -> Result<(), String> {
+        s.broker = v.map(|url| fanout_cluster::BrokerSettings::new(&url)).map(|b| b.kind().map(|_| b)).transpose()?;
+        Ok(())
+    };
 
     /// key for `POST /api/publish` (`Authorization: Bearer <key>`); unset: the endpoint answers 403
     api_key: Secret, unset "—", example "publish-key" => |s, v| s.api_key = v.map(|k| k.0);
