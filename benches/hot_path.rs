@@ -4,6 +4,9 @@
 //! - `hot_path N ROUNDS` (default mode `many`): `publish_many` runs of 64 to
 //!   N subscribers, then each subscriber drains its ring with
 //!   `recv_many`-sized batches.
+//! - `hot_path N ROUNDS topic` / `repair`: the same runs to a topic that
+//!   every subscriber joined, without and with gap repair (its receive-side
+//!   cost when nothing is lost: one hash-map look-up per message).
 //! - `hot_path N ROUNDS one`: what `benches/compare.rs` `publish/fanout/N`
 //!   does: one topic publish of one message (`Hub::publish`), then every
 //!   subscriber takes its copy with `try_recv`.
@@ -69,11 +72,20 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let rounds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(50);
-    // `one`: fanout; `tokio`, `mutex`: the baselines, same loop.
-    let one = args.next().filter(|m| ["one", "tokio", "mutex"].contains(&m.as_str()));
-    let hub = Hub::<u64>::builder().capacity(256).build().unwrap();
+    // `one`: fanout; `tokio`, `mutex`: the baselines, same loop. `topic`:
+    // the runs go to a topic every subscriber joined; `repair`: the same,
+    // with gap repair on (what it costs the receiver when nothing is lost).
+    let mode = args.next();
+    let one = mode.clone().filter(|m| ["one", "tokio", "mutex"].contains(&m.as_str()));
+    let topic = mode.as_deref().filter(|m| ["topic", "repair"].contains(m)).is_some();
+    let hub = Hub::<u64>::builder().capacity(256).repair(mode.as_deref() == Some("repair")).build().unwrap();
     let mut subs: Vec<_> =
         if one.is_some() { Vec::new() } else { (0..n).map(|_| hub.subscribe().unwrap()).collect() };
+    if topic {
+        for s in &subs {
+            s.join("t").unwrap();
+        }
+    }
     let mut received = 0u64;
     let start;
     let per_round;
@@ -90,7 +102,11 @@ fn main() {
         let mut buf = Vec::with_capacity(256);
         start = Instant::now();
         for r in 0..rounds {
-            hub.broadcast_many(r * 64..(r + 1) * 64).unwrap();
+            if topic {
+                hub.publish_many("t", r * 64..(r + 1) * 64).unwrap();
+            } else {
+                hub.broadcast_many(r * 64..(r + 1) * 64).unwrap();
+            }
             for s in subs.iter_mut() {
                 while let Ok(k) = s.try_recv_many(&mut buf, 256) {
                     if k == 0 {
