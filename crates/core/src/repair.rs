@@ -11,8 +11,9 @@
 //! topic keeps the same shared message in its history (`history.rs`), in
 //! `seq` order. So the repair is the receiver's: it finds what it lost by
 //! `seq` and copies the handles back from the history. Publishers do exactly
-//! what they did; a subscriber that never lags pays one hash-map look-up per
-//! message received (its last `seq` per topic), and only when it asked for
+//! what they did; a subscriber that never lags pays a check of each
+//! message's `seq` against its topic's last (a pointer comparison while the
+//! topic does not change, see [`Streams`]), and only when it asked for
 //! repair ([`SubscribeOptions::repair`](crate::SubscribeOptions::repair)).
 //!
 //! # Finding what was lost, exactly
