@@ -17,6 +17,11 @@
 //! report compares the achieved rate with the target; a step of the capacity
 //! search fails if the publishers could not keep up.
 //!
+//! With several nodes, publisher `p` publishes to node `p mod N` of the nodes
+//! it is given (the run leaves out a node it is going to kill: whether a
+//! publish in flight to a dying node was taken is unknowable, and the report
+//! counts exactly what was accepted).
+//!
 //! # No coordinated omission
 //!
 //! Each payload carries the time its message was **due**, not the time its
@@ -259,10 +264,11 @@ pub fn payload_at(size: usize, t: u64) -> String {
     s
 }
 
-/// Runs `plan.publishers` publishers on one schedule (see the module docs)
-/// until `stop` turns true; messages accepted reach `progress` as they go.
+/// Runs `plan.publishers` publishers on one schedule (see the module docs),
+/// publisher `p` on `addrs[p mod N]`, until `stop` turns true; messages
+/// accepted reach `progress` as they go.
 pub async fn run_all(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     plan: PublishPlan,
     stop: watch::Receiver<bool>,
     progress: Arc<AtomicU64>,
@@ -273,6 +279,7 @@ pub async fn run_all(
     let tasks: Vec<_> = (0..n)
         .map(|index| {
             let share = Share { index, publishers: n, rate: plan.rate };
+            let addr = addrs[index as usize % addrs.len().max(1)];
             tokio::spawn(run(addr, plan.clone(), share, (start, start_us), stop.clone(), progress.clone()))
         })
         .collect();
@@ -437,14 +444,20 @@ pub struct ServerMetrics {
     pub lag_notices: Option<f64>,
 }
 
-/// Reads `GET /metrics` and picks the figures out of the Prometheus text.
-pub async fn scrape(addr: SocketAddr) -> Option<ServerMetrics> {
-    let mut h = Http::connect(addr).await.ok()?;
-    let (status, body) = tokio::time::timeout(Duration::from_secs(5), h.request("GET", "/metrics", &[], b""))
-        .await
-        .ok()?
-        .ok()?;
-    (status == 200).then(|| parse_metrics(&String::from_utf8_lossy(&body)))
+/// Reads `GET /metrics` of every node that answers and picks the figures out
+/// of their Prometheus text, added up over the nodes (`None`: none answered).
+pub async fn scrape(addrs: &[SocketAddr]) -> Option<ServerMetrics> {
+    let mut text = String::new();
+    for &addr in addrs {
+        let Ok(mut h) = Http::connect(addr).await else { continue };
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), h.request("GET", "/metrics", &[], b"")).await;
+        if let Ok(Ok((200, body))) = answer {
+            text.push_str(&String::from_utf8_lossy(&body));
+            text.push('\n');
+        }
+    }
+    (!text.is_empty()).then(|| parse_metrics(&text))
 }
 
 fn parse_metrics(text: &str) -> ServerMetrics {
