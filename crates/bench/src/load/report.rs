@@ -39,7 +39,7 @@
 //!   broadcast_reach_ms (idle runs), server {pid, pids, rss_before_bytes, rss_after_ramp_bytes,
 //!   rss_end_bytes, rss_peak_bytes, rss_per_connection_bytes, rss_total_per_connection_bytes, cpu_percent_mean,
 //!   metrics {messages_per_write, evicted, dropped, delivered, lag_notices}},
-//!   loadgen_cpu_percent_mean, loadgen_cpu_us_per_delivery, first_errors[], flood_published, held,
+//!   loadgen_cpu_percent_mean, loadgen_rss_after_ramp_bytes, loadgen_cpu_us_per_delivery, first_errors[], flood_published, held,
 //!   timeline[] {t, deliveries_per_sec, published_per_sec, p50_us, p99_us, p999_us, max_us,
 //!               connections, gaps, out_of_order, duplicates, errors, server_rss_bytes, server_cpu_percent,
 //!               loadgen_cpu_percent, loadavg_1m},
@@ -361,13 +361,15 @@ fn reading(r: &Report) -> String {
     for x in r.runs.iter().filter(|x| x.server.pids.len() > 1) {
         let _ = writeln!(
             o,
-            "- **{}:** {} connections over {} nodes: server RSS {} after the ramp in all, {} per connection ({} above the nodes' RSS before the ramp).",
+            "- **{}:** {} connections over {} nodes: server RSS {} after the ramp in all, {} per connection ({} above the nodes' RSS before the ramp); the load generator's workers {} in all. Ramp {:.1} s.",
             x.label,
             x.connected,
             x.server.pids.len(),
             opt(x.server.rss_after_ramp_bytes, mib),
             opt(x.server.rss_total_per_connection_bytes, kib),
-            opt(x.server.rss_per_connection_bytes, kib)
+            opt(x.server.rss_per_connection_bytes, kib),
+            opt(x.loadgen_rss_after_ramp_bytes, mib),
+            x.ramp_secs
         );
     }
     let ordered = r.runs.iter().filter(|x| x.out_of_order + x.duplicates == 0).count();

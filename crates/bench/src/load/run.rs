@@ -221,6 +221,8 @@ pub struct RunResult {
     pub broadcast_reach_ms: Option<f64>,
     pub server: ServerFigures,
     pub loadgen_cpu_percent_mean: Option<f64>,
+    /// RSS of the load-worker processes once every client was in, added up.
+    pub loadgen_rss_after_ramp_bytes: Option<u64>,
     /// Load-generator CPU per delivery (all its processes), µs.
     pub loadgen_cpu_us_per_delivery: Option<f64>,
     pub first_errors: Vec<String>,
@@ -364,6 +366,7 @@ pub async fn run_one(
     let (connected, failed) = progress.iter().fold((0, 0), |a, p| (a.0 + p.0, a.1 + p.1));
     let ramp_secs = ramp_start.elapsed().as_secs_f64();
     sf.rss_after_ramp_bytes = rss_sum(&server_pids);
+    let loadgen_rss_after_ramp_bytes = rss_sum(&workers.pids());
     if let (Some(a), Some(b)) = (sf.rss_after_ramp_bytes, sf.rss_before_bytes) {
         if connected > 0 {
             sf.rss_per_connection_bytes = Some((a as f64 - b as f64) / connected as f64);
@@ -373,9 +376,7 @@ pub async fn run_one(
     if connected == 0 {
         workers.tell("stop").await;
         workers.wait().await;
-        for s in spawned {
-            s.stop().await;
-        }
+        server::stop_all(spawned).await;
         return Err(format!("no client connected: {}", first_errors.first().cloned().unwrap_or_default()));
     }
 
@@ -562,9 +563,7 @@ pub async fn run_one(
     .await;
     closed_by_server += finals.iter().sum::<u64>();
     workers.wait().await;
-    for s in spawned {
-        s.stop().await;
-    }
+    server::stop_all(spawned).await;
     sf.cpu_percent_mean = mean(timeline.iter().filter_map(|p| p.server_cpu_percent));
     let stalled =
         (0..cfg.clients).filter(|&i| super::worker::is_stalled(i, cfg.stalled_fraction)).count() as u64;
@@ -613,6 +612,7 @@ pub async fn run_one(
         latency: Latency::of(&hist),
         broadcast_reach_ms,
         server: sf,
+        loadgen_rss_after_ramp_bytes,
         loadgen_cpu_percent_mean: mean(timeline.iter().filter_map(|p| p.loadgen_cpu_percent)),
         loadgen_cpu_us_per_delivery: gen_cpu_secs
             .filter(|_| total.deliveries > 0)

@@ -131,6 +131,11 @@ impl Spawned {
     }
 }
 
+/// Stops every node at once (each drains its own connections).
+pub async fn stop_all(nodes: Vec<Spawned>) {
+    futures_util::future::join_all(nodes.into_iter().map(Spawned::stop)).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
