@@ -248,7 +248,8 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
     if a.clients > plan.per_worker_cap {
         live.say(&format!(
             "note: {} clients do not fit in one process under the limit; they are spread over {} workers. \
-             A server on this machine holds one descriptor per client too: it can serve at most ~{} of them.",
+             A server process on this machine holds one descriptor per client too: one can serve at most ~{} \
+             of them (--nodes N spreads them over N processes).",
             a.clients,
             plan.per_worker.len(),
             limit.unwrap_or(0).saturating_sub(100)
