@@ -464,7 +464,8 @@ fn parse_metrics(text: &str) -> ServerMetrics {
     let sum = |name: &str| -> Option<f64> {
         let mut found = None;
         for l in text.lines().filter(|l| !l.starts_with('#')) {
-            let (k, v) = l.rsplit_once(' ')?;
+            // A blank line (between the nodes' texts) names nothing.
+            let Some((k, v)) = l.rsplit_once(' ') else { continue };
             let base = k.split('{').next().unwrap_or(k);
             if base == name {
                 *found.get_or_insert(0.0) += v.parse::<f64>().unwrap_or(0.0);
@@ -538,5 +539,13 @@ mod tests {
         assert_eq!(m.messages_per_write, Some(3.0));
         assert_eq!(m.evicted, Some(3.0));
         assert_eq!(m.lag_notices, None);
+    }
+
+    #[test]
+    fn adds_up_the_texts_of_several_nodes() {
+        let node = "fanout_write_batch_size_sum 300\nfanout_write_batch_size_count 100\nfanout_evicted_total{reason=\"slow\"} 2\n";
+        let m = parse_metrics(&format!("{node}\n{node}\n"));
+        assert_eq!(m.messages_per_write, Some(3.0));
+        assert_eq!(m.evicted, Some(4.0));
     }
 }
