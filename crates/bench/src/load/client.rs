@@ -44,6 +44,23 @@
 //! counts the answers (`recovered`, `not_recovered`) and the messages the
 //! server said it replayed (`replayed`).
 //!
+//! # Failing over to another node
+//!
+//! With several nodes (`--nodes`, `--urls`), client `id` connects to node
+//! `id mod N`. When its node ends the connection (a node killed with
+//! `--kill-node-after`, or any other drop) while the run goes on, it connects
+//! to the next node (and the next, if that one refuses) and resubscribes each
+//! topic with `since` = the last `(epoch, seq)` it received there, or, for a
+//! topic it received nothing on yet, the position its `subscribe` answer gave
+//! (so a message published while it was away is replayed even then). The
+//! order checkers carry on as for a planned reconnection; `failovers` counts
+//! these reconnections, and their answers add to `recovered`, `not_recovered`
+//! and `replayed`.
+//!
+//! Pushes that arrive between the answers of a (re)subscription (a replay of
+//! the first topic while the second is being subscribed) are kept and counted
+//! like any other push.
+//!
 //! # Stalled clients
 //!
 //! A stalled client subscribes and then never reads again, the way a frozen
@@ -182,6 +199,7 @@ struct Push<'a> {
 struct SubscribeAnswer {
     recovered: Option<bool>,
     seq: Option<u64>,
+    epoch: Option<u64>,
 }
 
 /// What the `subscribe` answers of one (re)connection said.
@@ -205,6 +223,8 @@ struct SeqState {
     topics: Vec<u32>,
     /// Per topic: its epoch (once a push came) and its checker.
     streams: Vec<(Option<u64>, OrderChecker)>,
+    /// Per topic: the position the last `subscribe` answer gave (`epoch`, `seq`).
+    joined: Vec<Option<(u64, u64)>>,
     /// Counts of streams ended by an epoch change.
     ended: OrderCounts,
     /// Whether this client was already counted in `clients_disordered`.
@@ -214,7 +234,17 @@ struct SeqState {
 impl SeqState {
     fn new(topics: Vec<u32>) -> SeqState {
         let streams = topics.iter().map(|_| (None, OrderChecker::new())).collect();
-        SeqState { topics, streams, ended: OrderCounts::default(), disordered: false }
+        let joined = vec![None; topics.len()];
+        SeqState { topics, streams, joined, ended: OrderCounts::default(), disordered: false }
+    }
+
+    /// Where each topic resumes: the last push received, else the join position.
+    fn since(&self) -> Vec<Option<(u64, u64)>> {
+        self.streams
+            .iter()
+            .zip(&self.joined)
+            .map(|((epoch, c), joined)| epoch.zip(c.highest()).or(*joined))
+            .collect()
     }
 
     /// Ends every stream: the counts, missing included.
@@ -241,6 +271,17 @@ fn topic_index(name: &str) -> Option<u32> {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
+/// A connection whose subscriptions were all answered.
+pub struct Joined {
+    pub ws: Ws,
+    /// What the answers to `since` said.
+    pub answers: Resubscribed,
+    /// Per topic, the position its answer gave (`epoch`, `seq`).
+    pub positions: Vec<Option<(u64, u64)>>,
+    /// Pushes that came before the last answer, in arrival order.
+    pub early: Vec<String>,
+}
+
 /// Connects and subscribes (with `since[i]` = `(epoch, seq)` for `topics[i]`
 /// when given: a resubscription); `Err` says why it could not.
 pub async fn connect(
@@ -250,7 +291,7 @@ pub async fn connect(
     since: &[Option<(u64, u64)>],
     stalled: bool,
     flood: bool,
-) -> Result<(Ws, Resubscribed), String> {
+) -> Result<Joined, String> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     if stalled {
         // A small receive window, so that the server's queue (not megabytes of
@@ -283,6 +324,8 @@ pub async fn connect(
         ws.feed(Message::text(req)).await.map_err(|e| format!("subscribe: {e}"))?;
     }
     let mut answers = Resubscribed::default();
+    let mut positions = vec![None; topics.len()];
+    let mut early = Vec::new();
     ws.flush().await.map_err(|e| format!("subscribe: {e}"))?;
     let mut answered = 0;
     while answered < names.len() {
@@ -296,17 +339,22 @@ pub async fn connect(
                 if p.error.is_some() {
                     return Err(format!("subscribe refused: {}", t.as_str()));
                 }
-                if let Some(i) = p.id {
-                    answered += 1;
-                    let since = since.get(i as usize).copied().flatten();
-                    match (since, p.result.and_then(|r| r.recovered.zip(r.seq))) {
-                        (Some((_, from)), Some((true, to))) => {
-                            answers.recovered += 1;
-                            answers.replayed += to.saturating_sub(from);
-                        }
-                        (Some(_), _) => answers.not_recovered += 1,
-                        (None, _) => {}
+                let Some(i) = p.id else {
+                    early.push(t.as_str().to_string());
+                    continue;
+                };
+                answered += 1;
+                let since = since.get(i as usize).copied().flatten();
+                if let (Some(slot), Some(r)) = (positions.get_mut(i as usize), &p.result) {
+                    *slot = r.epoch.zip(r.seq);
+                }
+                match (since, p.result.and_then(|r| r.recovered.zip(r.seq))) {
+                    (Some((_, from)), Some((true, to))) => {
+                        answers.recovered += 1;
+                        answers.replayed += to.saturating_sub(from);
                     }
+                    (Some(_), _) => answers.not_recovered += 1,
+                    (None, _) => {}
                 }
             }
             Some(Ok(_)) => {}
@@ -314,36 +362,59 @@ pub async fn connect(
             None => return Err("subscribe: connection closed".into()),
         }
     }
-    Ok((ws, answers))
+    Ok(Joined { ws, answers, positions, early })
 }
 
-/// Reads pushes until `stop` turns true or the server ends the connection.
-/// With `reconnect`, drops the connection every so often and resubscribes
-/// from where it was (see "Reconnecting clients").
+/// Where a reading client may go: every node, the one it is on, and how
+/// often it drops its connection on purpose.
+#[derive(Clone, Debug)]
+pub struct Moves {
+    /// Every node of the run (one: no failover).
+    pub nodes: std::sync::Arc<Vec<Target>>,
+    /// The node the client is on, an index into `nodes`.
+    pub node: usize,
+    /// `--reconnect-fraction` clients: drop and resubscribe this often.
+    pub reconnect_every: Option<Duration>,
+}
+
+/// Reads pushes until `stop` turns true or the server ends the connection
+/// (with several nodes: until no node takes the client back). With
+/// `moves.reconnect_every`, drops the connection every so often and
+/// resubscribes from where it was (see "Reconnecting clients").
 pub async fn read_loop(
     id: usize,
-    mut ws: Ws,
+    joined: Joined,
     topics: Vec<u32>,
     tallies: &Tallies,
     mut stop: watch::Receiver<bool>,
-    reconnect: Option<(Target, Duration)>,
+    mut moves: Moves,
 ) {
     let mut seqs = SeqState::new(topics);
+    seqs.joined = joined.positions;
+    for t in &joined.early {
+        on_text(id, t, &mut seqs, tallies);
+    }
+    let mut ws = joined.ws;
     // One wait for the whole run: a `wait_for` made per message joined and
     // left the watch's waiter list each time (~4 % of the load generator's CPU).
+    let stopped_rx = stop.clone();
     let mut stopped = std::pin::pin!(async move {
         let _ = stop.wait_for(|s| *s).await;
     });
-    let every = reconnect.as_ref().map_or(Duration::from_secs(3600 * 24 * 365), |r| r.1);
+    let every = moves.reconnect_every.unwrap_or(Duration::from_secs(3600 * 24 * 365));
     let mut reconnect_at = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         let msg = tokio::select! {
             biased;
             () = &mut stopped => break,
-            _ = reconnect_at.tick(), if reconnect.is_some() => {
-                let target = &reconnect.as_ref().expect("reconnecting").0;
-                match resubscribe(id, target, &mut ws, &seqs, tallies).await {
-                    Ok(()) => continue,
+            _ = reconnect_at.tick(), if moves.reconnect_every.is_some() => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                match resubscribe(id, &moves.nodes[moves.node], &mut seqs, tallies).await {
+                    Ok(fresh) => {
+                        ws = fresh;
+                        tallies.with(id, |t| t.interval.reconnects += 1);
+                        continue;
+                    }
                     Err(e) => {
                         tallies.with(id, |t| t.interval.errors += 1);
                         tallies.note_error(format!("client {id}: reconnect: {e}"));
@@ -355,22 +426,39 @@ pub async fn read_loop(
             }
             m = ws.next() => m,
         };
-        match msg {
-            Some(Ok(Message::Text(t))) => on_text(id, t.as_str(), &mut seqs, tallies),
-            Some(Ok(Message::Binary(_))) => tallies.with(id, |t| t.interval.errors += 1),
-            Some(Ok(Message::Close(_))) | None => {
-                end_order(id, &mut seqs, tallies);
-                tallies.closed_by_server.fetch_add(1, Relaxed);
-                tallies.open.fetch_sub(1, Relaxed);
-                return;
+        let ended = match msg {
+            Some(Ok(Message::Text(t))) => {
+                on_text(id, t.as_str(), &mut seqs, tallies);
+                None
             }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
+            Some(Ok(Message::Binary(_))) => {
+                tallies.with(id, |t| t.interval.errors += 1);
+                None
+            }
+            Some(Ok(Message::Close(_))) | None => Some(None),
+            Some(Ok(_)) => None,
+            Some(Err(e)) => Some(Some(e)),
+        };
+        let Some(err) = ended else { continue };
+        tallies.closed_by_server.fetch_add(1, Relaxed);
+        tallies.open.fetch_sub(1, Relaxed);
+        if let Some(e) = &err {
+            if moves.nodes.len() < 2 {
                 tallies.with(id, |t| t.interval.errors += 1);
                 tallies.note_error(format!("client {id}: read: {e}"));
+            }
+        }
+        if moves.nodes.len() < 2 || *stopped_rx.borrow() {
+            end_order(id, &mut seqs, tallies);
+            return;
+        }
+        match failover(id, &mut moves, &mut seqs, tallies).await {
+            Some(fresh) => {
+                ws = fresh;
+                tallies.open.fetch_add(1, Relaxed);
+            }
+            None => {
                 end_order(id, &mut seqs, tallies);
-                tallies.closed_by_server.fetch_add(1, Relaxed);
-                tallies.open.fetch_sub(1, Relaxed);
                 return;
             }
         }
@@ -380,27 +468,52 @@ pub async fn read_loop(
     tallies.open.fetch_sub(1, Relaxed);
 }
 
-/// Drops the connection and connects again, resubscribing every topic from
-/// the last `(epoch, seq)` received (none yet: subscribes live).
+/// The node dropped the connection: tries every other node in turn, from the
+/// next one on; `None` (an error noted) if none takes the client back.
+async fn failover(id: usize, moves: &mut Moves, seqs: &mut SeqState, tallies: &Tallies) -> Option<Ws> {
+    let n = moves.nodes.len();
+    let mut last = String::new();
+    for k in 1..n {
+        let node = (moves.node + k) % n;
+        match resubscribe(id, &moves.nodes[node], seqs, tallies).await {
+            Ok(ws) => {
+                moves.node = node;
+                tallies.with(id, |t| t.interval.failovers += 1);
+                return Some(ws);
+            }
+            Err(e) => last = e,
+        }
+    }
+    tallies.with(id, |t| t.interval.errors += 1);
+    tallies.note_error(format!("client {id}: no node took it back: {last}"));
+    None
+}
+
+/// Connects to `target` and resubscribes every topic from where this client
+/// was (`SeqState::since`; none yet: live), counting the answers and the
+/// pushes that came with them.
 async fn resubscribe(
     id: usize,
     target: &Target,
-    ws: &mut Ws,
-    seqs: &SeqState,
+    seqs: &mut SeqState,
     tallies: &Tallies,
-) -> Result<(), String> {
-    let since: Vec<Option<(u64, u64)>> =
-        seqs.streams.iter().map(|(epoch, c)| epoch.zip(c.highest())).collect();
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-    let (fresh, answers) = connect(id, target, &seqs.topics, &since, false, false).await?;
-    *ws = fresh;
+) -> Result<Ws, String> {
+    let since = seqs.since();
+    let joined = connect(id, target, &seqs.topics, &since, false, false).await?;
+    for (slot, p) in seqs.joined.iter_mut().zip(&joined.positions) {
+        if p.is_some() {
+            *slot = *p;
+        }
+    }
     tallies.with(id, |t| {
-        t.interval.reconnects += 1;
-        t.interval.recovered += answers.recovered;
-        t.interval.not_recovered += answers.not_recovered;
-        t.interval.replayed += answers.replayed;
+        t.interval.recovered += joined.answers.recovered;
+        t.interval.not_recovered += joined.answers.not_recovered;
+        t.interval.replayed += joined.answers.replayed;
     });
-    Ok(())
+    for t in &joined.early {
+        on_text(id, t, seqs, tallies);
+    }
+    Ok(joined.ws)
 }
 
 /// Counts the gaps this client never saw filled as missing.

@@ -4,6 +4,8 @@
 //! fanout-bench load --url ws://127.0.0.1:8080/ws --api-key KEY --clients 1000 --rate 100
 //! fanout-bench load --spawn-server 'fanout-server --listen 127.0.0.1:{port} --api-key {api_key}' …
 //! fanout-bench load --compare fanout,mutex --search 100,200,500,1000 --p99-bound 50ms …
+//! fanout-bench load --compare redis,nats --nodes 3 --kill-node-after 5s …
+//! fanout-bench load --urls ws://127.0.0.1:8080/ws,ws://127.0.0.1:8081/ws --server-pid 11,12 …
 //! ```
 //!
 //! # Design
@@ -23,6 +25,15 @@
 //!   message lost, or the publishers short of their target by more than 5 %);
 //!   with `--compare`, engines alternate at each step and each stops at its own
 //!   first failure.
+//!
+//! **Several nodes.** `--nodes N` spawns N server processes per run (with
+//! `--compare redis,nats` each is a cluster node over that broker), `--urls`
+//! names running ones; client `id` connects to node `id mod N` and publisher
+//! `p` to node `p mod N`, and the server figures are sums over the nodes.
+//! `--kill-node-after T` kills the last node with SIGKILL `T` into the steady
+//! phase: its clients fail over to the others with `since` (`client.rs`), and
+//! the report counts what they recovered, lost and received twice. The
+//! clients themselves are spread over `load-worker` processes as always.
 //!
 //! Every run publishes with `--publishers` (default 4) concurrent publishers on
 //! one schedule, stamps each message with the time it was due, and has every
@@ -74,6 +85,18 @@ pub struct LoadArgs {
     /// WebSocket URL of the server (ignored when a spawned command has `{port}`).
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub url: String,
+    /// Several running nodes of one cluster, comma-separated (instead of `--url`):
+    /// client `id` connects to node `id mod N`, publisher `p` to node `p mod N`.
+    #[arg(long, value_delimiter = ',', conflicts_with = "url")]
+    pub urls: Vec<String>,
+    /// Server processes to spawn per run (with `--compare` or `--spawn-server`
+    /// and `{port}`), e.g. 3 nodes over `--compare redis,nats`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: u16,
+    /// Kill (SIGKILL) the last spawned node this far into the steady phase;
+    /// its clients fail over to the other nodes with `since`. Needs `--nodes` ≥ 2.
+    #[arg(long, value_parser = parse_duration)]
+    pub kill_node_after: Option<Duration>,
     /// WebSocket clients.
     #[arg(long, default_value_t = 1000)]
     pub clients: usize,
@@ -132,9 +155,9 @@ pub struct LoadArgs {
     /// Start the server: a shell command; `{port}`, `{engine}`, `{api_key}` are filled in.
     #[arg(long)]
     pub spawn_server: Option<String>,
-    /// Sample an already running server's RSS and CPU.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Sample already running servers' RSS and CPU (comma-separated pids).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Run against each engine on a spawned server, e.g. `fanout,mutex`.
     #[arg(long, value_delimiter = ',')]
     pub compare: Vec<String>,
@@ -225,24 +248,47 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
     if a.clients > plan.per_worker_cap {
         live.say(&format!(
             "note: {} clients do not fit in one process under the limit; they are spread over {} workers. \
-             A server on this machine holds one descriptor per client too: it can serve at most ~{} of them.",
+             A server process on this machine holds one descriptor per client too: one can serve at most ~{} \
+             of them (--nodes N spreads them over N processes).",
             a.clients,
             plan.per_worker.len(),
             limit.unwrap_or(0).saturating_sub(100)
         ));
     }
+    let nodes = usize::from(a.nodes);
+    if nodes > 1 && a.spawn_server.as_deref().is_some_and(|c| !c.contains("{port}")) {
+        return Err("--nodes needs `{port}` in --spawn-server: each node listens on its own port".into());
+    }
+    if nodes > 1 && a.compare.is_empty() && a.spawn_server.is_none() {
+        return Err("--nodes spawns servers: use it with --compare or --spawn-server (or name running nodes with --urls)".into());
+    }
+    if a.kill_node_after.is_some() && nodes < 2 {
+        return Err(
+            "--kill-node-after needs --nodes 2 or more (the killed node's clients fail over to the others)"
+                .into(),
+        );
+    }
+    if a.kill_node_after.is_some_and(|k| k >= a.duration) {
+        return Err("--kill-node-after must fall inside the steady phase (--duration)".into());
+    }
+    let urls = if a.urls.is_empty() { vec![a.url.clone()] } else { a.urls.clone() };
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let engines: Vec<Option<String>> =
         if a.compare.is_empty() { vec![None] } else { a.compare.iter().cloned().map(Some).collect() };
     let spawn = match (&a.spawn_server, a.compare.is_empty()) {
         (Some(c), _) => Some(c.clone()),
         (None, false) => {
-            Some(server::default_command(a.server_bin.as_deref(), (a.clients + 100).clamp(10_000, 19_900))?)
+            // Each node may take the clients of a killed one.
+            let per_node =
+                a.clients.div_ceil(nodes.saturating_sub(usize::from(a.kill_node_after.is_some())).max(1));
+            Some(server::default_command(a.server_bin.as_deref(), (per_node + 100).clamp(10_000, 19_900))?)
         }
         (None, true) => None,
     };
     let cfg = RunConfig {
-        url: a.url.clone(),
+        urls: urls.clone(),
+        nodes: if spawn.is_some() { nodes } else { 1 },
+        kill_node_after: a.kill_node_after,
         clients: a.clients,
         topics: a.topics,
         per_client: a.per_client,
@@ -260,7 +306,7 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
         publishers: a.publishers,
         api_key: a.api_key.clone(),
         spawn: spawn.clone(),
-        server_pid: a.server_pid,
+        server_pid: a.server_pid.clone(),
         out_dir: a.out.clone(),
     };
     let searching = !a.search.is_empty();
@@ -330,7 +376,9 @@ async fn session(a: LoadArgs) -> Result<PathBuf, String> {
             .map_or(0, |d| d.as_secs()),
         machine: procstat::Machine::this(),
         setup: Setup {
-            url: a.url.clone(),
+            url: urls.join(","),
+            nodes: if spawn.is_some() { nodes } else { urls.len() },
+            kill_node_after_secs: a.kill_node_after.map(|d| d.as_secs_f64()),
             clients: a.clients,
             topics: a.topics,
             topics_per_client: a.per_client,

@@ -73,6 +73,10 @@ pub struct Interval {
     /// Reconnections made by `--reconnect-fraction` clients.
     #[serde(default)]
     pub reconnects: u64,
+    /// Reconnections to another node after a node dropped the connection
+    /// (several nodes only; see `client.rs`, "Failing over").
+    #[serde(default)]
+    pub failovers: u64,
     /// Resubscriptions with `since` the server answered `recovered: true`.
     #[serde(default)]
     pub recovered: u64,
@@ -116,6 +120,7 @@ impl Interval {
         self.lag_notices += o.lag_notices;
         self.lagged_messages += o.lagged_messages;
         self.reconnects += o.reconnects;
+        self.failovers += o.failovers;
         self.recovered += o.recovered;
         self.not_recovered += o.not_recovered;
         self.replayed += o.replayed;

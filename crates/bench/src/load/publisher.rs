@@ -17,6 +17,11 @@
 //! report compares the achieved rate with the target; a step of the capacity
 //! search fails if the publishers could not keep up.
 //!
+//! With several nodes, publisher `p` publishes to node `p mod N` of the nodes
+//! it is given (the run leaves out a node it is going to kill: whether a
+//! publish in flight to a dying node was taken is unknowable, and the report
+//! counts exactly what was accepted).
+//!
 //! # No coordinated omission
 //!
 //! Each payload carries the time its message was **due**, not the time its
@@ -259,10 +264,11 @@ pub fn payload_at(size: usize, t: u64) -> String {
     s
 }
 
-/// Runs `plan.publishers` publishers on one schedule (see the module docs)
-/// until `stop` turns true; messages accepted reach `progress` as they go.
+/// Runs `plan.publishers` publishers on one schedule (see the module docs),
+/// publisher `p` on `addrs[p mod N]`, until `stop` turns true; messages
+/// accepted reach `progress` as they go.
 pub async fn run_all(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     plan: PublishPlan,
     stop: watch::Receiver<bool>,
     progress: Arc<AtomicU64>,
@@ -273,6 +279,7 @@ pub async fn run_all(
     let tasks: Vec<_> = (0..n)
         .map(|index| {
             let share = Share { index, publishers: n, rate: plan.rate };
+            let addr = addrs[index as usize % addrs.len().max(1)];
             tokio::spawn(run(addr, plan.clone(), share, (start, start_us), stop.clone(), progress.clone()))
         })
         .collect();
@@ -437,21 +444,28 @@ pub struct ServerMetrics {
     pub lag_notices: Option<f64>,
 }
 
-/// Reads `GET /metrics` and picks the figures out of the Prometheus text.
-pub async fn scrape(addr: SocketAddr) -> Option<ServerMetrics> {
-    let mut h = Http::connect(addr).await.ok()?;
-    let (status, body) = tokio::time::timeout(Duration::from_secs(5), h.request("GET", "/metrics", &[], b""))
-        .await
-        .ok()?
-        .ok()?;
-    (status == 200).then(|| parse_metrics(&String::from_utf8_lossy(&body)))
+/// Reads `GET /metrics` of every node that answers and picks the figures out
+/// of their Prometheus text, added up over the nodes (`None`: none answered).
+pub async fn scrape(addrs: &[SocketAddr]) -> Option<ServerMetrics> {
+    let mut text = String::new();
+    for &addr in addrs {
+        let Ok(mut h) = Http::connect(addr).await else { continue };
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), h.request("GET", "/metrics", &[], b"")).await;
+        if let Ok(Ok((200, body))) = answer {
+            text.push_str(&String::from_utf8_lossy(&body));
+            text.push('\n');
+        }
+    }
+    (!text.is_empty()).then(|| parse_metrics(&text))
 }
 
 fn parse_metrics(text: &str) -> ServerMetrics {
     let sum = |name: &str| -> Option<f64> {
         let mut found = None;
         for l in text.lines().filter(|l| !l.starts_with('#')) {
-            let (k, v) = l.rsplit_once(' ')?;
+            // A blank line (between the nodes' texts) names nothing.
+            let Some((k, v)) = l.rsplit_once(' ') else { continue };
             let base = k.split('{').next().unwrap_or(k);
             if base == name {
                 *found.get_or_insert(0.0) += v.parse::<f64>().unwrap_or(0.0);
@@ -525,5 +539,13 @@ mod tests {
         assert_eq!(m.messages_per_write, Some(3.0));
         assert_eq!(m.evicted, Some(3.0));
         assert_eq!(m.lag_notices, None);
+    }
+
+    #[test]
+    fn adds_up_the_texts_of_several_nodes() {
+        let node = "fanout_write_batch_size_sum 300\nfanout_write_batch_size_count 100\nfanout_evicted_total{reason=\"slow\"} 2\n";
+        let m = parse_metrics(&format!("{node}\n{node}\n"));
+        assert_eq!(m.messages_per_write, Some(3.0));
+        assert_eq!(m.evicted, Some(4.0));
     }
 }

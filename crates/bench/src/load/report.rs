@@ -8,7 +8,11 @@
 //! request was written (no coordinated omission); several publishers share the
 //! schedule (`publishers`); a seq going backwards is no longer an `error` but
 //! `out_of_order` or `duplicates`; new: `unexplained_gaps`, `seq_missing`,
-//! `clients_disordered`, and per second `out_of_order`, `duplicates`. Times are microseconds (`_us`), milliseconds
+//! `clients_disordered`, and per second `out_of_order`, `duplicates`. Added
+//! since (issue 15): `setup.nodes`, `setup.kill_node_after_secs`, per run
+//! `failovers`, `killed_node {node, pid, at_secs, clients}`, `server.pids`,
+//! `server.rss_total_per_connection_bytes`; with several nodes the server
+//! figures are sums over them. Times are microseconds (`_us`), milliseconds
 //! (`_ms`) or seconds (`_secs`) as their suffix says; sizes are bytes; CPU is a
 //! percentage of one core.
 //!
@@ -17,7 +21,7 @@
 //! command           the command line that produced the report
 //! started_unix      start time, seconds since the Unix epoch
 //! machine           {cores, memory_bytes, cpu, os, open_files_limit, loadavg}
-//! setup             {url, clients, topics, topics_per_client, payload_size, zipf, publishers, duration_secs,
+//! setup             {url (comma-separated with several nodes), nodes, kill_node_after_secs, clients, topics, topics_per_client, payload_size, zipf, publishers, duration_secs,
 //!                    idle, stalled_fraction, stall_flood_rate, stall_flood_size, workers, clients_per_worker, source_addresses,
 //!                    mode: "single"|"compare"|"search", engines, rates, p99_bound_ms}
 //! runs[]            one per run, in the order they ran (see run::RunResult):
@@ -29,12 +33,13 @@
 //!   unexplained_gaps (jumps with no lag notice just before), out_of_order (pushes
 //!   overtaken by a later one), duplicates (pushes received twice), seq_missing (gaps
 //!   never filled when each client ended), clients_disordered (clients with at least one
-//!   push out of order or duplicated), errors, closed_by_server,
+//!   push out of order or duplicated), reconnects, failovers, killed_node, recovered,
+//!   not_recovered, replayed, errors, closed_by_server,
 //!   latency {count, p50_us, p90_us, p99_us, p999_us, max_us, mean_us} (from the due time),
-//!   broadcast_reach_ms (idle runs), server {pid, rss_before_bytes, rss_after_ramp_bytes,
-//!   rss_end_bytes, rss_peak_bytes, rss_per_connection_bytes, cpu_percent_mean,
+//!   broadcast_reach_ms (idle runs), server {pid, pids, rss_before_bytes, rss_after_ramp_bytes,
+//!   rss_end_bytes, rss_peak_bytes, rss_per_connection_bytes, rss_total_per_connection_bytes, cpu_percent_mean,
 //!   metrics {messages_per_write, evicted, dropped, delivered, lag_notices}},
-//!   loadgen_cpu_percent_mean, loadgen_cpu_us_per_delivery, first_errors[], flood_published, held,
+//!   loadgen_cpu_percent_mean, loadgen_rss_after_ramp_bytes, loadgen_cpu_us_per_delivery, first_errors[], flood_published, held,
 //!   timeline[] {t, deliveries_per_sec, published_per_sec, p50_us, p99_us, p999_us, max_us,
 //!               connections, gaps, out_of_order, duplicates, errors, server_rss_bytes, server_cpu_percent,
 //!               loadgen_cpu_percent, loadavg_1m},
@@ -63,6 +68,10 @@ use super::run::RunResult;
 #[derive(Serialize, Clone, Debug)]
 pub struct Setup {
     pub url: String,
+    /// Server processes per run (spawned, or named by `--urls`).
+    pub nodes: usize,
+    /// `--kill-node-after`, seconds into the steady phase.
+    pub kill_node_after_secs: Option<f64>,
     pub clients: usize,
     pub topics: u32,
     pub topics_per_client: u32,
@@ -193,8 +202,21 @@ fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         o,
-        "- **Server:** {} (mode: {}).",
+        "- **Server:** {}{} (mode: {}).",
         opt(s.server_command.clone(), |c| format!("`{c}`")),
+        if s.nodes > 1 {
+            format!(
+                ", {} processes (nodes) per run, each on its own port: client `id` on node `id mod {}`, publisher `p` on node `p mod {}`{}; server figures are sums over the nodes",
+                s.nodes,
+                s.nodes,
+                s.nodes - usize::from(s.kill_node_after_secs.is_some()),
+                s.kill_node_after_secs.map_or(String::new(), |k| format!(
+                    " (publishers only on the nodes that stay up); the last node is killed with SIGKILL {k} s into the steady phase and its clients fail over to the next node with `since`"
+                ))
+            )
+        } else {
+            String::new()
+        },
         s.mode
     );
     let _ = writeln!(
@@ -314,6 +336,40 @@ fn reading(r: &Report) -> String {
             o,
             "- **{}: recovery** — {} reconnections with `since`: {} resubscriptions recovered ({} messages replayed), {} not recovered; across them {} messages never received and {} received twice.",
             x.label, x.reconnects, x.recovered, x.replayed, x.not_recovered, x.seq_missing, x.duplicates
+        );
+    }
+    for x in &r.runs {
+        if let Some(k) = &x.killed_node {
+            let _ = writeln!(
+                o,
+                "- **{}: node {} killed** (SIGKILL, pid {}) at {:.1} s with {} reading clients on it: {} failovers to another node with `since`, {} resubscriptions recovered ({} messages replayed), {} not recovered; messages lost {} (expected − received), seq gaps never filled {}, received twice {}.",
+                x.label,
+                k.node,
+                k.pid,
+                k.at_secs,
+                k.clients,
+                x.failovers,
+                x.recovered,
+                x.replayed,
+                x.not_recovered,
+                x.missing,
+                x.seq_missing,
+                x.duplicates
+            );
+        }
+    }
+    for x in r.runs.iter().filter(|x| x.server.pids.len() > 1) {
+        let _ = writeln!(
+            o,
+            "- **{}:** {} connections over {} nodes: server RSS {} after the ramp in all, {} per connection ({} above the nodes' RSS before the ramp); the load generator's workers {} in all. Ramp {:.1} s.",
+            x.label,
+            x.connected,
+            x.server.pids.len(),
+            opt(x.server.rss_after_ramp_bytes, mib),
+            opt(x.server.rss_total_per_connection_bytes, kib),
+            opt(x.server.rss_per_connection_bytes, kib),
+            opt(x.loadgen_rss_after_ramp_bytes, mib),
+            x.ramp_secs
         );
     }
     let ordered = r.runs.iter().filter(|x| x.out_of_order + x.duplicates == 0).count();

@@ -4,9 +4,15 @@
 //!
 //! 1. **Server.** Spawned (and sampled), or given by `--server-pid` (sampled),
 //!    or neither (no server figures). Its RSS is read before any client exists.
+//!    With `--nodes N`, N processes are spawned (each on its own port, all on
+//!    the run's broker); with `--urls`, the clients spread over running ones.
+//!    Server figures are then sums over the nodes (RSS, CPU, `/metrics`).
 //! 2. **Ramp.** Workers connect and subscribe every client; the bar shows how
 //!    many are in. RSS is read again when all are in.
-//! 3. **Steady.** The publisher runs for `duration`. Every second the parent
+//! 3. **Steady.** The publisher runs for `duration`. With `--kill-node-after`,
+//!    the last node gets SIGKILL that far into the phase (the first tick
+//!    after it); its clients fail over to the other nodes (`client.rs`), and
+//!    from then on only the survivors are sampled. Every second the parent
 //!    asks each worker for its interval (`tick`), merges them into one point of
 //!    the timeline, and samples the server's RSS and CPU and the load
 //!    generator's CPU (parent + workers). With `--idle`, nothing is published
@@ -40,7 +46,12 @@ use super::worker::{WorkerArgs, Workers};
 /// Everything a run needs.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
-    pub url: String,
+    /// The nodes' URLs when none are spawned (`--url` or `--urls`).
+    pub urls: Vec<String>,
+    /// Server processes to spawn per run (with `spawn`).
+    pub nodes: usize,
+    /// SIGKILL the last node this far into the steady phase.
+    pub kill_node_after: Option<Duration>,
     pub clients: usize,
     pub topics: u32,
     pub per_client: u32,
@@ -62,8 +73,20 @@ pub struct RunConfig {
     pub api_key: String,
     /// `--spawn-server` command with placeholders, if we start the server.
     pub spawn: Option<String>,
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
     pub out_dir: PathBuf,
+}
+
+/// The node `--kill-node-after` killed.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct KilledNode {
+    /// Its index (the last node).
+    pub node: usize,
+    pub pid: u32,
+    /// Seconds into the steady phase when it got SIGKILL.
+    pub at_secs: f64,
+    /// Reading clients that started on it (and had to fail over).
+    pub clients: u64,
 }
 
 /// One point of the timeline (one second of the steady phase).
@@ -122,13 +145,18 @@ impl Latency {
 /// The server's figures over a run.
 #[derive(Serialize, Clone, Debug, Default)]
 pub struct ServerFigures {
+    /// The first node's process id.
     pub pid: Option<u32>,
+    /// Every node's process id (one unless `--nodes`/`--urls` gave several).
+    pub pids: Vec<u32>,
     pub rss_before_bytes: Option<u64>,
     pub rss_after_ramp_bytes: Option<u64>,
     pub rss_end_bytes: Option<u64>,
     pub rss_peak_bytes: Option<u64>,
     /// (RSS after the ramp − RSS before) / connected clients.
     pub rss_per_connection_bytes: Option<f64>,
+    /// RSS after the ramp / connected clients (baseline included).
+    pub rss_total_per_connection_bytes: Option<f64>,
     /// Mean over the steady phase, % of one core.
     pub cpu_percent_mean: Option<f64>,
     pub metrics: Option<ServerMetrics>,
@@ -178,6 +206,10 @@ pub struct RunResult {
     /// Lost and duplicated messages across a reconnection show in
     /// `seq_missing` and `duplicates`.
     pub reconnects: u64,
+    /// Reconnections to another node after a node dropped the connection.
+    pub failovers: u64,
+    /// `--kill-node-after`: the node killed.
+    pub killed_node: Option<KilledNode>,
     pub recovered: u64,
     pub not_recovered: u64,
     pub replayed: u64,
@@ -189,6 +221,8 @@ pub struct RunResult {
     pub broadcast_reach_ms: Option<f64>,
     pub server: ServerFigures,
     pub loadgen_cpu_percent_mean: Option<f64>,
+    /// RSS of the load-worker processes once every client was in, added up.
+    pub loadgen_rss_after_ramp_bytes: Option<u64>,
     /// Load-generator CPU per delivery (all its processes), µs.
     pub loadgen_cpu_us_per_delivery: Option<f64>,
     pub first_errors: Vec<String>,
@@ -229,6 +263,11 @@ fn coarse(h: &Histogram<u64>) -> Histogram<u64> {
     c
 }
 
+/// The RSS of the processes still there, added up (`None`: none is).
+fn rss_sum(pids: &[u32]) -> Option<u64> {
+    pids.iter().filter_map(|&p| rss_bytes(p)).fold(None, |a, b| Some(a.unwrap_or(0) + b))
+}
+
 fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
     let (s, n) = v.fold((0.0, 0), |(s, n), x| (s + x, n + 1));
     (n > 0).then(|| s / n as f64)
@@ -247,27 +286,44 @@ pub async fn run_one(
         None => load,
     };
     // 1. Server.
-    let (url, spawned) = match &cfg.spawn {
+    let mut spawned = Vec::new();
+    let urls = match &cfg.spawn {
         Some(tpl) => {
-            let port = server::free_port()?;
-            let cmd = server::fill(tpl, port, engine.unwrap_or("fanout"), &cfg.api_key);
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let log = cfg.out_dir.join(format!("server-{}.log", engine.unwrap_or("server")));
-            let s = server::spawn(&cmd, addr, &log).await?;
-            let url =
-                if tpl.contains("{port}") { format!("ws://127.0.0.1:{port}/ws") } else { cfg.url.clone() };
-            (url, Some(s))
+            let mut urls = Vec::new();
+            for i in 0..cfg.nodes {
+                let port = server::free_port()?;
+                let cmd = server::fill(tpl, port, engine.unwrap_or("fanout"), &cfg.api_key);
+                let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+                let name = engine.unwrap_or("server");
+                let log = cfg.out_dir.join(if cfg.nodes == 1 {
+                    format!("server-{name}.log")
+                } else {
+                    format!("server-{name}-{i}.log")
+                });
+                spawned.push(server::spawn(&cmd, addr, &log).await?);
+                urls.push(if tpl.contains("{port}") {
+                    format!("ws://127.0.0.1:{port}/ws")
+                } else {
+                    cfg.urls[0].clone()
+                });
+            }
+            urls
         }
-        None => (cfg.url.clone(), None),
+        None => cfg.urls.clone(),
     };
-    let server_pid = spawned.as_ref().map(|s| s.pid).or(cfg.server_pid);
-    let http = publisher::http_addr(&url)?;
-    let mut sf = ServerFigures { pid: server_pid, ..Default::default() };
-    sf.rss_before_bytes = server_pid.and_then(rss_bytes);
+    let mut server_pids: Vec<u32> =
+        if spawned.is_empty() { cfg.server_pid.clone() } else { spawned.iter().map(|s| s.pid).collect() };
+    let https = urls.iter().map(|u| publisher::http_addr(u)).collect::<Result<Vec<_>, _>>()?;
+    // Publishers stay off the node that is going to be killed.
+    let kill = cfg.kill_node_after.filter(|_| spawned.len() > 1);
+    let publish_to = if kill.is_some() { &https[..https.len() - 1] } else { &https[..] };
+    let mut sf =
+        ServerFigures { pid: server_pids.first().copied(), pids: server_pids.clone(), ..Default::default() };
+    sf.rss_before_bytes = rss_sum(&server_pids);
 
     // 2. Ramp.
     let base = WorkerArgs {
-        url: url.clone(),
+        url: urls.clone(),
         first_id: 0,
         clients: cfg.clients,
         topics: cfg.topics,
@@ -309,18 +365,18 @@ pub async fn run_one(
     bar.finish_and_clear();
     let (connected, failed) = progress.iter().fold((0, 0), |a, p| (a.0 + p.0, a.1 + p.1));
     let ramp_secs = ramp_start.elapsed().as_secs_f64();
-    sf.rss_after_ramp_bytes = server_pid.and_then(rss_bytes);
+    sf.rss_after_ramp_bytes = rss_sum(&server_pids);
+    let loadgen_rss_after_ramp_bytes = rss_sum(&workers.pids());
     if let (Some(a), Some(b)) = (sf.rss_after_ramp_bytes, sf.rss_before_bytes) {
         if connected > 0 {
             sf.rss_per_connection_bytes = Some((a as f64 - b as f64) / connected as f64);
+            sf.rss_total_per_connection_bytes = Some(a as f64 / connected as f64);
         }
     }
     if connected == 0 {
         workers.tell("stop").await;
         workers.wait().await;
-        if let Some(s) = spawned {
-            s.stop().await;
-        }
+        server::stop_all(spawned).await;
         return Err(format!("no client connected: {}", first_errors.first().cloned().unwrap_or_default()));
     }
 
@@ -346,10 +402,17 @@ pub async fn run_one(
             api_key: cfg.api_key.clone(),
             publishers: 1,
         };
-        tokio::spawn(publisher::run_all(http, flood, stop_rx.clone(), Arc::new(AtomicU64::new(0))))
+        let (to, stop_rx) = (publish_to.to_vec(), stop_rx.clone());
+        tokio::spawn(
+            async move { publisher::run_all(&to, flood, stop_rx, Arc::new(AtomicU64::new(0))).await },
+        )
     });
-    let pub_task = tokio::spawn(publisher::run_all(http, plan.clone(), stop_rx, accepted.clone()));
-    let mut server_cpu = server_pid.map(|p| CpuMeter::new(vec![p]));
+    let pub_task = {
+        let (to, plan, stop_rx, accepted) = (publish_to.to_vec(), plan.clone(), stop_rx, accepted.clone());
+        tokio::spawn(async move { publisher::run_all(&to, plan, stop_rx, accepted).await })
+    };
+    let mut server_cpu = (!server_pids.is_empty()).then(|| CpuMeter::new(server_pids.clone()));
+    let mut killed_node = None;
     let mut gen_pids = workers.pids();
     gen_pids.push(std::process::id());
     let mut gen_cpu = CpuMeter::new(gen_pids);
@@ -384,8 +447,23 @@ pub async fn run_one(
         }
         total.add(&iv);
         let _ = hist.add(&h);
+        if kill.is_some_and(|a| killed_node.is_none() && steady_start.elapsed() >= a) {
+            let node = spawned.len() - 1;
+            let pid = spawned[node].pid;
+            spawned[node].kill().await;
+            let at_secs = steady_start.elapsed().as_secs_f64();
+            let clients = (0..cfg.clients)
+                .filter(|&i| i % spawned.len() == node && !super::worker::is_stalled(i, cfg.stalled_fraction))
+                .count() as u64;
+            live.say(&format!(
+                "{label}: killed node {node} (pid {pid}, {clients} clients) at {at_secs:.1} s"
+            ));
+            killed_node = Some(KilledNode { node, pid, at_secs, clients });
+            server_pids.retain(|&p| p != pid);
+            server_cpu = (!server_pids.is_empty()).then(|| CpuMeter::new(server_pids.clone()));
+        }
         let pubs = accepted.load(Relaxed);
-        let rss = server_pid.and_then(rss_bytes);
+        let rss = rss_sum(&server_pids);
         sf.rss_peak_bytes = sf.rss_peak_bytes.max(rss);
         let p = Point {
             t,
@@ -425,11 +503,11 @@ pub async fn run_one(
         None => 0,
     };
     let steady_secs = steady_start.elapsed().as_secs_f64();
-    sf.rss_end_bytes = server_pid.and_then(rss_bytes);
+    sf.rss_end_bytes = rss_sum(&server_pids);
     let mut broadcast_reach_ms = None;
     let mut reach_hist = new_histogram();
     if cfg.idle {
-        published = publisher::broadcast_once(http, &plan).await;
+        published = publisher::broadcast_once(publish_to[0], &plan).await;
     }
     line.finish_and_clear();
 
@@ -466,7 +544,11 @@ pub async fn run_one(
     };
 
     // 5. Teardown.
-    sf.metrics = publisher::scrape(http).await;
+    let alive: Vec<SocketAddr> = match &killed_node {
+        Some(k) => https.iter().enumerate().filter(|&(i, _)| i != k.node).map(|(_, a)| *a).collect(),
+        None => https.clone(),
+    };
+    sf.metrics = publisher::scrape(&alive).await;
     workers.tell("stop").await;
     let mut closed_by_server = 0;
     let finals = gather(&mut workers, Duration::from_secs(10), |_, ev| match ev {
@@ -481,9 +563,7 @@ pub async fn run_one(
     .await;
     closed_by_server += finals.iter().sum::<u64>();
     workers.wait().await;
-    if let Some(s) = spawned {
-        s.stop().await;
-    }
+    server::stop_all(spawned).await;
     sf.cpu_percent_mean = mean(timeline.iter().filter_map(|p| p.server_cpu_percent));
     let stalled =
         (0..cfg.clients).filter(|&i| super::worker::is_stalled(i, cfg.stalled_fraction)).count() as u64;
@@ -522,6 +602,8 @@ pub async fn run_one(
         seq_missing: total.seq_missing,
         clients_disordered: total.clients_disordered,
         reconnects: total.reconnects,
+        failovers: total.failovers,
+        killed_node,
         recovered: total.recovered,
         not_recovered: total.not_recovered,
         replayed: total.replayed,
@@ -530,6 +612,7 @@ pub async fn run_one(
         latency: Latency::of(&hist),
         broadcast_reach_ms,
         server: sf,
+        loadgen_rss_after_ramp_bytes,
         loadgen_cpu_percent_mean: mean(timeline.iter().filter_map(|p| p.loadgen_cpu_percent)),
         loadgen_cpu_us_per_delivery: gen_cpu_secs
             .filter(|_| total.deliveries > 0)

@@ -10,6 +10,7 @@
 //! for at most 20 s and give up at once if the process exits (a wait on a
 //! signal would be better, but a server owes us no readiness signal other than
 //! its port). Its stderr goes to `server-<label>.log` in the report folder.
+//! With `--nodes N` the command runs N times, each on its own free port.
 //! It is stopped with SIGTERM (via `kill`, to need no `libc`), which
 //! `fanout-server` answers with a graceful drain, and killed if it is still
 //! there 15 s later.
@@ -28,6 +29,8 @@ pub struct Spawned {
     child: Child,
     /// Its process id.
     pub pid: u32,
+    /// Killed and reaped: its pid may already be another process's.
+    gone: bool,
 }
 
 /// A free port on 127.0.0.1 (the listener is closed again before the server binds it).
@@ -97,7 +100,7 @@ pub async fn spawn(cmd: &str, addr: SocketAddr, log: &Path) -> Result<Spawned, S
         }
         if let Ok(mut h) = Http::connect(addr).await {
             if let Ok((200, _)) = h.request("GET", "/healthz", &[], b"").await {
-                return Ok(Spawned { child, pid });
+                return Ok(Spawned { child, pid, gone: false });
             }
         }
         if Instant::now() > deadline {
@@ -109,13 +112,28 @@ pub async fn spawn(cmd: &str, addr: SocketAddr, log: &Path) -> Result<Spawned, S
 }
 
 impl Spawned {
+    /// SIGKILL, as a crash or an OOM kill would end it; returns once it is gone.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        self.gone = true;
+    }
+
     /// SIGTERM, then SIGKILL after 15 s.
     pub async fn stop(mut self) {
+        if self.gone {
+            return;
+        }
         let _ = tokio::process::Command::new("kill").args(["-TERM", &self.pid.to_string()]).status().await;
         if tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await.is_err() {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// Stops every node at once (each drains its own connections).
+pub async fn stop_all(nodes: Vec<Spawned>) {
+    futures_util::future::join_all(nodes.into_iter().map(Spawned::stop)).await;
 }
 
 #[cfg(test)]

@@ -34,14 +34,15 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use super::client::{self, Tallies, Target};
+use super::client::{self, Moves, Tallies, Target};
 use super::proto::Event;
 
 /// `fanout-bench load-worker` (hidden; started by `fanout-bench load`).
 #[derive(Args, Debug, Clone)]
 pub struct WorkerArgs {
-    #[arg(long)]
-    pub url: String,
+    /// The nodes' WebSocket URLs; client `id` starts on node `id mod N`.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub url: Vec<String>,
     /// First client id of this worker.
     #[arg(long)]
     pub first_id: usize,
@@ -111,12 +112,16 @@ pub fn main(args: WorkerArgs) -> Result<(), String> {
 }
 
 async fn run(args: WorkerArgs) -> Result<(), String> {
-    let addr = resolve(&args.url)?;
-    let target = Target {
-        url: args.url.clone(),
-        addr,
-        spread_sources: args.spread_sources && addr.ip().is_loopback(),
-    };
+    let mut nodes = Vec::new();
+    for url in &args.url {
+        let addr = resolve(url)?;
+        nodes.push(Target {
+            url: url.clone(),
+            addr,
+            spread_sources: args.spread_sources && addr.ip().is_loopback(),
+        });
+    }
+    let nodes = Arc::new(nodes);
     let tallies = Arc::new(Tallies::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let failed = Arc::new(AtomicU64::new(0));
@@ -131,23 +136,25 @@ async fn run(args: WorkerArgs) -> Result<(), String> {
         let flood = args.flood;
         let (reconnect_fraction, reconnect_every_ms, stalled_fraction) =
             (args.reconnect_fraction, args.reconnect_every_ms, args.stalled_fraction);
-        let (target, tallies, stop, failed, sem, ready) =
-            (target.clone(), tallies.clone(), stop_rx.clone(), failed.clone(), sem.clone(), ready_tx.clone());
+        let (nodes, tallies, stop, failed, sem, ready) =
+            (nodes.clone(), tallies.clone(), stop_rx.clone(), failed.clone(), sem.clone(), ready_tx.clone());
         set.spawn(async move {
+            let node = id % nodes.len();
             let permit = sem.acquire_owned().await;
-            let conn = client::connect(id, &target, &topics, &[], stalled, flood).await;
+            let conn = client::connect(id, &nodes[node], &topics, &[], stalled, flood).await;
             drop(permit);
             match conn {
-                Ok((ws, _)) => {
+                Ok(joined) => {
                     tallies.open.fetch_add(1, Relaxed);
                     let _ = ready.send((!stalled).then(|| topics.clone()));
                     drop(ready);
                     if stalled {
-                        client::stall(ws, &tallies, stop).await;
+                        client::stall(joined.ws, &tallies, stop).await;
                     } else {
-                        let reconnect = is_reconnector(id, reconnect_fraction, stalled_fraction)
-                            .then(|| (target.clone(), Duration::from_millis(reconnect_every_ms.max(1))));
-                        client::read_loop(id, ws, topics, &tallies, stop, reconnect).await;
+                        let reconnect_every = is_reconnector(id, reconnect_fraction, stalled_fraction)
+                            .then(|| Duration::from_millis(reconnect_every_ms.max(1)));
+                        let moves = Moves { nodes, node, reconnect_every };
+                        client::read_loop(id, joined, topics, &tallies, stop, moves).await;
                     }
                 }
                 Err(e) => {
@@ -214,7 +221,7 @@ impl Workers {
         for (w, &n) in per_worker.iter().enumerate() {
             let mut cmd = tokio::process::Command::new(&exe);
             cmd.arg("load-worker")
-                .args(["--url", &base.url])
+                .args(["--url", &base.url.join(",")])
                 .args(["--first-id", &first.to_string()])
                 .args(["--clients", &n.to_string()])
                 .args(["--topics", &base.topics.to_string()])
