@@ -328,9 +328,25 @@ impl Node {
             if !st.ready || st.gone {
                 continue;
             }
-            match self.timed(self.broker.position(int.topic.name())).await {
-                Ok(pos) => self.catch_up(&int, &mut st, pos).await,
-                Err(e) => tracing::warn!(topic = int.topic.name(), error = %e, "cluster: resync failed"),
+            // The commands connection may still be failing (its first
+            // command after a drop errs while it reconnects): try again,
+            // backing off, until the broker answers or the node is gone. A
+            // resync given up would leave the topic's clients short of what
+            // was published meanwhile until its next message.
+            let mut wait = Duration::from_millis(50);
+            loop {
+                match self.timed(self.broker.position(int.topic.name())).await {
+                    Ok(pos) => {
+                        self.catch_up(&int, &mut st, pos).await;
+                        break;
+                    }
+                    Err(e) if !self.shut.load(Relaxed) => {
+                        tracing::warn!(topic = int.topic.name(), error = %e, "cluster: resync failed; trying again");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(1));
+                    }
+                    Err(_) => return,
+                }
             }
         }
     }

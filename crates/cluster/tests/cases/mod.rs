@@ -1,8 +1,9 @@
 //! The cases every broker must pass (tests/redis.rs and tests/nats.rs run
 //! them on the shared brokers): nodes agree on `seq`, a client recovers on
 //! another node, what the routing lost is read back from the broker, what
-//! the broker no longer holds is a lag notice, and a node's death loses
-//! nothing for clients that move.
+//! the broker no longer holds is a lag notice, a node's death loses
+//! nothing for clients that move, and a node cut off from the broker
+//! catches up when it is let back.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -164,6 +165,39 @@ pub async fn a_node_that_dies_loses_nothing_for_clients_that_move(url: &str) {
     assert_eq!(got, [json!(2), json!(3), json!(4)]);
 }
 
+/// A partition: node a is cut off from the broker (a proxy between them
+/// drops every connection and refuses new ones) while node b goes on
+/// publishing; when a is let back, its client gets what b published
+/// meanwhile, in order, then the live messages: no gap, no duplicate.
+pub async fn a_node_cut_off_from_the_broker_catches_up_when_let_back(url: &str) {
+    let s = settings(url, "cut");
+    let _cleanup = Cleanup(s.clone());
+    let proxy = Cut::to(url).await;
+    let scheme = url.split_once("://").unwrap().0;
+    let a = node(&fanout_cluster::BrokerSettings { url: proxy.url(scheme), ..s.clone() }).await;
+    let b = node(&s).await;
+    let (mut sa, j) = join(&a, "t", JoinFrom::Now).await;
+    for i in 1..=2 {
+        publish(&b, "t", json!(i)).await.unwrap();
+    }
+    assert_eq!(
+        messages(&mut sa, 2).await.iter().map(|m| m.2.clone()).collect::<Vec<_>>(),
+        [json!(1), json!(2)]
+    );
+    proxy.cut();
+    for i in 3..=5 {
+        publish(&b, "t", json!(i)).await.unwrap();
+    }
+    proxy.heal();
+    publish(&b, "t", json!(6)).await.unwrap();
+    let got = messages(&mut sa, 4).await;
+    assert_eq!(
+        got.iter().map(|m| (m.0 - j.position.seq, m.2.clone())).collect::<Vec<_>>(),
+        (3..=6).map(|i| (i, json!(i))).collect::<Vec<_>>(),
+        "what b published while a was cut off, in order, then live"
+    );
+}
+
 /// One test per case above, on the broker at `$url`.
 macro_rules! broker_cases {
     ($url:expr) => {
@@ -186,6 +220,10 @@ macro_rules! broker_cases {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_node_that_dies_loses_nothing_for_clients_that_move() {
             cases::a_node_that_dies_loses_nothing_for_clients_that_move(&$url).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_node_cut_off_from_the_broker_catches_up_when_let_back() {
+            cases::a_node_cut_off_from_the_broker_catches_up_when_let_back(&$url).await;
         }
     };
 }

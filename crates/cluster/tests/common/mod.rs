@@ -261,3 +261,66 @@ impl Drop for Private {
         }
     }
 }
+
+/// A TCP proxy between one node and its broker, to cut that node off (a
+/// partition: the broker and the other nodes go on) and let it back.
+pub struct Cut {
+    /// The port the node connects to.
+    pub port: u16,
+    off: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Cut {
+    /// A proxy to `url`'s host and port; the node's URL is [`Cut::url`].
+    pub async fn to(url: &str) -> Cut {
+        let target = url.split_once("://").map(|(_, a)| a.to_string()).expect("scheme://host:port");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let off = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let links = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let (off, links) = (off.clone(), links.clone());
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if off.load(std::sync::atomic::Ordering::SeqCst) {
+                        continue; // dropped: refused while cut off
+                    }
+                    let target = target.clone();
+                    links.lock().unwrap().push(tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    }));
+                }
+            }
+        });
+        Cut { port, off, links, accept }
+    }
+
+    /// The broker URL through the proxy.
+    pub fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts every connection through the proxy, and refuses new ones.
+    pub fn cut(&self) {
+        self.off.store(true, std::sync::atomic::Ordering::SeqCst);
+        for l in self.links.lock().unwrap().drain(..) {
+            l.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn heal(&self) {
+        self.off.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
