@@ -215,18 +215,6 @@ pub trait Receiver<T>: Send + 'static {
         max: usize,
     ) -> impl Future<Output = Result<usize, RecvError>> + Send + 'a;
 
-    /// Messages handed out again from a history after a loss (gap repair);
-    /// 0 for engines without it.
-    fn repaired(&self) -> u64 {
-        0
-    }
-
-    /// Missed messages left out for a newer one with the same key
-    /// (conflation); 0 for engines without it.
-    fn conflated(&self) -> u64 {
-        0
-    }
-
     /// `(repaired, conflated)` since the last call, if either moved (for a
     /// transport's notice); `None` for engines without repair.
     fn take_repairs(&mut self) -> Option<(u64, u64)> {
@@ -311,12 +299,6 @@ impl<T: Clone + Send + Sync + 'static> Receiver<T> for Subscriber<T> {
         max: usize,
     ) -> impl Future<Output = Result<usize, RecvError>> + Send + 'a {
         Subscriber::recv_many(self, buf, max)
-    }
-    fn repaired(&self) -> u64 {
-        Subscriber::repaired(self)
-    }
-    fn conflated(&self) -> u64 {
-        Subscriber::conflated(self)
     }
     fn take_repairs(&mut self) -> Option<(u64, u64)> {
         Subscriber::take_repairs(self)

@@ -49,23 +49,11 @@ impl<E: Engine<Frame>> Gateway<E> {
     /// `PublishError::Shutdown` once the drain began: a publish that returns
     /// `Ok` reaches every recipient that is not evicted, even during a drain.
     pub fn publish_json(&self, topic: &str, payload: &RawValue) -> Result<PublishReport, PublishError> {
-        self.publish_json_keyed(topic, None, payload)
-    }
-
-    /// [`Gateway::publish_json`] with a conflation key (see
-    /// `fanout_core::Hub::publish_keyed`): a client that falls behind on a
-    /// conflated topic gets the newest message per key.
-    pub fn publish_json_keyed(
-        &self,
-        topic: &str,
-        key: Option<&str>,
-        payload: &RawValue,
-    ) -> Result<PublishReport, PublishError> {
         let ts = now_ms();
         self.timed(|| {
-            self.inner.engine.publish_keyed_with(topic, Priority::Normal, key, |meta| {
-                encode_json(Some(topic), meta, ts, payload)
-            })
+            self.inner
+                .engine
+                .publish_with(topic, Priority::Normal, |meta| encode_json(Some(topic), meta, ts, payload))
         })
         .unwrap_or(Err(PublishError::Shutdown))
     }
@@ -73,7 +61,9 @@ impl<E: Engine<Frame>> Gateway<E> {
     /// [`publish_json`](Self::publish_json) through the engine's async
     /// publish: what the RPC and the HTTP API await (an engine with a broker
     /// answers once the broker has numbered the message).
-    /// `key`: a conflation key, as in [`publish_json_keyed`](Self::publish_json_keyed).
+    /// `key`: a conflation key (see `fanout_core::Hub::publish_keyed`): a
+    /// client that falls behind on a conflated topic gets the newest message
+    /// per key.
     pub async fn publish_json_async(
         &self,
         topic: &str,

@@ -180,7 +180,7 @@ struct PublishParams<'a> {
     topic: Cow<'a, str>,
     #[serde(borrow)]
     payload: &'a RawValue,
-    /// Conflation key (see `Gateway::publish_json_keyed`).
+    /// Conflation key (see `Gateway::publish_json_async`).
     #[serde(default, borrow)]
     key: Option<Cow<'a, str>>,
 }

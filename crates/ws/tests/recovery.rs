@@ -224,7 +224,7 @@ async fn a_slow_client_on_a_conflated_topic_gets_the_newest_per_key() {
     for i in 1..=n {
         let key = ["EUR", "GBP", "JPY"][(i % 3) as usize];
         let p = serde_json::value::to_raw_value(&json!({"key": key, "i": i, "pad": big})).unwrap();
-        srv.gw.publish_json_keyed("prices", Some(key), &p).unwrap();
+        srv.gw.publish_json_async("prices", Some(key), &p).await.unwrap();
     }
     let (mut last, mut newest, mut conflated) = (0u64, std::collections::HashMap::new(), 0u64);
     while last < n {
