@@ -1,5 +1,7 @@
-//! The hot path allocates nothing per delivery and at most once per publish:
-//! a counting global allocator proves it for 1,000 subscribers. With
+//! The hot path allocates nothing per delivery, and per message at most the
+//! message and, for 64 or more recipients on a machine of several cores, its
+//! reference-count lanes (`shared.rs`, "Lanes"): a counting global allocator
+//! proves it for 1,000 subscribers. With
 //! `lazy_rings`, a subscriber's ring storage is allocated by the first delivery
 //! to it, not by `subscribe` (without, by `subscribe`): the allocator also
 //! counts allocations of exactly the storage's size.
@@ -63,8 +65,15 @@ fn counted_storages<R>(f: impl FnOnce() -> R) -> (R, u64, u64) {
     (r, ALLOCS.load(Ordering::SeqCst), STORAGES.load(Ordering::SeqCst))
 }
 
+/// Allocations per message to 1,000 recipients: the message, and its lanes
+/// where there is more than one core.
+fn per_message() -> u64 {
+    1 + u64::from(std::thread::available_parallelism().map_or(1, |n| n.get()) > 1)
+}
+
 #[test]
-fn publish_to_1000_allocates_at_most_once() {
+fn publish_to_1000_allocates_only_the_message() {
+    let m = per_message();
     // The default: the ring is allocated by `subscribe`.
     let eager = fanout_core::Hub::<u64>::builder().capacity(CAPACITY).build().unwrap();
     let (sub, _, storages) = counted_storages(|| eager.subscribe().unwrap());
@@ -95,7 +104,7 @@ fn publish_to_1000_allocates_at_most_once() {
     assert_eq!(storages, 1000, "one storage per member, at its first delivery");
     assert!(n > storages, "and the message");
     let (_, n, storages) = counted_storages(|| hub.publish("t", 0).unwrap());
-    assert_eq!((n, storages), (1, 0), "the second publish: the message only");
+    assert_eq!((n, storages), (m, 0), "the second publish: the message only");
     // Out of the way before counting again (its removal allocates, on the
     // cleanup worker's thread).
     drop(idle);
@@ -106,19 +115,19 @@ fn publish_to_1000_allocates_at_most_once() {
 
     let (r, n) = counted(|| hub.publish("t", 1).unwrap());
     assert_eq!(r.delivered, 1000);
-    assert_eq!(n, 1, "publish by name: one allocation (the message)");
+    assert_eq!(n, m, "publish by name: the message (and its lanes)");
 
     let (r, n) = counted(|| topic.publish(2).unwrap());
     assert_eq!(r.delivered, 1000);
-    assert_eq!(n, 1, "publish by handle");
+    assert_eq!(n, m, "publish by handle");
 
     let (r, n) = counted(|| hub.broadcast(3).unwrap());
     assert_eq!(r.delivered, 1000);
-    assert_eq!(n, 1, "broadcast");
+    assert_eq!(n, m, "broadcast");
 
     let (r, n) = counted(|| hub.publish_many("t", 0..64).unwrap());
     assert_eq!(r.delivered, 64_000);
-    assert_eq!(n, 64, "publish_many: one per message, none per delivery");
+    assert_eq!(n, 64 * m, "publish_many: per message, none per delivery");
 
     // Receiving allocates nothing either (into a buffer with room).
     let mut buf = Vec::with_capacity(1024);
