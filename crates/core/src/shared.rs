@@ -78,6 +78,7 @@ const MAX_LANES: usize = 8;
 
 /// Lanes per message: the cores, up to [`MAX_LANES`]; 1 (no lanes) on one
 /// core. Two under loom and miri.
+#[inline]
 fn lanes() -> usize {
     #[cfg(loom)]
     {
