@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use fanout_core::{
-    Engine, HistoryPage, Hub, JoinFrom, Joined, Message, Meta, Origin, Position, Priority, PublishError,
+    Engine, HistoryPage, Hub, JoinFrom, Joined, Message, Meta, Position, Priority, PublishError,
     PublishReport, SendError, Stats, SubscribeError, Subscriber, SubscriberId, Topic,
 };
 use fanout_ws::Frame;
@@ -297,7 +297,7 @@ impl Node {
     /// Publishes `body` into the local topic at `at`.
     fn place(&self, int: &Interest, st: &mut Applied, at: Position, body: &bytes::Bytes) {
         let meta = Meta { epoch: at.epoch, seq: at.seq };
-        let Some(frame) = wire::decode(body, int.topic.name(), meta) else {
+        let Some(d) = wire::decode(body, int.topic.name(), meta) else {
             tracing::warn!(
                 topic = int.topic.name(),
                 seq = at.seq,
@@ -308,7 +308,7 @@ impl Node {
         if at.epoch != st.last.epoch {
             self.metrics.new_epochs.fetch_add(u64::from(st.last.epoch != 0), Relaxed);
         }
-        match int.topic.publish_at(meta, Priority::Normal, |_| frame) {
+        match int.topic.publish_at_keyed(meta, d.priority, d.key.as_deref(), |_| d.frame) {
             Ok(fanout_core::Placed::Published(_)) => {
                 self.metrics.applied.fetch_add(1, Relaxed);
                 st.last = at;
@@ -369,7 +369,7 @@ impl Node {
             return;
         };
         let older = frames(name, p.epoch, stored.into_iter().take_while(|s| s.seq <= end));
-        int.topic.backfill(older.into_iter().map(|m| (m.meta(), m.payload().clone())));
+        int.topic.backfill_messages(older);
     }
 
     /// A history page read from the broker alone.
@@ -393,8 +393,8 @@ fn frames(topic: &str, epoch: u64, stored: impl IntoIterator<Item = Stored>) -> 
         .into_iter()
         .filter_map(|s| {
             let meta = Meta { epoch, seq: s.seq };
-            let f = wire::decode(&s.body, topic, meta)?;
-            Some(Message::new(Some(name.clone()), Origin::Topic, meta, Priority::Normal, f))
+            let d = wire::decode(&s.body, topic, meta)?;
+            Some(Message::keyed(Some(name.clone()), meta, d.priority, d.key, d.frame))
         })
         .collect()
 }
@@ -556,7 +556,7 @@ impl Engine<Frame> for Cluster {
         if self.node.shut.load(Relaxed) {
             return Err(PublishError::Shutdown);
         }
-        let body = wire::encode(&make(wire::PLACEHOLDER));
+        let body = wire::encode(&make(wire::PLACEHOLDER), priority, None);
         let node = self.node.clone();
         let t = topic.to_string();
         tokio::spawn(async move {
@@ -564,8 +564,8 @@ impl Engine<Frame> for Cluster {
         });
         Ok(PublishReport { messages: 1, ..PublishReport::default() })
     }
-    /// A conflation `key` is kept by `$` topics only: the broker's wire
-    /// format does not carry it yet (docs/cluster.md).
+    /// The priority and the conflation `key` travel with the body
+    /// (`wire.rs`): every node delivers the message with both.
     async fn publish_async<'a, F>(
         &'a self,
         topic: &'a str,
@@ -583,7 +583,7 @@ impl Engine<Frame> for Cluster {
             if self.node.shut.load(Relaxed) {
                 return Err(PublishError::Shutdown);
             }
-            let body = wire::encode(&make(wire::PLACEHOLDER));
+            let body = wire::encode(&make(wire::PLACEHOLDER), priority, key);
             let pos = self.node.publish(topic, body).await?;
             Ok(PublishReport { messages: 1, seq: pos.seq, ..PublishReport::default() })
         }

@@ -93,8 +93,18 @@ impl<T> Message<T> {
         Message { inner: Counted::new(Envelope { topic, origin, meta, priority, key: None, payload }) }
     }
 
-    /// A message with a conflation key (see [`Hub::publish_keyed`](crate::Hub::publish_keyed)).
-    pub(crate) fn keyed(
+    /// A topic's message with a conflation key (see
+    /// [`Hub::publish_keyed`](crate::Hub::publish_keyed)): what a cluster
+    /// node builds from a message read back from its broker.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fanout_core::{Message, Meta, Priority};
+    ///
+    /// let m = Message::keyed(Some(Arc::from("px")), Meta { seq: 3, epoch: 1 }, Priority::High, Some(Arc::from("EURUSD")), 1.08);
+    /// assert_eq!((m.key().map(|k| &**k), m.priority()), (Some("EURUSD"), Priority::High));
+    /// ```
+    pub fn keyed(
         topic: Option<Arc<str>>,
         meta: Meta,
         priority: Priority,

@@ -134,6 +134,31 @@ impl<T: Clone + Send + Sync + 'static> Topic<T> {
         priority: Priority,
         make: impl FnOnce(Meta) -> T,
     ) -> Result<Placed, PublishError> {
+        self.publish_at_keyed(at, priority, None, make)
+    }
+
+    /// [`publish_at`](Self::publish_at) with a conflation key (see
+    /// [`Hub::publish_keyed`](crate::Hub::publish_keyed)): a cluster node
+    /// places a keyed message where the broker numbered it, key included.
+    ///
+    /// ```
+    /// use fanout_core::{Hub, Meta, Priority};
+    ///
+    /// let hub = Hub::<u32>::new();
+    /// let mut s = hub.subscribe().unwrap();
+    /// s.join("px").unwrap();
+    /// let t = hub.topic("px");
+    /// t.publish_at_keyed(Meta { epoch: 2, seq: 1 }, Priority::High, Some("EURUSD"), |_| 7).unwrap();
+    /// let m = s.try_recv().unwrap();
+    /// assert_eq!((m.key().map(|k| &**k), m.priority(), *m.payload()), (Some("EURUSD"), Priority::High, 7));
+    /// ```
+    pub fn publish_at_keyed(
+        &self,
+        at: Meta,
+        priority: Priority,
+        key: Option<&str>,
+        make: impl FnOnce(Meta) -> T,
+    ) -> Result<Placed, PublishError> {
         let inner = self.hub.inner();
         inner.check_open()?;
         let topic = &self.inner;
@@ -147,7 +172,7 @@ impl<T: Clone + Send + Sync + 'static> Topic<T> {
             }
             self.advance(Position { epoch: at.epoch, seq: at.seq - 1 });
         }
-        let r = inner.publish_one(&crate::publish::Target::topic(topic), priority, None, make);
+        let r = inner.publish_one(&crate::publish::Target::topic(topic), priority, key, make);
         debug_assert_eq!(r.seq, at.seq, "a topic numbered elsewhere had another publisher");
         Ok(Placed::Published(r))
     }
@@ -172,11 +197,34 @@ impl<T: Clone + Send + Sync + 'static> Topic<T> {
     /// assert_eq!(page.messages.iter().map(|m| *m.payload()).collect::<Vec<_>>(), [2, 3, 4, 5]);
     /// ```
     pub fn backfill(&self, older: impl IntoIterator<Item = (Meta, T)>) -> usize {
+        let name = self.inner.name.clone();
+        self.backfill_messages(
+            older
+                .into_iter()
+                .map(|(meta, p)| Message::new(Some(name.clone()), Origin::Topic, meta, Priority::Normal, p)),
+        )
+    }
+
+    /// [`backfill`](Self::backfill) with whole messages, keeping each one's
+    /// priority and conflation key (their topic and origin are taken as
+    /// given).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use fanout_core::{Hub, Message, Meta, Position, Priority};
+    ///
+    /// let hub = Hub::<u64>::builder().history(10, Duration::from_secs(60)).build().unwrap();
+    /// let t = hub.topic("t");
+    /// t.advance(Position { epoch: 3, seq: 2 });
+    /// let old = Message::keyed(Some(Arc::from("t")), Meta { epoch: 3, seq: 2 }, Priority::High, Some(Arc::from("k")), 2);
+    /// assert_eq!(t.backfill_messages([old]), 1);
+    /// let page = t.history(10, Some(1));
+    /// assert_eq!(page.messages[0].key().map(|k| &**k), Some("k"));
+    /// ```
+    pub fn backfill_messages(&self, older: impl IntoIterator<Item = Message<T>>) -> usize {
         let topic = &self.inner;
-        let msgs: Vec<Message<T>> = older
-            .into_iter()
-            .map(|(meta, p)| Message::new(Some(topic.name.clone()), Origin::Topic, meta, Priority::Normal, p))
-            .collect();
+        let msgs: Vec<Message<T>> = older.into_iter().collect();
         let Some(last) = msgs.last().map(Message::seq) else {
             return 0;
         };

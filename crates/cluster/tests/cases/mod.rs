@@ -2,8 +2,9 @@
 //! them on the shared brokers): nodes agree on `seq`, a client recovers on
 //! another node, what the routing lost is read back from the broker, what
 //! the broker no longer holds is a lag notice, a node's death loses
-//! nothing for clients that move, and a node cut off from the broker
-//! catches up when it is let back.
+//! nothing for clients that move, a node cut off from the broker
+//! catches up when it is let back, and a message's priority and key reach
+//! every node.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -199,6 +200,48 @@ pub async fn a_node_cut_off_from_the_broker_catches_up_when_let_back(url: &str) 
 }
 
 /// One test per case above, on the broker at `$url`.
+/// A publish's priority and conflation key reach the other nodes' clients,
+/// live and when read back from the broker (before, every node delivered
+/// `Normal` messages without a key: the broker's body did not carry them).
+pub async fn priority_and_key_reach_every_node(url: &str) {
+    use fanout_core::{Message, Priority};
+    let s = settings(url, "keyed");
+    let _cleanup = Cleanup(s.clone());
+    let (a, b) = (node(&s).await, node(&s).await);
+    let (mut sb, j) = join(&b, "px", JoinFrom::Now).await;
+    let publish_as = |priority, key: Option<&'static str>, v: serde_json::Value| {
+        let a = a.clone();
+        async move {
+            let raw = serde_json::value::to_raw_value(&v).unwrap();
+            a.publish_async("px", priority, key, move |meta| {
+                fanout_ws::frame::encode_json(Some("px"), meta, 0, &raw)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    publish_as(Priority::High, Some("EURUSD"), json!(1.08)).await;
+    publish_as(Priority::Normal, None, json!("plain")).await;
+    let mut got: Vec<Message<fanout_ws::Frame>> = Vec::new();
+    while got.len() < 2 {
+        let mut buf = Vec::new();
+        tokio::time::timeout(PATIENCE, sb.recv_many(&mut buf, 2)).await.expect("in time").expect("open");
+        got.append(&mut buf);
+    }
+    let seen = |ms: &[Message<fanout_ws::Frame>]| {
+        ms.iter().map(|m| (m.seq(), m.priority(), m.key().map(|k| k.to_string()))).collect::<Vec<_>>()
+    };
+    let want = vec![
+        (j.position.seq + 1, Priority::High, Some("EURUSD".to_string())),
+        (j.position.seq + 2, Priority::Normal, None),
+    ];
+    assert_eq!(seen(&got), want, "live, on another node");
+    // Read back from the broker by a node with no interest in the topic.
+    let c = node(&s).await;
+    let page = c.history_async("px", 2, Some(j.position.seq)).await.expect("a page");
+    assert_eq!(seen(&page.messages), want, "read back from the broker");
+}
+
 macro_rules! broker_cases {
     ($url:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,6 +263,10 @@ macro_rules! broker_cases {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_node_that_dies_loses_nothing_for_clients_that_move() {
             cases::a_node_that_dies_loses_nothing_for_clients_that_move(&$url).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn priority_and_key_reach_every_node() {
+            cases::priority_and_key_reach_every_node(&$url).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_node_cut_off_from_the_broker_catches_up_when_let_back() {
