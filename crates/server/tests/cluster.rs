@@ -132,6 +132,56 @@ async fn over_nats_two_servers_are_one_topic_space() {
     two_servers_one_topic_space(broker("nats://127.0.0.1:4222", "127.0.0.1:4222", "n")).await;
 }
 
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+/// A token's `channels` on a server new to the topic: once the connection
+/// has answered its first call, the channel's stream is set up, and a
+/// message published on the other server reaches it. Before, the channel
+/// was joined without waiting for the broker subscription, and such a
+/// message could be lost (here, over a real broker, in 1 run of 8: the
+/// HTTP publish usually gives the subscription time; the check that fails
+/// every time without the wait is crates/ws/tests/channels.rs).
+async fn a_token_channel_misses_nothing_after_the_first_answer(b: BrokerSettings) {
+    let secured = || Settings {
+        ws: fanout_ws::WsConfig { jwt_secret: Some(SECRET.into()), ..Default::default() },
+        ..settings(&b)
+    };
+    let (a, z) = (start(secured()).await.unwrap(), start(secured()).await.unwrap());
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    let claims = json!({"sub": "u", "exp": exp, "channels": ["room"], "subscribe": ["other"]});
+    let token = fanout_ws::sign_hs256(&claims, SECRET.as_bytes());
+    let (mut cz, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?token={token}", z.addr())).await.unwrap();
+    // A call answered by the connection alone (no engine, no broker).
+    let first = call(&mut cz, 1, "unsubscribe", json!({"topic": "other"})).await;
+    assert_eq!(first["result"]["left"], false, "{first}");
+    let seq = publish(a.addr(), json!("hello")).await;
+    let got = pushes(&mut cz, 1).await;
+    assert_eq!((got[0].0, &got[0].2), (seq, &json!("hello")), "the channel's first message");
+    a.shutdown().await.unwrap();
+    z.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_redis_a_token_channel_misses_nothing_after_the_first_answer() {
+    a_token_channel_misses_nothing_after_the_first_answer(broker(
+        "redis://127.0.0.1:6379",
+        "127.0.0.1:6379",
+        "c",
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_nats_a_token_channel_misses_nothing_after_the_first_answer() {
+    a_token_channel_misses_nothing_after_the_first_answer(broker(
+        "nats://127.0.0.1:4222",
+        "127.0.0.1:4222",
+        "d",
+    ))
+    .await;
+}
+
 #[tokio::test]
 async fn a_broker_url_of_another_kind_is_refused_at_start() {
     let mut s = settings(&BrokerSettings::new("redis://127.0.0.1:6379"));

@@ -170,11 +170,7 @@ where
 {
     let id = sub.id();
     tracing::debug!(%peer, client = id.get(), subject = perms.subject.as_deref(), "connected");
-    // Counted open once its session is set up (its token's channels joined):
-    // a connection that `Gateway::connections` counts receives their messages.
     let session = Session::new(gw, id, perms, slot);
-    session.gateway.inner.metrics.opened();
-    let open = Opened(session.gateway.clone());
     let conn = Conn {
         session,
         ws,
@@ -188,7 +184,7 @@ where
         unanswered_ping: None,
         recorded: false,
         peer,
-        _open: open,
+        _open: None,
         _guard: guard,
     };
     conn.run()
@@ -222,7 +218,9 @@ struct Conn<E: Engine<Frame>, S> {
     /// Counts the connection ended when dropped: after `sub` and `session`
     /// (fields drop in order), so that once `Gateway::connections` no longer
     /// counts it, its topics and its place under the caps are given back.
-    _open: Opened<E>,
+    /// Set (and the connection counted open) once the token's channels are
+    /// joined.
+    _open: Option<Opened<E>>,
     /// Held for the connection's life: its count among the gateway's live
     /// tasks (its place under the connection caps is in `session`).
     _guard: TaskGuard<E>,
@@ -314,6 +312,17 @@ impl<E: Engine<Frame>, S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<
     #[allow(clippy::manual_async_fn)]
     fn run(mut self) -> impl Future<Output = ()> + Send + 'static {
         async move {
+            // The token's channels, joined as `subscribe` joins (waiting for
+            // an engine that waits, see `Session::join_channels`) before a
+            // frame is read: a client whose first call is answered misses
+            // nothing on them. Boxed: its state is not kept in every
+            // connection's future. Counted open after it: a connection that
+            // `Gateway::connections` counts receives their messages.
+            if self.session.has_channels() {
+                Box::pin(self.session.join_channels()).await;
+            }
+            self.session.gateway.inner.metrics.opened();
+            self._open = Some(Opened(self.session.gateway.clone()));
             let kind = self.serve().await;
             self.record(kind);
             tracing::debug!(peer = %self.peer, client = self.session.id.get(), reason = kind.as_str(), "disconnected");

@@ -70,7 +70,8 @@ impl RpcHarness {
             channels: Vec::new(),
         };
         let slot = gw.inner.limiter.try_acquire([127, 0, 0, 1].into()).expect("the fuzz gateway has no caps");
-        let session = Session::new(gw, sub.id(), perms, slot);
+        let mut session = Session::new(gw, sub.id(), perms, slot);
+        now(session.join_channels());
         RpcHarness { session, _sub: sub }
     }
 

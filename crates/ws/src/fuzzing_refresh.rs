@@ -90,6 +90,7 @@ impl RefreshHarness {
         let perms = verifier.verify(&sign(&claims, SECRET, None), 0).expect("own token").permissions();
         let slot = gw.inner.limiter.try_acquire([127, 0, 0, 1].into()).expect("no caps");
         let mut session = Session::new(gw, sub.id(), perms, slot);
+        super::now(session.join_channels());
         for t in ["a.1", "b.1"] {
             let r = super::now(session.handle_text(
                 &json!({"jsonrpc": "2.0", "id": 0, "method": "subscribe", "params": [t]}).to_string(),

@@ -256,12 +256,13 @@ pub(crate) struct Session<E: Engine<Frame>> {
 }
 
 impl<E: Engine<Frame>> Session<E> {
-    /// The session of a new connection from `ip` with `perms`.
+    /// The session of a new connection from `ip` with `perms`; its token's
+    /// channels are joined by [`Session::join_channels`].
     pub(crate) fn new(gateway: Gateway<E>, id: SubscriberId, perms: Permissions, slot: Slot) -> Self {
         let cfg = &gateway.inner.config;
         let bucket = TokenBucket::new(cfg.rate_limit, Instant::now());
         let expires = perms.expires.map(|exp| crate::token::deadline(exp, cfg.jwt_leeway));
-        let mut s = Session {
+        Session {
             gateway,
             id,
             perms,
@@ -271,18 +272,28 @@ impl<E: Engine<Frame>> Session<E> {
             rate_close: false,
             slot,
             expires,
-        };
-        s.join_channels();
-        s
+        }
     }
 
-    /// Joins the token's `channels` (no round trip). A channel that breaks a
-    /// rule or a limit is skipped, with a debug line: the client can still
-    /// `subscribe` to it and learn why.
-    fn join_channels(&mut self) {
+    /// Whether the token names `channels` to join.
+    pub(crate) fn has_channels(&self) -> bool {
+        !self.perms.channels.is_empty()
+    }
+
+    /// Joins the token's `channels`, as `subscribe` does: an engine that
+    /// waits (a cluster node, for its broker subscription) has the topic's
+    /// stream set up when this returns, so no message published after the
+    /// connection opened is missed. A channel that breaks a rule or a limit
+    /// is skipped, with a debug line: the client can still `subscribe` to it
+    /// and learn why.
+    pub(crate) async fn join_channels(&mut self) {
         let channels = std::mem::take(&mut self.perms.channels);
         for c in &channels {
-            if let Err(e) = self.check_topic(c).and_then(|()| self.join(c)) {
+            let joined = match self.check_topic(c) {
+                Ok(()) => self.join_from(c, fanout_core::JoinFrom::Now).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = joined {
                 tracing::debug!(channel = %c, error = %e.message, "channel not joined");
             }
         }
@@ -454,19 +465,6 @@ impl<E: Engine<Frame>> Session<E> {
         let page = self.gateway.inner.engine.history_async(&topic, limit, since).await;
         let json = crate::recovery::history_json_or_empty(page.as_ref());
         RawValue::from_string(json).map_err(|e| RpcError::new(codes::INTERNAL_ERROR, e.to_string()))
-    }
-
-    /// Joins a valid, permitted topic within the limits; `false` if already
-    /// subscribed.
-    /// The token's channels join this way: without waiting (an engine that
-    /// would wait, a cluster node, starts its broker work in the background).
-    fn join(&mut self, topic: &str) -> Result<bool, RpcError> {
-        if self.topics.contains(topic) {
-            return Ok(false);
-        }
-        let name = self.admit(topic)?;
-        let joined = self.gateway.inner.engine.join_from(self.id, topic, fanout_core::JoinFrom::Now);
-        self.joined(topic, name, joined).map(|j| j.is_some())
     }
 
     /// Joins a valid, permitted topic within the limits, from a position or
