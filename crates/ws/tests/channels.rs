@@ -14,10 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use common::*;
-use fanout_core::{
-    Engine, Hub, JoinFrom, Joined, Meta, Priority, PublishError, PublishReport, SendError, Stats,
-    SubscribeError, Subscriber, SubscriberId,
-};
+use fanout_core::{Engine, Hub, JoinFrom, Joined, Priority, SubscribeError, Subscriber, SubscriberId};
 use fanout_ws::{Frame, WsConfig};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -41,12 +38,6 @@ impl Engine<Frame> for Gated {
     fn subscribe(&self) -> Result<Subscriber<Frame>, SubscribeError> {
         self.hub.subscribe()
     }
-    fn join(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError> {
-        self.hub.join(id, topic)
-    }
-    fn leave(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError> {
-        self.hub.leave(id, topic)
-    }
     // As the trait declares it (its future must be `Send`).
     #[allow(clippy::manual_async_fn)]
     fn join_from_async<'a>(
@@ -61,26 +52,7 @@ impl Engine<Frame> for Gated {
             self.hub.join_from(id, topic, from)
         }
     }
-    fn publish_with<F: FnOnce(Meta) -> Frame>(
-        &self,
-        topic: &str,
-        priority: Priority,
-        make: F,
-    ) -> Result<PublishReport, PublishError> {
-        self.hub.publish_with(topic, priority, make)
-    }
-    fn broadcast(&self, payload: Frame) -> Result<PublishReport, PublishError> {
-        self.hub.broadcast(payload)
-    }
-    fn send_to(&self, id: SubscriberId, payload: Frame) -> Result<(), SendError<Frame>> {
-        self.hub.send_to(id, payload)
-    }
-    fn stats(&self) -> Stats {
-        self.hub.stats()
-    }
-    fn shutdown(&self) {
-        self.hub.shutdown()
-    }
+    delegate_to_hub!();
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ mod common;
 
 use common::*;
 use fanout_core::{
-    Engine, Hub, Message as EngineMessage, Meta, Priority, PublishError, PublishReport, Receiver, RecvError,
-    SendError, Stats, SubscribeError, Subscriber, SubscriberId, TryRecvError,
+    Engine, Hub, Message as EngineMessage, Receiver, RecvError, SubscribeError, Subscriber, SubscriberId,
+    TryRecvError,
 };
 use fanout_ws::tokio_tungstenite::tungstenite::Message;
 use fanout_ws::{Frame, WsConfig};
@@ -89,32 +89,7 @@ impl Engine<Frame> for Firehose {
             calls: 0,
         })
     }
-    fn join(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError> {
-        self.hub.join(id, topic)
-    }
-    fn leave(&self, id: SubscriberId, topic: &str) -> Result<bool, SubscribeError> {
-        self.hub.leave(id, topic)
-    }
-    fn publish_with<F: FnOnce(Meta) -> Frame>(
-        &self,
-        topic: &str,
-        priority: Priority,
-        make: F,
-    ) -> Result<PublishReport, PublishError> {
-        self.hub.publish_with(topic, priority, make)
-    }
-    fn broadcast(&self, payload: Frame) -> Result<PublishReport, PublishError> {
-        self.hub.broadcast(payload)
-    }
-    fn send_to(&self, id: SubscriberId, payload: Frame) -> Result<(), SendError<Frame>> {
-        self.hub.send_to(id, payload)
-    }
-    fn stats(&self) -> Stats {
-        self.hub.stats()
-    }
-    fn shutdown(&self) {
-        self.hub.shutdown()
-    }
+    delegate_to_hub!();
 }
 
 #[tokio::test]

@@ -160,3 +160,54 @@ pub async fn expect_close(ws: &mut Client) -> CloseFrame {
 pub fn code(f: &CloseFrame) -> u16 {
     u16::from(f.code)
 }
+
+/// The `Engine` methods a test engine wrapping a `Hub<Frame>` in its `hub`
+/// field passes through unchanged: join, leave, publish, broadcast, unicast,
+/// stats, shutdown. Write the methods the test changes, then call this
+/// inside the `impl Engine<Frame>` block.
+#[macro_export]
+macro_rules! delegate_to_hub {
+    () => {
+        fn join(
+            &self,
+            id: fanout_core::SubscriberId,
+            topic: &str,
+        ) -> Result<bool, fanout_core::SubscribeError> {
+            self.hub.join(id, topic)
+        }
+        fn leave(
+            &self,
+            id: fanout_core::SubscriberId,
+            topic: &str,
+        ) -> Result<bool, fanout_core::SubscribeError> {
+            self.hub.leave(id, topic)
+        }
+        fn publish_with<F: FnOnce(fanout_core::Meta) -> fanout_ws::Frame>(
+            &self,
+            topic: &str,
+            priority: fanout_core::Priority,
+            make: F,
+        ) -> Result<fanout_core::PublishReport, fanout_core::PublishError> {
+            self.hub.publish_with(topic, priority, make)
+        }
+        fn broadcast(
+            &self,
+            payload: fanout_ws::Frame,
+        ) -> Result<fanout_core::PublishReport, fanout_core::PublishError> {
+            self.hub.broadcast(payload)
+        }
+        fn send_to(
+            &self,
+            id: fanout_core::SubscriberId,
+            payload: fanout_ws::Frame,
+        ) -> Result<(), fanout_core::SendError<fanout_ws::Frame>> {
+            self.hub.send_to(id, payload)
+        }
+        fn stats(&self) -> fanout_core::Stats {
+            self.hub.stats()
+        }
+        fn shutdown(&self) {
+            self.hub.shutdown()
+        }
+    };
+}
