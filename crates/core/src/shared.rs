@@ -69,8 +69,11 @@ use crate::loom::{fence, AtomicPtr, AtomicUsize, Ordering};
 const MAX_REFS: usize = isize::MAX as usize;
 
 /// Prepays of at least this many references go into lanes (see "Lanes");
-/// 2 under loom, so that a model stays small.
-pub(crate) const LANES_FROM: usize = if cfg!(loom) { 2 } else { 64 };
+/// 2 under loom, so that a model stays small. A message keeps its lanes
+/// (128 bytes a core) as long as it lives, in a topic's history too, so
+/// they are for fan-outs large enough that the receivers' contention costs
+/// more than that.
+pub(crate) const LANES_FROM: usize = if cfg!(loom) { 2 } else { 256 };
 
 /// Most lanes a message gets, whatever the core count (each costs a line).
 #[cfg_attr(loom, allow(dead_code))]
@@ -137,9 +140,18 @@ pub(crate) fn set_home_lane(lane: usize) {
     HOME.with(|h| h.set(lane));
 }
 
-/// One count per lane, then `live` (lanes not yet emptied), each on its own
-/// line; `lanes() + 1` of them, allocated as one boxed slice.
-type Lane = CachePadded<AtomicUsize>;
+/// One count per lane, each on its own line (lane 0's with `live`);
+/// `lanes()` of them, allocated as one boxed slice.
+struct LaneSlot {
+    /// References this lane holds.
+    count: AtomicUsize,
+    /// Lane 0's only: lanes not yet emptied (on lane 0's line, which has
+    /// room for it: a third line per message would cost 128 bytes more for
+    /// a counter touched once per lane).
+    live: AtomicUsize,
+}
+
+type Lane = CachePadded<LaneSlot>;
 
 struct Inner<T> {
     refs: AtomicUsize,
@@ -155,9 +167,9 @@ impl<T> Inner<T> {
     fn free_lanes(&self) {
         let p = self.lanes.load(Ordering::Relaxed);
         if !p.is_null() {
-            // SAFETY: set once from a leaked `Box<[Lane]>` of `lanes() + 1`
+            // SAFETY: set once from a leaked `Box<[Lane]>` of `lanes()`
             // entries (`Counted::fill_lanes`); the caller's is the last access.
-            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, lanes() + 1)) });
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, lanes())) });
         }
     }
 }
@@ -194,21 +206,21 @@ impl<T> Counted<T> {
         a.ptr == b.ptr
     }
 
-    /// The lanes, if the value has them: `lanes() + 1` entries.
+    /// The lanes, if the value has them: `lanes()` entries.
     fn lanes(&self) -> Option<&[Lane]> {
         // Acquire: pairs with the Release that installed them (their counts
         // are set before).
         let p = self.inner().lanes.load(Ordering::Acquire);
         // SAFETY: non-null means installed by `fill_lanes` from a boxed slice
-        // of `lanes() + 1` entries, freed only with the value, which this
+        // of `lanes()` entries, freed only with the value, which this
         // handle keeps alive.
-        (!p.is_null()).then(|| unsafe { std::slice::from_raw_parts(p, lanes() + 1) })
+        (!p.is_null()).then(|| unsafe { std::slice::from_raw_parts(p, lanes()) })
     }
 
     /// The value, if this is the only reference; the handle back otherwise.
     pub(crate) fn try_unwrap(self) -> Result<T, Self> {
         // References left in a lane are other handles (or credit).
-        if self.lanes().is_some_and(|l| l[l.len() - 1].load(Ordering::Acquire) != 0) {
+        if self.lanes().is_some_and(|l| l[0].live.load(Ordering::Acquire) != 0) {
             return Err(self);
         }
         if self.inner().refs.compare_exchange(1, 0, Ordering::Acquire, Ordering::Relaxed).is_err() {
@@ -240,12 +252,12 @@ impl<T> Counted<T> {
         if !self.inner().lanes.load(Ordering::Relaxed).is_null() {
             return false;
         }
-        // n >= LANES_FROM >= k (64 >= MAX_LANES; 2 = k under loom): every
+        // n >= LANES_FROM >= k (256 >= MAX_LANES; 2 = k under loom): every
         // lane gets at least one.
-        let block: Box<[Lane]> = (0..=k)
+        let block: Box<[Lane]> = (0..k)
             .map(|i| {
-                let c = if i == k { k } else { n / k + usize::from(i < n % k) };
-                CachePadded::new(AtomicUsize::new(c))
+                let count = AtomicUsize::new(n / k + usize::from(i < n % k));
+                CachePadded::new(LaneSlot { count, live: AtomicUsize::new(if i == 0 { k } else { 0 }) })
             })
             .collect();
         let p = Box::into_raw(block).cast::<Lane>();
@@ -261,7 +273,7 @@ impl<T> Counted<T> {
             Ok(_) => true,
             Err(_) => {
                 // SAFETY: `p` came from the box above and was never shared.
-                drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, k + 1)) });
+                drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, k)) });
                 self.release(1);
                 false
             }
@@ -288,10 +300,10 @@ impl<T> Counted<T> {
     #[inline]
     fn give_back(&self, mut n: usize) {
         if let Some(l) = self.lanes() {
-            let k = l.len() - 1;
+            let k = l.len();
             let home = home_lane(k);
             for j in 0..k {
-                let lane = &l[(home + j) % k];
+                let lane = &l[(home + j) % k].count;
                 let mut have = lane.load(Ordering::Relaxed);
                 while have > 0 && n > 0 {
                     let take = have.min(n);
@@ -302,7 +314,7 @@ impl<T> Counted<T> {
                             // Emptying a lane leaves `live` up until this
                             // decrement, so the lanes' reference keeps the
                             // value (and lanes) alive until then.
-                            if have == take && l[k].fetch_sub(1, Ordering::AcqRel) == 1 {
+                            if have == take && l[0].live.fetch_sub(1, Ordering::AcqRel) == 1 {
                                 // The last lane emptied: its reference goes
                                 // back with what is left.
                                 self.release(n + 1);
@@ -345,9 +357,8 @@ impl<T> Counted<T> {
         match self.lanes() {
             None => main,
             Some(l) => {
-                let k = l.len() - 1;
-                let held: usize = l[..k].iter().map(|c| c.load(Ordering::Acquire)).sum();
-                main + held - usize::from(l[k].load(Ordering::Acquire) != 0)
+                let held: usize = l.iter().map(|c| c.count.load(Ordering::Acquire)).sum();
+                main + held - usize::from(l[0].live.load(Ordering::Acquire) != 0)
             }
         }
     }
@@ -511,7 +522,7 @@ mod tests {
         }
         assert_eq!(c.count(), 2, "the owner and its clone");
         let l = c.lanes().unwrap();
-        assert_eq!(l[l.len() - 1].load(Ordering::Acquire), 0, "every lane emptied");
+        assert_eq!(l[0].live.load(Ordering::Acquire), 0, "every lane emptied");
         let c = c.try_unwrap().unwrap_err();
         drop(clone);
         assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 0);

@@ -1,5 +1,5 @@
 //! The hot path allocates nothing per delivery, and per message at most the
-//! message and, for 64 or more recipients on a machine of several cores, its
+//! message and, for 256 or more recipients on a machine of several cores, its
 //! reference-count lanes (`shared.rs`, "Lanes"): a counting global allocator
 //! proves it for 1,000 subscribers. With
 //! `lazy_rings`, a subscriber's ring storage is allocated by the first delivery
