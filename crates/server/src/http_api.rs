@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fanout_core::{Engine, SendError, SubscriberId};
+use fanout_core::{Engine, Priority, SendError, SubscriberId};
 use fanout_ws::auth::constant_time_eq;
 use fanout_ws::topic::{is_reserved, validate_topic};
 use fanout_ws::{Body, Frame, Gateway, PublishResult};
@@ -58,6 +58,29 @@ struct PublishBody<'a> {
     /// Conflation key (topic publishes only).
     #[serde(default, borrow)]
     key: Option<Cow<'a, str>>,
+    /// `"normal"` (the default), `"high"` or `"urgent"` (topic publishes
+    /// only; see `fanout_core::Priority`).
+    #[serde(default)]
+    priority: Option<WirePriority>,
+}
+
+/// A publish's priority as the HTTP API spells it.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum WirePriority {
+    Normal,
+    High,
+    Urgent,
+}
+
+impl From<WirePriority> for Priority {
+    fn from(p: WirePriority) -> Priority {
+        match p {
+            WirePriority::Normal => Priority::Normal,
+            WirePriority::High => Priority::High,
+            WirePriority::Urgent => Priority::Urgent,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -271,6 +294,9 @@ impl<E: Engine<Frame>> Api<E> {
     /// Everything about an item that the request alone decides.
     #[allow(clippy::result_large_err)]
     fn validate(&self, item: &PublishBody) -> Result<(), Response<Body>> {
+        if item.priority.is_some() && item.topic.is_none() {
+            return Err(error(StatusCode::BAD_REQUEST, "`priority` is for topic publishes only"));
+        }
         if let Some(key) = &item.key {
             if item.topic.is_none() {
                 return Err(error(StatusCode::BAD_REQUEST, "`key` is for topic publishes only"));
@@ -303,7 +329,12 @@ impl<E: Engine<Frame>> Api<E> {
         match (&item.topic, item.to) {
             (Some(topic), None) => self
                 .gateway
-                .publish_json_async(topic, item.key.as_deref(), item.payload)
+                .publish_json_with(
+                    topic,
+                    item.priority.map_or(Priority::Normal, Priority::from),
+                    item.key.as_deref(),
+                    item.payload,
+                )
                 .await
                 .map(PublishResult::from)
                 .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),

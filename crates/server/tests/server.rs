@@ -487,3 +487,47 @@ async fn drain_order_readyz_grace_inflight_then_websockets() {
     drop(c);
     assert!(done.await.unwrap().unwrap().graceful);
 }
+
+/// `"priority"` on `POST /api/publish` reaches the engine (before, every
+/// HTTP publish was `Normal`: this failed on the first assertion), on a
+/// single item and in a batch; a bad value, or a priority on a unicast, is
+/// a 400 that names the problem, and nothing is published.
+#[tokio::test]
+async fn http_publish_carries_a_priority() {
+    use fanout_core::{Hub, Priority};
+    let hub = Hub::<fanout_ws::Frame>::new();
+    let mut sub = hub.subscribe().unwrap();
+    sub.join("alerts").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server =
+        tokio::spawn(fanout_server::run_with(hub.clone(), settings(EngineKind::Fanout), listener, async {
+            let _ = stopped.await;
+        }));
+    let (s, b) = publish(addr, json!({"topic": "alerts", "payload": 1, "priority": "urgent"})).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = publish(
+        addr,
+        json!([
+            {"topic": "alerts", "payload": 2, "priority": "high"},
+            {"topic": "alerts", "payload": 3},
+        ]),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let m = tokio::time::timeout(Duration::from_secs(10), sub.recv()).await.expect("in time").unwrap();
+        got.push(m.priority());
+    }
+    assert_eq!(got, [Priority::Urgent, Priority::High, Priority::Normal]);
+    let (s, b) = publish(addr, json!({"topic": "alerts", "payload": 4, "priority": "max"})).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("unknown variant `max`"), "{b}");
+    let (s, b) = publish(addr, json!({"to": 1, "payload": 5, "priority": "high"})).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("`priority` is for topic publishes only")), "{b}");
+    assert!(sub.try_recv().is_err(), "a refused publish published nothing");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

@@ -70,9 +70,24 @@ impl<E: Engine<Frame>> Gateway<E> {
         key: Option<&str>,
         payload: &RawValue,
     ) -> Result<PublishReport, PublishError> {
+        self.publish_json_with(topic, Priority::Normal, key, payload).await
+    }
+
+    /// [`publish_json_async`](Self::publish_json_async) with a priority
+    /// (see `fanout_core::Priority`: `High` uses the room above a
+    /// subscriber's high-water mark, `Urgent` always enters, displacing the
+    /// oldest queued message). For trusted publishers: the HTTP API offers
+    /// it, a WebSocket client's `publish` does not.
+    pub async fn publish_json_with(
+        &self,
+        topic: &str,
+        priority: Priority,
+        key: Option<&str>,
+        payload: &RawValue,
+    ) -> Result<PublishReport, PublishError> {
         let ts = now_ms();
         let make = move |meta| encode_json(Some(topic), meta, ts, payload);
-        self.timed_async(|| self.inner.engine.publish_async(topic, Priority::Normal, key, make)).await
+        self.timed_async(|| self.inner.engine.publish_async(topic, priority, key, make)).await
     }
 
     /// [`publish_binary`](Self::publish_binary) through the engine's async
