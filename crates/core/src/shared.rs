@@ -82,7 +82,7 @@ const MAX_LANES: usize = 8;
 /// Lanes per message: the cores, up to [`MAX_LANES`]; 1 (no lanes) on one
 /// core. Two under loom and miri.
 #[inline]
-fn lanes() -> usize {
+fn lane_count() -> usize {
     #[cfg(loom)]
     {
         2
@@ -141,7 +141,7 @@ pub(crate) fn set_home_lane(lane: usize) {
 }
 
 /// One count per lane, each on its own line (lane 0's with `live`);
-/// `lanes()` of them, allocated as one boxed slice.
+/// `lane_count()` of them, allocated as one boxed slice.
 struct LaneSlot {
     /// References this lane holds.
     count: AtomicUsize,
@@ -167,9 +167,9 @@ impl<T> Inner<T> {
     fn free_lanes(&self) {
         let p = self.lanes.load(Ordering::Relaxed);
         if !p.is_null() {
-            // SAFETY: set once from a leaked `Box<[Lane]>` of `lanes()`
+            // SAFETY: set once from a leaked `Box<[Lane]>` of `lane_count()`
             // entries (`Counted::fill_lanes`); the caller's is the last access.
-            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, lanes())) });
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, lane_count())) });
         }
     }
 }
@@ -206,15 +206,15 @@ impl<T> Counted<T> {
         a.ptr == b.ptr
     }
 
-    /// The lanes, if the value has them: `lanes()` entries.
+    /// The lanes, if the value has them: `lane_count()` entries.
     fn lanes(&self) -> Option<&[Lane]> {
         // Acquire: pairs with the Release that installed them (their counts
         // are set before).
         let p = self.inner().lanes.load(Ordering::Acquire);
         // SAFETY: non-null means installed by `fill_lanes` from a boxed slice
-        // of `lanes()` entries, freed only with the value, which this
+        // of `lane_count()` entries, freed only with the value, which this
         // handle keeps alive.
-        (!p.is_null()).then(|| unsafe { std::slice::from_raw_parts(p, lanes()) })
+        (!p.is_null()).then(|| unsafe { std::slice::from_raw_parts(p, lane_count()) })
     }
 
     /// The value, if this is the only reference; the handle back otherwise.
@@ -238,7 +238,7 @@ impl<T> Counted<T> {
     /// Adds `n` references, to be handed out by the returned [`Prepaid`]
     /// without further atomics. One `fetch_add`.
     pub(crate) fn prepay(&self, n: usize) -> Prepaid<'_, T> {
-        if !(n >= LANES_FROM && lanes() > 1 && self.fill_lanes(n)) && n > 0 {
+        if !(n >= LANES_FROM && lane_count() > 1 && self.fill_lanes(n)) && n > 0 {
             self.add(n);
         }
         Prepaid { of: self, credit: Cell::new(n) }
@@ -248,7 +248,7 @@ impl<T> Counted<T> {
     /// already has lanes (the references then go to the main count).
     #[cold]
     fn fill_lanes(&self, n: usize) -> bool {
-        let k = lanes();
+        let k = lane_count();
         if !self.inner().lanes.load(Ordering::Relaxed).is_null() {
             return false;
         }
@@ -478,7 +478,7 @@ mod tests {
 
     #[test]
     fn lanes_balance_across_threads_and_free_once() {
-        if lanes() < 2 {
+        if lane_count() < 2 {
             return; // one core: no lanes to test
         }
         let drops = Arc::new(StdCounter::new(0));
@@ -503,12 +503,10 @@ mod tests {
         let clone = c.clone();
         assert_eq!(c.count(), n + 2);
         // Every thread drops a share, more than its lane holds for some.
-        let threads: Vec<_> = handles
-            .chunks(n / 3 + 1)
-            .map(|chunk| {
-                let ps: Vec<_> = chunk.iter().map(|p| p.load(std::sync::atomic::Ordering::Relaxed)).collect();
-                let ps: Vec<std::sync::atomic::AtomicPtr<()>> =
-                    ps.into_iter().map(std::sync::atomic::AtomicPtr::new).collect();
+        let mut handles = handles.into_iter();
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let ps: Vec<_> = handles.by_ref().take(n / 3 + 1).collect();
                 std::thread::spawn(move || {
                     for p in ps {
                         // SAFETY (test): each pointer came from `into_raw` once.
@@ -533,7 +531,7 @@ mod tests {
 
     #[test]
     fn try_unwrap_refuses_while_lanes_hold_references() {
-        if lanes() < 2 {
+        if lane_count() < 2 {
             return;
         }
         let c = Counted::new(5u32);

@@ -289,11 +289,11 @@ impl<E: Engine<Frame>> Session<E> {
     pub(crate) async fn join_channels(&mut self) {
         let channels = std::mem::take(&mut self.perms.channels);
         for c in &channels {
-            let joined = match self.check_topic(c) {
-                Ok(()) => self.join_from(c, fanout_core::JoinFrom::Now).await.map(|_| ()),
-                Err(e) => Err(e),
+            let joined = async {
+                self.check_topic(c)?;
+                self.join_from(c, fanout_core::JoinFrom::Now).await
             };
-            if let Err(e) = joined {
+            if let Err(e) = joined.await {
                 tracing::debug!(channel = %c, error = %e.message, "channel not joined");
             }
         }

@@ -244,33 +244,22 @@ pub async fn priority_and_key_reach_every_node(url: &str) {
 
 macro_rules! broker_cases {
     ($url:expr) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn two_nodes_agree_on_every_seq() {
-            cases::two_nodes_agree_on_every_seq(&$url).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn a_client_recovers_on_a_node_that_never_had_the_topic() {
-            cases::a_client_recovers_on_a_node_that_never_had_the_topic(&$url).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn what_the_routing_lost_is_read_back_from_the_stream() {
-            cases::what_the_routing_lost_is_read_back_from_the_stream(&$url).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn what_the_stream_no_longer_holds_is_a_lag_notice_never_a_silent_gap() {
-            cases::what_the_stream_no_longer_holds_is_a_lag_notice_never_a_silent_gap(&$url).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn a_node_that_dies_loses_nothing_for_clients_that_move() {
-            cases::a_node_that_dies_loses_nothing_for_clients_that_move(&$url).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn priority_and_key_reach_every_node() {
-            cases::priority_and_key_reach_every_node(&$url).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn a_node_cut_off_from_the_broker_catches_up_when_let_back() {
-            cases::a_node_cut_off_from_the_broker_catches_up_when_let_back(&$url).await;
-        }
+        broker_cases!(@each $url;
+            two_nodes_agree_on_every_seq,
+            a_client_recovers_on_a_node_that_never_had_the_topic,
+            what_the_routing_lost_is_read_back_from_the_stream,
+            what_the_stream_no_longer_holds_is_a_lag_notice_never_a_silent_gap,
+            a_node_that_dies_loses_nothing_for_clients_that_move,
+            priority_and_key_reach_every_node,
+            a_node_cut_off_from_the_broker_catches_up_when_let_back,
+        );
+    };
+    (@each $url:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                cases::$case(&$url).await;
+            }
+        )*
     };
 }
