@@ -108,24 +108,36 @@ fn lane_count() -> usize {
 fn home_lane(lanes: usize) -> usize {
     #[cfg(not(loom))]
     {
-        use std::sync::atomic::{AtomicUsize as Counter, Ordering::Relaxed};
-        static NEXT: Counter = Counter::new(0);
-        thread_local! {
-            static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
-        }
-        MINE.with(|m| {
-            let mut i = m.get();
-            if i == usize::MAX {
-                i = NEXT.fetch_add(1, Relaxed);
-                m.set(i);
-            }
+        // The lane itself is kept (`lanes` is the same on every call: it is
+        // `lane_count()`), so a drop pays no division for it.
+        let i = MINE.with(Cell::get);
+        if i < lanes {
             i
-        }) % lanes
+        } else {
+            first_home_lane(lanes)
+        }
     }
     #[cfg(loom)]
     {
         HOME.with(|h| h.get()) % lanes
     }
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    /// This thread's lane, or `usize::MAX` before its first release.
+    static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Gives this thread the next lane in turn (see [`home_lane`]).
+#[cfg(not(loom))]
+#[cold]
+fn first_home_lane(lanes: usize) -> usize {
+    use std::sync::atomic::{AtomicUsize as Counter, Ordering::Relaxed};
+    static NEXT: Counter = Counter::new(0);
+    let i = NEXT.fetch_add(1, Relaxed) % lanes;
+    MINE.with(|m| m.set(i));
+    i
 }
 
 #[cfg(loom)]
@@ -301,9 +313,11 @@ impl<T> Counted<T> {
     fn give_back(&self, mut n: usize) {
         if let Some(l) = self.lanes() {
             let k = l.len();
-            let home = home_lane(k);
-            for j in 0..k {
-                let lane = &l[(home + j) % k].count;
+            // This thread's lane, then the others in turn (no division).
+            let mut at = home_lane(k);
+            for _ in 0..k {
+                let lane = &l[at].count;
+                at = if at + 1 == k { 0 } else { at + 1 };
                 let mut have = lane.load(Ordering::Relaxed);
                 while have > 0 && n > 0 {
                     let take = have.min(n);
