@@ -86,6 +86,23 @@ pub trait Broker: Send + Sync + 'static {
     /// Appends `body` to `topic`'s stream: the position it got.
     fn publish<'a>(&'a self, topic: &'a str, body: Bytes) -> BoxFuture<'a, Result<Position, BrokerError>>;
 
+    /// Appends each `(topic, body)` in order, as [`Broker::publish`] would:
+    /// the positions they got, in that order. An error leaves it unknown
+    /// which of them were appended. The default publishes one after
+    /// another; a broker that can send them in one round trip does.
+    fn publish_many<'a>(
+        &'a self,
+        items: &'a [(&'a str, Bytes)],
+    ) -> BoxFuture<'a, Result<Vec<Position>, BrokerError>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(items.len());
+            for (topic, body) in items {
+                out.push(self.publish(topic, body.clone()).await?);
+            }
+            Ok(out)
+        })
+    }
+
     /// Where `topic`'s stream is (its epoch made if it had none).
     fn position<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Position, BrokerError>>;
 

@@ -63,7 +63,7 @@ impl ClusterMetrics {
         one(
             "fanout_cluster_broker_rtt_count",
             "counter",
-            "Publish round trips measured.",
+            "Publish calls to the broker measured (a batch's run of topic messages is one call).",
             g(&self.rtt_count),
         );
         one(

@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use fanout_core::{
-    Engine, HistoryPage, Hub, JoinFrom, Joined, Message, Meta, Position, Priority, PublishError,
+    Engine, HistoryPage, Hub, JoinFrom, Joined, Message, Meta, Position, Priority, PublishError, PublishItem,
     PublishReport, SendError, Stats, SubscribeError, Subscriber, SubscriberId, Topic,
 };
 use fanout_ws::Frame;
@@ -588,6 +588,39 @@ impl Engine<Frame> for Cluster {
             Ok(PublishReport { messages: 1, seq: pos.seq, ..PublishReport::default() })
         }
     }
+    /// Runs of consecutive broker topics go to the broker in one call
+    /// ([`Broker::publish_many`]: one round trip on Redis); a `$` topic
+    /// between them is published locally in its turn.
+    async fn publish_batch_async<'a, F>(
+        &'a self,
+        items: Vec<PublishItem<'a, F>>,
+    ) -> Vec<Result<PublishReport, PublishError>>
+    where
+        F: FnOnce(Meta) -> Frame + Send + 'a,
+    {
+        let mut out = Vec::with_capacity(items.len());
+        let mut run: Vec<(&'a str, bytes::Bytes)> = Vec::new();
+        for item in items {
+            if !local_only(item.topic) {
+                run.push((
+                    item.topic,
+                    wire::encode(&(item.make)(wire::PLACEHOLDER), item.priority, item.key),
+                ));
+                continue;
+            }
+            if !self.node.publish_run(&mut run, &mut out).await {
+                return out;
+            }
+            let r = self.node.hub.publish_keyed_with(item.topic, item.priority, item.key, item.make);
+            let failed = r.is_err();
+            out.push(r);
+            if failed {
+                return out;
+            }
+        }
+        self.node.publish_run(&mut run, &mut out).await;
+        out
+    }
     /// The local hub's subscribers only (a broadcast is not a topic: it has
     /// no cluster-wide numbering).
     fn broadcast(&self, payload: Frame) -> Result<PublishReport, PublishError> {
@@ -609,6 +642,45 @@ impl Engine<Frame> for Cluster {
 }
 
 impl Node {
+    /// Publishes `run` (emptied) through the broker in one call, timed and
+    /// counted as one round trip, and appends an answer per message to `out`
+    /// (all errors if the call failed). False if it failed.
+    async fn publish_run(
+        &self,
+        run: &mut Vec<(&str, bytes::Bytes)>,
+        out: &mut Vec<Result<PublishReport, PublishError>>,
+    ) -> bool {
+        if run.is_empty() {
+            return true;
+        }
+        if self.shut.load(Relaxed) {
+            out.push(Err(PublishError::Shutdown));
+            return false;
+        }
+        let t0 = Instant::now();
+        let done = self.timed(self.broker.publish_many(run)).await;
+        let n = run.len();
+        run.clear();
+        match done {
+            Ok(positions) => {
+                self.metrics.round_trip(t0.elapsed());
+                self.metrics.published.fetch_add(n as u64, Relaxed);
+                out.extend(
+                    positions
+                        .into_iter()
+                        .map(|p| Ok(PublishReport { messages: 1, seq: p.seq, ..PublishReport::default() })),
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(messages = n, error = %e, "cluster: batch publish not confirmed");
+                self.metrics.publish_errors.fetch_add(n as u64, Relaxed);
+                out.push(Err(PublishError::Unavailable));
+                false
+            }
+        }
+    }
+
     /// One publish through the broker, timed and counted.
     async fn publish(&self, topic: &str, body: bytes::Bytes) -> Result<Position, PublishError> {
         let t0 = Instant::now();

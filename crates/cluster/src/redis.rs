@@ -14,13 +14,24 @@
 //! The publish script runs atomically in Redis: if the hash has no epoch (a
 //! new topic, or one Redis lost: expired after `ttl` without a publish, or
 //! a restart without persistence) it takes the epoch the node proposes and
-//! deletes any stream left; then `HINCRBY s`, `XADD MAXLEN retention` with
-//! the id `<seq>-0`, `PEXPIRE` on both keys, and `PUBLISH`. So the number,
+//! deletes any stream left; then the next `seq` (the hash's `s` + 1),
+//! `XADD MAXLEN retention` with the id `<seq>-0`, and `PUBLISH`; the new
+//! `s` is written back (`HSET`) and both keys get their `PEXPIRE`. So the number,
 //! the retained copy and the routed copy can never disagree, and the routed
 //! copies of a topic leave Redis in `seq` order. Its answer is the
 //! position. A publish whose answer does not come (a broken connection) may
 //! or may not have happened: the caller gets an error, and retrying may
 //! publish twice (each copy under its own `seq`).
+//!
+//! The script takes a run of messages (of any topics) and numbers them in
+//! order; a single publish is a run of one. A batch ([`Broker::publish_many`]:
+//! the HTTP API's array of messages) is one pipeline, written and answered
+//! in one round trip: `SCRIPT LOAD` (so that a Redis that restarted and lost
+//! its scripts still runs them), then one `EVALSHA` per [`PER_CALL`]
+//! messages. Redis runs a connection's commands in the order they came, so
+//! a topic's messages are numbered in the batch's order. Measured on this
+//! machine, Redis spent 17.8 µs per script call of one message: most of a
+//! batch's time went to calling the script, not to what it does.
 //!
 //! # Routing and its losses
 //!
@@ -49,45 +60,74 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::broker::{fresh_epoch, Broker, BrokerError, Delivery, Event, Stored};
 use crate::settings::BrokerSettings;
 
-/// The stream's epoch in `e`, made (from the proposed one, `ARGV[$arg]`)
-/// if the hash has none, any stream left from a lost epoch deleted. KEYS:
-/// hash, stream.
+/// The stream's epoch in `e`, made (from the proposed one, the Lua
+/// expression `$new`) if the hash has none, any stream left from a lost
+/// epoch deleted. `$hash`, `$stream`: Lua expressions naming the two keys.
 macro_rules! epoch_or_new {
-    ($arg:literal) => {
+    ($hash:literal, $stream:literal, $new:literal) => {
         concat!(
-            "local e = redis.call('HGET', KEYS[1], 'e')\n",
+            "local e = redis.call('HGET', ",
+            $hash,
+            ", 'e')\n",
             "local new = not e\n",
             "if new then\n",
-            "  e = ARGV[",
-            $arg,
-            "]\n",
-            "  redis.call('DEL', KEYS[2])\n",
-            "  redis.call('HSET', KEYS[1], 'e', e, 's', 0)\n",
+            "  e = ",
+            $new,
+            "\n",
+            "  redis.call('DEL', ",
+            $stream,
+            ")\n",
+            "  redis.call('HSET', ",
+            $hash,
+            ", 'e', e, 's', 0)\n",
             "end\n",
         )
     };
 }
 
-/// Numbers, stores and routes one message (see the module docs).
-/// KEYS: hash, stream. ARGV: body, retention, ttl ms, proposed epoch, channel.
+/// Numbers, stores and routes a run of messages, in order (see the module
+/// docs); a single publish is a run of one. KEYS: hash, stream of each
+/// message. ARGV: retention, ttl ms, then body, proposed epoch, channel of
+/// each message. Answers `{epoch, seq}` per message. Each topic's epoch and
+/// last `seq` are read once per run and written back, and its keys' TTL set,
+/// once at the end: per message, only `XADD` and `PUBLISH`.
 const PUBLISH: &str = concat!(
-    epoch_or_new!("4"),
     r"
-local s = redis.call('HINCRBY', KEYS[1], 's', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], s .. '-0', 'd', ARGV[1])
-if tonumber(ARGV[3]) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+local out, epochs, seqs, streams = {}, {}, {}, {}
+for i = 0, #KEYS / 2 - 1 do
+local h, st = KEYS[2 * i + 1], KEYS[2 * i + 2]
+local body, ch = ARGV[3 * i + 3], ARGV[3 * i + 5]
+if not epochs[h] then
+",
+    epoch_or_new!("h", "st", "ARGV[3 * i + 4]"),
+    r"
+  epochs[h], seqs[h], streams[h] = e, tonumber(redis.call('HGET', h, 's')), st
 end
-redis.call('PUBLISH', ARGV[5], e .. ' ' .. s .. ' ' .. ARGV[1])
-return {e, s}
+local e, s = epochs[h], seqs[h] + 1
+seqs[h] = s
+redis.call('XADD', st, 'MAXLEN', ARGV[1], s .. '-0', 'd', body)
+redis.call('PUBLISH', ch, e .. ' ' .. s .. ' ' .. body)
+out[i + 1] = {e, s}
+end
+for h, s in pairs(seqs) do
+  redis.call('HSET', h, 's', s)
+  if tonumber(ARGV[2]) > 0 then
+    redis.call('PEXPIRE', h, ARGV[2])
+    redis.call('PEXPIRE', streams[h], ARGV[2])
+  end
+end
+return out
 "
 );
+
+/// Messages per call of the publish script in a batch: Redis runs a script
+/// alone, so a long batch is cut into calls that each hold it briefly.
+const PER_CALL: usize = 64;
 
 /// The stream's position, its epoch made if it has none.
 /// KEYS: hash, stream. ARGV: ttl ms, proposed epoch.
 const POSITION: &str = concat!(
-    epoch_or_new!("2"),
+    epoch_or_new!("KEYS[1]", "KEYS[2]", "ARGV[2]"),
     r"
 if new and tonumber(ARGV[1]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -162,6 +202,17 @@ impl RedisBroker {
     fn ttl_ms(&self) -> u64 {
         self.ttl.as_millis() as u64
     }
+
+    /// One call of the publish script for `run`, in order.
+    fn invocation(&self, run: &[(&str, Bytes)]) -> redis::ScriptInvocation<'_> {
+        let mut inv = self.publish.prepare_invoke();
+        inv.arg(self.retention).arg(self.ttl_ms());
+        for (topic, body) in run {
+            let (m, s) = self.keys(topic);
+            inv.key(m).key(s).arg(&body[..]).arg(fresh_epoch().to_string()).arg(channel(&self.prefix, topic));
+        }
+        inv
+    }
 }
 
 fn channel(prefix: &str, topic: &str) -> String {
@@ -170,6 +221,17 @@ fn channel(prefix: &str, topic: &str) -> String {
 
 fn err(e: redis::RedisError) -> BrokerError {
     BrokerError(e.to_string())
+}
+
+/// The publish script's answer: `{epoch, seq}` per message.
+fn positions(v: Value) -> Result<Vec<Position>, BrokerError> {
+    let each: Vec<Value> = redis::from_redis_value(v).map_err(|e| BrokerError(e.to_string()))?;
+    each.into_iter().map(position_of).collect()
+}
+
+/// The publish script's answer for a run of one.
+fn one_position(v: Value) -> Result<Position, BrokerError> {
+    positions(v)?.pop().ok_or_else(|| BrokerError("no answer to a publish".into()))
 }
 
 /// `{epoch, seq}` as the scripts answer it.
@@ -186,16 +248,35 @@ impl Broker for RedisBroker {
 
     fn publish<'a>(&'a self, topic: &'a str, body: Bytes) -> BoxFuture<'a, Result<Position, BrokerError>> {
         async move {
-            let (m, s) = self.keys(topic);
-            let mut inv = self.publish.key(m);
-            inv.key(s)
-                .arg(&body[..])
-                .arg(self.retention)
-                .arg(self.ttl_ms())
-                .arg(fresh_epoch().to_string())
-                .arg(channel(&self.prefix, topic));
-            let v: Value = inv.invoke_async(&mut self.commands.clone()).await.map_err(err)?;
-            position_of(v)
+            let v: Value = self
+                .invocation(&[(topic, body)])
+                .invoke_async(&mut self.commands.clone())
+                .await
+                .map_err(err)?;
+            one_position(v)
+        }
+        .boxed()
+    }
+
+    fn publish_many<'a>(
+        &'a self,
+        items: &'a [(&'a str, Bytes)],
+    ) -> BoxFuture<'a, Result<Vec<Position>, BrokerError>> {
+        async move {
+            let mut pipe = redis::pipe();
+            pipe.load_script(&self.publish).ignore();
+            for run in items.chunks(PER_CALL) {
+                pipe.invoke_script(&self.invocation(run));
+            }
+            let answers: Vec<Value> = pipe.query_async(&mut self.commands.clone()).await.map_err(err)?;
+            let mut out = Vec::with_capacity(items.len());
+            for a in answers {
+                out.extend(positions(a)?);
+            }
+            if out.len() != items.len() {
+                return Err(BrokerError(format!("{} answers to {} publishes", out.len(), items.len())));
+            }
+            Ok(out)
         }
         .boxed()
     }

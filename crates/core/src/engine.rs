@@ -15,6 +15,21 @@ use crate::subscriber::Subscriber;
 use crate::topic::{HistoryPage, Position};
 use crate::SubscriberId;
 
+/// One message of [`Engine::publish_batch_async`]: its topic, priority and
+/// conflation key, and how to build its payload from its numbering.
+#[derive(Clone, Debug)]
+pub struct PublishItem<'a, F> {
+    /// The topic.
+    pub topic: &'a str,
+    /// Its priority (see [`Priority`]).
+    pub priority: Priority,
+    /// A conflation key (see [`Hub::publish_keyed`]); engines without
+    /// conflation ignore it.
+    pub key: Option<&'a str>,
+    /// Builds the payload once the message is numbered.
+    pub make: F,
+}
+
 /// A fan-out engine, as a transport sees it.
 ///
 /// ```
@@ -120,6 +135,55 @@ pub trait Engine<T: Clone + Send + Sync + 'static>: Clone + Send + Sync + 'stati
         F: FnOnce(Meta) -> T + Send + 'a,
     {
         std::future::ready(self.publish_keyed_with(topic, priority, key, make))
+    }
+
+    /// Publishes `items` in the order given, each as
+    /// [`publish_async`](Self::publish_async) would, and answers each one's
+    /// outcome in that order: messages to one topic are numbered in the order
+    /// given. It stops at the first error, which is the last answer: the
+    /// items after it were not published (or, by an engine that sent a run
+    /// of them in one call that failed, not confirmed). The default
+    /// publishes one after another; an engine that waits on something per
+    /// message (a cluster waits for its broker) may wait once for a whole
+    /// run of them.
+    ///
+    /// ```
+    /// use fanout_core::{Engine, Hub, PublishItem, Priority};
+    ///
+    /// let hub: Hub<String> = Hub::new();
+    /// let sub = hub.subscribe().unwrap();
+    /// hub.join(sub.id(), "news").unwrap();
+    /// let items = ["a", "b"].map(|s| PublishItem {
+    ///     topic: "news",
+    ///     priority: Priority::Normal,
+    ///     key: None,
+    ///     make: move |_meta| s.to_string(),
+    /// });
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let done = hub.publish_batch_async(items.into()).await;
+    /// let seqs: Vec<u64> = done.into_iter().map(|r| r.unwrap().seq).collect();
+    /// assert_eq!(seqs, [1, 2]);
+    /// # });
+    /// ```
+    fn publish_batch_async<'a, F>(
+        &'a self,
+        items: Vec<PublishItem<'a, F>>,
+    ) -> impl Future<Output = Vec<Result<PublishReport, PublishError>>> + Send + 'a
+    where
+        F: FnOnce(Meta) -> T + Send + 'a,
+    {
+        async move {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let r = self.publish_async(item.topic, item.priority, item.key, item.make).await;
+                let failed = r.is_err();
+                out.push(r);
+                if failed {
+                    break;
+                }
+            }
+            out
+        }
     }
 
     /// [`join_from`](Self::join_from) for engines that must wait for

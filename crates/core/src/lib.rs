@@ -99,7 +99,7 @@ pub use config::{
     ConfigError, HubConfig, Overflow, SubscribeOptions, TopicOptions, TopicOptionsFn, MAX_CAPACITY,
     MAX_HISTORY,
 };
-pub use engine::{add as add_report, Engine, Receiver};
+pub use engine::{add as add_report, Engine, PublishItem, Receiver};
 pub use error::{CloseReason, PublishError, RecvError, SendError, SubscribeError, TryRecvError};
 pub use hub::Hub;
 pub use message::{Message, Meta, Origin, Priority};

@@ -91,6 +91,20 @@ struct BatchResult {
     results: Vec<PublishResult>,
 }
 
+impl BatchResult {
+    /// Counts one item's result in, in order.
+    fn add(&mut self, r: PublishResult) {
+        self.total.recipients += r.recipients;
+        self.total.delivered += r.delivered;
+        self.total.dropped += r.dropped;
+        self.total.walked += r.walked;
+        if self.total.seq == 0 {
+            self.total.seq = r.seq;
+        }
+        self.results.push(r);
+    }
+}
+
 impl<E: Engine<Frame>> Api<E> {
     pub(crate) async fn route(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
         match (req.method(), req.uri().path()) {
@@ -249,18 +263,28 @@ impl<E: Engine<Frame>> Api<E> {
             }
             let mut out =
                 BatchResult { total: PublishResult::default(), messages: items.len(), results: Vec::new() };
-            for item in &items {
-                match self.publish_one(item, true).await {
-                    Ok(r) => {
-                        out.total.recipients += r.recipients;
-                        out.total.delivered += r.delivered;
-                        out.total.dropped += r.dropped;
-                        out.total.walked += r.walked;
-                        if out.total.seq == 0 {
-                            out.total.seq = r.seq;
-                        }
-                        out.results.push(r);
+            // Consecutive topic items go to the engine as one run (one broker
+            // round trip on a cluster); a `to` or `user` item ends a run, so
+            // everything still happens in the order given.
+            let mut run = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                if let Some(topic) = &item.topic {
+                    let priority = item.priority.map_or(Priority::Normal, Priority::from);
+                    run.push((&**topic, priority, item.key.as_deref(), item.payload));
+                    if items.get(i + 1).is_some_and(|next| next.topic.is_some()) {
+                        continue;
                     }
+                    for r in self.gateway.publish_json_batch(&run).await {
+                        match r {
+                            Ok(r) => out.add(r.into()),
+                            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                        }
+                    }
+                    run.clear();
+                    continue;
+                }
+                match self.publish_one(item, true).await {
+                    Ok(r) => out.add(r),
                     Err(resp) => return resp,
                 }
             }

@@ -60,8 +60,14 @@ async fn call(ws: &mut Ws, id: u64, method: &str, params: Value) -> Value {
 
 /// `POST /api/publish` to topic `room`: the `seq` it got.
 async fn publish(addr: SocketAddr, payload: Value) -> u64 {
+    let v = post(addr, json!({"topic": "room", "payload": payload})).await;
+    v["seq"].as_u64().unwrap_or_else(|| panic!("{v}"))
+}
+
+/// `POST /api/publish` of `body`: the answer.
+async fn post(addr: SocketAddr, body: Value) -> Value {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = json!({"topic": "room", "payload": payload}).to_string();
+    let body = body.to_string();
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
         "POST /api/publish HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer k3y\r\n\
@@ -73,8 +79,7 @@ async fn publish(addr: SocketAddr, payload: Value) -> u64 {
     tcp.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).to_string();
     let (_, b) = text.split_once("\r\n\r\n").unwrap();
-    let v: Value = serde_json::from_str(b).unwrap_or_else(|_| panic!("{text}"));
-    v["seq"].as_u64().unwrap_or_else(|| panic!("{text}"))
+    serde_json::from_str(b).unwrap_or_else(|_| panic!("{text}"))
 }
 
 /// The next `n` pushes: (seq, epoch, payload).
@@ -118,6 +123,17 @@ async fn two_servers_one_topic_space(b: BrokerSettings) {
     assert_eq!(r["result"]["recovered"], true, "{r}");
     let replay = pushes(&mut again, 5).await;
     assert_eq!(replay, got_a[5..].to_vec());
+    // A batch through the HTTP API (one broker call for the run of topic
+    // items): numbered in the order given, delivered in that order.
+    let items: Vec<Value> = (0..4).map(|i| json!({"topic": "room", "payload": {"batch": i}})).collect();
+    let answer = post(a.addr(), Value::Array(items)).await;
+    let answered: Vec<u64> =
+        answer["results"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    let after = got_a[9].0;
+    assert_eq!(answered, (after + 1..=after + 4).collect::<Vec<_>>(), "{answer}");
+    let got = pushes(&mut cz, 4).await;
+    let want: Vec<_> = (0..4u64).map(|i| (after + 1 + i, last.1, json!({"batch": i}))).collect();
+    assert_eq!(got, want, "in the batch's order, on the other server");
     a.shutdown().await.unwrap();
     z.shutdown().await.unwrap();
 }

@@ -13,7 +13,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use fanout_core::{Engine, Meta, Priority, PublishError, PublishReport, SendError, SubscriberId};
+use fanout_core::{
+    Engine, Meta, Priority, PublishError, PublishItem, PublishReport, SendError, SubscriberId,
+};
 use serde_json::value::RawValue;
 
 use crate::frame::{encode_binary, encode_json, now_ms, Frame};
@@ -90,6 +92,31 @@ impl<E: Engine<Frame>> Gateway<E> {
         self.timed_async(|| self.inner.engine.publish_async(topic, priority, key, make)).await
     }
 
+    /// Publishes a run of JSON messages, each `(topic, priority, key,
+    /// payload)` as [`publish_json_with`](Self::publish_json_with) would,
+    /// through [`Engine::publish_batch_async`]: a topic's messages are
+    /// numbered in the order given, and an engine with a broker hands them
+    /// over in one call. One answer per message, in order, up to and
+    /// including the first error.
+    pub async fn publish_json_batch(
+        &self,
+        items: &[(&str, Priority, Option<&str>, &RawValue)],
+    ) -> Vec<Result<PublishReport, PublishError>> {
+        let ts = now_ms();
+        let batch = items
+            .iter()
+            .map(|&(topic, priority, key, payload)| PublishItem {
+                topic,
+                priority,
+                key,
+                make: move |meta| encode_json(Some(topic), meta, ts, payload),
+            })
+            .collect();
+        self.gated_async(|| self.inner.engine.publish_batch_async(batch))
+            .await
+            .unwrap_or_else(|| vec![Err(PublishError::Shutdown)])
+    }
+
     /// [`publish_binary`](Self::publish_binary) through the engine's async
     /// publish (see [`publish_json_async`](Self::publish_json_async)).
     pub async fn publish_binary_async(
@@ -109,15 +136,20 @@ impl<E: Engine<Frame>> Gateway<E> {
     where
         F: std::future::Future<Output = Result<PublishReport, PublishError>>,
     {
+        self.gated_async(publish).await.unwrap_or(Err(PublishError::Shutdown))
+    }
+
+    /// The same for any answer: `None` when refused (the drain began).
+    async fn gated_async<F: std::future::Future>(&self, publish: impl FnOnce() -> F) -> Option<F::Output> {
         self.inner.publishing.fetch_add(1, Ordering::SeqCst);
         let _guard = PublishGuard(&self.inner.publishing);
         if self.inner.closing.load(Ordering::SeqCst) {
-            return Err(PublishError::Shutdown);
+            return None;
         }
         let t0 = Instant::now();
         let r = publish().await;
         self.inner.metrics.publish(t0.elapsed().as_nanos() as u64);
-        r
+        Some(r)
     }
 
     /// Publishes a JSON value (serialised once).

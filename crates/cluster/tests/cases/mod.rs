@@ -3,8 +3,8 @@
 //! another node, what the routing lost is read back from the broker, what
 //! the broker no longer holds is a lag notice, a node's death loses
 //! nothing for clients that move, a node cut off from the broker
-//! catches up when it is let back, and a message's priority and key reach
-//! every node.
+//! catches up when it is let back, a message's priority and key reach
+//! every node, and a batch is numbered in the order given.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -199,7 +199,6 @@ pub async fn a_node_cut_off_from_the_broker_catches_up_when_let_back(url: &str) 
     );
 }
 
-/// One test per case above, on the broker at `$url`.
 /// A publish's priority and conflation key reach the other nodes' clients,
 /// live and when read back from the broker (before, every node delivered
 /// `Normal` messages without a key: the broker's body did not carry them).
@@ -242,6 +241,47 @@ pub async fn priority_and_key_reach_every_node(url: &str) {
     assert_eq!(seen(&page.messages), want, "read back from the broker");
 }
 
+/// A batch (the HTTP API's array) is numbered in the order given, per
+/// topic, and every node delivers it in that order: the broker's
+/// `publish_many` (one pipeline on Redis) keeps the order it was handed.
+pub async fn a_batch_is_numbered_in_the_order_given(url: &str) {
+    use fanout_core::{Priority, PublishItem};
+    let s = settings(url, "batch");
+    let _cleanup = Cleanup(s.clone());
+    let (a, b) = (node(&s).await, node(&s).await);
+    let (mut sx, jx) = join(&b, "bx", JoinFrom::Now).await;
+    let (mut sy, jy) = join(&b, "by", JoinFrom::Now).await;
+    // bx 0, by 0, bx 1, by 1, ...: two topics interleaved in one batch, long
+    // enough for Redis to take it in three script calls (64 per call).
+    const EACH: u64 = 70;
+    let raws: Vec<_> =
+        (0..2 * EACH).map(|i| serde_json::value::to_raw_value(&json!(i / 2)).unwrap()).collect();
+    let items = raws
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let topic = if i % 2 == 0 { "bx" } else { "by" };
+            PublishItem {
+                topic,
+                priority: Priority::Normal,
+                key: None,
+                make: move |meta| fanout_ws::frame::encode_json(Some(topic), meta, 0, raw),
+            }
+        })
+        .collect();
+    let answers: Vec<u64> =
+        a.publish_batch_async(items).await.into_iter().map(|r| r.expect("confirmed").seq).collect();
+    let (x, y) = (jx.position.seq, jy.position.seq);
+    let want: Vec<u64> = (1..=EACH).flat_map(|i| [x + i, y + i]).collect();
+    assert_eq!(answers, want, "numbered in the order given, per topic");
+    for (sub, j) in [(&mut sx, &jx), (&mut sy, &jy)] {
+        let got = messages(sub, EACH as usize).await;
+        let want: Vec<_> = (0..EACH).map(|i| (j.position.seq + 1 + i, j.position.epoch, json!(i))).collect();
+        assert_eq!(got, want, "in the batch's order, on another node");
+    }
+}
+
+/// One test per case above, on the broker at `$url`.
 macro_rules! broker_cases {
     ($url:expr) => {
         broker_cases!(@each $url;
@@ -251,6 +291,7 @@ macro_rules! broker_cases {
             what_the_stream_no_longer_holds_is_a_lag_notice_never_a_silent_gap,
             a_node_that_dies_loses_nothing_for_clients_that_move,
             priority_and_key_reach_every_node,
+            a_batch_is_numbered_in_the_order_given,
             a_node_cut_off_from_the_broker_catches_up_when_let_back,
         );
     };
