@@ -60,26 +60,20 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::broker::{fresh_epoch, Broker, BrokerError, Delivery, Event, Stored};
 use crate::settings::BrokerSettings;
 
-/// The stream's epoch in `e`, made (from the proposed one, the Lua
-/// expression `$new`) if the hash has none, any stream left from a lost
-/// epoch deleted. `$hash`, `$stream`: Lua expressions naming the two keys.
+/// The stream's epoch in `e`, made (from the proposed one, `ARGV[$arg]`)
+/// if the hash has none, any stream left from a lost epoch deleted. KEYS:
+/// hash, stream.
 macro_rules! epoch_or_new {
-    ($hash:literal, $stream:literal, $new:literal) => {
+    ($arg:literal) => {
         concat!(
-            "local e = redis.call('HGET', ",
-            $hash,
-            ", 'e')\n",
+            "local e = redis.call('HGET', KEYS[1], 'e')\n",
             "local new = not e\n",
             "if new then\n",
-            "  e = ",
-            $new,
-            "\n",
-            "  redis.call('DEL', ",
-            $stream,
-            ")\n",
-            "  redis.call('HSET', ",
-            $hash,
-            ", 'e', e, 's', 0)\n",
+            "  e = ARGV[",
+            $arg,
+            "]\n",
+            "  redis.call('DEL', KEYS[2])\n",
+            "  redis.call('HSET', KEYS[1], 'e', e, 's', 0)\n",
             "end\n",
         )
     };
@@ -89,36 +83,40 @@ macro_rules! epoch_or_new {
 /// docs); a single publish is a run of one. KEYS: hash, stream of each
 /// message. ARGV: retention, ttl ms, then body, proposed epoch, channel of
 /// each message. Answers `{epoch, seq}` per message. Each topic's epoch and
-/// last `seq` are read once per run and written back, and its keys' TTL set,
-/// once at the end: per message, only `XADD` and `PUBLISH`.
-const PUBLISH: &str = concat!(
-    r"
+/// last `seq` are read once per run (`HMGET`), and written back (`HSET`)
+/// and its keys' TTL set once at the end: per message, only `XADD` and
+/// `PUBLISH`, and a single publish makes as many calls as it did with
+/// `HINCRBY` (six).
+const PUBLISH: &str = r"
 local out, epochs, seqs, streams = {}, {}, {}, {}
 for i = 0, #KEYS / 2 - 1 do
 local h, st = KEYS[2 * i + 1], KEYS[2 * i + 2]
-local body, ch = ARGV[3 * i + 3], ARGV[3 * i + 5]
 if not epochs[h] then
-",
-    epoch_or_new!("h", "st", "ARGV[3 * i + 4]"),
-    r"
-  epochs[h], seqs[h], streams[h] = e, tonumber(redis.call('HGET', h, 's')), st
+  local es = redis.call('HMGET', h, 'e', 's')
+  if es[1] then
+    epochs[h], seqs[h] = es[1], tonumber(es[2]) or 0
+  else
+    -- A new stream, or one Redis lost: the proposed epoch, no stream left.
+    redis.call('DEL', st)
+    epochs[h], seqs[h] = ARGV[3 * i + 4], 0
+  end
+  streams[h] = st
 end
-local e, s = epochs[h], seqs[h] + 1
+local e, s, body = epochs[h], seqs[h] + 1, ARGV[3 * i + 3]
 seqs[h] = s
 redis.call('XADD', st, 'MAXLEN', ARGV[1], s .. '-0', 'd', body)
-redis.call('PUBLISH', ch, e .. ' ' .. s .. ' ' .. body)
+redis.call('PUBLISH', ARGV[3 * i + 5], e .. ' ' .. s .. ' ' .. body)
 out[i + 1] = {e, s}
 end
 for h, s in pairs(seqs) do
-  redis.call('HSET', h, 's', s)
+  redis.call('HSET', h, 'e', epochs[h], 's', s)
   if tonumber(ARGV[2]) > 0 then
     redis.call('PEXPIRE', h, ARGV[2])
     redis.call('PEXPIRE', streams[h], ARGV[2])
   end
 end
 return out
-"
-);
+";
 
 /// Messages per call of the publish script in a batch: Redis runs a script
 /// alone, so a long batch is cut into calls that each hold it briefly.
@@ -127,7 +125,7 @@ const PER_CALL: usize = 64;
 /// The stream's position, its epoch made if it has none.
 /// KEYS: hash, stream. ARGV: ttl ms, proposed epoch.
 const POSITION: &str = concat!(
-    epoch_or_new!("KEYS[1]", "KEYS[2]", "ARGV[2]"),
+    epoch_or_new!("2"),
     r"
 if new and tonumber(ARGV[1]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
