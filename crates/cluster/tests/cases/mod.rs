@@ -279,6 +279,18 @@ pub async fn a_batch_is_numbered_in_the_order_given(url: &str) {
         let want: Vec<_> = (0..EACH).map(|i| (j.position.seq + 1 + i, j.position.epoch, json!(i))).collect();
         assert_eq!(got, want, "in the batch's order, on another node");
     }
+    // A batch of one (on Redis: the single publish's script) goes on from there.
+    let raw = serde_json::value::to_raw_value(&json!("one")).unwrap();
+    let one = PublishItem {
+        topic: "bx",
+        priority: Priority::Normal,
+        key: None,
+        make: |meta| fanout_ws::frame::encode_json(Some("bx"), meta, 0, &raw),
+    };
+    let answer = a.publish_batch_async(vec![one]).await;
+    assert_eq!(answer.len(), 1);
+    assert_eq!(answer[0].as_ref().expect("confirmed").seq, x + EACH + 1);
+    assert_eq!(messages(&mut sx, 1).await, [(x + EACH + 1, jx.position.epoch, json!("one"))]);
 }
 
 /// One test per case above, on the broker at `$url`.
