@@ -422,6 +422,35 @@ fn shutdown_drains_then_closes_and_refuses() {
     assert_eq!(hub.stats().evicted.shutdown, 1);
 }
 
+/// `Engine::publish_batch_async` (the default the hub uses): every item in
+/// the order given, numbered per topic in that order; after an error it
+/// stops, and the items after it are not published.
+#[tokio::test]
+async fn a_batch_goes_in_order_and_stops_at_its_first_error() {
+    use fanout_core::{Engine, PublishItem};
+    let hub = hub(8, Overflow::Evict);
+    let mut s = hub.subscribe().unwrap();
+    s.join("a").unwrap();
+    s.join("b").unwrap();
+    let batch = |items: &[(&'static str, u64)]| -> Vec<_> {
+        items
+            .iter()
+            .map(|&(topic, v)| PublishItem { topic, priority: Priority::Normal, key: None, make: move |_| v })
+            .collect()
+    };
+    let seqs: Vec<u64> = hub
+        .publish_batch_async(batch(&[("a", 1), ("b", 2), ("a", 3)]))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().seq)
+        .collect();
+    assert_eq!(seqs, [1, 1, 2], "numbered per topic, in the order given");
+    assert_eq!(drain(&mut s), vec![1, 2, 3], "delivered in the order given");
+    hub.shutdown();
+    let after = hub.publish_batch_async(batch(&[("a", 4), ("a", 5)])).await;
+    assert_eq!(after, vec![Err(PublishError::Shutdown)], "stops at the first error");
+}
+
 #[tokio::test]
 async fn shutdown_wakes_a_waiting_receiver() {
     let hub = Hub::<u64>::new();
