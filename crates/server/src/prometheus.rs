@@ -140,7 +140,7 @@ pub(crate) fn render<E: Engine<Frame>>(gw: &Gateway<E>) -> String {
     histogram(
         &mut o,
         "fanout_publish_duration_seconds",
-        "Time per publish call (encode once, queue to every recipient).",
+        "Time per publish call (encode once, queue to every recipient); a batch's run of topic messages is one call.",
         &m.publish_latency,
     );
     // A cluster node's broker metrics (round trip, lag, messages in/out).
