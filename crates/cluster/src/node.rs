@@ -642,9 +642,9 @@ impl Engine<Frame> for Cluster {
 }
 
 impl Node {
-    /// Publishes `run` (emptied) through the broker in one call, timed and
-    /// counted as one round trip, and appends an answer per message to `out`
-    /// (all errors if the call failed). False if it failed.
+    /// Publishes `run` (emptied) through the broker in one call and appends
+    /// an answer per message to `out` (one error if the call failed). False
+    /// if it failed.
     async fn publish_run(
         &self,
         run: &mut Vec<(&str, bytes::Bytes)>,
@@ -653,18 +653,11 @@ impl Node {
         if run.is_empty() {
             return true;
         }
-        if self.shut.load(Relaxed) {
-            out.push(Err(PublishError::Shutdown));
-            return false;
-        }
-        let t0 = Instant::now();
-        let done = self.timed(self.broker.publish_many(run)).await;
-        let n = run.len();
+        let done =
+            if self.shut.load(Relaxed) { Err(PublishError::Shutdown) } else { self.publish_many(run).await };
         run.clear();
         match done {
             Ok(positions) => {
-                self.metrics.round_trip(t0.elapsed());
-                self.metrics.published.fetch_add(n as u64, Relaxed);
                 out.extend(
                     positions
                         .into_iter()
@@ -673,28 +666,33 @@ impl Node {
                 true
             }
             Err(e) => {
-                tracing::warn!(messages = n, error = %e, "cluster: batch publish not confirmed");
-                self.metrics.publish_errors.fetch_add(n as u64, Relaxed);
-                out.push(Err(PublishError::Unavailable));
+                out.push(Err(e));
                 false
             }
         }
     }
 
-    /// One publish through the broker, timed and counted.
-    async fn publish(&self, topic: &str, body: bytes::Bytes) -> Result<Position, PublishError> {
+    /// Publishes `items` through the broker in one call (one round trip
+    /// where the broker allows), timed and counted.
+    async fn publish_many(&self, items: &[(&str, bytes::Bytes)]) -> Result<Vec<Position>, PublishError> {
         let t0 = Instant::now();
-        match self.timed(self.broker.publish(topic, body)).await {
-            Ok(pos) => {
+        match self.timed(self.broker.publish_many(items)).await {
+            Ok(positions) => {
                 self.metrics.round_trip(t0.elapsed());
-                self.metrics.published.fetch_add(1, Relaxed);
-                Ok(pos)
+                self.metrics.published.fetch_add(items.len() as u64, Relaxed);
+                Ok(positions)
             }
             Err(e) => {
-                tracing::warn!(topic, error = %e, "cluster: publish not confirmed");
-                self.metrics.publish_errors.fetch_add(1, Relaxed);
+                let topic = items.first().map_or("", |i| i.0);
+                tracing::warn!(topic, messages = items.len(), error = %e, "cluster: publish not confirmed");
+                self.metrics.publish_errors.fetch_add(items.len() as u64, Relaxed);
                 Err(PublishError::Unavailable)
             }
         }
+    }
+
+    /// One publish through the broker: a run of one.
+    async fn publish(&self, topic: &str, body: bytes::Bytes) -> Result<Position, PublishError> {
+        self.publish_many(&[(topic, body)]).await?.pop().ok_or(PublishError::Unavailable)
     }
 }
