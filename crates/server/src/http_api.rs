@@ -64,6 +64,13 @@ struct PublishBody<'a> {
     priority: Option<WirePriority>,
 }
 
+impl PublishBody<'_> {
+    /// The priority asked for (`Normal` when none was).
+    fn priority(&self) -> Priority {
+        self.priority.map_or(Priority::Normal, Priority::from)
+    }
+}
+
 /// A publish's priority as the HTTP API spells it.
 #[derive(Clone, Copy, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -266,26 +273,24 @@ impl<E: Engine<Frame>> Api<E> {
             // Consecutive topic items go to the engine as one run (one broker
             // round trip on a cluster); a `to` or `user` item ends a run, so
             // everything still happens in the order given.
-            let mut run = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                if let Some(topic) = &item.topic {
-                    let priority = item.priority.map_or(Priority::Normal, Priority::from);
-                    run.push((&**topic, priority, item.key.as_deref(), item.payload));
-                    if items.get(i + 1).is_some_and(|next| next.topic.is_some()) {
-                        continue;
+            for group in items.chunk_by(|a, b| a.topic.is_some() && b.topic.is_some()) {
+                let run: Vec<_> = group
+                    .iter()
+                    .filter_map(|i| Some((&**i.topic.as_ref()?, i.priority(), i.key.as_deref(), i.payload)))
+                    .collect();
+                if run.is_empty() {
+                    // A `to` or `user` item: a group of its own.
+                    match self.publish_one(&group[0], true).await {
+                        Ok(r) => out.add(r),
+                        Err(resp) => return resp,
                     }
-                    for r in self.gateway.publish_json_batch(&run).await {
-                        match r {
-                            Ok(r) => out.add(r.into()),
-                            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-                        }
-                    }
-                    run.clear();
                     continue;
                 }
-                match self.publish_one(item, true).await {
-                    Ok(r) => out.add(r),
-                    Err(resp) => return resp,
+                for r in self.gateway.publish_json_batch(&run).await {
+                    match r {
+                        Ok(r) => out.add(r.into()),
+                        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                    }
                 }
             }
             return json(StatusCode::OK, &out);
@@ -353,12 +358,7 @@ impl<E: Engine<Frame>> Api<E> {
         match (&item.topic, item.to) {
             (Some(topic), None) => self
                 .gateway
-                .publish_json_with(
-                    topic,
-                    item.priority.map_or(Priority::Normal, Priority::from),
-                    item.key.as_deref(),
-                    item.payload,
-                )
+                .publish_json_with(topic, item.priority(), item.key.as_deref(), item.payload)
                 .await
                 .map(PublishResult::from)
                 .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
