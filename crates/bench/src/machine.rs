@@ -23,12 +23,12 @@
 //!
 //! # Build
 //!
-//! The commit is read with `git` at run time from the checkout the binary was
-//! built in (`dirty` says whether tracked files differed from it); the rustc
-//! version is the compiler that built the binary, captured by `build.rs`.
+//! The commit, whether the sources differed from it (`dirty`), and the rustc
+//! version are those of the build, captured by `build.rs` when the binary
+//! was compiled: a report names the code that measured, not the state of
+//! the checkout while it ran (which may have moved on, or have docs and
+//! reports being edited).
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -55,9 +55,11 @@ pub struct Machine {
     pub os: String,
     /// Kernel release alone.
     pub kernel: String,
-    /// `git rev-parse HEAD` of the checkout the binary was built in.
+    /// The commit the binary was built from (`git rev-parse HEAD` at build
+    /// time).
     pub commit: Option<String>,
-    /// Whether tracked files differed from that commit.
+    /// Whether the sources it was built from (`crates/`, `Cargo.toml`,
+    /// `Cargo.lock`) differed from that commit.
     pub dirty: Option<bool>,
     /// The compiler that built the binary (`rustc --version`).
     pub rustc: String,
@@ -134,7 +136,7 @@ impl Watch {
             && other_cpu_percent.is_some_and(|c| c <= QUIET_OTHER_CPU_PERCENT);
         let mean = (!samples.is_empty()).then(|| samples.iter().sum::<f64>() / samples.len() as f64);
         let (kernel, os) = kernel_os();
-        let (commit, dirty) = git();
+        let (commit, dirty) = build();
         Machine {
             cores,
             memory: memory(),
@@ -184,20 +186,14 @@ fn kernel_os() -> (String, String) {
     (kernel, os)
 }
 
-/// The commit and dirtiness of the checkout this crate was built from.
-fn git() -> (Option<String>, Option<bool>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let run = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+/// The commit the binary was built from and whether its sources differed
+/// from it (see `build.rs`); `None` for a build outside a git checkout.
+pub fn build() -> (Option<String>, Option<bool>) {
+    let commit = Some(env!("FANOUT_BENCH_COMMIT")).filter(|c| !c.is_empty()).map(str::to_string);
+    let dirty = match env!("FANOUT_BENCH_DIRTY") {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
     };
-    let commit = run(&["rev-parse", "HEAD"]);
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty());
     (commit, dirty)
 }

@@ -241,7 +241,7 @@ pub fn machine_lines(m: &Machine) -> String {
         s,
         "Build: commit {}{}, {}, {} profile  ",
         m.commit.as_deref().unwrap_or("unknown"),
-        if m.dirty == Some(true) { " (with uncommitted changes)" } else { "" },
+        if m.dirty == Some(true) { " (with uncommitted changes to its sources)" } else { "" },
         m.rustc,
         m.profile
     );

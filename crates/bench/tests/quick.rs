@@ -40,6 +40,36 @@ fn quick_harness_writes_a_parsable_report() {
     assert!(m["rustc"].as_str().unwrap().starts_with("rustc "), "{m}");
     assert!(m["quiet"].is_boolean(), "{m}");
     assert!(m.get("commit").is_some() && m.get("loadavg_before").is_some(), "{m}");
+    // The build's stamp (build.rs) names the checkout's commit and whether
+    // its sources differ from it: cargo rebuilt the binary for this test, so
+    // they must agree with git now.
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if let Some(head) = git(&["rev-parse", "HEAD"]) {
+        assert_eq!(m["commit"].as_str(), Some(head.as_str()), "{m}");
+        let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
+        let changed = git(&[
+            "-C",
+            &root,
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            "crates",
+            "Cargo.toml",
+            "Cargo.lock",
+        ])
+        .expect("git status");
+        assert_eq!(m["dirty"].as_bool(), Some(!changed.is_empty()), "{m}; git status: {changed}");
+    }
     let records = v["records"].as_array().expect("records");
     // 5 scenarios × 2 batches × 2 N × 3 engines (tokio broadcast under churn too).
     assert_eq!(records.len(), 60);

@@ -85,6 +85,12 @@ pub struct Machine {
     pub os: String,
     /// This process's open-files limit.
     pub open_files_limit: Option<u64>,
+    /// The commit `fanout-bench` was built from (at build time; see
+    /// `build.rs`); the server it starts is a binary of its own, named in
+    /// the report's command.
+    pub commit: Option<String>,
+    /// Whether the sources of that build differed from the commit.
+    pub dirty: Option<bool>,
     /// `/proc/loadavg` (1, 5, 15 min) when the report was written: the machine
     /// is shared, and a high figure means other work competed for the cores.
     pub loadavg: Option<[f64; 3]>,
@@ -120,12 +126,15 @@ impl Machine {
         let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| format!("Linux {}", s.trim()))
             .unwrap_or_else(|_| std::env::consts::OS.into());
+        let (commit, dirty) = crate::machine::build();
         Machine {
             cores,
             memory_bytes,
             cpu,
             os,
             open_files_limit: super::limits::open_files_limit(),
+            commit,
+            dirty,
             loadavg: loadavg(),
         }
     }

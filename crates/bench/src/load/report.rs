@@ -20,7 +20,7 @@
 //! schema            "fanout-bench/load/2"
 //! command           the command line that produced the report
 //! started_unix      start time, seconds since the Unix epoch
-//! machine           {cores, memory_bytes, cpu, os, open_files_limit, loadavg}
+//! machine           {cores, memory_bytes, cpu, os, open_files_limit, commit, dirty, loadavg}
 //! setup             {url (comma-separated with several nodes), nodes, kill_node_after_secs, clients, topics, topics_per_client, payload_size, zipf, publishers, duration_secs,
 //!                    idle, stalled_fraction, stall_flood_rate, stall_flood_size, workers, clients_per_worker, source_addresses,
 //!                    mode: "single"|"compare"|"search", engines, rates, p99_bound_ms}
@@ -164,6 +164,12 @@ fn markdown(r: &Report) -> String {
         m.os,
         opt(m.open_files_limit, |v| v.to_string()),
         opt(m.loadavg, |l| format!("{:.1} / {:.1} / {:.1}", l[0], l[1], l[2]))
+    );
+    let _ = writeln!(
+        o,
+        "- **Build:** `fanout-bench` from commit {}{}.",
+        m.commit.as_deref().unwrap_or("unknown"),
+        if m.dirty == Some(true) { " (with uncommitted changes to its sources)" } else { "" },
     );
     let _ = writeln!(
         o,
