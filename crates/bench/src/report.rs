@@ -221,6 +221,17 @@ pub fn dur(ns: u64) -> String {
     }
 }
 
+/// The lowest and highest of a record's rounds (`–` for a single round):
+/// on a shared machine a median alone hides how far its rounds spread.
+fn spread(rounds: &[f64]) -> String {
+    let lo = rounds.iter().copied().reduce(f64::min);
+    let hi = rounds.iter().copied().reduce(f64::max);
+    match (lo, hi) {
+        (Some(lo), Some(hi)) if rounds.len() > 1 => format!("{} – {}", si(lo), si(hi)),
+        _ => "–".into(),
+    }
+}
+
 fn x(r: Option<f64>) -> String {
     r.map_or("–".into(), |r| format!("{r:.2}x"))
 }
@@ -299,20 +310,21 @@ pub fn markdown(
         let _ = writeln!(s, "\n## {sc}\n");
         let _ = writeln!(
             s,
-            "| batch | N | engine | deliveries/s | ns/delivery | deliveries/wake | publish p50 / p99 / p99.9 | e2e p50 / p99 | allocs/publish | lost | evicted | subscribe p99 | peak heap | order violations |"
+            "| batch | N | engine | deliveries/s | rounds, lowest – highest | ns/delivery | deliveries/wake | publish p50 / p99 / p99.9 | e2e p50 / p99 | allocs/publish | lost | evicted | subscribe p99 | peak heap | order violations |"
         );
         let _ = writeln!(
             s,
-            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         for r in records.iter().filter(|r| r.scenario == sc) {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.1} | {:.1} | {} / {} / {} | {} / {} | {:.2} | {} | {} | {} | {:.0} MiB | {} |",
+                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} / {} / {} | {} / {} | {:.2} | {} | {} | {} | {:.0} MiB | {} |",
                 r.batch,
                 r.subscribers,
                 r.engine,
                 si(r.deliveries_per_sec),
+                spread(&r.deliveries_per_sec_rounds),
                 r.ns_per_delivery,
                 r.deliveries_per_wake,
                 dur(r.publish_p50_ns),
@@ -386,4 +398,16 @@ pub fn write(out: &Path, session: Session, records: &[Record]) -> Result<(PathBu
     std::fs::write(&jp, json + "\n").map_err(|e| format!("{}: {e}", jp.display()))?;
     std::fs::write(&mp, md).map_err(|e| format!("{}: {e}", mp.display()))?;
     Ok((jp, mp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn spread_shows_the_lowest_and_highest_round() {
+        assert_eq!(spread(&[2.0e6, 3.5e6, 1.0e6]), "1.00 M – 3.50 M");
+        assert_eq!(spread(&[2.0e6]), "–");
+        assert_eq!(spread(&[]), "–");
+    }
 }

@@ -114,5 +114,7 @@ fn quick_harness_writes_a_parsable_report() {
         .all(|r| r["subscribe_p99_ns"].as_u64().is_some()));
     let md = std::fs::read_to_string(out.join("hub.md")).expect("hub.md");
     assert!(md.contains("| fanout |"));
+    // Each figure's spread over its rounds beside its median.
+    assert!(md.contains("| deliveries/s | rounds, lowest – highest |"), "{md}");
     let _ = std::fs::remove_dir_all(&out);
 }
