@@ -36,7 +36,9 @@ def run(binary, out, args):
         "--batches", args.batches,
         "--out", out,
     ]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     with open(os.path.join(out, "hub.json")) as f:
         return json.load(f)
 
@@ -64,7 +66,7 @@ def main():
         sys.exit("give two or more builds with distinct names")
 
     figures = collections.defaultdict(list)  # (build, scenario, n, batch, engine) -> [M/s]
-    machine = {}
+    machine = {}  # per build, from its first round's report
     lost = collections.Counter()
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,7 +122,8 @@ def main():
         lines.append(f"| {scenario} | {n} | {batch} | {engine} | "
                      + " | ".join(f"{v:.1f}" if v is not None else "" for v in vals) + f" | {ratio} |")
     lines += ["", "Builds: " + "; ".join(
-        f"{n} = {report['builds'][n]['commit']}{' (dirty)' if report['builds'][n]['dirty'] else ''}" for n in names)
+        f"{n} = {report['builds'][n]['commit'] or 'unknown commit'}{' (dirty)' if report['builds'][n]['dirty'] else ''}"
+        for n in names)
         + f"; CPU {report['builds'][names[0]]['cpu']}.", ""]
     with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
         f.write("\n".join(lines))

@@ -61,7 +61,7 @@ fn quick_harness_writes_a_parsable_report() {
             &root,
             "status",
             "--porcelain",
-            "--untracked-files=no",
+            "--untracked-files=all",
             "--",
             "crates",
             "Cargo.toml",
