@@ -224,12 +224,12 @@ pub fn dur(ns: u64) -> String {
 /// The lowest and highest of a record's rounds (`–` for a single round):
 /// on a shared machine a median alone hides how far its rounds spread.
 fn spread(rounds: &[f64]) -> String {
-    let lo = rounds.iter().copied().reduce(f64::min);
-    let hi = rounds.iter().copied().reduce(f64::max);
-    match (lo, hi) {
-        (Some(lo), Some(hi)) if rounds.len() > 1 => format!("{} – {}", si(lo), si(hi)),
-        _ => "–".into(),
+    if rounds.len() < 2 {
+        return "–".into();
     }
+    let lo = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{} – {}", si(lo), si(hi))
 }
 
 fn x(r: Option<f64>) -> String {
