@@ -43,10 +43,11 @@ fn quick_harness_writes_a_parsable_report() {
     // The build's stamp (build.rs) names the checkout's commit and whether
     // its sources differ from it: cargo rebuilt the binary for this test, so
     // they must agree with git now.
+    let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
     let git = |args: &[&str]| {
         Command::new("git")
             .arg("-C")
-            .arg(env!("CARGO_MANIFEST_DIR"))
+            .arg(&root)
             .args(args)
             .output()
             .ok()
@@ -55,10 +56,7 @@ fn quick_harness_writes_a_parsable_report() {
     };
     if let Some(head) = git(&["rev-parse", "HEAD"]) {
         assert_eq!(m["commit"].as_str(), Some(head.as_str()), "{m}");
-        let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
         let changed = git(&[
-            "-C",
-            &root,
             "status",
             "--porcelain",
             "--untracked-files=all",
