@@ -1,0 +1,716 @@
+//! A topic's shared log: each delivered message written once, and read by
+//! every subscriber through a cursor of its own.
+//!
+//! # Why
+//!
+//! Today's walk pushes a handle to each message into every member's ring:
+//! three cache lines and a locked CAS per member for a lone publisher's
+//! single message. Here the writer (the topic's walker) writes a message
+//! once, into one slot, and each reader takes it from there. A probe of
+//! this design's fast path delivered 1.5–1.7x what the rings do with four
+//! publishers on one topic and 3–4.6x for one publisher's single messages
+//! (docs/benchmarks.md, "One log read by every subscriber"). This file is
+//! that design's log, with what the probe left out: readers that join and
+//! leave while it is written, a writer that never waits for a slow reader,
+//! and reclaim without a lock.
+//!
+//! # Positions, slots and stamps
+//!
+//! Position `p` is written to slot `p % cap`, with the slot's stamp set to
+//! `p + 1` after its pointer (`Release`); a reader that loads the stamp it
+//! expects (`Acquire`) sees the pointer written with it. `head` is the next
+//! position to write. The writer is one thread at a time: its exclusion is
+//! the caller's (the topic's walk), which is why [`TopicLog::append`] and
+//! [`TopicLog::settle`] are `unsafe`.
+//!
+//! # References, prepaid
+//!
+//! A message is appended with one reference per admitted reader prepaid
+//! (`shared.rs`: one atomic for all of them), plus the log's own handle. A
+//! reader draws its reference from the slot's pointer with no atomic. Every
+//! reader counted in a message's prepay either draws it, or has it given
+//! back by the writer: when it skips the reader past it (lag) or when the
+//! reader left before reaching it (settle). The log's own reference is
+//! dropped when the slot is overwritten.
+//!
+//! # Claiming: the cursor is the lock
+//!
+//! A reader's `pos` (the next position it takes) is moved by the reader and,
+//! when the reader falls behind, by the writer. A reader loads the stamps
+//! and pointers of the positions it wants, then claims them with one CAS on
+//! its `pos` (per batch, not per message); only after the CAS does it turn
+//! the pointers into handles. The writer never overwrites a position a
+//! reader's `pos` has not passed: before it writes position `q`, every
+//! reader is at `q + 1 - cap` or later, and a reader that is not, the
+//! writer moves forward with its own CAS first, giving back the references
+//! it skipped. So a reader's successful CAS proves the pointers it loaded
+//! were not yet replaced (a replacement would have moved `pos` first and
+//! failed the CAS), and a failed CAS tells it that it lagged.
+//!
+//! # Lag
+//!
+//! The writer checks readers only when it needs room: when `head` would
+//! pass the lowest cursor it last saw (`floor`) by the slot count. It then
+//! looks at every reader's cursor once, and moves each reader that is more
+//! than `len` (half the slots) behind to exactly `len` behind. The reader
+//! keeps where it last was ([`Reader`]): when its cursor is not there, the
+//! writer moved it, and the difference is what it lost, reported as a lag
+//! notice before anything after the gap. A reader within `len` of `head` never loses a message; the scan
+//! happens at most once per `len` positions, so its cost per message is the
+//! reader count over `len`.
+//!
+//! # Joining and leaving
+//!
+//! A reader joins by going onto the `joining` stack; the writer admits it at
+//! its next append, with its cursor at `head` (it reads what is appended
+//! from then on, and is counted in their prepay). A reader leaves by
+//! setting the `LEFT` flag in its `pos` with a CAS (fixing where it
+//! stopped) and going onto the `leaving` stack; the writer settles it (gives
+//! back its references from where it stopped to `head`, and drops it from
+//! the readers) at its next append, or in [`TopicLog::settle`]. Joins and
+//! leaves never wait for the writer.
+//!
+//! # Waking
+//!
+//! A reader that finds nothing parks: it registers its waker, puts itself on
+//! the `parked` stack once (its `queued` flag), issues a `SeqCst` fence and
+//! looks again. The writer stores the stamps, issues a `SeqCst` fence, and
+//! takes the whole stack, clearing each reader's `queued` with a swap
+//! before waking it. The fences make a Dekker pair (either the reader sees
+//! the new stamp, or the writer sees the reader on the stack); the swaps
+//! make the clear read the reader's own swap, so a reader that found itself
+//! still queued had its waker registered before the writer woke it. A
+//! pass wakes the parked readers only, not every reader.
+//!
+//! # Stacks
+//!
+//! The three stacks are intrusive Treiber stacks of `Arc<Cursor>`: a push
+//! is a CAS loop on the top, and the writer takes the whole stack with one
+//! swap, so there is no pop of one entry and no ABA. A cursor is on the
+//! `parked` stack at most once (its `queued` flag) and on each of the other
+//! two at most once (a reader joins and leaves once), so each has a link
+//! of its own per stack.
+
+#![allow(unsafe_code)]
+
+use std::ptr;
+use std::sync::Arc;
+use std::task::Waker;
+
+use crossbeam_utils::CachePadded;
+
+use crate::inbox::Sink;
+use crate::loom::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicWaker, Ordering, UnsafeCell};
+use crate::message::Message;
+use crate::shared::Counted;
+
+/// Set in a reader's `pos` when it left: it takes nothing more.
+const LEFT: u64 = 1 << 63;
+/// Set in a reader's `pos` until the writer admits it.
+const PENDING: u64 = 1 << 62;
+/// The position part of a `pos`.
+const POS: u64 = PENDING - 1;
+/// Most messages a reader claims with one CAS.
+const CLAIM: usize = 64;
+/// The least room a log is made with (small under loom, so that a model
+/// wraps the log in a few appends).
+const MIN_LEN: usize = if cfg!(loom) { 2 } else { CLAIM };
+
+struct Slot {
+    /// Position + 1 of the message the slot holds; 0 before the first.
+    stamp: AtomicU64,
+    /// `Counted::into_raw` of that message: the log's own reference.
+    ptr: AtomicPtr<()>,
+}
+
+/// Which intrusive stack a link belongs to.
+#[derive(Clone, Copy)]
+enum Link {
+    Joining = 0,
+    Leaving = 1,
+    Parked = 2,
+}
+
+/// One reader's place in a log (shared by the reader and the writer).
+pub(crate) struct Cursor {
+    /// The next position the reader takes, with `LEFT` and `PENDING`.
+    pos: CachePadded<AtomicU64>,
+    /// On the `parked` stack (set by the reader, cleared by the writer).
+    queued: AtomicBool,
+    /// The reader's waker, woken by the writer.
+    waker: AtomicWaker,
+    /// Links, one per stack.
+    next: [AtomicPtr<Cursor>; 3],
+    /// The reader's index in the writer's list (the writer's alone).
+    index: std::sync::atomic::AtomicUsize,
+}
+
+impl Cursor {
+    fn new() -> Self {
+        Cursor {
+            pos: CachePadded::new(AtomicU64::new(PENDING)),
+            queued: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            next: [
+                AtomicPtr::new(ptr::null_mut()),
+                AtomicPtr::new(ptr::null_mut()),
+                AtomicPtr::new(ptr::null_mut()),
+            ],
+            index: std::sync::atomic::AtomicUsize::new(usize::MAX),
+        }
+    }
+}
+
+/// The reader's half: its cursor, and where it last knew itself to be (how
+/// it tells a move by the writer, i.e. a lag, from its own progress).
+pub(crate) struct Reader {
+    cursor: Arc<Cursor>,
+    /// Its position after its last take, or `PENDING` before the first.
+    at: u64,
+}
+
+impl Reader {
+    /// How far the writer moved this reader since it last looked (`None`:
+    /// not at all, or just admitted); records `raw` as where it is.
+    fn moved(&mut self, raw: u64) -> Option<u64> {
+        if raw & PENDING != 0 {
+            return None;
+        }
+        let at = self.at;
+        self.at = raw & POS;
+        if at & PENDING != 0 || raw & POS == at {
+            return None;
+        }
+        Some((raw & POS) - at)
+    }
+}
+
+/// An intrusive stack of cursors (see "Stacks").
+struct Stack {
+    top: AtomicPtr<Cursor>,
+    which: Link,
+}
+
+impl Stack {
+    fn new(which: Link) -> Self {
+        Stack { top: AtomicPtr::new(ptr::null_mut()), which }
+    }
+
+    fn push(&self, c: Arc<Cursor>) {
+        let node = Arc::into_raw(c).cast_mut();
+        let mut top = self.top.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `node` is live (its reference moves into the stack).
+            unsafe { &*node }.next[self.which as usize].store(top, Ordering::Relaxed);
+            // Release: the link (and whatever the pusher did before) is seen
+            // by the taker's Acquire swap.
+            match self.top.compare_exchange_weak(top, node, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(t) => top = t,
+            }
+        }
+    }
+
+    /// Takes every entry (newest first).
+    fn take_all(&self, mut f: impl FnMut(Arc<Cursor>)) {
+        if self.top.load(Ordering::Relaxed).is_null() {
+            return;
+        }
+        let mut p = self.top.swap(ptr::null_mut(), Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: every node came from `Arc::into_raw` in `push`, and the
+            // swap made this thread the only owner of the taken list.
+            let c = unsafe { Arc::from_raw(p) };
+            p = c.next[self.which as usize].load(Ordering::Relaxed);
+            f(c);
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.take_all(drop);
+    }
+}
+
+/// The writer's own state (see "Lag" and "Joining and leaving").
+struct Writer {
+    readers: Vec<Arc<Cursor>>,
+    /// No reader's cursor was below this when last looked at.
+    floor: u64,
+}
+
+/// A topic's shared log (see the module docs).
+pub(crate) struct TopicLog<T> {
+    slots: Box<[Slot]>,
+    mask: u64,
+    /// Positions a reader may fall behind without losing one: half the slots.
+    len: u64,
+    /// The next position to write. Written by the writer alone.
+    head: CachePadded<AtomicU64>,
+    writer: UnsafeCell<Writer>,
+    joining: Stack,
+    leaving: Stack,
+    parked: Stack,
+    _holds: std::marker::PhantomData<Message<T>>,
+}
+
+// SAFETY: the slots and stacks are atomics; `writer` is reached only by the
+// writer, one at a time (the contract of `append` and `settle`), and the
+// caller's exclusion orders one writer's accesses before the next one's. The
+// log holds messages, which are `Send` and `Sync` when `T` is.
+unsafe impl<T: Send + Sync> Sync for TopicLog<T> {}
+// SAFETY: as above; moving the log moves the messages it holds.
+unsafe impl<T: Send + Sync> Send for TopicLog<T> {}
+
+/// What an append did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Appended {
+    /// Messages written.
+    pub(crate) messages: u64,
+    /// Readers counted in each message (its recipients).
+    pub(crate) readers: u64,
+    /// Parked readers woken.
+    pub(crate) wakes: u64,
+    /// Messages skipped for readers that lagged (summed over readers).
+    pub(crate) skipped: u64,
+}
+
+impl<T> TopicLog<T> {
+    /// A log with `len` positions of room per reader (rounded up to a power
+    /// of two, at least 64), in twice that many slots.
+    pub(crate) fn new(len: usize) -> Self {
+        let len = len.max(MIN_LEN).next_power_of_two() as u64;
+        let cap = 2 * len;
+        let slots = (0..cap)
+            .map(|_| Slot { stamp: AtomicU64::new(0), ptr: AtomicPtr::new(ptr::null_mut()) })
+            .collect();
+        TopicLog {
+            slots,
+            mask: cap - 1,
+            len,
+            head: CachePadded::new(AtomicU64::new(0)),
+            writer: UnsafeCell::new(Writer { readers: Vec::new(), floor: 0 }),
+            joining: Stack::new(Link::Joining),
+            leaving: Stack::new(Link::Leaving),
+            parked: Stack::new(Link::Parked),
+            _holds: std::marker::PhantomData,
+        }
+    }
+
+    fn slot(&self, pos: u64) -> &Slot {
+        &self.slots[(pos & self.mask) as usize]
+    }
+
+    /// A new reader: it reads what is appended after the writer admits it
+    /// (at the writer's next append). Never waits.
+    pub(crate) fn join(&self) -> Reader {
+        let cursor = Arc::new(Cursor::new());
+        self.joining.push(cursor.clone());
+        Reader { cursor, at: PENDING }
+    }
+
+    /// The reader takes nothing more; the references it was counted in and
+    /// did not draw are given back by the writer. Never waits.
+    pub(crate) fn leave(&self, r: Reader) {
+        let c = r.cursor;
+        let mut cur = c.pos.load(Ordering::Acquire);
+        loop {
+            match c.pos.compare_exchange_weak(cur, cur | LEFT, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(p) => cur = p,
+            }
+        }
+        self.leaving.push(c);
+    }
+
+    /// Takes up to `max` messages for `r` into `sink`, in position order.
+    /// Returns how many it took, or, when the writer skipped `r` past
+    /// messages since it last looked, `Err(n)` with their count and nothing
+    /// taken (the lag notice comes before what follows the gap).
+    pub(crate) fn take(&self, r: &mut Reader, sink: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
+        let mut taken = 0;
+        let mut raw = r.cursor.pos.load(Ordering::Acquire);
+        if let Some(lost) = r.moved(raw) {
+            return Err(lost);
+        }
+        while taken < max && raw & (LEFT | PENDING) == 0 {
+            let want = (max - taken).min(CLAIM);
+            let mut ptrs = [ptr::null_mut::<()>(); CLAIM];
+            let mut n = 0;
+            while n < want {
+                let p = raw + n as u64;
+                let slot = self.slot(p);
+                if slot.stamp.load(Ordering::Acquire) != p + 1 {
+                    break;
+                }
+                ptrs[n] = slot.ptr.load(Ordering::Relaxed);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            // The claim: fails if the writer moved this reader (see "Claiming").
+            match r.cursor.pos.compare_exchange(raw, raw + n as u64, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    for &p in &ptrs[..n] {
+                        // SAFETY: the stamp said the slot held this position,
+                        // appended after this reader was admitted, with a
+                        // reference prepaid for it; the CAS made this reader
+                        // its one drawer, before the writer could replace
+                        // the slot (which moves `pos` first).
+                        sink.put(Message { inner: unsafe { Counted::from_raw(p) } });
+                    }
+                    taken += n;
+                    raw += n as u64;
+                    r.at = raw;
+                }
+                Err(now) => {
+                    if taken > 0 {
+                        // Report the gap at the next take, after these.
+                        break;
+                    }
+                    if let Some(lost) = r.moved(now) {
+                        return Err(lost);
+                    }
+                    raw = now;
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Whether `r` has something to take (or a gap to report).
+    pub(crate) fn ready(&self, r: &Reader) -> bool {
+        let raw = r.cursor.pos.load(Ordering::Acquire);
+        if raw & LEFT != 0 || raw & PENDING != 0 {
+            return false;
+        }
+        (r.at & PENDING == 0 && raw != r.at) || self.slot(raw).stamp.load(Ordering::Acquire) == raw + 1
+    }
+
+    /// Registers `waker` to be woken by the next append, and answers whether
+    /// something became ready meanwhile (then the caller takes again instead
+    /// of waiting).
+    pub(crate) fn park(&self, r: &Reader, waker: &Waker) -> bool {
+        let c = &r.cursor;
+        c.waker.register(waker);
+        // A swap, not a store: the writer's clearing swap reads it (see "Waking").
+        if !c.queued.swap(true, Ordering::AcqRel) {
+            self.parked.push(c.clone());
+        }
+        fence(Ordering::SeqCst);
+        self.ready(r)
+    }
+
+    /// Writes `run` at `head`, then wakes the readers that parked.
+    ///
+    /// # Safety
+    ///
+    /// One writer at a time: the caller holds an exclusion that every other
+    /// call of `append` and `settle` on this log also takes (the topic's
+    /// walk), and whose release and acquisition order one writer's accesses
+    /// before the next one's.
+    pub(crate) unsafe fn append(&self, run: impl ExactSizeIterator<Item = Message<T>>) -> Appended {
+        let k = run.len() as u64;
+        debug_assert!(k <= self.len, "a run longer than the log's room");
+        let mut done = Appended::default();
+        self.writer.with_mut(|w| {
+            // SAFETY: the caller's exclusion (this function's contract).
+            let w = unsafe { &mut *w };
+            self.admit_and_settle(w);
+            let head = self.head.load(Ordering::Relaxed);
+            let end = head + k;
+            let cap = self.mask + 1;
+            if w.floor + cap < end {
+                done.skipped = self.make_room(w, head, end);
+            }
+            let n = w.readers.len();
+            done.readers = n as u64;
+            for (i, m) in run.enumerate() {
+                let pos = head + i as u64;
+                // The readers' references, drawn with `from_raw` (see "References").
+                std::mem::forget(m.inner.prepay(n));
+                let slot = self.slot(pos);
+                let old = slot.ptr.swap(m.inner.into_raw(), Ordering::Relaxed);
+                if !old.is_null() {
+                    // SAFETY: the log's own reference to the message `cap`
+                    // positions back, given back once, here; every reader's
+                    // `pos` is past it (`make_room`).
+                    drop(unsafe { Counted::<crate::message::Envelope<T>>::from_raw(old) });
+                }
+                slot.stamp.store(pos + 1, Ordering::Release);
+            }
+            self.head.store(end, Ordering::Release);
+            done.messages = k;
+        });
+        done.wakes = self.wake_parked();
+        done
+    }
+
+    /// Wakes the readers that parked (after an append, or at shutdown:
+    /// after the store that a parked reader must see). Returns how many.
+    pub(crate) fn wake_parked(&self) -> u64 {
+        fence(Ordering::SeqCst);
+        let mut woken = 0;
+        self.parked.take_all(|c| {
+            // A swap, so that it reads the reader's (see "Waking").
+            c.queued.swap(false, Ordering::AcqRel);
+            c.waker.wake();
+            woken += 1;
+        });
+        woken
+    }
+
+    /// Admits the joining readers and settles the leaving ones without
+    /// appending (for a leave when nobody publishes).
+    ///
+    /// # Safety
+    ///
+    /// As for [`TopicLog::append`].
+    pub(crate) unsafe fn settle(&self) {
+        self.writer.with_mut(|w| {
+            // SAFETY: the caller's exclusion (this function's contract).
+            self.admit_and_settle(unsafe { &mut *w });
+        });
+    }
+
+    fn admit_and_settle(&self, w: &mut Writer) {
+        let head = self.head.load(Ordering::Relaxed);
+        self.joining.take_all(|c| {
+            // PENDING -> head, unless it left first (then it stays not admitted).
+            if c.pos.compare_exchange(PENDING, head, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                c.index.store(w.readers.len(), std::sync::atomic::Ordering::Relaxed);
+                w.readers.push(c);
+                w.floor = w.floor.min(head);
+            }
+        });
+        self.leaving.take_all(|c| {
+            let raw = c.pos.load(Ordering::Acquire);
+            if raw & PENDING != 0 {
+                return; // never admitted: counted in nothing
+            }
+            self.give_back(raw & POS, head);
+            let i = c.index.load(std::sync::atomic::Ordering::Relaxed);
+            let gone = w.readers.swap_remove(i);
+            debug_assert!(Arc::ptr_eq(&gone, &c));
+            if let Some(moved) = w.readers.get(i) {
+                moved.index.store(i, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// Gives back one reference of each message in positions `from..to`
+    /// (still in their slots).
+    fn give_back(&self, from: u64, to: u64) {
+        for p in from..to {
+            let raw = self.slot(p).ptr.load(Ordering::Relaxed);
+            // SAFETY: position `p` is in its slot (the writer has not passed
+            // it by a slot count: see `make_room`) and was counted for the
+            // reader given back for, which will not draw it.
+            drop(unsafe { Counted::<crate::message::Envelope<T>>::from_raw(raw) });
+        }
+    }
+
+    /// Moves every reader more than `len` behind `end` to `end - len`,
+    /// giving back what it skipped; returns the sum skipped.
+    fn make_room(&self, w: &mut Writer, head: u64, end: u64) -> u64 {
+        let to = end.saturating_sub(self.len);
+        let mut floor = head;
+        let mut skipped = 0;
+        for c in &w.readers {
+            let mut raw = c.pos.load(Ordering::Acquire);
+            loop {
+                let at = raw & POS;
+                if at >= to {
+                    floor = floor.min(at);
+                    break;
+                }
+                match c.pos.compare_exchange(raw, (raw & LEFT) | to, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => {
+                        self.give_back(at, to);
+                        if raw & LEFT == 0 {
+                            skipped += to - at;
+                        }
+                        floor = floor.min(to);
+                        break;
+                    }
+                    Err(now) => raw = now,
+                }
+            }
+        }
+        w.floor = floor;
+        skipped
+    }
+}
+
+impl<T> Drop for TopicLog<T> {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no other writer.
+        unsafe { self.settle() };
+        let head = self.head.load(Ordering::Relaxed);
+        let readers = self.writer.with_mut(|w| {
+            // SAFETY: `&mut self`.
+            std::mem::take(&mut unsafe { &mut *w }.readers)
+        });
+        for c in readers {
+            let at = c.pos.load(Ordering::Acquire) & POS;
+            self.give_back(at, head);
+        }
+        for slot in self.slots.iter_mut() {
+            let p = slot.ptr.load(Ordering::Relaxed);
+            if !p.is_null() {
+                // SAFETY: the log's own reference, given back once.
+                drop(unsafe { Counted::<crate::message::Envelope<T>>::from_raw(p) });
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! The log with one thread: what a reader sees, and that every message
+    //! is freed once (a payload that counts its drops; miri runs these too,
+    //! `scripts/miri.sh`, and would see a double free or a use after it).
+
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    use super::*;
+    use crate::message::{Meta, Origin, Priority};
+
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn msgs(from: u64, n: u64, drops: &Arc<AtomicUsize>) -> Vec<Message<Counted>> {
+        (from..from + n)
+            .map(|s| {
+                let meta = Meta { seq: s, epoch: 1 };
+                Message::new(None, Origin::Broadcast, meta, Priority::Normal, Counted(drops.clone()))
+            })
+            .collect()
+    }
+
+    /// Appends `n` messages numbered from `from` in runs of up to 64.
+    fn append(log: &TopicLog<Counted>, from: u64, n: u64, drops: &Arc<AtomicUsize>) {
+        let mut at = from;
+        while at < from + n {
+            let k = (from + n - at).min(64);
+            // SAFETY: one thread.
+            unsafe { log.append(msgs(at, k, drops).into_iter()) };
+            at += k;
+        }
+    }
+
+    fn seqs(buf: &[Message<Counted>]) -> Vec<u64> {
+        buf.iter().map(Message::seq).collect()
+    }
+
+    #[test]
+    fn a_reader_gets_what_was_appended_after_it_joined_in_order() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let log = TopicLog::new(64);
+        append(&log, 1, 3, &drops);
+        let mut r = log.join();
+        let mut buf = Vec::new();
+        // Not admitted before the writer's next append.
+        assert_eq!(log.take(&mut r, &mut buf, 10), Ok(0));
+        append(&log, 4, 5, &drops);
+        assert_eq!(log.take(&mut r, &mut buf, 3), Ok(3));
+        assert_eq!(log.take(&mut r, &mut buf, 10), Ok(2));
+        assert_eq!(seqs(&buf), vec![4, 5, 6, 7, 8]);
+        assert_eq!(log.take(&mut r, &mut buf, 10), Ok(0));
+        drop(buf);
+        log.leave(r);
+        drop(log);
+        assert_eq!(drops.load(Ordering::Relaxed), 8, "every message freed once");
+    }
+
+    #[test]
+    fn a_reader_more_than_the_room_behind_hears_the_exact_loss_then_the_newest() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let log = TopicLog::new(64); // room 64, 128 slots
+        let mut r = log.join();
+        let mut other = log.join();
+        append(&log, 1, 1, &drops); // admits both at position 0
+        let mut buf = Vec::new();
+        assert_eq!(log.take(&mut r, &mut buf, 1), Ok(1));
+        assert_eq!(log.take(&mut other, &mut Vec::new(), 1), Ok(1));
+        // 300 more while `r` does not look; `other` keeps up.
+        for i in 0..300 {
+            append(&log, 2 + i, 1, &drops);
+            let mut keep = Vec::new();
+            assert_eq!(log.take(&mut other, &mut keep, 10), Ok(1));
+            assert_eq!(keep[0].seq(), 2 + i, "a reader within the room loses nothing");
+        }
+        // The writer moved `r` when it needed room; `r` hears how much, first.
+        let lost = log.take(&mut r, &mut buf, 1000).expect_err("a lag notice first");
+        assert_eq!(log.take(&mut r, &mut buf, 1000), Ok(300 - lost as usize));
+        let got = seqs(&buf[1..]);
+        assert_eq!(got.first(), Some(&(2 + lost)), "taken from just after the gap");
+        assert_eq!(got.last(), Some(&301));
+        assert!(got.windows(2).all(|w| w[1] == w[0] + 1));
+        assert!(got.len() >= 64, "at least the room's worth kept: {}", got.len());
+        drop(buf);
+        log.leave(r);
+        log.leave(other);
+        drop(log);
+        assert_eq!(drops.load(Ordering::Relaxed), 301);
+    }
+
+    #[test]
+    fn a_reader_that_leaves_has_what_it_did_not_take_given_back() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let log = TopicLog::new(64);
+        let r = log.join();
+        let mut stays = log.join();
+        let never = log.join();
+        log.leave(never); // left before it was admitted: counted in nothing
+        append(&log, 1, 10, &drops);
+        log.leave(r);
+        // The leave is settled by this append (and the wraps after it).
+        append(&log, 11, 400, &drops);
+        let mut buf = Vec::new();
+        while !matches!(log.take(&mut stays, &mut buf, 64), Ok(0)) {
+            buf.clear();
+        }
+        // All but the log's own handles of the last 128 are gone.
+        assert_eq!(drops.load(Ordering::Relaxed), 410 - 128);
+        log.leave(stays);
+        drop(log);
+        assert_eq!(drops.load(Ordering::Relaxed), 410);
+    }
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_parked_reader_is_woken_once_by_the_next_append() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let log = TopicLog::new(64);
+        let mut r = log.join();
+        append(&log, 1, 1, &drops);
+        let mut buf = Vec::new();
+        assert_eq!(log.take(&mut r, &mut buf, 8), Ok(1));
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        assert!(!log.park(&r, &waker), "nothing ready");
+        assert!(!log.park(&r, &waker), "parking twice queues once");
+        append(&log, 2, 1, &drops);
+        assert_eq!(woken.0.load(Ordering::Relaxed), 1);
+        append(&log, 3, 1, &drops);
+        assert_eq!(woken.0.load(Ordering::Relaxed), 1, "not parked again: not woken again");
+        assert!(log.park(&r, &waker), "ready: take instead of waiting");
+        assert_eq!(log.take(&mut r, &mut buf, 8), Ok(2));
+        drop(buf);
+        log.leave(r);
+    }
+}
