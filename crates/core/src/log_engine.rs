@@ -45,7 +45,7 @@ use crate::{
 };
 
 /// Positions a reader may fall behind without losing one.
-const ROOM: usize = 1024;
+const ROOM: usize = 512;
 
 struct Inner<T> {
     seq: Sequencer<T>,
