@@ -141,6 +141,10 @@ pub(crate) struct Cursor {
     waker: AtomicWaker,
     /// Links, one per stack.
     next: [AtomicPtr<Cursor>; 3],
+    /// Where the writer admitted the reader: stored before `pos` leaves
+    /// `PENDING` (so a reader that sees it admitted sees this too), for a
+    /// reader moved before it first looked to know what it lost.
+    admitted: AtomicU64,
     /// The reader's index in the writer's list (the writer's alone).
     index: std::sync::atomic::AtomicUsize,
 }
@@ -149,6 +153,7 @@ impl Cursor {
     fn new() -> Self {
         Cursor {
             pos: CachePadded::new(AtomicU64::new(PENDING)),
+            admitted: AtomicU64::new(0),
             queued: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             next: [
@@ -176,12 +181,15 @@ impl Reader {
         if raw & PENDING != 0 {
             return None;
         }
-        let at = self.at;
+        let at = if self.at & PENDING != 0 {
+            // First look since admitted: it started where the writer put it
+            // (the Acquire load of `pos` that saw it admitted sees this).
+            self.cursor.admitted.load(Ordering::Relaxed)
+        } else {
+            self.at
+        };
         self.at = raw & POS;
-        if at & PENDING != 0 || raw & POS == at {
-            return None;
-        }
-        Some((raw & POS) - at)
+        (raw & POS != at).then(|| (raw & POS) - at)
     }
 }
 
@@ -386,7 +394,8 @@ impl<T> TopicLog<T> {
         if raw & LEFT != 0 || raw & PENDING != 0 {
             return false;
         }
-        (r.at & PENDING == 0 && raw != r.at) || self.slot(raw).stamp.load(Ordering::Acquire) == raw + 1
+        let at = if r.at & PENDING != 0 { r.cursor.admitted.load(Ordering::Relaxed) } else { r.at };
+        raw != at || self.slot(raw).stamp.load(Ordering::Acquire) == raw + 1
     }
 
     /// Registers `waker` to be woken by the next append, and answers whether
@@ -479,6 +488,7 @@ impl<T> TopicLog<T> {
         let head = self.head.load(Ordering::Relaxed);
         self.joining.take_all(|c| {
             // PENDING -> head, unless it left first (then it stays not admitted).
+            c.admitted.store(head, Ordering::Relaxed);
             if c.pos.compare_exchange(PENDING, head, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 c.index.store(w.readers.len(), std::sync::atomic::Ordering::Relaxed);
                 w.readers.push(c);
@@ -660,6 +670,22 @@ mod tests {
         log.leave(other);
         drop(log);
         assert_eq!(drops.load(Ordering::Relaxed), 301);
+    }
+
+    #[test]
+    fn a_reader_moved_before_its_first_look_hears_the_loss_from_where_it_was_admitted() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let log = TopicLog::new(64);
+        let mut r = log.join();
+        append(&log, 1, 300, &drops); // admitted at 0, then moved
+        let mut buf = Vec::new();
+        let lost = log.take(&mut r, &mut buf, 1000).expect_err("the loss first");
+        assert_eq!(log.take(&mut r, &mut buf, 1000), Ok(300 - lost as usize));
+        assert_eq!(buf[0].seq(), 1 + lost, "the gap is what was reported");
+        drop(buf);
+        log.leave(r);
+        drop(log);
+        assert_eq!(drops.load(Ordering::Relaxed), 300);
     }
 
     #[test]
