@@ -8,7 +8,7 @@
 //! single message. Here the writer (the topic's walker) writes a message
 //! once, into one slot, and each reader takes it from there. A probe of
 //! this design's fast path delivered 1.5–1.7x what the rings do with four
-//! publishers on one topic and 3–4.6x for one publisher's single messages
+//! publishers on one topic and 3.1–3.5x for one publisher's single messages
 //! (docs/benchmarks.md, "One log read by every subscriber"). This file is
 //! that design's log, with what the probe left out: readers that join and
 //! leave while it is written, a writer that never waits for a slow reader,
