@@ -42,7 +42,7 @@ pub enum Overflow {
 /// let hub = Hub::<u64>::builder()
 ///     .topic_options(|name| {
 ///         if name.starts_with("prices.") {
-///             TopicOptions { history_size: 1000, history_ttl: Duration::from_secs(600), overflow: None }
+///             TopicOptions { history_size: 1000, history_ttl: Duration::from_secs(600), ..TopicOptions::default() }
 ///         } else {
 ///             TopicOptions::default()
 ///         }
@@ -67,6 +67,18 @@ pub struct TopicOptions {
     /// evict, and a subscriber with repair gets the newest per key back from
     /// the history (prices, game state).
     pub overflow: Option<Overflow>,
+    /// Deliver through one shared log that every subscriber of the topic
+    /// reads with a cursor of its own, instead of a handle pushed into each
+    /// subscriber's ring, with room for each subscriber to fall this many
+    /// messages behind (rounded up to a power of two, at least 64) before
+    /// it loses the oldest and is told how many (`Lagged`), whatever its
+    /// own overflow policy. 0 (the default): the rings. A message is then
+    /// written once for all its subscribers, which is what makes single
+    /// messages to large topics cheap (docs/benchmarks.md, "The shared
+    /// log, built"); priorities and keys order nothing in it (the topic's
+    /// order is its `seq`), and a subscriber reads it after what its own
+    /// ring holds (broadcasts, direct sends, notices).
+    pub shared_log: usize,
 }
 
 /// Largest history per topic.

@@ -79,6 +79,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::config::Overflow;
+use crate::cursors::Cursors;
 use crate::error::{CloseReason, RecvError};
 use crate::loom::{
     fence, lock, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, AtomicWaker, Backoff, Mutex, Ordering,
@@ -171,6 +172,9 @@ pub(crate) struct Inbox<T> {
     /// it is owed to this subscriber (gap repair, `repair.rs`, owes nothing
     /// older after a leave and a join again).
     topics: Mutex<Vec<(Arc<TopicInner<T>>, u64)>>,
+    /// Cursors into the shared logs of joined topics that have one
+    /// (`cursors.rs`); changed under `topics`.
+    cursors: Cursors<T>,
 }
 
 impl<T> Inbox<T> {
@@ -196,7 +200,7 @@ impl<T> Inbox<T> {
         if !lazy_ring {
             ring.allocate();
         }
-        Inbox { id, ring, waker: AtomicWaker::new(), topics: Mutex::new(Vec::new()) }
+        Inbox { id, ring, waker: AtomicWaker::new(), topics: Mutex::new(Vec::new()), cursors: Cursors::new() }
     }
 
     /// The fields on the publishers' line.
@@ -598,6 +602,22 @@ impl<T> Inbox<T> {
         }
     }
 
+    /// One receive's worth from the ring or from one shared log, whichever
+    /// has something, the logs first every other call (see `cursors.rs`).
+    fn take_any(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
+        if self.cursors.logs_first() {
+            match self.cursors.take(buf, max)? {
+                0 => self.take_in_order(buf, max),
+                n => Ok(n),
+            }
+        } else {
+            match self.take_in_order(buf, max)? {
+                0 => self.cursors.take(buf, max),
+                n => Ok(n),
+            }
+        }
+    }
+
     /// The receiver's fast path for one message: the position it expects
     /// next is `head` (nothing displaced), written, and before any drop still
     /// to report (`lag_at`, read after the stamp as in `take_from`). `None`
@@ -650,7 +670,7 @@ impl<T> Inbox<T> {
             RecvError::Lagged(n) => crate::TryRecvError::Lagged(n),
             RecvError::Closed(r) => crate::TryRecvError::Closed(r),
         };
-        match self.take_in_order(buf, max) {
+        match self.take_any(buf, max) {
             Ok(0) => {}
             Ok(n) => return Ok(n),
             Err(n) => return Err(crate::TryRecvError::Lagged(n)),
@@ -668,7 +688,7 @@ impl<T> Inbox<T> {
         buf: &mut impl Sink<T>,
         max: usize,
     ) -> Poll<Result<usize, RecvError>> {
-        match self.take_in_order(buf, max) {
+        match self.take_any(buf, max) {
             Ok(0) => {}
             Ok(n) => return Poll::Ready(Ok(n)),
             Err(n) => return Poll::Ready(Err(RecvError::Lagged(n))),
@@ -685,7 +705,9 @@ impl<T> Inbox<T> {
         // costs one atomic per park, not per delivery.
         self.p().parked.swap(true, Ordering::AcqRel);
         fence(Ordering::SeqCst);
-        let again = self.take_in_order(buf, max);
+        // And on each shared log (its own fence; see `cursors.rs`).
+        self.cursors.park(cx.waker());
+        let again = self.take_any(buf, max);
         if again != Ok(0) {
             self.p().parked.store(false, Ordering::Relaxed);
             return Poll::Ready(again.map_err(RecvError::Lagged));
@@ -765,6 +787,7 @@ impl<T> Inbox<T> {
         }
         let topic = add(self);
         let after = topic.position().seq;
+        self.cursors.join(&topic);
         mine.push((topic, after));
         Ok(true)
     }
@@ -776,13 +799,16 @@ impl<T> Inbox<T> {
         let pos = mine.iter().position(|(t, _)| &*t.name == name)?;
         let (topic, _) = mine.swap_remove(pos);
         topic.members.remove(self.id);
+        self.cursors.leave(&topic);
         Some(topic)
     }
 
     /// The cleanup worker's half of the join protocol: takes the joined topics.
     /// Called once the inbox is closing, so no join can add one afterwards.
     pub(crate) fn take_topics(&self) -> Vec<Arc<TopicInner<T>>> {
-        std::mem::take(&mut *lock(&self.topics)).into_iter().map(|(t, _)| t).collect()
+        let mut mine = lock(&self.topics);
+        self.cursors.leave_all();
+        std::mem::take(&mut *mine).into_iter().map(|(t, _)| t).collect()
     }
 
     /// Joined topics (a copy, for tests and stats).

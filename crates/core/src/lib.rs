@@ -69,6 +69,7 @@
 
 mod builder;
 mod config;
+mod cursors;
 mod engine;
 mod error;
 mod history;

@@ -38,7 +38,7 @@ use std::task::Poll;
 
 use crate::message::Message;
 use crate::sequencer::{Reserved, Sequencer, RUN};
-use crate::topic_log::{Reader, TopicLog};
+use crate::topic_log::{Cursor, TopicLog};
 use crate::{
     CloseReason, Engine, Meta, Origin, Priority, PublishError, PublishReport, Receiver, RecvError, SendError,
     Stats, SubscribeError, SubscriberId, TryRecvError,
@@ -177,22 +177,20 @@ impl<T> Inner<T> {
 /// A reader of a [`LogEngine`].
 pub struct LogSubscriber<T> {
     inner: Arc<Inner<T>>,
-    reader: Option<Reader>,
+    reader: Arc<Cursor>,
     id: SubscriberId,
 }
 
 impl<T> LogSubscriber<T> {
-    /// The engine and this subscriber's reader, borrowed apart.
-    fn parts(&mut self) -> (&Inner<T>, &mut Reader) {
-        (&self.inner, self.reader.as_mut().expect("a subscriber leaves only when dropped"))
+    /// The engine and this subscriber's reader.
+    fn parts(&self) -> (&Inner<T>, &Arc<Cursor>) {
+        (&self.inner, &self.reader)
     }
 }
 
 impl<T> Drop for LogSubscriber<T> {
     fn drop(&mut self) {
-        if let Some(r) = self.reader.take() {
-            self.inner.log.leave(r);
-        }
+        self.inner.log.leave(&self.reader);
         self.inner.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -210,7 +208,7 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for LogEngine<T> {
         let reader = self.inner.log.join();
         self.inner.subscribers.fetch_add(1, Ordering::Relaxed);
         let id = SubscriberId::new(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
-        Ok(LogSubscriber { inner: self.inner.clone(), reader: Some(reader), id })
+        Ok(LogSubscriber { inner: self.inner.clone(), reader, id })
     }
     /// Every subscriber reads every topic: joining changes nothing.
     fn join(&self, _id: SubscriberId, _topic: &str) -> Result<bool, SubscribeError> {

@@ -601,8 +601,12 @@ fn join_racing_publishers(before: &[u64], racing: &[u64]) -> Vec<u64> {
     use crate::config::TopicOptions;
     use crate::recovery::{self, JoinFrom};
     use crate::topic::{Position, TopicInner};
-    let options =
-        TopicOptions { history_size: 4, history_ttl: std::time::Duration::from_secs(60), overflow: None };
+    let options = TopicOptions {
+        history_size: 4,
+        history_ttl: std::time::Duration::from_secs(60),
+        overflow: None,
+        shared_log: 0,
+    };
     let topic = Arc::new(TopicInner::<u64>::new("t".into(), 7, 16, options));
     for &v in before {
         publish(&topic.seq, &topic.members, v);
@@ -724,8 +728,12 @@ fn loom_repair_racing_an_overflowing_publisher() {
     use crate::repair::Repair;
     use crate::topic::TopicInner;
     loom::model(|| {
-        let options =
-            TopicOptions { history_size: 8, history_ttl: std::time::Duration::from_secs(60), overflow: None };
+        let options = TopicOptions {
+            history_size: 8,
+            history_ttl: std::time::Duration::from_secs(60),
+            overflow: None,
+            shared_log: 0,
+        };
         let topic = Arc::new(TopicInner::<u64>::new("t".into(), 1, 16, options));
         let i = inbox(1, 2, Overflow::DropOldest);
         i.join_with("t", |me| {
@@ -781,7 +789,7 @@ mod shared_log {
     use loom::thread;
 
     use crate::message::{Message, Meta, Origin, Priority};
-    use crate::topic_log::{Reader, TopicLog};
+    use crate::topic_log::{Cursor, TopicLog};
 
     /// A payload that counts its drops (a std atomic: read after the threads joined).
     pub(super) struct Tracked(u64, Arc<AtomicUsize>);
@@ -799,7 +807,7 @@ mod shared_log {
     }
 
     /// Takes what is there; returns the seqs taken and the loss reported.
-    pub(super) fn take(log: &TopicLog<Tracked>, r: &mut Reader, max: usize) -> (Vec<u64>, u64) {
+    pub(super) fn take(log: &TopicLog<Tracked>, r: &Cursor, max: usize) -> (Vec<u64>, u64) {
         let mut buf = Vec::new();
         match log.take(r, &mut buf, max) {
             Ok(_) => (buf.iter().map(|m| m.payload().0).collect(), 0),
@@ -816,7 +824,7 @@ mod shared_log {
         loom::model(|| {
             let drops = Arc::new(AtomicUsize::new(0));
             let log = Arc::new(TopicLog::<Tracked>::new(2));
-            let mut r = log.join();
+            let r = log.join();
             append(&log, 1, &drops); // admits `r` at position 0
             let w = {
                 let (log, drops) = (log.clone(), drops.clone());
@@ -828,13 +836,13 @@ mod shared_log {
             };
             let (mut got, mut lost) = (Vec::new(), 0);
             for _ in 0..2 {
-                let (g, l) = take(&log, &mut r, 2);
+                let (g, l) = take(&log, &r, 2);
                 got.extend(g);
                 lost += l;
             }
             w.join().unwrap();
             loop {
-                let (g, l) = take(&log, &mut r, 8);
+                let (g, l) = take(&log, &r, 8);
                 if g.is_empty() && l == 0 {
                     break;
                 }
@@ -844,7 +852,7 @@ mod shared_log {
             assert!(got.windows(2).all(|p| p[0] < p[1]), "in order: {got:?}");
             assert_eq!(got.len() as u64 + lost, 6, "taken {got:?} and lost {lost}");
             assert_eq!(got.last(), Some(&6));
-            log.leave(r);
+            log.leave(&r);
             drop(log);
             assert_eq!(drops.load(Ordering::Relaxed), 6, "every message freed once");
         });
@@ -859,7 +867,7 @@ mod shared_log {
         loom::model(|| {
             let drops = Arc::new(AtomicUsize::new(0));
             let log = Arc::new(TopicLog::<Tracked>::new(2));
-            let mut r = log.join();
+            let r = log.join();
             // SAFETY: no writer runs yet.
             unsafe { log.settle() };
             let w = {
@@ -872,7 +880,7 @@ mod shared_log {
             let mut got = Vec::new();
             while got.len() < 2 {
                 loom::future::block_on(std::future::poll_fn(|cx| loop {
-                    let (g, l) = take(&log, &mut r, 8);
+                    let (g, l) = take(&log, &r, 8);
                     assert_eq!(l, 0);
                     if !g.is_empty() {
                         got.extend(g);
@@ -885,7 +893,7 @@ mod shared_log {
             }
             w.join().unwrap();
             assert_eq!(got, vec![1, 2]);
-            log.leave(r);
+            log.leave(&r);
             drop(log);
             assert_eq!(drops.load(Ordering::Relaxed), 2);
         });
@@ -908,10 +916,10 @@ mod shared_log {
                     }
                 })
             };
-            let mut r = log.join();
-            let (got, _) = take(&log, &mut r, 2);
+            let r = log.join();
+            let (got, _) = take(&log, &r, 2);
             assert!(got.windows(2).all(|p| p[1] == p[0] + 1), "{got:?}");
-            log.leave(r);
+            log.leave(&r);
             w.join().unwrap();
             drop(log);
             assert_eq!(drops.load(Ordering::Relaxed), 5);

@@ -113,6 +113,7 @@ use crate::message::{Envelope, Message, Priority};
 use crate::ring::{Ring, Run};
 use crate::shared::Prepaid;
 use crate::stats::PublishReport;
+use crate::topic_log::TopicLog;
 
 /// Messages a walker takes from the log, and pushes into each ring, per pass.
 pub(crate) const RUN: usize = 64;
@@ -156,6 +157,11 @@ pub(crate) struct Sequencer<T> {
     /// The topic's overflow policy, in place of each subscriber's (fixed at
     /// creation; see [`TopicOptions::overflow`](crate::TopicOptions)).
     overflow: Option<Overflow>,
+    /// The shared log the walk appends to instead of pushing into the
+    /// members' rings, if the topic has one (fixed at creation; see
+    /// [`TopicOptions::shared_log`](crate::TopicOptions)). Written only
+    /// through a [`Walk`]: the walk is its writer's exclusion.
+    shared: Option<TopicLog<T>>,
 }
 
 /// The instant that `last_append` counts from.
@@ -191,7 +197,21 @@ impl<T> Sequencer<T> {
             ttl,
             last_append: std::sync::atomic::AtomicU64::new(since_base(Instant::now())),
             overflow: None,
+            shared: None,
         }
+    }
+
+    /// The same, delivering through a shared log with `room` per reader
+    /// (0: through the members' rings).
+    pub(crate) fn with_shared_log(mut self, room: usize) -> Self {
+        self.shared = (room > 0).then(|| TopicLog::new(room));
+        self
+    }
+
+    /// The topic's shared log, if it delivers through one (its readers'
+    /// side: join, take, park, leave).
+    pub(crate) fn shared_log(&self) -> Option<&TopicLog<T>> {
+        self.shared.as_ref()
     }
 
     /// The same, with the topic's overflow policy in place of each
@@ -346,6 +366,38 @@ impl<T> Walk<'_, T> {
                 break;
             }
             r.walked += n as u64;
+            if let Some(log) = &self.seq.shared {
+                let now = keep.then(Instant::now);
+                // The log takes the walker's handles, or clones of them when
+                // the history takes the handles (one count each per message).
+                let run = batch.iter_mut().take(n).map(|m| {
+                    if keep {
+                        m.as_ref().expect("taken").clone()
+                    } else {
+                        m.take().expect("taken")
+                    }
+                });
+                // SAFETY: this `Walk` is the only one (the CAS on
+                // `walking`), and every append and settle of this log goes
+                // through a `Walk`; the flag's Release/Acquire orders one
+                // walker's accesses before the next one's.
+                let a = unsafe { log.append(run) };
+                let delivered = a.readers * a.messages;
+                r.recipients += delivered;
+                r.delivered += delivered;
+                r.displaced += a.skipped;
+                r.wakes += a.wakes;
+                if let Some(now) = now {
+                    self.seq.last_append.store(since_base(now), std::sync::atomic::Ordering::Relaxed);
+                    self.history(|h| {
+                        for m in batch.iter_mut().take(n) {
+                            h.push(m.take().expect("taken"), now);
+                        }
+                        h.expire(now);
+                    });
+                }
+                continue;
+            }
             // Runs of one priority, in order.
             let mut i = 0;
             while i < n {

@@ -55,7 +55,9 @@ impl<T> TopicInner<T> {
         TopicInner {
             name,
             epoch: AtomicU64::new(epoch),
-            seq: Sequencer::new(options.history_size, options.history_ttl).with_overflow(options.overflow),
+            seq: Sequencer::new(options.history_size, options.history_ttl)
+                .with_overflow(options.overflow)
+                .with_shared_log(options.shared_log),
             members: Members::new(1, chunk_size),
             handles: AtomicUsize::new(0),
         }

@@ -53,7 +53,7 @@
 //! pass the lowest cursor it last saw (`floor`) by the slot count. It then
 //! looks at every reader's cursor once, and moves each reader that is more
 //! than `len` (half the slots) behind to exactly `len` behind. The reader
-//! keeps where it last was ([`Reader`]): when its cursor is not there, the
+//! keeps where it last was (`Cursor::at`): when its cursor is not there, the
 //! writer moved it, and the difference is what it lost, reported as a lag
 //! notice before anything after the gap. A reader within `len` of `head` never loses a message; the scan
 //! happens at most once per `len` positions, so its cost per message is the
@@ -145,6 +145,10 @@ pub(crate) struct Cursor {
     /// `PENDING` (so a reader that sees it admitted sees this too), for a
     /// reader moved before it first looked to know what it lost.
     admitted: AtomicU64,
+    /// The reader's own: its position after its last take, or `PENDING`
+    /// before its first (how it tells a move by the writer, a lag, from its
+    /// own progress). Written and read by the reader alone (`Relaxed`).
+    at: AtomicU64,
     /// The reader's index in the writer's list (the writer's alone).
     index: std::sync::atomic::AtomicUsize,
 }
@@ -154,6 +158,7 @@ impl Cursor {
         Cursor {
             pos: CachePadded::new(AtomicU64::new(PENDING)),
             admitted: AtomicU64::new(0),
+            at: AtomicU64::new(PENDING),
             queued: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             next: [
@@ -166,30 +171,34 @@ impl Cursor {
     }
 }
 
-/// The reader's half: its cursor, and where it last knew itself to be (how
-/// it tells a move by the writer, i.e. a lag, from its own progress).
-pub(crate) struct Reader {
-    cursor: Arc<Cursor>,
-    /// Its position after its last take, or `PENDING` before the first.
-    at: u64,
-}
-
-impl Reader {
+impl Cursor {
     /// How far the writer moved this reader since it last looked (`None`:
-    /// not at all, or just admitted); records `raw` as where it is.
-    fn moved(&mut self, raw: u64) -> Option<u64> {
+    /// not at all, or not admitted yet); records `raw` as where it is.
+    /// Called by the reader alone.
+    fn moved(&self, raw: u64) -> Option<u64> {
         if raw & PENDING != 0 {
             return None;
         }
-        let at = if self.at & PENDING != 0 {
+        let at = self.at.load(Ordering::Relaxed);
+        let at = if at & PENDING != 0 {
             // First look since admitted: it started where the writer put it
             // (the Acquire load of `pos` that saw it admitted sees this).
-            self.cursor.admitted.load(Ordering::Relaxed)
+            self.admitted.load(Ordering::Relaxed)
         } else {
-            self.at
+            at
         };
-        self.at = raw & POS;
+        self.at.store(raw & POS, Ordering::Relaxed);
         (raw & POS != at).then(|| (raw & POS) - at)
+    }
+
+    /// Where the reader last was (see `at`).
+    fn last(&self) -> u64 {
+        let at = self.at.load(Ordering::Relaxed);
+        if at & PENDING != 0 {
+            self.admitted.load(Ordering::Relaxed)
+        } else {
+            at
+        }
     }
 }
 
@@ -312,16 +321,15 @@ impl<T> TopicLog<T> {
 
     /// A new reader: it reads what is appended after the writer admits it
     /// (at the writer's next append). Never waits.
-    pub(crate) fn join(&self) -> Reader {
+    pub(crate) fn join(&self) -> Arc<Cursor> {
         let cursor = Arc::new(Cursor::new());
         self.joining.push(cursor.clone());
-        Reader { cursor, at: PENDING }
+        cursor
     }
 
     /// The reader takes nothing more; the references it was counted in and
     /// did not draw are given back by the writer. Never waits.
-    pub(crate) fn leave(&self, r: Reader) {
-        let c = r.cursor;
+    pub(crate) fn leave(&self, c: &Arc<Cursor>) {
         let mut cur = c.pos.load(Ordering::Acquire);
         loop {
             match c.pos.compare_exchange_weak(cur, cur | LEFT, Ordering::AcqRel, Ordering::Acquire) {
@@ -329,17 +337,17 @@ impl<T> TopicLog<T> {
                 Err(p) => cur = p,
             }
         }
-        self.leaving.push(c);
+        self.leaving.push(c.clone());
     }
 
     /// Takes up to `max` messages for `r` into `sink`, in position order.
     /// Returns how many it took, or, when the writer skipped `r` past
     /// messages since it last looked, `Err(n)` with their count and nothing
     /// taken (the lag notice comes before what follows the gap).
-    pub(crate) fn take(&self, r: &mut Reader, sink: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
+    pub(crate) fn take(&self, c: &Cursor, sink: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
         let mut taken = 0;
-        let mut raw = r.cursor.pos.load(Ordering::Acquire);
-        if let Some(lost) = r.moved(raw) {
+        let mut raw = c.pos.load(Ordering::Acquire);
+        if let Some(lost) = c.moved(raw) {
             return Err(lost);
         }
         while taken < max && raw & (LEFT | PENDING) == 0 {
@@ -359,7 +367,7 @@ impl<T> TopicLog<T> {
                 break;
             }
             // The claim: fails if the writer moved this reader (see "Claiming").
-            match r.cursor.pos.compare_exchange(raw, raw + n as u64, Ordering::AcqRel, Ordering::Acquire) {
+            match c.pos.compare_exchange(raw, raw + n as u64, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     for &p in &ptrs[..n] {
                         // SAFETY: the stamp said the slot held this position,
@@ -371,14 +379,14 @@ impl<T> TopicLog<T> {
                     }
                     taken += n;
                     raw += n as u64;
-                    r.at = raw;
+                    c.at.store(raw, Ordering::Relaxed);
                 }
                 Err(now) => {
                     if taken > 0 {
                         // Report the gap at the next take, after these.
                         break;
                     }
-                    if let Some(lost) = r.moved(now) {
+                    if let Some(lost) = c.moved(now) {
                         return Err(lost);
                     }
                     raw = now;
@@ -389,27 +397,25 @@ impl<T> TopicLog<T> {
     }
 
     /// Whether `r` has something to take (or a gap to report).
-    pub(crate) fn ready(&self, r: &Reader) -> bool {
-        let raw = r.cursor.pos.load(Ordering::Acquire);
+    pub(crate) fn ready(&self, c: &Cursor) -> bool {
+        let raw = c.pos.load(Ordering::Acquire);
         if raw & LEFT != 0 || raw & PENDING != 0 {
             return false;
         }
-        let at = if r.at & PENDING != 0 { r.cursor.admitted.load(Ordering::Relaxed) } else { r.at };
-        raw != at || self.slot(raw).stamp.load(Ordering::Acquire) == raw + 1
+        raw != c.last() || self.slot(raw).stamp.load(Ordering::Acquire) == raw + 1
     }
 
     /// Registers `waker` to be woken by the next append, and answers whether
     /// something became ready meanwhile (then the caller takes again instead
     /// of waiting).
-    pub(crate) fn park(&self, r: &Reader, waker: &Waker) -> bool {
-        let c = &r.cursor;
+    pub(crate) fn park(&self, c: &Arc<Cursor>, waker: &Waker) -> bool {
         c.waker.register(waker);
         // A swap, not a store: the writer's clearing swap reads it (see "Waking").
         if !c.queued.swap(true, Ordering::AcqRel) {
             self.parked.push(c.clone());
         }
         fence(Ordering::SeqCst);
-        self.ready(r)
+        self.ready(c)
     }
 
     /// Writes `run` at `head`, then wakes the readers that parked.
@@ -625,17 +631,17 @@ mod tests {
         let drops = Arc::new(AtomicUsize::new(0));
         let log = TopicLog::new(64);
         append(&log, 1, 3, &drops);
-        let mut r = log.join();
+        let r = log.join();
         let mut buf = Vec::new();
         // Not admitted before the writer's next append.
-        assert_eq!(log.take(&mut r, &mut buf, 10), Ok(0));
+        assert_eq!(log.take(&r, &mut buf, 10), Ok(0));
         append(&log, 4, 5, &drops);
-        assert_eq!(log.take(&mut r, &mut buf, 3), Ok(3));
-        assert_eq!(log.take(&mut r, &mut buf, 10), Ok(2));
+        assert_eq!(log.take(&r, &mut buf, 3), Ok(3));
+        assert_eq!(log.take(&r, &mut buf, 10), Ok(2));
         assert_eq!(seqs(&buf), vec![4, 5, 6, 7, 8]);
-        assert_eq!(log.take(&mut r, &mut buf, 10), Ok(0));
+        assert_eq!(log.take(&r, &mut buf, 10), Ok(0));
         drop(buf);
-        log.leave(r);
+        log.leave(&r);
         drop(log);
         assert_eq!(drops.load(Ordering::Relaxed), 8, "every message freed once");
     }
@@ -644,30 +650,30 @@ mod tests {
     fn a_reader_more_than_the_room_behind_hears_the_exact_loss_then_the_newest() {
         let drops = Arc::new(AtomicUsize::new(0));
         let log = TopicLog::new(64); // room 64, 128 slots
-        let mut r = log.join();
-        let mut other = log.join();
+        let r = log.join();
+        let other = log.join();
         append(&log, 1, 1, &drops); // admits both at position 0
         let mut buf = Vec::new();
-        assert_eq!(log.take(&mut r, &mut buf, 1), Ok(1));
-        assert_eq!(log.take(&mut other, &mut Vec::new(), 1), Ok(1));
+        assert_eq!(log.take(&r, &mut buf, 1), Ok(1));
+        assert_eq!(log.take(&other, &mut Vec::new(), 1), Ok(1));
         // 300 more while `r` does not look; `other` keeps up.
         for i in 0..300 {
             append(&log, 2 + i, 1, &drops);
             let mut keep = Vec::new();
-            assert_eq!(log.take(&mut other, &mut keep, 10), Ok(1));
+            assert_eq!(log.take(&other, &mut keep, 10), Ok(1));
             assert_eq!(keep[0].seq(), 2 + i, "a reader within the room loses nothing");
         }
         // The writer moved `r` when it needed room; `r` hears how much, first.
-        let lost = log.take(&mut r, &mut buf, 1000).expect_err("a lag notice first");
-        assert_eq!(log.take(&mut r, &mut buf, 1000), Ok(300 - lost as usize));
+        let lost = log.take(&r, &mut buf, 1000).expect_err("a lag notice first");
+        assert_eq!(log.take(&r, &mut buf, 1000), Ok(300 - lost as usize));
         let got = seqs(&buf[1..]);
         assert_eq!(got.first(), Some(&(2 + lost)), "taken from just after the gap");
         assert_eq!(got.last(), Some(&301));
         assert!(got.windows(2).all(|w| w[1] == w[0] + 1));
         assert!(got.len() >= 64, "at least the room's worth kept: {}", got.len());
         drop(buf);
-        log.leave(r);
-        log.leave(other);
+        log.leave(&r);
+        log.leave(&other);
         drop(log);
         assert_eq!(drops.load(Ordering::Relaxed), 301);
     }
@@ -676,14 +682,14 @@ mod tests {
     fn a_reader_moved_before_its_first_look_hears_the_loss_from_where_it_was_admitted() {
         let drops = Arc::new(AtomicUsize::new(0));
         let log = TopicLog::new(64);
-        let mut r = log.join();
+        let r = log.join();
         append(&log, 1, 300, &drops); // admitted at 0, then moved
         let mut buf = Vec::new();
-        let lost = log.take(&mut r, &mut buf, 1000).expect_err("the loss first");
-        assert_eq!(log.take(&mut r, &mut buf, 1000), Ok(300 - lost as usize));
+        let lost = log.take(&r, &mut buf, 1000).expect_err("the loss first");
+        assert_eq!(log.take(&r, &mut buf, 1000), Ok(300 - lost as usize));
         assert_eq!(buf[0].seq(), 1 + lost, "the gap is what was reported");
         drop(buf);
-        log.leave(r);
+        log.leave(&r);
         drop(log);
         assert_eq!(drops.load(Ordering::Relaxed), 300);
     }
@@ -693,20 +699,20 @@ mod tests {
         let drops = Arc::new(AtomicUsize::new(0));
         let log = TopicLog::new(64);
         let r = log.join();
-        let mut stays = log.join();
+        let stays = log.join();
         let never = log.join();
-        log.leave(never); // left before it was admitted: counted in nothing
+        log.leave(&never); // left before it was admitted: counted in nothing
         append(&log, 1, 10, &drops);
-        log.leave(r);
+        log.leave(&r);
         // The leave is settled by this append (and the wraps after it).
         append(&log, 11, 400, &drops);
         let mut buf = Vec::new();
-        while !matches!(log.take(&mut stays, &mut buf, 64), Ok(0)) {
+        while !matches!(log.take(&stays, &mut buf, 64), Ok(0)) {
             buf.clear();
         }
         // All but the log's own handles of the last 128 are gone.
         assert_eq!(drops.load(Ordering::Relaxed), 410 - 128);
-        log.leave(stays);
+        log.leave(&stays);
         drop(log);
         assert_eq!(drops.load(Ordering::Relaxed), 410);
     }
@@ -722,10 +728,10 @@ mod tests {
     fn a_parked_reader_is_woken_once_by_the_next_append() {
         let drops = Arc::new(AtomicUsize::new(0));
         let log = TopicLog::new(64);
-        let mut r = log.join();
+        let r = log.join();
         append(&log, 1, 1, &drops);
         let mut buf = Vec::new();
-        assert_eq!(log.take(&mut r, &mut buf, 8), Ok(1));
+        assert_eq!(log.take(&r, &mut buf, 8), Ok(1));
         let woken = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(woken.clone());
         assert!(!log.park(&r, &waker), "nothing ready");
@@ -735,8 +741,8 @@ mod tests {
         append(&log, 3, 1, &drops);
         assert_eq!(woken.0.load(Ordering::Relaxed), 1, "not parked again: not woken again");
         assert!(log.park(&r, &waker), "ready: take instead of waiting");
-        assert_eq!(log.take(&mut r, &mut buf, 8), Ok(2));
+        assert_eq!(log.take(&r, &mut buf, 8), Ok(2));
         drop(buf);
-        log.leave(r);
+        log.leave(&r);
     }
 }

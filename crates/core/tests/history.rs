@@ -178,7 +178,11 @@ fn a_topic_outlives_its_last_subscriber_for_the_ttl_only() {
 
 fn hub_ttl(ttl: Duration) -> Hub<u64> {
     Hub::builder()
-        .topic_options(move |_| TopicOptions { history_size: 10, history_ttl: ttl, overflow: None })
+        .topic_options(move |_| TopicOptions {
+            history_size: 10,
+            history_ttl: ttl,
+            ..TopicOptions::default()
+        })
         .build()
         .unwrap()
 }

@@ -145,8 +145,10 @@ async fn history_size_zero_turns_history_off() {
 async fn topic_rules_match_whole_segments() {
     use fanout_core::TopicOptions;
     use fanout_server::config::TopicRule;
-    let keep = TopicOptions { history_size: 8, history_ttl: Duration::from_secs(60), overflow: None };
-    let none = TopicOptions { history_size: 0, history_ttl: Duration::from_secs(60), overflow: None };
+    let keep =
+        TopicOptions { history_size: 8, history_ttl: Duration::from_secs(60), ..TopicOptions::default() };
+    let none =
+        TopicOptions { history_size: 0, history_ttl: Duration::from_secs(60), ..TopicOptions::default() };
     let rule = |pattern: &str| TopicRule { pattern: pattern.into(), options: keep };
     let bad = Settings { topic_rules: vec![rule("user.42*")], ..settings() };
     let e = start(bad).await.err().expect("a partial wildcard stops the start").to_string();

@@ -104,7 +104,8 @@ fn history_flags_file_and_topic_rules() {
                 options: TopicOptions {
                     history_size: 1000,
                     history_ttl: Duration::from_secs(60),
-                    overflow: Some(fanout_core::Overflow::Conflate)
+                    overflow: Some(fanout_core::Overflow::Conflate),
+                    shared_log: 0
                 }
             },
             TopicRule {
@@ -112,7 +113,8 @@ fn history_flags_file_and_topic_rules() {
                 options: TopicOptions {
                     history_size: 128,
                     history_ttl: Duration::from_secs(10),
-                    overflow: None
+                    overflow: None,
+                    shared_log: 0
                 }
             },
         ],

@@ -52,6 +52,7 @@ pub(super) fn rules(files: Vec<TopicRuleFile>, fallback: TopicOptions) -> Result
             history_size: r.history_size.unwrap_or(fallback.history_size),
             history_ttl,
             overflow: r.overflow.map(Into::into),
+            shared_log: fallback.shared_log,
         };
         check_history(&at, options)?;
         out.push(TopicRule { pattern: r.pattern, options });

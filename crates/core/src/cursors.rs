@@ -1,0 +1,152 @@
+//! A subscriber's cursors into the shared logs of the topics it joined that
+//! deliver through one ([`TopicOptions::shared_log`](crate::TopicOptions);
+//! the log is `topic_log.rs`).
+//!
+//! # Who touches it
+//!
+//! Joins, leaves and the cleanup worker change the set, under the inbox's
+//! `topics` lock (so a change never races another), copying it and
+//! storing the copy in a [`Snapshot`]; the receiver reads the snapshot on
+//! each receive that gets that far, and nobody else reads it. Publishers
+//! never see it: a topic's walker reaches its readers through the log.
+//!
+//! # Receiving
+//!
+//! A receive takes from one source per call: the ring or one log, so that a
+//! lag notice (which a log reports by returning it, having seen it) is
+//! never stuck behind messages already taken from elsewhere. Which source
+//! goes first alternates per call, and the logs take turns, so that steady
+//! traffic in one starves none of the others. A topic's messages are all in
+//! its log, in `seq` order; what the ring holds (broadcasts, direct sends,
+//! other topics) has no order with them, as between any two topics.
+//!
+//! # Parking
+//!
+//! A receiver that found nothing parks on its ring (inbox.rs, "Waking") and
+//! on each log (`TopicLog::park`), with the same waker, then looks again;
+//! either a log's writer sees it parked, or its second look sees the new
+//! message.
+
+use std::sync::Arc;
+use std::task::Waker;
+
+use crate::inbox::Sink;
+use crate::loom::{AtomicBool, AtomicUsize, Ordering, Snapshot};
+use crate::topic::TopicInner;
+use crate::topic_log::Cursor;
+
+/// One joined topic's log and this subscriber's cursor in it.
+struct Link<T> {
+    topic: Arc<TopicInner<T>>,
+    cursor: Arc<Cursor>,
+}
+
+impl<T> Clone for Link<T> {
+    fn clone(&self) -> Self {
+        Link { topic: self.topic.clone(), cursor: self.cursor.clone() }
+    }
+}
+
+/// The cursors of one subscriber (see the module docs).
+pub(crate) struct Cursors<T> {
+    links: Snapshot<Vec<Link<T>>>,
+    /// Whether `links` is not empty: a subscriber of ring topics only never
+    /// loads the snapshot.
+    any: AtomicBool,
+    /// The receiver's own: which log goes first next time, and whether the
+    /// logs go before the ring (`Relaxed`: only the receiver uses them).
+    turn: AtomicUsize,
+}
+
+impl<T> Cursors<T> {
+    pub(crate) fn new() -> Self {
+        Cursors { links: Snapshot::new(Vec::new()), any: AtomicBool::new(false), turn: AtomicUsize::new(0) }
+    }
+
+    /// Adds a cursor in `topic`'s log, if it has one. Call under the inbox's
+    /// `topics` lock, once per join.
+    pub(crate) fn join(&self, topic: &Arc<TopicInner<T>>) {
+        let Some(log) = topic.seq.shared_log() else { return };
+        let cursor = log.join();
+        let mut links = (*self.links.load_full()).clone();
+        links.push(Link { topic: topic.clone(), cursor });
+        self.links.store(Arc::new(links));
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// Gives up the cursor in `topic`'s log, if any. Call under the inbox's
+    /// `topics` lock.
+    pub(crate) fn leave(&self, topic: &Arc<TopicInner<T>>) {
+        if topic.seq.shared_log().is_none() {
+            return;
+        }
+        let mut links = (*self.links.load_full()).clone();
+        if let Some(i) = links.iter().position(|l| Arc::ptr_eq(&l.topic, topic)) {
+            let gone = links.swap_remove(i);
+            if let Some(log) = gone.topic.seq.shared_log() {
+                log.leave(&gone.cursor);
+            }
+            self.any.store(!links.is_empty(), Ordering::Release);
+            self.links.store(Arc::new(links));
+        }
+    }
+
+    /// Gives up every cursor (the cleanup worker, or a close).
+    pub(crate) fn leave_all(&self) {
+        let links = self.links.load_full();
+        for l in links.iter() {
+            if let Some(log) = l.topic.seq.shared_log() {
+                log.leave(&l.cursor);
+            }
+        }
+        self.any.store(false, Ordering::Release);
+        self.links.store(Arc::new(Vec::new()));
+    }
+
+    /// Whether the logs go before the ring this time (alternates, per
+    /// receive of a subscriber with logs).
+    pub(crate) fn logs_first(&self) -> bool {
+        if !self.any.load(Ordering::Relaxed) {
+            return false;
+        }
+        let turn = self.turn.load(Ordering::Relaxed);
+        self.turn.store(turn.wrapping_add(1), Ordering::Relaxed);
+        turn & 1 == 1
+    }
+
+    /// Takes up to `max` messages from one log (the first, in turn, that has
+    /// any), or `Err(n)`: that log's next item is the loss of `n`.
+    pub(crate) fn take(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
+        if !self.any.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        let turn = self.turn.load(Ordering::Relaxed);
+        self.links.with(|links| {
+            let k = links.len();
+            for i in 0..k {
+                let l = &links[(turn / 2 + i) % k];
+                let log = l.topic.seq.shared_log().expect("a link is to a shared log");
+                match log.take(&l.cursor, buf, max)? {
+                    0 => continue,
+                    n => return Ok(n),
+                }
+            }
+            Ok(0)
+        })
+    }
+
+    /// Parks on every log; true if one has something already (take again).
+    pub(crate) fn park(&self, waker: &Waker) -> bool {
+        if !self.any.load(Ordering::Acquire) {
+            return false;
+        }
+        self.links.with(|links| {
+            let mut ready = false;
+            for l in links.iter() {
+                let log = l.topic.seq.shared_log().expect("a link is to a shared log");
+                ready |= log.park(&l.cursor, waker);
+            }
+            ready
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! Topics that deliver through a shared log (`TopicOptions::shared_log`):
+//! what a subscriber sees is what it would see through its ring (every
+//! message once, in `seq` order, every gap announced by exactly its size),
+//! alongside what its ring still carries (broadcasts, direct sends).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fanout_core::{Hub, JoinFrom, Position, RecvError, TopicOptions, TryRecvError};
+
+fn logged<T: Clone + Send + Sync + 'static>(history: usize) -> Hub<T> {
+    Hub::builder()
+        .topic_options(move |_| TopicOptions {
+            history_size: history,
+            history_ttl: Duration::from_secs(600),
+            shared_log: 512,
+            ..TopicOptions::default()
+        })
+        .build()
+        .unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn concurrent_publishers_reach_every_member_once_in_seq_order_with_gaps_announced() {
+    let hub = logged::<u64>(0);
+    let mut subs: Vec<_> = (0..3).map(|_| hub.subscribe().unwrap()).collect();
+    for s in &subs {
+        assert!(s.join("t").unwrap());
+    }
+    let per = 3_000u64;
+    let publishers: Vec<_> = (0..2)
+        .map(|p| {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    hub.publish("t", p * per + i).unwrap();
+                }
+            })
+        })
+        .collect();
+    let rt = rt();
+    let mut buf = Vec::new();
+    for s in &mut subs {
+        let (mut next, mut got) = (1, 0);
+        while next <= 2 * per {
+            buf.clear();
+            match rt.block_on(s.recv_many(&mut buf, 64)) {
+                Ok(n) => {
+                    for m in &buf[..n] {
+                        assert_eq!(m.seq(), next, "in order, no gap without its notice");
+                        next += 1;
+                        got += 1;
+                    }
+                }
+                Err(RecvError::Lagged(k)) => next += k,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(next, 2 * per + 1);
+        assert!(got > 0);
+    }
+    for p in publishers {
+        p.join().unwrap();
+    }
+}
+
+#[test]
+fn a_subscriber_that_falls_behind_hears_the_exact_loss_then_the_newest() {
+    let hub = logged::<u64>(0);
+    let mut s = hub.subscribe().unwrap();
+    s.join("t").unwrap();
+    hub.publish_many("t", 0..2_000).unwrap();
+    let lost = match s.try_recv() {
+        Err(TryRecvError::Lagged(n)) => n,
+        other => panic!("a lag notice first, got {other:?}"),
+    };
+    let rest: Vec<u64> = std::iter::from_fn(|| s.try_recv().ok()).map(|m| m.seq()).collect();
+    assert_eq!(rest.first(), Some(&(lost + 1)), "taken from just after the gap");
+    assert_eq!(rest.len() as u64 + lost, 2_000);
+    assert!(rest.windows(2).all(|w| w[1] == w[0] + 1));
+    assert!(rest.len() >= 512, "at least the room kept: {}", rest.len());
+}
+
+#[test]
+fn the_ring_still_carries_broadcasts_and_direct_sends() {
+    let hub = logged::<u32>(0);
+    let mut s = hub.subscribe().unwrap();
+    s.join("t").unwrap();
+    hub.publish("t", 1).unwrap();
+    hub.broadcast(2).unwrap();
+    hub.send_to(s.id(), 3).unwrap();
+    hub.publish("t", 4).unwrap();
+    assert_eq!(s.len(), 2, "the topic's messages are in its log, not in the ring");
+    let mut got: Vec<u32> = std::iter::from_fn(|| s.try_recv().ok()).map(|m| *m.payload()).collect();
+    let topic: Vec<u32> = got.iter().copied().filter(|p| *p == 1 || *p == 4).collect();
+    assert_eq!(topic, [1, 4], "the topic's own order");
+    got.sort();
+    assert_eq!(got, [1, 2, 3, 4]);
+}
+
+struct CountWakes(AtomicUsize);
+impl std::task::Wake for CountWakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_parked_receiver_is_woken_by_a_publish() {
+    let hub = logged::<u32>(0);
+    let mut s = hub.subscribe().unwrap();
+    s.join("t").unwrap();
+    let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+    let waker = std::task::Waker::from(wakes.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut buf = Vec::new();
+    {
+        let mut fut = std::pin::pin!(s.recv_many(&mut buf, 8));
+        assert!(fut.as_mut().poll(&mut cx).is_pending(), "nothing yet: parked");
+        hub.publish("t", 7).unwrap();
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1, "the publish woke it");
+        assert!(matches!(fut.as_mut().poll(&mut cx), std::task::Poll::Ready(Ok(1))));
+    }
+    assert_eq!(*buf[0].payload(), 7);
+}
+
+#[test]
+fn a_join_from_a_position_replays_then_goes_on_in_the_log_without_gap_or_duplicate() {
+    let hub = logged::<u32>(100);
+    let mut first = hub.subscribe().unwrap();
+    first.join("t").unwrap();
+    hub.publish_many("t", 1..=10).unwrap();
+    let epoch = first.try_recv().unwrap().epoch();
+    let mut back = hub.subscribe().unwrap();
+    let j = back.join_from("t", JoinFrom::After(Position { epoch, seq: 3 })).unwrap();
+    assert!(j.recovered);
+    hub.publish_many("t", 11..=15).unwrap();
+    let got: Vec<u64> = std::iter::from_fn(|| back.try_recv().ok()).map(|m| m.seq()).collect();
+    assert_eq!(got, (4..=15).collect::<Vec<u64>>());
+}
+
+struct Tracked(Arc<AtomicUsize>);
+impl Clone for Tracked {
+    fn clone(&self) -> Self {
+        Tracked(self.0.clone())
+    }
+}
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn what_a_leaving_subscriber_did_not_take_is_freed() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let hub = logged::<Tracked>(0);
+    let keep = hub.subscribe().unwrap();
+    keep.join("t").unwrap();
+    let s = hub.subscribe().unwrap();
+    s.join("t").unwrap();
+    hub.publish_many("t", (0..100).map(|_| Tracked(drops.clone()))).unwrap();
+    assert!(s.leave("t"));
+    drop(s);
+    // `keep` holds every message still; once it leaves too and the topic
+    // goes, all 101 are freed, the ones `s` never took included.
+    hub.publish("t", Tracked(drops.clone())).unwrap();
+    assert!(keep.leave("t"));
+    drop(keep);
+    hub.shutdown();
+    drop(hub);
+    assert_eq!(drops.load(Ordering::Relaxed), 101);
+}
+
+#[test]
+fn shutdown_ends_a_reader_of_a_shared_log() {
+    let hub = logged::<u32>(0);
+    let mut s = hub.subscribe().unwrap();
+    s.join("t").unwrap();
+    hub.publish("t", 1).unwrap();
+    assert_eq!(*s.try_recv().unwrap().payload(), 1);
+    hub.shutdown();
+    let r = rt().block_on(async { s.recv().await });
+    assert!(matches!(r, Err(RecvError::Closed(_))), "{r:?}");
+}
