@@ -95,6 +95,30 @@ impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
         self
     }
 
+    /// Delivers broadcasts, and the topics that [`HubBuilder::topic_options`]
+    /// does not decide, through shared logs with `room` per subscriber
+    /// (see [`TopicOptions::shared_log`](crate::TopicOptions); 0: through
+    /// the rings, the default).
+    ///
+    /// ```
+    /// use fanout_core::Hub;
+    ///
+    /// let hub = Hub::<u32>::builder().shared_log(512).build().unwrap();
+    /// let mut s = hub.subscribe().unwrap();
+    /// s.join("t").unwrap();
+    /// hub.publish("t", 1).unwrap();
+    /// hub.broadcast(2).unwrap();
+    /// assert_eq!(s.len(), 0, "nothing in the ring: both are in logs");
+    /// let mut got: Vec<u32> = std::iter::from_fn(|| s.try_recv().ok()).map(|m| *m.payload()).collect();
+    /// got.sort();
+    /// assert_eq!(got, [1, 2]);
+    /// ```
+    pub fn shared_log(mut self, room: usize) -> Self {
+        self.config.topic_defaults = crate::TopicOptions { shared_log: room, ..self.config.topic_defaults };
+        self.config.broadcast_log = room;
+        self
+    }
+
     /// Decides each topic's options from its name, once, when the topic is
     /// created.
     pub fn topic_options(mut self, f: impl Fn(&str) -> crate::TopicOptions + Send + Sync + 'static) -> Self {

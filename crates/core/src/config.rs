@@ -81,6 +81,9 @@ pub struct TopicOptions {
     pub shared_log: usize,
 }
 
+/// Largest room of a shared log (a topic's or the broadcasts').
+pub const MAX_SHARED_LOG: usize = 1 << 20;
+
 /// Largest history per topic.
 pub const MAX_HISTORY: usize = 1 << 20;
 
@@ -118,6 +121,10 @@ pub struct HubConfig {
     /// Options of topics that `topic_options` does not decide (default: no
     /// history).
     pub topic_defaults: TopicOptions,
+    /// Deliver broadcasts through one shared log that every subscriber
+    /// reads, with this much room each (as [`TopicOptions::shared_log`];
+    /// default 0: through the rings).
+    pub broadcast_log: usize,
     /// Options per topic, from its name (default: `topic_defaults` for all).
     pub topic_options: Option<TopicOptionsFn>,
     /// Gap repair for every subscriber (default false; always with
@@ -137,6 +144,7 @@ impl fmt::Debug for HubConfig {
             .field("chunk_size", &self.chunk_size)
             .field("lazy_rings", &self.lazy_rings)
             .field("topic_defaults", &self.topic_defaults)
+            .field("broadcast_log", &self.broadcast_log)
             .field("topic_options", &self.topic_options.as_ref().map(|_| "<fn>"))
             .field("repair", &self.repair)
             .finish()
@@ -150,7 +158,11 @@ impl HubConfig {
             Some(f) => f(name),
             None => self.topic_defaults,
         };
-        TopicOptions { history_size: o.history_size.min(MAX_HISTORY), ..o }
+        TopicOptions {
+            history_size: o.history_size.min(MAX_HISTORY),
+            shared_log: o.shared_log.min(MAX_SHARED_LOG),
+            ..o
+        }
     }
 }
 
@@ -166,6 +178,7 @@ impl Default for HubConfig {
             chunk_size: 512,
             lazy_rings: false,
             topic_defaults: TopicOptions::default(),
+            broadcast_log: 0,
             topic_options: None,
             repair: false,
         }
@@ -177,6 +190,14 @@ impl HubConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_capacity(self.capacity)?;
         check_high_water(self.high_water)?;
+        for (field, room) in [
+            ("broadcast_log", self.broadcast_log),
+            ("topic_defaults.shared_log", self.topic_defaults.shared_log),
+        ] {
+            if room > MAX_SHARED_LOG {
+                return Err(ConfigError::new(field, "at most MAX_SHARED_LOG (1,048,576)"));
+            }
+        }
         if self.cleanup_capacity == 0 {
             return Err(ConfigError::new("cleanup_capacity", "must be at least 1"));
         }

@@ -33,17 +33,18 @@ use std::task::Waker;
 use crate::inbox::Sink;
 use crate::loom::{AtomicBool, AtomicUsize, Ordering, Snapshot};
 use crate::topic::TopicInner;
-use crate::topic_log::Cursor;
+use crate::topic_log::{Cursor, TopicLog};
 
-/// One joined topic's log and this subscriber's cursor in it.
+/// One shared log (a joined topic's, or the broadcasts') and this
+/// subscriber's cursor in it.
 struct Link<T> {
-    topic: Arc<TopicInner<T>>,
+    log: Arc<TopicLog<T>>,
     cursor: Arc<Cursor>,
 }
 
 impl<T> Clone for Link<T> {
     fn clone(&self) -> Self {
-        Link { topic: self.topic.clone(), cursor: self.cursor.clone() }
+        Link { log: self.log.clone(), cursor: self.cursor.clone() }
     }
 }
 
@@ -66,10 +67,16 @@ impl<T> Cursors<T> {
     /// Adds a cursor in `topic`'s log, if it has one. Call under the inbox's
     /// `topics` lock, once per join.
     pub(crate) fn join(&self, topic: &Arc<TopicInner<T>>) {
-        let Some(log) = topic.seq.shared_log() else { return };
+        if let Some(log) = topic.seq.shared_log() {
+            self.join_log(log);
+        }
+    }
+
+    /// Adds a cursor in `log`. Call under the inbox's `topics` lock.
+    pub(crate) fn join_log(&self, log: &Arc<TopicLog<T>>) {
         let cursor = log.join();
         let mut links = (*self.links.load_full()).clone();
-        links.push(Link { topic: topic.clone(), cursor });
+        links.push(Link { log: log.clone(), cursor });
         self.links.store(Arc::new(links));
         self.any.store(true, Ordering::Release);
     }
@@ -77,15 +84,11 @@ impl<T> Cursors<T> {
     /// Gives up the cursor in `topic`'s log, if any. Call under the inbox's
     /// `topics` lock.
     pub(crate) fn leave(&self, topic: &Arc<TopicInner<T>>) {
-        if topic.seq.shared_log().is_none() {
-            return;
-        }
+        let Some(log) = topic.seq.shared_log() else { return };
         let mut links = (*self.links.load_full()).clone();
-        if let Some(i) = links.iter().position(|l| Arc::ptr_eq(&l.topic, topic)) {
+        if let Some(i) = links.iter().position(|l| Arc::ptr_eq(&l.log, log)) {
             let gone = links.swap_remove(i);
-            if let Some(log) = gone.topic.seq.shared_log() {
-                log.leave(&gone.cursor);
-            }
+            gone.log.leave(&gone.cursor);
             self.any.store(!links.is_empty(), Ordering::Release);
             self.links.store(Arc::new(links));
         }
@@ -95,9 +98,7 @@ impl<T> Cursors<T> {
     pub(crate) fn leave_all(&self) {
         let links = self.links.load_full();
         for l in links.iter() {
-            if let Some(log) = l.topic.seq.shared_log() {
-                log.leave(&l.cursor);
-            }
+            l.log.leave(&l.cursor);
         }
         self.any.store(false, Ordering::Release);
         self.links.store(Arc::new(Vec::new()));
@@ -125,8 +126,7 @@ impl<T> Cursors<T> {
             let k = links.len();
             for i in 0..k {
                 let l = &links[(turn / 2 + i) % k];
-                let log = l.topic.seq.shared_log().expect("a link is to a shared log");
-                match log.take(&l.cursor, buf, max)? {
+                match l.log.take(&l.cursor, buf, max)? {
                     0 => continue,
                     n => return Ok(n),
                 }
@@ -143,8 +143,7 @@ impl<T> Cursors<T> {
         self.links.with(|links| {
             let mut ready = false;
             for l in links.iter() {
-                let log = l.topic.seq.shared_log().expect("a link is to a shared log");
-                ready |= log.park(&l.cursor, waker);
+                ready |= l.log.park(&l.cursor, waker);
             }
             ready
         })

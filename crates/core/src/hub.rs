@@ -120,7 +120,7 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
             next_id: AtomicU64::new(0),
             next_epoch: AtomicU64::new(0),
             epoch_keys: std::collections::hash_map::RandomState::new(),
-            broadcasts: Sequencer::new(0, std::time::Duration::ZERO),
+            broadcasts: Sequencer::new(0, std::time::Duration::ZERO).with_shared_log(config.broadcast_log),
             shut: AtomicBool::new(false),
             counters: Counters::new(),
             reaper_tx: tx,
@@ -490,6 +490,9 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         let id = SubscriberId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let inbox = Arc::new(Inbox::new(id, r.capacity, r.high_water, r.overflow, self.config.lazy_rings));
         self.insert_new(&inbox);
+        if let Some(log) = self.broadcasts.shared_log() {
+            inbox.join_log(log);
+        }
         self.counters.subscribed();
         self.settle_new(&inbox);
         let repair = r.repair.then(|| Box::new(Repair::new(r.overflow == Overflow::Conflate)));

@@ -792,6 +792,15 @@ impl<T> Inbox<T> {
         Ok(true)
     }
 
+    /// Reads `log` (the hub's broadcasts', when they go through one), from
+    /// the writer's next append; nothing if the inbox is already closing.
+    pub(crate) fn join_log(&self, log: &Arc<crate::topic_log::TopicLog<T>>) {
+        let _mine = lock(&self.topics);
+        if self.is_open() {
+            self.cursors.join_log(log);
+        }
+    }
+
     /// Leaves topic `name` (membership and list change together, under
     /// `topics`); the topic, if it was joined, for a reclaim check.
     pub(crate) fn leave(&self, name: &str) -> Option<Arc<TopicInner<T>>> {

@@ -161,7 +161,7 @@ pub(crate) struct Sequencer<T> {
     /// members' rings, if the topic has one (fixed at creation; see
     /// [`TopicOptions::shared_log`](crate::TopicOptions)). Written only
     /// through a [`Walk`]: the walk is its writer's exclusion.
-    shared: Option<TopicLog<T>>,
+    shared: Option<Arc<TopicLog<T>>>,
 }
 
 /// The instant that `last_append` counts from.
@@ -204,13 +204,13 @@ impl<T> Sequencer<T> {
     /// The same, delivering through a shared log with `room` per reader
     /// (0: through the members' rings).
     pub(crate) fn with_shared_log(mut self, room: usize) -> Self {
-        self.shared = (room > 0).then(|| TopicLog::new(room));
+        self.shared = (room > 0).then(|| Arc::new(TopicLog::new(room)));
         self
     }
 
     /// The topic's shared log, if it delivers through one (its readers'
     /// side: join, take, park, leave).
-    pub(crate) fn shared_log(&self) -> Option<&TopicLog<T>> {
+    pub(crate) fn shared_log(&self) -> Option<&Arc<TopicLog<T>>> {
         self.shared.as_ref()
     }
 

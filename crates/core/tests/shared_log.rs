@@ -189,3 +189,23 @@ fn shutdown_ends_a_reader_of_a_shared_log() {
     let r = rt().block_on(async { s.recv().await });
     assert!(matches!(r, Err(RecvError::Closed(_))), "{r:?}");
 }
+
+#[test]
+fn broadcasts_through_a_shared_log_reach_every_subscriber_in_order_from_when_it_subscribed() {
+    let hub = Hub::<u64>::builder().shared_log(512).build().unwrap();
+    let mut early = hub.subscribe().unwrap();
+    hub.broadcast_many(0..10).unwrap();
+    let mut late = hub.subscribe().unwrap();
+    hub.broadcast_many(10..20).unwrap();
+    assert_eq!(early.len(), 0, "broadcasts are in the log, not the ring");
+    let e: Vec<u64> = std::iter::from_fn(|| early.try_recv().ok()).map(|m| *m.payload()).collect();
+    let l: Vec<u64> = std::iter::from_fn(|| late.try_recv().ok()).map(|m| *m.payload()).collect();
+    assert_eq!(e, (0..20).collect::<Vec<_>>());
+    assert_eq!(l, (10..20).collect::<Vec<_>>(), "only what was broadcast after it subscribed");
+}
+
+#[test]
+fn a_room_beyond_the_limit_is_refused_with_the_setting_named() {
+    let e = Hub::<u32>::builder().shared_log(fanout_core::MAX_SHARED_LOG + 1).build().unwrap_err();
+    assert_eq!(e.field(), "broadcast_log");
+}

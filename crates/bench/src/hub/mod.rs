@@ -200,6 +200,10 @@ pub enum EngineKind {
     Mutex,
     /// `fanout_baseline::TokioBroadcast`.
     TokioBroadcast,
+    /// `fanout_core::Hub` with shared logs (`HubBuilder::shared_log(512)`):
+    /// broadcasts and topics delivered through one log each, read by every
+    /// member with its own cursor (not in the default list).
+    FanoutLog,
     /// `fanout_core::LogEngine`: every subscriber reads one shared log, the
     /// first stage of the shared-log design (not in the default list, and
     /// not for `topics`: every subscriber of it reads every topic).
@@ -217,6 +221,7 @@ impl EngineKind {
             EngineKind::Mutex => "mutex",
             EngineKind::TokioBroadcast => "tokio_broadcast",
             EngineKind::Log => "log",
+            EngineKind::FanoutLog => "fanout_log",
         }
     }
 }

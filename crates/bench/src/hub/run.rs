@@ -49,6 +49,10 @@ pub fn run_kind(kind: EngineKind, plan: &Plan) -> RunResult {
             let e = inside(&rt, TokioBroadcast::<Tick>::new);
             run(rt, e, plan)
         }
+        EngineKind::FanoutLog => {
+            let e = inside(&rt, || Hub::<Tick>::builder().shared_log(512).build().expect("valid settings"));
+            run(rt, e, plan)
+        }
         EngineKind::Log => {
             let e = inside(&rt, fanout_core::LogEngine::<Tick>::new);
             run(rt, e, plan)
