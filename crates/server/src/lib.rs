@@ -152,6 +152,7 @@ fn build_hub(s: &Settings) -> Result<Hub<Frame>, StartError> {
         .overflow(s.overflow)
         .repair(repair)
         .lazy_rings(true)
+        .shared_log(default.shared_log)
         .history(default.history_size, default.history_ttl)
         // First matching `[[topics]]` rule, else the flags' history.
         .topic_options(move |name| {

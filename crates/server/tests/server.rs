@@ -96,7 +96,11 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 async fn http_publish_reaches_subscribers(engine: EngineKind) {
-    let srv: Server = start(settings(engine)).await.unwrap();
+    http_publish_reaches_subscribers_with(settings(engine)).await;
+}
+
+async fn http_publish_reaches_subscribers_with(settings: Settings) {
+    let srv: Server = start(settings).await.unwrap();
     let addr = srv.addr();
     let (mut a, _) = ws(addr).await;
     let (mut b, _) = ws(addr).await;
@@ -132,6 +136,15 @@ async fn http_publish_reaches_subscribers_fanout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_publish_reaches_subscribers_mutex() {
     http_publish_reaches_subscribers(EngineKind::Mutex).await;
+}
+
+/// `--shared-log`: the same pushes, counts and close, through the topic's
+/// shared log instead of each connection's queue.
+#[tokio::test]
+async fn http_publish_reaches_subscribers_through_a_shared_log() {
+    let mut s = settings(EngineKind::Fanout);
+    s.history.shared_log = 512;
+    http_publish_reaches_subscribers_with(s).await;
 }
 
 /// The API key is read by the same Bearer parser as the WebSocket upgrade's

@@ -203,6 +203,13 @@ settings! {
     /// this long after its last publish, so that a client that comes back finds its stream
     history_ttl: Duration, default "300s", example "10m" => |s, v| s.history.history_ttl = v;
 
+    /// deliver each topic and the broadcasts through one shared log that every connection reads
+    /// with a cursor of its own, with room for a connection to fall this many messages behind
+    /// before it loses the oldest (and gets a lag notice); `0`: a queue per connection (fanout
+    /// engine). A message is then written once for all its recipients; `overflow` and repair
+    /// apply to what the queue still carries (direct sends)
+    shared_log: usize, default "0", example "512" => |s, v| s.history.shared_log = v;
+
     /// messages per write batch (one flush each)
     max_batch: usize, default "64", example "16" => |s, v| s.ws.max_batch = v;
 

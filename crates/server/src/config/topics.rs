@@ -22,6 +22,7 @@ pub(super) struct TopicRuleFile {
     history_size: Option<usize>,
     history_ttl: Option<String>,
     overflow: Option<super::OverflowArg>,
+    shared_log: Option<usize>,
 }
 
 /// Options for the topics a pattern matches (`[[topics]]`; the first rule
@@ -52,7 +53,7 @@ pub(super) fn rules(files: Vec<TopicRuleFile>, fallback: TopicOptions) -> Result
             history_size: r.history_size.unwrap_or(fallback.history_size),
             history_ttl,
             overflow: r.overflow.map(Into::into),
-            shared_log: fallback.shared_log,
+            shared_log: r.shared_log.unwrap_or(fallback.shared_log),
         };
         check_history(&at, options)?;
         out.push(TopicRule { pattern: r.pattern, options });
@@ -63,6 +64,9 @@ pub(super) fn rules(files: Vec<TopicRuleFile>, fallback: TopicOptions) -> Result
 /// A history's bounds: a size the engine accepts, and a TTL when it keeps
 /// anything.
 pub(super) fn check_history(at: &str, o: TopicOptions) -> Result<(), String> {
+    if o.shared_log > fanout_core::MAX_SHARED_LOG {
+        return Err(format!("{at}: shared_log must be at most {}", fanout_core::MAX_SHARED_LOG));
+    }
     if o.history_size > fanout_core::MAX_HISTORY {
         return Err(format!("{at}: history_size must be at most {}", fanout_core::MAX_HISTORY));
     }
