@@ -63,7 +63,8 @@ pub fn default_command(server_bin: Option<&Path>, max_connections: usize) -> Res
 /// Fills the placeholders of a `--spawn-server` command. `{engine}` is the
 /// engine's name, except for the cluster labels (`--compare fanout,redis,nats`:
 /// the broker's cost): `redis` and `nats` run the fanout engine as a cluster
-/// node over the broker on its usual local port.
+/// node over the broker on its usual local port; and `fanout-log`, the
+/// fanout engine with `--shared-log 512`.
 pub fn fill(template: &str, port: u16, engine: &str, api_key: &str) -> String {
     template
         .replace("{port}", &port.to_string())
@@ -76,6 +77,8 @@ fn engine_flags(label: &str) -> &str {
     match label {
         "redis" => "fanout --broker redis://127.0.0.1:6379",
         "nats" => "fanout --broker nats://127.0.0.1:4222",
+        // The fanout engine with topics and broadcasts through shared logs.
+        "fanout-log" => "fanout --shared-log 512",
         other => other,
     }
 }
