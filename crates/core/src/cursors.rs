@@ -14,11 +14,9 @@
 //!
 //! A receive takes from one source per call: the ring or one log, so that a
 //! lag notice (which a log reports by returning it, having seen it) is
-//! never stuck behind messages already taken from elsewhere. The logs go
-//! first but in one receive of [`RING_EVERY`] (and the ring whenever they
-//! have nothing), and the logs take turns, so that steady traffic in one
-//! starves none of the others, and most receives of a subscriber fed by
-//! logs do not look at an empty ring. A topic's messages are all in
+//! never stuck behind messages already taken from elsewhere. Which source
+//! goes first alternates per call, and the logs take turns, so that steady
+//! traffic in one starves none of the others. A topic's messages are all in
 //! its log, in `seq` order; what the ring holds (broadcasts, direct sends,
 //! other topics) has no order with them, as between any two topics.
 //!
@@ -37,9 +35,6 @@ use crate::loom::{AtomicBool, AtomicUsize, Ordering, Snapshot};
 use crate::topic::TopicInner;
 use crate::topic_log::{Cursor, TopicLog};
 
-/// A subscriber with logs looks at its ring first once in this many receives.
-const RING_EVERY: usize = 8;
-
 /// One shared log (a joined topic's, or the broadcasts') and this
 /// subscriber's cursor in it.
 struct Link<T> {
@@ -53,43 +48,9 @@ impl<T> Clone for Link<T> {
     }
 }
 
-/// The links, the first inline: a subscriber of one shared log (the common
-/// case) finds it in the snapshot's own allocation, one cache line fewer
-/// per receive than behind a `Vec`'s buffer.
-struct Links<T> {
-    first: Option<Link<T>>,
-    rest: Vec<Link<T>>,
-}
-
-impl<T> Links<T> {
-    fn from_vec(mut all: Vec<Link<T>>) -> Self {
-        let first = (!all.is_empty()).then(|| all.remove(0));
-        Links { first, rest: all }
-    }
-
-    fn to_vec(&self) -> Vec<Link<T>> {
-        self.iter().cloned().collect()
-    }
-
-    fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
-    }
-
-    fn get(&self, i: usize) -> &Link<T> {
-        match i {
-            0 => self.first.as_ref().expect("in range"),
-            _ => &self.rest[i - 1],
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Link<T>> {
-        self.first.iter().chain(self.rest.iter())
-    }
-}
-
 /// The cursors of one subscriber (see the module docs).
 pub(crate) struct Cursors<T> {
-    links: Snapshot<Links<T>>,
+    links: Snapshot<Vec<Link<T>>>,
     /// Whether `links` is not empty: a subscriber of ring topics only never
     /// loads the snapshot.
     any: AtomicBool,
@@ -100,11 +61,7 @@ pub(crate) struct Cursors<T> {
 
 impl<T> Cursors<T> {
     pub(crate) fn new() -> Self {
-        Cursors {
-            links: Snapshot::new(Links { first: None, rest: Vec::new() }),
-            any: AtomicBool::new(false),
-            turn: AtomicUsize::new(0),
-        }
+        Cursors { links: Snapshot::new(Vec::new()), any: AtomicBool::new(false), turn: AtomicUsize::new(0) }
     }
 
     /// Adds a cursor in `topic`'s log, if it has one. Call under the inbox's
@@ -118,9 +75,9 @@ impl<T> Cursors<T> {
     /// Adds a cursor in `log`. Call under the inbox's `topics` lock.
     pub(crate) fn join_log(&self, log: &Arc<TopicLog<T>>) {
         let cursor = log.join();
-        let mut links = self.links.load_full().to_vec();
+        let mut links = (*self.links.load_full()).clone();
         links.push(Link { log: log.clone(), cursor });
-        self.links.store(Arc::new(Links::from_vec(links)));
+        self.links.store(Arc::new(links));
         self.any.store(true, Ordering::Release);
     }
 
@@ -128,12 +85,12 @@ impl<T> Cursors<T> {
     /// `topics` lock.
     pub(crate) fn leave(&self, topic: &Arc<TopicInner<T>>) {
         let Some(log) = topic.seq.shared_log() else { return };
-        let mut links = self.links.load_full().to_vec();
+        let mut links = (*self.links.load_full()).clone();
         if let Some(i) = links.iter().position(|l| Arc::ptr_eq(&l.log, log)) {
             let gone = links.swap_remove(i);
             gone.log.leave(&gone.cursor);
             self.any.store(!links.is_empty(), Ordering::Release);
-            self.links.store(Arc::new(Links::from_vec(links)));
+            self.links.store(Arc::new(links));
         }
     }
 
@@ -144,21 +101,18 @@ impl<T> Cursors<T> {
             l.log.leave(&l.cursor);
         }
         self.any.store(false, Ordering::Release);
-        self.links.store(Arc::new(Links { first: None, rest: Vec::new() }));
+        self.links.store(Arc::new(Vec::new()));
     }
 
-    /// Whether the ring goes before the logs this time: always for a
-    /// subscriber without logs; one receive in [`RING_EVERY`] for one with
-    /// logs (and whenever the logs have nothing), so that steady log
-    /// traffic delays what the ring holds by a few receives at most, while
-    /// most receives do not look at an empty ring.
-    pub(crate) fn ring_first(&self) -> bool {
+    /// Whether the logs go before the ring this time (alternates, per
+    /// receive of a subscriber with logs).
+    pub(crate) fn logs_first(&self) -> bool {
         if !self.any.load(Ordering::Relaxed) {
-            return true;
+            return false;
         }
         let turn = self.turn.load(Ordering::Relaxed);
         self.turn.store(turn.wrapping_add(1), Ordering::Relaxed);
-        turn % RING_EVERY == 0
+        turn & 1 == 1
     }
 
     /// Takes up to `max` messages from one log (the first, in turn, that has
@@ -171,7 +125,7 @@ impl<T> Cursors<T> {
         self.links.with(|links| {
             let k = links.len();
             for i in 0..k {
-                let l = links.get(if k == 1 { 0 } else { (turn + i) % k });
+                let l = &links[(turn / 2 + i) % k];
                 match l.log.take(&l.cursor, buf, max)? {
                     0 => continue,
                     n => return Ok(n),

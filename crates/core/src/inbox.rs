@@ -603,17 +603,16 @@ impl<T> Inbox<T> {
     }
 
     /// One receive's worth from the ring or from one shared log, whichever
-    /// has something, the ring first only now and then when there are logs
-    /// (see `cursors.rs`).
+    /// has something, the logs first every other call (see `cursors.rs`).
     fn take_any(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
-        if self.cursors.ring_first() {
-            match self.take_in_order(buf, max)? {
-                0 => self.cursors.take(buf, max),
+        if self.cursors.logs_first() {
+            match self.cursors.take(buf, max)? {
+                0 => self.take_in_order(buf, max),
                 n => Ok(n),
             }
         } else {
-            match self.cursors.take(buf, max)? {
-                0 => self.take_in_order(buf, max),
+            match self.take_in_order(buf, max)? {
+                0 => self.cursors.take(buf, max),
                 n => Ok(n),
             }
         }
