@@ -70,14 +70,16 @@ pub struct TopicOptions {
     /// Deliver through one shared log that every subscriber of the topic
     /// reads with a cursor of its own, instead of a handle pushed into each
     /// subscriber's ring, with room for each subscriber to fall this many
-    /// messages behind (rounded up to a power of two, at least 64) before
-    /// it loses the oldest and is told how many (`Lagged`), whatever its
-    /// own overflow policy. 0 (the default): the rings. A message is then
-    /// written once for all its subscribers, which is what makes single
-    /// messages to large topics cheap (docs/benchmarks.md, "The shared
-    /// log, built"); priorities and keys order nothing in it (the topic's
-    /// order is its `seq`), and a subscriber reads it after what its own
-    /// ring holds (broadcasts, direct sends, notices).
+    /// messages behind (rounded up to a power of two, at least 64). One that
+    /// falls further behind loses the oldest: under [`Overflow::Evict`] it
+    /// is closed as a slow consumer when it next receives; under any other
+    /// policy it is told how many (`Lagged`) and goes on from the oldest
+    /// still there. 0 (the default): the rings. A message is then written
+    /// once for all its subscribers, which is what makes single messages to
+    /// large topics cheap (docs/benchmarks.md, "The shared log, built");
+    /// priorities and keys order nothing in it (the topic's order is its
+    /// `seq`), and a subscriber reads it alongside what its own ring holds
+    /// (broadcasts, direct sends, notices).
     pub shared_log: usize,
 }
 

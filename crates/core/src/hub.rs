@@ -641,6 +641,15 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         true
     }
 
+    /// A receiver closed its own inbox (`Inbox::take_self_eviction`): count
+    /// the close and have it removed, as [`Inner::close_inbox`] does.
+    pub(crate) fn evicted_itself(&self, inbox: &Arc<Inbox<T>>) {
+        self.counters.closed(CloseReason::SlowConsumer);
+        if !self.is_shut() {
+            self.request_removal(inbox);
+        }
+    }
+
     /// Asks the cleanup worker to remove a closing inbox from every set (or,
     /// when its channel is full, to sweep).
     fn request_removal(&self, inbox: &Arc<Inbox<T>>) {

@@ -175,6 +175,11 @@ pub(crate) struct Inbox<T> {
     /// Cursors into the shared logs of joined topics that have one
     /// (`cursors.rs`); changed under `topics`.
     cursors: Cursors<T>,
+    /// The receiver closed this inbox itself, as a slow consumer: it found
+    /// it had lagged in a shared log under `Overflow::Evict`. Its
+    /// [`Subscriber`](crate::Subscriber) then has it counted and removed
+    /// ([`Inbox::take_self_eviction`]).
+    evicted_itself: AtomicBool,
 }
 
 impl<T> Inbox<T> {
@@ -200,7 +205,14 @@ impl<T> Inbox<T> {
         if !lazy_ring {
             ring.allocate();
         }
-        Inbox { id, ring, waker: AtomicWaker::new(), topics: Mutex::new(Vec::new()), cursors: Cursors::new() }
+        Inbox {
+            id,
+            ring,
+            waker: AtomicWaker::new(),
+            topics: Mutex::new(Vec::new()),
+            cursors: Cursors::new(),
+            evicted_itself: AtomicBool::new(false),
+        }
     }
 
     /// The fields on the publishers' line.
@@ -606,16 +618,38 @@ impl<T> Inbox<T> {
     /// has something, the logs first every other call (see `cursors.rs`).
     fn take_any(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
         if self.cursors.logs_first() {
-            match self.cursors.take(buf, max)? {
+            match self.take_logs(buf, max)? {
                 0 => self.take_in_order(buf, max),
                 n => Ok(n),
             }
         } else {
             match self.take_in_order(buf, max)? {
-                0 => self.cursors.take(buf, max),
+                0 => self.take_logs(buf, max),
                 n => Ok(n),
             }
         }
+    }
+
+    /// From the shared logs. A lag there under `Overflow::Evict` closes the
+    /// inbox as a slow consumer instead of being reported (the writer does
+    /// not wait for a reader, so the reader decides when it looks); the
+    /// caller then sees the close.
+    fn take_logs(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
+        match self.cursors.take(buf, max) {
+            Err(_) if self.overflow() == Overflow::Evict => {
+                if self.close(CloseReason::SlowConsumer) {
+                    self.evicted_itself.store(true, Ordering::Relaxed);
+                }
+                Ok(0)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the receiver closed this inbox itself (see `evicted_itself`);
+    /// true once.
+    pub(crate) fn take_self_eviction(&self) -> bool {
+        self.evicted_itself.load(Ordering::Relaxed) && self.evicted_itself.swap(false, Ordering::Relaxed)
     }
 
     /// The receiver's fast path for one message: the position it expects

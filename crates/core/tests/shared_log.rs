@@ -8,10 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fanout_core::{Hub, JoinFrom, Position, RecvError, TopicOptions, TryRecvError};
+use fanout_core::{CloseReason, Hub, JoinFrom, Overflow, Position, RecvError, TopicOptions, TryRecvError};
 
 fn logged<T: Clone + Send + Sync + 'static>(history: usize) -> Hub<T> {
+    logged_with(history, Overflow::DropOldest)
+}
+
+fn logged_with<T: Clone + Send + Sync + 'static>(history: usize, overflow: Overflow) -> Hub<T> {
     Hub::builder()
+        .overflow(overflow)
         .topic_options(move |_| TopicOptions {
             history_size: history,
             history_ttl: Duration::from_secs(600),
@@ -208,4 +213,23 @@ fn broadcasts_through_a_shared_log_reach_every_subscriber_in_order_from_when_it_
 fn a_room_beyond_the_limit_is_refused_with_the_setting_named() {
     let e = Hub::<u32>::builder().shared_log(fanout_core::MAX_SHARED_LOG + 1).build().unwrap_err();
     assert_eq!(e.field(), "broadcast_log");
+}
+
+#[test]
+fn under_evict_a_subscriber_that_fell_behind_is_closed_as_a_slow_consumer_when_it_looks() {
+    let hub = logged_with::<u64>(0, Overflow::Evict);
+    let mut slow = hub.subscribe().unwrap();
+    slow.join("t").unwrap();
+    let mut fine = hub.subscribe().unwrap();
+    fine.join("t").unwrap();
+    hub.publish("t", 0).unwrap();
+    assert_eq!(fine.try_recv().unwrap().seq(), 1);
+    assert_eq!(slow.try_recv().unwrap().seq(), 1);
+    for i in 1..2_000 {
+        hub.publish("t", i).unwrap();
+        assert_eq!(fine.try_recv().unwrap().seq(), i + 1, "one that keeps up is never moved");
+    }
+    assert!(matches!(slow.try_recv(), Err(TryRecvError::Closed(CloseReason::SlowConsumer))));
+    assert_eq!(slow.close_reason(), Some(CloseReason::SlowConsumer));
+    assert_eq!(hub.stats().evicted.slow_consumer, 1, "counted as an eviction");
 }

@@ -204,10 +204,11 @@ settings! {
     history_ttl: Duration, default "300s", example "10m" => |s, v| s.history.history_ttl = v;
 
     /// deliver each topic and the broadcasts through one shared log that every connection reads
-    /// with a cursor of its own, with room for a connection to fall this many messages behind
-    /// before it loses the oldest (and gets a lag notice); `0`: a queue per connection (fanout
-    /// engine). A message is then written once for all its recipients; `overflow` and repair
-    /// apply to what the queue still carries (direct sends)
+    /// with a cursor of its own, with room for a connection to fall this many messages behind;
+    /// one that falls further is closed (4001 slow consumer) under `--overflow evict`, and under
+    /// the other policies loses the oldest with a lag notice; `0`: a queue per connection (fanout
+    /// engine). A message is then written once for all its recipients; repair applies to what
+    /// the queue still carries (direct sends)
     shared_log: usize, default "0", example "512" => |s, v| s.history.shared_log = v;
 
     /// messages per write batch (one flush each)
