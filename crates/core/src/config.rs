@@ -79,7 +79,8 @@ pub struct TopicOptions {
     /// large topics cheap (docs/benchmarks.md, "The shared log, built");
     /// priorities and keys order nothing in it (the topic's order is its
     /// `seq`), and a subscriber reads it alongside what its own ring holds
-    /// (broadcasts, direct sends, notices).
+    /// (broadcasts, direct sends, notices). The log takes 32 bytes per unit
+    /// of room (two slots of 16 bytes) from the topic's creation.
     pub shared_log: usize,
 }
 
