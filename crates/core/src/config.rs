@@ -80,7 +80,7 @@ pub struct TopicOptions {
     /// priorities and keys order nothing in it (the topic's order is its
     /// `seq`), and a subscriber reads it alongside what its own ring holds
     /// (broadcasts, direct sends, notices). The log takes 32 bytes per unit
-    /// of room (two slots of 16 bytes) from the topic's creation.
+    /// of room (two slots of 16 bytes) from the topic's first message.
     pub shared_log: usize,
 }
 

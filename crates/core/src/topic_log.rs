@@ -20,8 +20,8 @@
 //! `p + 1` after its pointer (`Release`); a reader that loads the stamp it
 //! expects (`Acquire`) sees the pointer written with it. `head` is the next
 //! position to write. The writer is one thread at a time: its exclusion is
-//! the caller's (the topic's walk), which is why [`TopicLog::append`] and
-//! [`TopicLog::settle`] are `unsafe`.
+//! the caller's (the topic's walk), which is why [`TopicLog::append`] is
+//! `unsafe`.
 //!
 //! # References, prepaid
 //!
@@ -67,7 +67,7 @@
 //! setting the `LEFT` flag in its `pos` with a CAS (fixing where it
 //! stopped) and going onto the `leaving` stack; the writer settles it (gives
 //! back its references from where it stopped to `head`, and drops it from
-//! the readers) at its next append, or in [`TopicLog::settle`]. Joins and
+//! the readers) at its next append (or when the log is dropped). Joins and
 //! leaves never wait for the writer.
 //!
 //! # Waking
@@ -259,7 +259,13 @@ struct Writer {
 
 /// A topic's shared log (see the module docs).
 pub(crate) struct TopicLog<T> {
-    slots: Box<[Slot]>,
+    /// `cap` slots, allocated by the first append (null before): a topic
+    /// that never gets a message with a reader costs no slots. Installed
+    /// by the writer before it admits any reader or writes any position,
+    /// so every reader's path to a slot (an admitted cursor, a stamp)
+    /// comes after the install; freed by `Drop` alone.
+    slots: AtomicPtr<Slot>,
+    cap: usize,
     mask: u64,
     /// Positions a reader may fall behind without losing one: half the slots.
     len: u64,
@@ -299,11 +305,9 @@ impl<T> TopicLog<T> {
     pub(crate) fn new(len: usize) -> Self {
         let len = len.max(MIN_LEN).next_power_of_two() as u64;
         let cap = 2 * len;
-        let slots = (0..cap)
-            .map(|_| Slot { stamp: AtomicU64::new(0), ptr: AtomicPtr::new(ptr::null_mut()) })
-            .collect();
         TopicLog {
-            slots,
+            slots: AtomicPtr::new(ptr::null_mut()),
+            cap: cap as usize,
             mask: cap - 1,
             len,
             head: CachePadded::new(AtomicU64::new(0)),
@@ -316,7 +320,25 @@ impl<T> TopicLog<T> {
     }
 
     fn slot(&self, pos: u64) -> &Slot {
-        &self.slots[(pos & self.mask) as usize]
+        let p = self.slots.load(Ordering::Acquire);
+        debug_assert!(!p.is_null(), "a slot looked at before the first append");
+        // SAFETY: non-null once the first append installed the `cap` slots
+        // (before any reader was admitted or any position written, so every
+        // caller comes after the install), and freed only by `Drop`; the
+        // index is masked to `cap`.
+        unsafe { &*p.add((pos & self.mask) as usize) }
+    }
+
+    /// Allocates the slots at the first append (the writer's alone).
+    fn install(&self) {
+        if !self.slots.load(Ordering::Relaxed).is_null() {
+            return;
+        }
+        let slots: Box<[Slot]> = (0..self.cap)
+            .map(|_| Slot { stamp: AtomicU64::new(0), ptr: AtomicPtr::new(ptr::null_mut()) })
+            .collect();
+        // Release: a reader that finds the pointer finds the slots it points to.
+        self.slots.store(Box::into_raw(slots).cast::<Slot>(), Ordering::Release);
     }
 
     /// A new reader: it reads what is appended after the writer admits it
@@ -433,6 +455,7 @@ impl<T> TopicLog<T> {
         self.writer.with_mut(|w| {
             // SAFETY: the caller's exclusion (this function's contract).
             let w = unsafe { &mut *w };
+            self.install();
             self.admit_and_settle(w);
             let head = self.head.load(Ordering::Relaxed);
             let end = head + k;
@@ -478,15 +501,20 @@ impl<T> TopicLog<T> {
     }
 
     /// Admits the joining readers and settles the leaving ones without
-    /// appending (for a leave when nobody publishes).
+    /// appending (for the loom models, which admit a reader before any
+    /// append).
     ///
     /// # Safety
     ///
     /// As for [`TopicLog::append`].
+    #[cfg(loom)]
     pub(crate) unsafe fn settle(&self) {
         self.writer.with_mut(|w| {
             // SAFETY: the caller's exclusion (this function's contract).
-            self.admit_and_settle(unsafe { &mut *w });
+            let w = unsafe { &mut *w };
+            // An admitted reader may look at a slot: the slots come first.
+            self.install();
+            self.admit_and_settle(w);
         });
     }
 
@@ -562,8 +590,12 @@ impl<T> TopicLog<T> {
 
 impl<T> Drop for TopicLog<T> {
     fn drop(&mut self) {
-        // SAFETY: `&mut self`: no other writer.
-        unsafe { self.settle() };
+        // Settles the leaving readers (admitting the joining ones, which
+        // are then given back nothing: none was counted in a message).
+        self.writer.with_mut(|w| {
+            // SAFETY: `&mut self`: no other writer.
+            self.admit_and_settle(unsafe { &mut *w });
+        });
         let head = self.head.load(Ordering::Relaxed);
         let readers = self.writer.with_mut(|w| {
             // SAFETY: `&mut self`.
@@ -573,7 +605,14 @@ impl<T> Drop for TopicLog<T> {
             let at = c.pos.load(Ordering::Acquire) & POS;
             self.give_back(at, head);
         }
-        for slot in self.slots.iter_mut() {
+        let slots = self.slots.load(Ordering::Acquire);
+        if slots.is_null() {
+            return;
+        }
+        // SAFETY: `slots` came from `Box::into_raw` of `cap` slots in
+        // `install`, and `&mut self` leaves nobody else looking at them.
+        let slots = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(slots, self.cap)) };
+        for slot in slots.iter() {
             let p = slot.ptr.load(Ordering::Relaxed);
             if !p.is_null() {
                 // SAFETY: the log's own reference, given back once.
@@ -624,6 +663,21 @@ mod tests {
 
     fn seqs(buf: &[Message<Counted>]) -> Vec<u64> {
         buf.iter().map(Message::seq).collect()
+    }
+
+    #[test]
+    fn a_log_takes_its_slots_at_its_first_append() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let log = TopicLog::new(512);
+        let r = log.join();
+        assert!(log.slots.load(Ordering::Relaxed).is_null(), "no slots before a message");
+        assert_eq!(log.take(&r, &mut Vec::new(), 8), Ok(0));
+        append(&log, 1, 1, &drops);
+        assert!(!log.slots.load(Ordering::Relaxed).is_null());
+        assert_eq!(log.take(&r, &mut Vec::new(), 8), Ok(1));
+        log.leave(&r);
+        drop(log);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -209,7 +209,8 @@ settings! {
     /// the other policies loses the oldest with a lag notice; `0`: a queue per connection (fanout
     /// engine). A message is then written once for all its recipients; repair applies to what
     /// the queue still carries (direct sends). Each topic's log takes 32 bytes per unit of room
-    /// (16 KiB at 512) from its creation: for many small topics, set it per `[[topics]]` rule
+    /// (16 KiB at 512) from its first message: for many small topics, set it per `[[topics]]`
+    /// rule
     shared_log: usize, default "0", example "512" => |s, v| s.history.shared_log = v;
 
     /// messages per write batch (one flush each)
