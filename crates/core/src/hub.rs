@@ -632,22 +632,20 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         if !inbox.close(reason) {
             return false;
         }
-        self.counters.closed(reason);
-        if self.is_shut() {
-            // The worker empties every set as it stops.
-            return true;
-        }
-        self.request_removal(inbox);
+        self.after_close(inbox, reason);
         true
     }
 
-    /// A receiver closed its own inbox (`Inbox::take_self_eviction`): count
-    /// the close and have it removed, as [`Inner::close_inbox`] does.
-    pub(crate) fn evicted_itself(&self, inbox: &Arc<Inbox<T>>) {
-        self.counters.closed(CloseReason::SlowConsumer);
-        if !self.is_shut() {
-            self.request_removal(inbox);
+    /// What follows the one close of an inbox, by [`Inner::close_inbox`] or
+    /// by its receiver (`Inbox::take_self_eviction`): the close counted, the
+    /// inbox removed from every set.
+    pub(crate) fn after_close(&self, inbox: &Arc<Inbox<T>>, reason: CloseReason) {
+        self.counters.closed(reason);
+        if self.is_shut() {
+            // The worker empties every set as it stops.
+            return;
         }
+        self.request_removal(inbox);
     }
 
     /// Asks the cleanup worker to remove a closing inbox from every set (or,

@@ -65,7 +65,7 @@
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![deny(unsafe_code)] // allowed in ring.rs, shared.rs, sequencer.rs, topic_log.rs and log_engine.rs alone
+#![deny(unsafe_code)] // allowed in ring.rs, shared.rs, sequencer.rs and topic_log.rs alone
 
 mod builder;
 mod config;

@@ -29,15 +29,14 @@
 //! was counted in and did not draw are given back at the next append (or
 //! when the engine is dropped).
 
-#![allow(unsafe_code)] // one block: the append under the walk
-
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
+use crate::members::Members;
 use crate::message::Message;
-use crate::sequencer::{Reserved, Sequencer, RUN};
+use crate::sequencer::{self, Reserved, Sequencer, RUN};
 use crate::topic_log::{Cursor, TopicLog};
 use crate::{
     CloseReason, Engine, Meta, Origin, Priority, PublishError, PublishReport, Receiver, RecvError, SendError,
@@ -48,8 +47,11 @@ use crate::{
 const ROOM: usize = 512;
 
 struct Inner<T> {
+    /// Numbers and combines; its walk appends to its shared log, as a hub
+    /// topic's does (`Walk::deliver`).
     seq: Sequencer<T>,
-    log: TopicLog<T>,
+    /// Nobody: every reader is the shared log's (the walk needs a set).
+    members: Members<T>,
     closed: AtomicBool,
     subscribers: AtomicUsize,
     next_id: AtomicU64,
@@ -91,8 +93,8 @@ impl<T> LogEngine<T> {
     pub fn new() -> Self {
         LogEngine {
             inner: Arc::new(Inner {
-                seq: Sequencer::new(0, std::time::Duration::ZERO),
-                log: TopicLog::new(ROOM),
+                seq: Sequencer::new(0, std::time::Duration::ZERO).with_shared_log(ROOM),
+                members: Members::new(1, 512),
                 closed: AtomicBool::new(false),
                 subscribers: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
@@ -142,35 +144,17 @@ impl<T> Inner<T> {
     }
 
     /// Delivers the sequencer's log into the shared one while this thread
-    /// can hold the walk.
+    /// can hold the walk (the hub's own walk, `sequencer::walk`).
     fn walk(&self, r: &mut PublishReport) {
-        while let Some(mut w) = self.seq.try_walk() {
-            loop {
-                let mut run: [Option<Message<T>>; RUN] = [const { None }; RUN];
-                let mut n = 0;
-                let taken = w.take_run(|m| {
-                    if let Some(m) = m {
-                        run[n] = Some(m);
-                        n += 1;
-                    }
-                });
-                if taken == 0 {
-                    break;
-                }
-                // SAFETY: the walk is held (`w`), and every append and
-                // settle of this log is made under it.
-                let a = unsafe { self.log.append(run.iter_mut().take(n).map(|m| m.take().expect("taken"))) };
-                r.walked += n as u64;
-                r.recipients += a.readers * a.messages;
-                r.delivered += a.readers * a.messages;
-                r.wakes += a.wakes;
-                self.delivered.fetch_add(a.readers * a.messages, Ordering::Relaxed);
-                self.wakes.fetch_add(a.wakes, Ordering::Relaxed);
-            }
-            if !w.end() {
-                return;
-            }
-        }
+        let (delivered, wakes) = (r.delivered, r.wakes);
+        sequencer::walk(&self.seq, &self.members, 0, r, &|_| {});
+        self.delivered.fetch_add(r.delivered - delivered, Ordering::Relaxed);
+        self.wakes.fetch_add(r.wakes - wakes, Ordering::Relaxed);
+    }
+
+    /// The shared log the walk appends to.
+    fn log(&self) -> &TopicLog<T> {
+        self.seq.shared_log().expect("made with a shared log")
     }
 }
 
@@ -190,7 +174,7 @@ impl<T> LogSubscriber<T> {
 
 impl<T> Drop for LogSubscriber<T> {
     fn drop(&mut self) {
-        self.inner.log.leave(&self.reader);
+        self.inner.log().leave(&self.reader);
         self.inner.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -205,7 +189,7 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for LogEngine<T> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(SubscribeError::Shutdown);
         }
-        let reader = self.inner.log.join();
+        let reader = self.inner.log().join();
         self.inner.subscribers.fetch_add(1, Ordering::Relaxed);
         let id = SubscriberId::new(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         Ok(LogSubscriber { inner: self.inner.clone(), reader, id })
@@ -253,7 +237,7 @@ impl<T: Clone + Send + Sync + 'static> Engine<T> for LogEngine<T> {
     }
     fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
-        self.inner.log.wake_parked();
+        self.inner.log().wake_parked();
     }
 }
 
@@ -287,7 +271,7 @@ impl<T: Clone + Send + Sync + 'static> Receiver<T> for LogSubscriber<T> {
     fn try_recv(&mut self) -> Result<Message<T>, TryRecvError> {
         let (inner, reader) = self.parts();
         let mut one = None;
-        match inner.log.take(reader, &mut one, 1) {
+        match inner.log().take(reader, &mut one, 1) {
             Err(lost) => Err(TryRecvError::Lagged(lost)),
             Ok(_) => match one {
                 Some(m) => Ok(m),
@@ -306,7 +290,7 @@ impl<T: Clone + Send + Sync + 'static> Receiver<T> for LogSubscriber<T> {
         std::future::poll_fn(move |cx| {
             let (inner, reader) = self.parts();
             loop {
-                match inner.log.take(reader, buf, max) {
+                match inner.log().take(reader, buf, max) {
                     Err(lost) => return Poll::Ready(Err(RecvError::Lagged(lost))),
                     Ok(0) => {}
                     Ok(n) => return Poll::Ready(Ok(n)),
@@ -316,7 +300,7 @@ impl<T: Clone + Send + Sync + 'static> Receiver<T> for LogSubscriber<T> {
                 }
                 // After the park's fence: a shutdown that parked nobody is
                 // seen here (its store is before its own fence).
-                if !inner.log.park(reader, cx.waker()) && !inner.closed.load(Ordering::SeqCst) {
+                if !inner.log().park(reader, cx.waker()) && !inner.closed.load(Ordering::SeqCst) {
                     return Poll::Pending;
                 }
             }

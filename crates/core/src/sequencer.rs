@@ -423,14 +423,6 @@ impl<T> Walk<'_, T> {
         }
     }
 
-    /// Takes up to [`RUN`] of the log's ready messages, in `seq` order, into
-    /// `out` (`None` for a hole); returns how many positions it took. For a
-    /// walker that delivers somewhere other than members' rings (the shared
-    /// log's engine, `log_engine.rs`).
-    pub(crate) fn take_run(&mut self, out: impl FnMut(Option<Message<T>>)) -> usize {
-        self.seq.log.take_entries(RUN, out)
-    }
-
     /// Moves the numbering so that the last delivered `seq` reads `to`, and
     /// empties the history (its `seq`s no longer lead to `to` without a
     /// gap). Call after [`Walk::deliver`], with no other publisher: the log

@@ -119,7 +119,7 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
     /// `Overflow::Evict`) has it counted and removed.
     fn settle_self_eviction(&self) {
         if self.inbox.take_self_eviction() {
-            self.hub.evicted_itself(&self.inbox);
+            self.hub.after_close(&self.inbox, crate::CloseReason::SlowConsumer);
         }
     }
 
