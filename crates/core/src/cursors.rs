@@ -16,9 +16,17 @@
 //! lag notice (which a log reports by returning it, having seen it) is
 //! never stuck behind messages already taken from elsewhere. Which source
 //! goes first alternates per call, and the logs take turns, so that steady
-//! traffic in one starves none of the others. A topic's messages are all in
-//! its log, in `seq` order; what the ring holds (broadcasts, direct sends,
-//! other topics) has no order with them, as between any two topics.
+//! traffic in one starves none of the others. A topic's messages are in
+//! its log, in `seq` order, with one exception: a join from a position
+//! replays what it missed into the ring (`recovery.rs`), and the log
+//! goes on after it. So a link keeps the ring position it waits for
+//! (`after`): its log is not read until the receiver has taken the ring
+//! up to there, and the replay and the log come out in `seq` order. The
+//! link is stored held (`HELD`) before its cursor can be admitted and
+//! given its position after the replay, both while the replay holds the
+//! topic's walk, so no append reaches a reader that could see it early.
+//! Everything else the ring holds (broadcasts, direct sends, other
+//! topics) has no order with the log, as between any two topics.
 //!
 //! # Parking
 //!
@@ -40,13 +48,19 @@ use crate::topic_log::{Cursor, TopicLog};
 struct Link<T> {
     log: Arc<TopicLog<T>>,
     cursor: Arc<Cursor>,
+    /// The ring position the receiver must have taken up to before this
+    /// log is read (see the module docs); 0 for a join from now.
+    after: usize,
 }
 
 impl<T> Clone for Link<T> {
     fn clone(&self) -> Self {
-        Link { log: self.log.clone(), cursor: self.cursor.clone() }
+        Link { log: self.log.clone(), cursor: self.cursor.clone(), after: self.after }
     }
 }
+
+/// A link's `after` until the replay before it is in the ring.
+pub(crate) const HELD: usize = usize::MAX;
 
 /// The cursors of one subscriber (see the module docs).
 pub(crate) struct Cursors<T> {
@@ -64,21 +78,41 @@ impl<T> Cursors<T> {
         Cursors { links: Snapshot::new(Vec::new()), any: AtomicBool::new(false), turn: AtomicUsize::new(0) }
     }
 
-    /// Adds a cursor in `topic`'s log, if it has one. Call under the inbox's
-    /// `topics` lock, once per join.
-    pub(crate) fn join(&self, topic: &Arc<TopicInner<T>>) {
+    /// Adds a cursor in `topic`'s log, if it has one, read once the ring
+    /// is taken up to `after` (0, or [`HELD`] until [`Cursors::release`]).
+    /// Call under the inbox's `topics` lock, once per join.
+    pub(crate) fn join(&self, topic: &Arc<TopicInner<T>>, after: usize) {
         if let Some(log) = topic.seq.shared_log() {
-            self.join_log(log);
+            self.join_log_after(log, after);
         }
     }
 
     /// Adds a cursor in `log`. Call under the inbox's `topics` lock.
     pub(crate) fn join_log(&self, log: &Arc<TopicLog<T>>) {
-        let cursor = log.join();
+        self.join_log_after(log, 0);
+    }
+
+    fn join_log_after(&self, log: &Arc<TopicLog<T>>, after: usize) {
+        // The link is stored before the cursor is offered to the writer,
+        // so a held link is held from the cursor's first message.
+        let cursor = Arc::new(Cursor::new());
         let mut links = (*self.links.load_full()).clone();
-        links.push(Link { log: log.clone(), cursor });
+        links.push(Link { log: log.clone(), cursor: cursor.clone(), after });
         self.links.store(Arc::new(links));
         self.any.store(true, Ordering::Release);
+        log.join_cursor(cursor);
+    }
+
+    /// Gives a link held by [`Cursors::join`] the ring position it waits
+    /// for. Call under the inbox's `topics` lock, before the topic's walk
+    /// that replayed into the ring is released.
+    pub(crate) fn release(&self, topic: &Arc<TopicInner<T>>, after: usize) {
+        let Some(log) = topic.seq.shared_log() else { return };
+        let mut links = (*self.links.load_full()).clone();
+        if let Some(l) = links.iter_mut().find(|l| Arc::ptr_eq(&l.log, log)) {
+            l.after = after;
+            self.links.store(Arc::new(links));
+        }
     }
 
     /// Gives up the cursor in `topic`'s log, if any. Call under the inbox's
@@ -116,8 +150,14 @@ impl<T> Cursors<T> {
     }
 
     /// Takes up to `max` messages from one log (the first, in turn, that has
-    /// any), or `Err(n)`: that log's next item is the loss of `n`.
-    pub(crate) fn take(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
+    /// any and is not waiting for the ring, whose taken position is
+    /// `ring_at()`), or `Err(n)`: that log's next item is the loss of `n`.
+    pub(crate) fn take(
+        &self,
+        buf: &mut impl Sink<T>,
+        max: usize,
+        ring_at: impl Fn() -> usize,
+    ) -> Result<usize, u64> {
         if !self.any.load(Ordering::Acquire) {
             return Ok(0);
         }
@@ -126,6 +166,9 @@ impl<T> Cursors<T> {
             let k = links.len();
             for i in 0..k {
                 let l = &links[(turn / 2 + i) % k];
+                if l.after != 0 && l.after > ring_at() {
+                    continue;
+                }
                 match l.log.take(&l.cursor, buf, max)? {
                     0 => continue,
                     n => return Ok(n),

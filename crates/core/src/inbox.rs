@@ -635,7 +635,7 @@ impl<T> Inbox<T> {
     /// not wait for a reader, so the reader decides when it looks); the
     /// caller then sees the close.
     fn take_logs(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
-        match self.cursors.take(buf, max) {
+        match self.cursors.take(buf, max, || self.ring.head()) {
             Err(_) if self.overflow() == Overflow::Evict => {
                 if self.close(CloseReason::SlowConsumer) {
                     self.evicted_itself.store(true, Ordering::Relaxed);
@@ -812,6 +812,35 @@ impl<T> Inbox<T> {
         name: &str,
         add: impl FnOnce(&Arc<Self>) -> Arc<TopicInner<T>>,
     ) -> Result<bool, crate::SubscribeError> {
+        self.join_after(name, add, 0)
+    }
+
+    /// [`Inbox::join_with`] for a join that replays into the ring next: the
+    /// topic's log, if it has one, is not read until
+    /// [`Inbox::replayed`] says where the replay ends (see `cursors.rs`).
+    /// Call while holding the topic's walk, and `replayed` before it is
+    /// released.
+    pub(crate) fn join_before_replay(
+        self: &Arc<Self>,
+        name: &str,
+        add: impl FnOnce(&Arc<Self>) -> Arc<TopicInner<T>>,
+    ) -> Result<bool, crate::SubscribeError> {
+        self.join_after(name, add, crate::cursors::HELD)
+    }
+
+    /// The replay of a [`Inbox::join_before_replay`] is in the ring: the
+    /// topic's log is read once the receiver has taken the ring up to here.
+    pub(crate) fn replayed(&self, topic: &Arc<TopicInner<T>>) {
+        let _mine = lock(&self.topics);
+        self.cursors.release(topic, self.ring.tail());
+    }
+
+    fn join_after(
+        self: &Arc<Self>,
+        name: &str,
+        add: impl FnOnce(&Arc<Self>) -> Arc<TopicInner<T>>,
+        after: usize,
+    ) -> Result<bool, crate::SubscribeError> {
         let mut mine = lock(&self.topics);
         if !self.is_open() {
             return Err(crate::SubscribeError::Closed);
@@ -820,9 +849,9 @@ impl<T> Inbox<T> {
             return Ok(false);
         }
         let topic = add(self);
-        let after = topic.position().seq;
-        self.cursors.join(&topic);
-        mine.push((topic, after));
+        let owed = topic.position().seq;
+        self.cursors.join(&topic, after);
+        mine.push((topic, owed));
         Ok(true)
     }
 

@@ -202,7 +202,7 @@ pub(crate) fn join_at<T>(
             replay.clear();
             reason = Some(NotRecovered::TooMany);
         }
-        let joined = inbox.join_with(&topic.name, |me| {
+        let joined = inbox.join_before_replay(&topic.name, |me| {
             topic.members.insert(me.clone());
             topic.clone()
         })?;
@@ -216,6 +216,7 @@ pub(crate) fn join_at<T>(
             });
         }
         let replayed = push_replay(inbox, &replay, r, evict);
+        inbox.replayed(topic);
         if replayed < replay.len() {
             reason = Some(NotRecovered::Overflowed);
         }

@@ -154,7 +154,7 @@ pub(crate) struct Cursor {
 }
 
 impl Cursor {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Cursor {
             pos: CachePadded::new(AtomicU64::new(PENDING)),
             admitted: AtomicU64::new(0),
@@ -345,8 +345,14 @@ impl<T> TopicLog<T> {
     /// (at the writer's next append). Never waits.
     pub(crate) fn join(&self) -> Arc<Cursor> {
         let cursor = Arc::new(Cursor::new());
-        self.joining.push(cursor.clone());
+        self.join_cursor(cursor.clone());
         cursor
+    }
+
+    /// [`TopicLog::join`] with a cursor the caller made (and may have
+    /// stored first): it must be new, and is offered to the writer once.
+    pub(crate) fn join_cursor(&self, cursor: Arc<Cursor>) {
+        self.joining.push(cursor);
     }
 
     /// The reader takes nothing more; the references it was counted in and

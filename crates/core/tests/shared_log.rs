@@ -233,3 +233,49 @@ fn under_evict_a_subscriber_that_fell_behind_is_closed_as_a_slow_consumer_when_i
     assert_eq!(slow.close_reason(), Some(CloseReason::SlowConsumer));
     assert_eq!(hub.stats().evicted.slow_consumer, 1, "counted as an eviction");
 }
+
+#[test]
+fn a_join_from_a_position_keeps_the_topic_order_across_batches() {
+    let hub = logged::<u32>(100);
+    let mut first = hub.subscribe().unwrap();
+    first.join("t").unwrap();
+    hub.publish_many("t", 1..=10).unwrap();
+    let epoch = first.try_recv().unwrap().epoch();
+    let mut back = hub.subscribe().unwrap();
+    back.join_from("t", JoinFrom::After(Position { epoch, seq: 3 })).unwrap();
+    hub.publish_many("t", 11..=15).unwrap();
+    let mut got = Vec::new();
+    let mut buf = Vec::new();
+    while let Ok(1..) = back.try_recv_many(&mut buf, 3) {
+        got.extend(buf.drain(..).map(|m| m.seq()));
+    }
+    assert_eq!(got, (4..=15).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_repairing_reader_moved_by_the_writer_takes_back_what_the_history_holds() {
+    let hub: Hub<u64> = Hub::builder()
+        .topic_options(|_| TopicOptions {
+            history_size: 128,
+            history_ttl: Duration::from_secs(600),
+            shared_log: 64,
+            ..TopicOptions::default()
+        })
+        .build()
+        .unwrap();
+    let opts = fanout_core::SubscribeOptions::new().overflow(Overflow::DropOldest).repair(true);
+    let mut s = hub.subscribe_with(opts).unwrap();
+    s.join("t").unwrap();
+    hub.publish_many("t", 1..=300).unwrap();
+    let mut got = Vec::new();
+    loop {
+        match s.try_recv() {
+            Ok(m) => got.push(Ok(m.seq())),
+            Err(TryRecvError::Lagged(n)) => got.push(Err(n)),
+            Err(_) => break,
+        }
+    }
+    let mut want = vec![Err(172)];
+    want.extend((173..=300).map(Ok));
+    assert_eq!(got, want);
+}
