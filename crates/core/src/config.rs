@@ -71,16 +71,25 @@ pub struct TopicOptions {
     /// reads with a cursor of its own, instead of a handle pushed into each
     /// subscriber's ring, with room for each subscriber to fall this many
     /// messages behind (rounded up to a power of two, at least 64). One that
-    /// falls further behind loses the oldest: under [`Overflow::Evict`] it
-    /// is closed as a slow consumer when it next receives; under any other
-    /// policy it is told how many (`Lagged`) and goes on from the oldest
-    /// still there. 0 (the default): the rings. A message is then written
-    /// once for all its subscribers, which is what makes single messages to
-    /// large topics cheap (docs/benchmarks.md, "The shared log, built");
-    /// priorities and keys order nothing in it (the topic's order is its
-    /// `seq`), and a subscriber reads it alongside what its own ring holds
-    /// (broadcasts, direct sends, notices). The log takes 32 bytes per unit
-    /// of room (two slots of 16 bytes) from the topic's first message.
+    /// falls further behind loses the oldest and is told how many
+    /// (`Lagged`, counted as displaced); under [`Overflow::Evict`] (the
+    /// topic's policy, or the subscriber's when the topic has none) it is
+    /// also closed as a slow consumer, when it next receives. 0 (the
+    /// default): the rings. A message is then written once for all its
+    /// subscribers, which is what makes single messages to large topics
+    /// cheap (docs/benchmarks.md, "The shared log, built"); priorities and
+    /// keys order nothing in it (the topic's order is its `seq`), and a
+    /// subscriber reads it alongside what its own ring holds (broadcasts,
+    /// direct sends, notices). A closed subscriber drains what was in the
+    /// log when it closed, as it drains its ring. What differs from the
+    /// rings: leaving the topic gives up what was not yet taken from its
+    /// log (a ring keeps what is queued), and the log counts every reader
+    /// it has, a closed one too until its [`Subscriber`](crate::Subscriber)
+    /// is dropped, in `recipients` and `delivered`; what a reader did not
+    /// take is counted as `discarded` when it leaves, so `delivered ==
+    /// received + displaced + discarded` holds as with the rings. The log
+    /// takes 32 bytes per unit of room (two slots of 16 bytes) from the
+    /// topic's first message.
     pub shared_log: usize,
 }
 

@@ -51,13 +51,37 @@ struct Link<T> {
     /// The ring position the receiver must have taken up to before this
     /// log is read (see the module docs); 0 for a join from now.
     after: usize,
+    /// Whether a lag in this log closes the subscriber (`Overflow::Evict`:
+    /// the topic's policy, or the subscriber's when the topic has none).
+    evict: bool,
+    /// The topic whose log this is (`None`: the broadcasts'), for the
+    /// settle when the subscriber leaves it.
+    topic: Option<Arc<TopicInner<T>>>,
 }
 
 impl<T> Clone for Link<T> {
     fn clone(&self) -> Self {
-        Link { log: self.log.clone(), cursor: self.cursor.clone(), after: self.after }
+        Link {
+            log: self.log.clone(),
+            cursor: self.cursor.clone(),
+            after: self.after,
+            evict: self.evict,
+            topic: self.topic.clone(),
+        }
     }
 }
+
+/// A lag in one log: the loss of `lost` messages, and whether the log's
+/// policy closes the subscriber for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Lag {
+    pub(crate) lost: u64,
+    pub(crate) evict: bool,
+}
+
+/// A log a subscriber left, to be settled by the topic's walk (see
+/// `Inner::settle_left`): the topic, or `None` for the broadcasts.
+pub(crate) type Left<T> = Option<Arc<TopicInner<T>>>;
 
 /// A link's `after` until the replay before it is in the ring.
 pub(crate) const HELD: usize = usize::MAX;
@@ -68,6 +92,10 @@ pub(crate) struct Cursors<T> {
     /// Whether `links` is not empty: a subscriber of ring topics only never
     /// loads the snapshot.
     any: AtomicBool,
+    /// The receiver handed out `Closed`: nothing is taken from the logs
+    /// after it (set under the `topics` lock, so no join that raced the
+    /// close can set `any` again).
+    done: AtomicBool,
     /// The receiver's own: which log goes first next time, and whether the
     /// logs go before the ring (`Relaxed`: only the receiver uses them).
     turn: AtomicUsize,
@@ -75,31 +103,40 @@ pub(crate) struct Cursors<T> {
 
 impl<T> Cursors<T> {
     pub(crate) fn new() -> Self {
-        Cursors { links: Snapshot::new(Vec::new()), any: AtomicBool::new(false), turn: AtomicUsize::new(0) }
+        Cursors {
+            links: Snapshot::new(Vec::new()),
+            any: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            turn: AtomicUsize::new(0),
+        }
     }
 
     /// Adds a cursor in `topic`'s log, if it has one, read once the ring
     /// is taken up to `after` (0, or [`HELD`] until [`Cursors::release`]).
     /// Call under the inbox's `topics` lock, once per join.
-    pub(crate) fn join(&self, topic: &Arc<TopicInner<T>>, after: usize) {
+    /// `evict`: the subscriber's policy is `Evict` (the topic's, if it
+    /// has one, decides).
+    pub(crate) fn join(&self, topic: &Arc<TopicInner<T>>, after: usize, evict: bool) {
         if let Some(log) = topic.seq.shared_log() {
-            self.join_log_after(log, after);
+            let evict = topic.seq.overflow().map_or(evict, |o| o == crate::Overflow::Evict);
+            self.join_log_after(log, after, evict, Some(topic.clone()));
         }
     }
 
-    /// Adds a cursor in `log`. Call under the inbox's `topics` lock.
-    pub(crate) fn join_log(&self, log: &Arc<TopicLog<T>>) {
-        self.join_log_after(log, 0);
+    /// Adds a cursor in `log` (the broadcasts'). Call under the inbox's
+    /// `topics` lock.
+    pub(crate) fn join_log(&self, log: &Arc<TopicLog<T>>, evict: bool) {
+        self.join_log_after(log, 0, evict, None);
     }
 
-    fn join_log_after(&self, log: &Arc<TopicLog<T>>, after: usize) {
+    fn join_log_after(&self, log: &Arc<TopicLog<T>>, after: usize, evict: bool, topic: Left<T>) {
         // The link is stored before the cursor is offered to the writer,
         // so a held link is held from the cursor's first message.
         let cursor = Arc::new(Cursor::new());
         let mut links = (*self.links.load_full()).clone();
-        links.push(Link { log: log.clone(), cursor: cursor.clone(), after });
+        links.push(Link { log: log.clone(), cursor: cursor.clone(), after, evict, topic });
         self.links.store(Arc::new(links));
-        self.any.store(true, Ordering::Release);
+        self.any.store(!self.done.load(Ordering::Relaxed), Ordering::Release);
         log.join_cursor(cursor);
     }
 
@@ -123,19 +160,57 @@ impl<T> Cursors<T> {
         if let Some(i) = links.iter().position(|l| Arc::ptr_eq(&l.log, log)) {
             let gone = links.swap_remove(i);
             gone.log.leave(&gone.cursor);
-            self.any.store(!links.is_empty(), Ordering::Release);
+            self.any.store(!links.is_empty() && !self.done.load(Ordering::Relaxed), Ordering::Release);
             self.links.store(Arc::new(links));
         }
     }
 
-    /// Gives up every cursor (the cleanup worker, or a close).
-    pub(crate) fn leave_all(&self) {
+    /// Gives up every cursor (the subscriber is gone); returns the logs
+    /// left, for their settle. Call under the inbox's `topics` lock.
+    pub(crate) fn leave_all(&self) -> Vec<Left<T>> {
         let links = self.links.load_full();
         for l in links.iter() {
             l.log.leave(&l.cursor);
         }
         self.any.store(false, Ordering::Release);
         self.links.store(Arc::new(Vec::new()));
+        links.iter().map(|l| l.topic.clone()).collect()
+    }
+
+    /// Whether the receiver has not yet handed out `Closed`.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.done.load(Ordering::Relaxed)
+    }
+
+    /// The receiver handed out `Closed`: the logs give nothing more (see
+    /// `done`). Call under the inbox's `topics` lock.
+    pub(crate) fn close(&self) {
+        self.done.store(true, Ordering::Relaxed);
+        self.any.store(false, Ordering::Release);
+    }
+
+    /// The subscriber closed: each cursor takes nothing appended from now
+    /// on (`TopicLog::seal`). Any thread; a link added after this is sealed
+    /// by the cleanup worker's call.
+    pub(crate) fn seal(&self) {
+        if self.any.load(Ordering::Acquire) {
+            self.links.with(|links| links.iter().for_each(|l| l.log.seal(&l.cursor)));
+        }
+    }
+
+    /// Messages in the logs still to take.
+    pub(crate) fn unread(&self) -> usize {
+        if !self.any.load(Ordering::Acquire) {
+            return 0;
+        }
+        self.links.with(|links| links.iter().map(|l| l.log.unread(&l.cursor) as usize).sum())
+    }
+
+    /// A parked receive was cancelled: no log keeps its waker.
+    pub(crate) fn unpark(&self) {
+        if self.any.load(Ordering::Acquire) {
+            self.links.with(|links| links.iter().for_each(|l| l.log.unpark(&l.cursor)));
+        }
     }
 
     /// Whether the logs go before the ring this time (alternates, per
@@ -151,13 +226,13 @@ impl<T> Cursors<T> {
 
     /// Takes up to `max` messages from one log (the first, in turn, that has
     /// any and is not waiting for the ring, whose taken position is
-    /// `ring_at()`), or `Err(n)`: that log's next item is the loss of `n`.
+    /// `ring_at()`), or `Err(lag)`: that log's next item is a loss.
     pub(crate) fn take(
         &self,
         buf: &mut impl Sink<T>,
         max: usize,
         ring_at: impl Fn() -> usize,
-    ) -> Result<usize, u64> {
+    ) -> Result<usize, Lag> {
         if !self.any.load(Ordering::Acquire) {
             return Ok(0);
         }
@@ -169,9 +244,10 @@ impl<T> Cursors<T> {
                 if l.after != 0 && l.after > ring_at() {
                     continue;
                 }
-                match l.log.take(&l.cursor, buf, max)? {
-                    0 => continue,
-                    n => return Ok(n),
+                match l.log.take(&l.cursor, buf, max) {
+                    Ok(0) => continue,
+                    Ok(n) => return Ok(n),
+                    Err(lost) => return Err(Lag { lost, evict: l.evict }),
                 }
             }
             Ok(0)

@@ -599,6 +599,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     pub(crate) fn leave_inbox(&self, inbox: &Arc<Inbox<T>>, name: &str) -> bool {
         match inbox.leave(name) {
             Some(topic) => {
+                self.settle_leavers(&topic);
                 self.maybe_reclaim(&topic);
                 true
             }
@@ -615,6 +616,46 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     /// Removes every topic with no member, no handle and no history to keep.
     pub(crate) fn sweep_topics(&self) {
         self.topics.retain(|_, t| !t.reclaimable());
+    }
+
+    /// Settles the readers that left `topic`'s shared log, if it has one,
+    /// counting what they never took as discarded: at once, not at the
+    /// topic's next message, so that the count is whole when the topic
+    /// goes quiet. Call after the leave (not under an inbox's `topics`
+    /// lock: this takes the topic's walk).
+    pub(crate) fn settle_leavers(&self, topic: &Arc<TopicInner<T>>) {
+        if topic.seq.shared_log().is_some() {
+            self.settle_log_of(&topic.seq, &topic.members);
+        }
+    }
+
+    /// [`Inner::settle_leavers`] for each log a dropped subscriber left
+    /// (`None`: the broadcasts').
+    pub(crate) fn settle_left(&self, left: Vec<crate::cursors::Left<T>>) {
+        for l in left {
+            match l {
+                Some(topic) => self.settle_leavers(&topic),
+                None => self.settle_log_of(&self.broadcasts, &self.all),
+            }
+        }
+    }
+
+    /// Takes `seq`'s walk (delivering what is ready to `set` first, and
+    /// after, as every holder of a walk does) to settle its log's leavers.
+    fn settle_log_of(&self, seq: &Sequencer<T>, set: &Members<T>) {
+        let mut r = PublishReport::default();
+        let evict = |i: &Arc<Inbox<T>>| {
+            self.close_inbox(i, CloseReason::SlowConsumer);
+        };
+        let start = crate::stats::thread_index();
+        let mut w = seq.walk_blocking();
+        w.deliver(set, start, &mut r, &evict);
+        let n = w.settle_log();
+        if w.end() {
+            crate::sequencer::walk(seq, set, start, &mut r, &evict);
+        }
+        self.counters.publish(&r);
+        self.counters.discarded(n);
     }
 
     /// Removes `topic` from the map if it has no members and no handles, and is

@@ -252,6 +252,12 @@ impl<T> Inbox<T> {
         self.ring.len()
     }
 
+    /// Messages queued for the receiver: in the ring, and still to take in
+    /// the shared logs it reads.
+    pub(crate) fn queued(&self) -> usize {
+        self.ring.len() + self.cursors.unread()
+    }
+
     pub(crate) fn overflow(&self) -> Overflow {
         self.p().overflow
     }
@@ -556,6 +562,9 @@ impl<T> Inbox<T> {
         if self.p().state.compare_exchange(OPEN, next, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return false;
         }
+        // Before the wake: a receiver that sees the close sees its logs
+        // sealed, and drains them only up to here.
+        self.cursors.seal();
         self.p().parked.store(false, Ordering::Relaxed);
         self.waker.wake();
         true
@@ -630,19 +639,20 @@ impl<T> Inbox<T> {
         }
     }
 
-    /// From the shared logs. A lag there under `Overflow::Evict` closes the
-    /// inbox as a slow consumer instead of being reported (the writer does
-    /// not wait for a reader, so the reader decides when it looks); the
-    /// caller then sees the close.
+    /// From the shared logs. A lag in a log whose policy is
+    /// `Overflow::Evict` also closes the inbox as a slow consumer (the
+    /// writer does not wait for a reader, so the reader decides when it
+    /// looks): the loss is reported first, then what was appended before
+    /// the close, then the close, as a ring that evicts does.
     fn take_logs(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
         match self.cursors.take(buf, max, || self.ring.head()) {
-            Err(_) if self.overflow() == Overflow::Evict => {
-                if self.close(CloseReason::SlowConsumer) {
+            Ok(n) => Ok(n),
+            Err(lag) => {
+                if lag.evict && self.close(CloseReason::SlowConsumer) {
                     self.evicted_itself.store(true, Ordering::Relaxed);
                 }
-                Ok(0)
+                Err(lag.lost)
             }
-            other => other,
         }
     }
 
@@ -773,8 +783,20 @@ impl<T> Inbox<T> {
                 Err(n) => return Err(RecvError::Lagged(n)),
             }
         }
+        // The logs, up to their seals (`Inbox::close`).
+        match self.take_logs(buf, max) {
+            Ok(0) => {}
+            Ok(n) => return Ok(n),
+            Err(n) => return Err(RecvError::Lagged(n)),
+        }
         if let Some(n) = self.take_lag() {
             return Err(RecvError::Lagged(n));
+        }
+        // Terminal for the logs too: a log joined by a join that raced the
+        // close gives nothing after this.
+        if self.cursors.is_open() {
+            let _mine = lock(&self.topics);
+            self.cursors.close();
         }
         Err(RecvError::Closed(reason))
     }
@@ -796,6 +818,7 @@ impl<T> Inbox<T> {
     pub(crate) fn unpark(&self) {
         self.p().parked.store(false, Ordering::Relaxed);
         drop(self.waker.take());
+        self.cursors.unpark();
     }
 
     #[cfg(all(test, not(loom)))]
@@ -850,7 +873,7 @@ impl<T> Inbox<T> {
         }
         let topic = add(self);
         let owed = topic.position().seq;
-        self.cursors.join(&topic, after);
+        self.cursors.join(&topic, after, self.overflow() == Overflow::Evict);
         mine.push((topic, owed));
         Ok(true)
     }
@@ -860,7 +883,7 @@ impl<T> Inbox<T> {
     pub(crate) fn join_log(&self, log: &Arc<crate::topic_log::TopicLog<T>>) {
         let _mine = lock(&self.topics);
         if self.is_open() {
-            self.cursors.join_log(log);
+            self.cursors.join_log(log, self.overflow() == Overflow::Evict);
         }
     }
 
@@ -879,8 +902,19 @@ impl<T> Inbox<T> {
     /// Called once the inbox is closing, so no join can add one afterwards.
     pub(crate) fn take_topics(&self) -> Vec<Arc<TopicInner<T>>> {
         let mut mine = lock(&self.topics);
-        self.cursors.leave_all();
+        // The cursors stay, sealed (a join that raced the close added its
+        // link after `close` sealed the others): the receiver drains them
+        // as it drains its ring, and leaves them when it is dropped
+        // (`Inbox::leave_logs`).
+        self.cursors.seal();
         std::mem::take(&mut *mine).into_iter().map(|(t, _)| t).collect()
+    }
+
+    /// The subscriber is gone: leaves every shared log it read; returns
+    /// them, for their settle (`Inner::settle_left`).
+    pub(crate) fn leave_logs(&self) -> Vec<crate::cursors::Left<T>> {
+        let _mine = lock(&self.topics);
+        self.cursors.leave_all()
     }
 
     /// Joined topics (a copy, for tests and stats).

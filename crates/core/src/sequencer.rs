@@ -386,6 +386,7 @@ impl<T> Walk<'_, T> {
                 r.recipients += delivered;
                 r.delivered += delivered;
                 r.displaced += a.skipped;
+                r.discarded += a.discarded;
                 r.wakes += a.wakes;
                 if let Some(now) = now {
                     self.seq.last_append.store(since_base(now), std::sync::atomic::Ordering::Relaxed);
@@ -433,6 +434,17 @@ impl<T> Walk<'_, T> {
         // delivered() = head + 1 + base - 1 = to
         self.seq.base.store(to.wrapping_sub(head), std::sync::atomic::Ordering::Relaxed);
         self.history(HistoryBuf::clear);
+    }
+
+    /// Settles the readers that left the topic's shared log, if it has
+    /// one; returns what they had been counted in and never took
+    /// (`TopicLog::settle`).
+    pub(crate) fn settle_log(&mut self) -> u64 {
+        match &self.seq.shared {
+            // SAFETY: as in `deliver`: this `Walk` is the only one.
+            Some(log) => unsafe { log.settle() },
+            None => 0,
+        }
     }
 
     /// Releases the walk; true when the caller must walk again (see

@@ -90,6 +90,10 @@ pub struct PublishReport {
     /// Older messages displaced to make room (`DropOldest`, `Urgent`): earlier
     /// deliveries lost, not these.
     pub displaced: u64,
+    /// Deliveries that subscribers reading a shared log
+    /// ([`TopicOptions::shared_log`](crate::TopicOptions)) had left unread
+    /// when they left it, counted when this call's walk settled them.
+    pub discarded: u64,
     /// Sequence number given to this call's (first) message; 0 when nobody
     /// was subscribed to the topic, so no number was spent. The messages of a
     /// `publish_many` take increasing numbers, consecutive within each run of
@@ -245,6 +249,9 @@ impl Counters {
             s.drop_full.fetch_add(r.dropped.full, Relaxed);
             s.drop_evicted.fetch_add(r.dropped.evicted, Relaxed);
             s.displaced.fetch_add(r.displaced, Relaxed);
+        }
+        if r.discarded != 0 {
+            s.discarded.fetch_add(r.discarded, Relaxed);
         }
         if r.wakes != 0 {
             s.wakes.fetch_add(r.wakes, Relaxed);

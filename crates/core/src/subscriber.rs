@@ -158,9 +158,10 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
         self.inbox.capacity()
     }
 
-    /// Messages queued right now.
+    /// Messages queued right now: in its ring, and still to take in the
+    /// shared logs it reads ([`TopicOptions::shared_log`](crate::TopicOptions)).
     pub fn len(&self) -> usize {
-        self.inbox.len()
+        self.inbox.queued()
     }
 
     /// Nothing queued right now.
@@ -273,6 +274,9 @@ impl<T: Clone + Send + Sync + 'static> Drop for Subscriber<T> {
         self.leave_stream_wait();
         // Sealed: nothing enters after this, and what is queued is counted.
         self.hub.counters.discarded(self.inbox.discard());
+        // The shared logs it read: what it never took there is counted
+        // when each log's writer settles it, here.
+        self.hub.settle_left(self.inbox.leave_logs());
     }
 }
 

@@ -151,6 +151,15 @@ pub(crate) struct Cursor {
     at: AtomicU64,
     /// The reader's index in the writer's list (the writer's alone).
     index: std::sync::atomic::AtomicUsize,
+    /// The position the reader takes nothing at or past: `u64::MAX` until
+    /// its subscriber closes, then the `head` when it did
+    /// ([`TopicLog::seal`]), so that a closed subscriber drains what was
+    /// appended before its close, as its ring is drained, and nothing after.
+    until: AtomicU64,
+    /// Where the reader's `pos` was when it left: written before it goes on
+    /// the `leaving` stack (whose push and take order it), read by the
+    /// writer that settles it, which counts what it never took from there.
+    stopped: AtomicU64,
 }
 
 impl Cursor {
@@ -167,6 +176,8 @@ impl Cursor {
                 AtomicPtr::new(ptr::null_mut()),
             ],
             index: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            stopped: AtomicU64::new(0),
+            until: AtomicU64::new(u64::MAX),
         }
     }
 }
@@ -176,7 +187,7 @@ impl Cursor {
     /// not at all, or not admitted yet); records `raw` as where it is.
     /// Called by the reader alone.
     fn moved(&self, raw: u64) -> Option<u64> {
-        if raw & PENDING != 0 {
+        if raw & (PENDING | LEFT) != 0 {
             return None;
         }
         let at = self.at.load(Ordering::Relaxed);
@@ -188,7 +199,9 @@ impl Cursor {
             at
         };
         self.at.store(raw & POS, Ordering::Relaxed);
-        (raw & POS != at).then(|| (raw & POS) - at)
+        // A sealed reader lost only what it would have taken.
+        let to = (raw & POS).min(self.until.load(Ordering::Relaxed));
+        (to > at).then(|| to - at)
     }
 
     /// Where the reader last was (see `at`).
@@ -297,6 +310,9 @@ pub(crate) struct Appended {
     pub(crate) wakes: u64,
     /// Messages skipped for readers that lagged (summed over readers).
     pub(crate) skipped: u64,
+    /// Messages the readers settled by this append had been counted in and
+    /// left untaken (summed over readers; see [`TopicLog::settle`]).
+    pub(crate) discarded: u64,
 }
 
 impl<T> TopicLog<T> {
@@ -365,6 +381,7 @@ impl<T> TopicLog<T> {
                 Err(p) => cur = p,
             }
         }
+        c.stopped.store(cur & POS, Ordering::Relaxed);
         self.leaving.push(c.clone());
     }
 
@@ -378,8 +395,9 @@ impl<T> TopicLog<T> {
         if let Some(lost) = c.moved(raw) {
             return Err(lost);
         }
-        while taken < max && raw & (LEFT | PENDING) == 0 {
-            let want = (max - taken).min(CLAIM);
+        let until = c.until.load(Ordering::Acquire);
+        while taken < max && raw & (LEFT | PENDING) == 0 && raw < until {
+            let want = (max - taken).min(CLAIM).min((until - raw).try_into().unwrap_or(CLAIM));
             let mut ptrs = [ptr::null_mut::<()>(); CLAIM];
             let mut n = 0;
             while n < want {
@@ -430,7 +448,32 @@ impl<T> TopicLog<T> {
         if raw & LEFT != 0 || raw & PENDING != 0 {
             return false;
         }
-        raw != c.last() || self.slot(raw).stamp.load(Ordering::Acquire) == raw + 1
+        let until = c.until.load(Ordering::Acquire);
+        (raw != c.last() && c.last() < until)
+            || (raw < until && self.slot(raw).stamp.load(Ordering::Acquire) == raw + 1)
+    }
+
+    /// The reader's subscriber closed: it takes nothing appended from now
+    /// on (see `Cursor::until`). Any thread; idempotent (the first seal
+    /// holds).
+    pub(crate) fn seal(&self, c: &Cursor) {
+        c.until.fetch_min(self.head.load(Ordering::SeqCst), Ordering::AcqRel);
+    }
+
+    /// What the reader has still to take (bounded by its seal); 0 before
+    /// it is admitted and after it left.
+    pub(crate) fn unread(&self, c: &Cursor) -> u64 {
+        let raw = c.pos.load(Ordering::Acquire);
+        if raw & (PENDING | LEFT) != 0 {
+            return 0;
+        }
+        let end = self.head.load(Ordering::Acquire).min(c.until.load(Ordering::Acquire));
+        end.saturating_sub(raw)
+    }
+
+    /// A receive that parked was cancelled: the log wakes no waker of it.
+    pub(crate) fn unpark(&self, c: &Cursor) {
+        drop(c.waker.take());
     }
 
     /// Registers `waker` to be woken by the next append, and answers whether
@@ -462,7 +505,7 @@ impl<T> TopicLog<T> {
             // SAFETY: the caller's exclusion (this function's contract).
             let w = unsafe { &mut *w };
             self.install();
-            self.admit_and_settle(w);
+            done.discarded = self.admit_and_settle(w);
             let head = self.head.load(Ordering::Relaxed);
             let end = head + k;
             let cap = self.mask + 1;
@@ -507,24 +550,30 @@ impl<T> TopicLog<T> {
     }
 
     /// Admits the joining readers and settles the leaving ones without
-    /// appending (for the loom models, which admit a reader before any
-    /// append).
+    /// appending: a leaver's settle, so that what it never took is counted
+    /// now rather than at the topic's next message (and the loom models,
+    /// which admit a reader before any append). Returns the messages the
+    /// settled readers had been counted in and never took: from where each
+    /// stopped to `head` (what the writer had skipped it past before it
+    /// left was counted as skipped then; what it skipped after, as well as
+    /// what it never reached, is counted here).
     ///
     /// # Safety
     ///
     /// As for [`TopicLog::append`].
-    #[cfg(loom)]
-    pub(crate) unsafe fn settle(&self) {
+    pub(crate) unsafe fn settle(&self) -> u64 {
         self.writer.with_mut(|w| {
             // SAFETY: the caller's exclusion (this function's contract).
             let w = unsafe { &mut *w };
             // An admitted reader may look at a slot: the slots come first.
             self.install();
-            self.admit_and_settle(w);
-        });
+            self.admit_and_settle(w)
+        })
     }
 
-    fn admit_and_settle(&self, w: &mut Writer) {
+    /// Returns what the settled readers left untaken (see `settle`).
+    fn admit_and_settle(&self, w: &mut Writer) -> u64 {
+        let mut discarded = 0;
         let head = self.head.load(Ordering::Relaxed);
         self.joining.take_all(|c| {
             // PENDING -> head, unless it left first (then it stays not admitted).
@@ -541,6 +590,7 @@ impl<T> TopicLog<T> {
                 return; // never admitted: counted in nothing
             }
             self.give_back(raw & POS, head);
+            discarded += head - c.stopped.load(Ordering::Relaxed);
             let i = c.index.load(std::sync::atomic::Ordering::Relaxed);
             let gone = w.readers.swap_remove(i);
             debug_assert!(Arc::ptr_eq(&gone, &c));
@@ -548,6 +598,7 @@ impl<T> TopicLog<T> {
                 moved.index.store(i, std::sync::atomic::Ordering::Relaxed);
             }
         });
+        discarded
     }
 
     /// Gives back one reference of each message in positions `from..to`
@@ -599,7 +650,9 @@ impl<T> Drop for TopicLog<T> {
         // Settles the leaving readers (admitting the joining ones, which
         // are then given back nothing: none was counted in a message).
         self.writer.with_mut(|w| {
-            // SAFETY: `&mut self`: no other writer.
+            // SAFETY: `&mut self`: no other writer. (What they left is
+            // not counted: the topic is gone, and the hub settles every
+            // leaver when it leaves.)
             self.admit_and_settle(unsafe { &mut *w });
         });
         let head = self.head.load(Ordering::Relaxed);
