@@ -70,7 +70,11 @@
 //! counted meanwhile, and only then returns `Closed`; a push after the seal
 //! finds nothing to reserve and is not counted as a delivery. A subscriber
 //! dropped with messages still queued takes them out the same way and counts
-//! them as discarded ([`Inbox::discard`]). So every message counted as
+//! them as discarded ([`Inbox::discard`]). The shared logs it reads
+//! (`cursors.rs`) follow: the close seals each cursor at its log's head,
+//! the receiver drains them up to there after its ring, and the drop
+//! leaves them, the log's writer counting what was not taken as
+//! discarded. So every message counted as
 //! delivered (queued) is received, displaced by a later one (`DropOldest`,
 //! `Urgent`), or discarded with its subscriber: `delivered == received +
 //! displaced + discarded`, exactly.

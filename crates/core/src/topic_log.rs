@@ -67,8 +67,19 @@
 //! setting the `LEFT` flag in its `pos` with a CAS (fixing where it
 //! stopped) and going onto the `leaving` stack; the writer settles it (gives
 //! back its references from where it stopped to `head`, and drops it from
-//! the readers) at its next append (or when the log is dropped). Joins and
-//! leaves never wait for the writer.
+//! the readers) at its next append, or at a settle the leaver's side asks
+//! for (the hub does, at once, so that what the reader never took, `head`
+//! less where it stopped, is counted as discarded while the topic is
+//! quiet), or when the log is dropped. Joins and leaves never wait for the
+//! writer.
+//!
+//! # Sealing
+//!
+//! A reader whose subscriber closes is sealed ([`TopicLog::seal`]): its
+//! `until` becomes the `head` of that moment, and it takes nothing at or
+//! past it, so it drains what was appended before its close, as its ring
+//! is drained, and no more. It stays a reader (counted in each message,
+//! moved when it lags) until it leaves.
 //!
 //! # Waking
 //!
