@@ -81,7 +81,9 @@ pub struct TopicOptions {
     /// keys order nothing in it (the topic's order is its `seq`), and a
     /// subscriber reads it alongside what its own ring holds (broadcasts,
     /// direct sends, notices). A closed subscriber drains what was in the
-    /// log when it closed, as it drains its ring. What differs from the
+    /// log when it closed, as it drains its ring, while the log still holds
+    /// it (it keeps the room, not everything: what a closed subscriber let
+    /// go it is told it lost). What differs from the
     /// rings: leaving the topic gives up what was not yet taken from its
     /// log (a ring keeps what is queued), and the log counts every reader
     /// it has, a closed one too until its [`Subscriber`](crate::Subscriber)

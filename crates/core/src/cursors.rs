@@ -96,6 +96,8 @@ pub(crate) struct Cursors<T> {
     /// after it (set under the `topics` lock, so no join that raced the
     /// close can set `any` again).
     done: AtomicBool,
+    /// The receiver has sealed the cursors itself (once, in its final drain).
+    receiver_sealed: AtomicBool,
     /// The receiver's own: which log goes first next time, and whether the
     /// logs go before the ring (`Relaxed`: only the receiver uses them).
     turn: AtomicUsize,
@@ -107,6 +109,7 @@ impl<T> Cursors<T> {
             links: Snapshot::new(Vec::new()),
             any: AtomicBool::new(false),
             done: AtomicBool::new(false),
+            receiver_sealed: AtomicBool::new(false),
             turn: AtomicUsize::new(0),
         }
     }
@@ -175,6 +178,12 @@ impl<T> Cursors<T> {
         self.any.store(false, Ordering::Release);
         self.links.store(Arc::new(Vec::new()));
         links.iter().map(|l| l.topic.clone()).collect()
+    }
+
+    /// Whether the receiver sealed its cursors already; marks it done (the
+    /// receiver's own, `Relaxed`).
+    pub(crate) fn sealed_by_receiver(&self) -> bool {
+        self.receiver_sealed.swap(true, Ordering::Relaxed)
     }
 
     /// Whether the receiver has not yet handed out `Closed`.

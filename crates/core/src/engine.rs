@@ -255,6 +255,7 @@ pub fn add(total: &mut PublishReport, r: &PublishReport) {
     total.dropped.full += r.dropped.full;
     total.dropped.evicted += r.dropped.evicted;
     total.displaced += r.displaced;
+    total.discarded += r.discarded;
     total.messages += r.messages;
     total.walked += r.walked;
     total.wakes += r.wakes;

@@ -631,7 +631,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
 
     /// [`Inner::settle_leavers`] for each log a dropped subscriber left
     /// (`None`: the broadcasts').
-    pub(crate) fn settle_left(&self, left: Vec<crate::cursors::Left<T>>) {
+    pub(crate) fn settle_left(&self, left: impl IntoIterator<Item = crate::cursors::Left<T>>) {
         for l in left {
             match l {
                 Some(topic) => self.settle_leavers(&topic),
@@ -687,6 +687,21 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
             return;
         }
         self.request_removal(inbox);
+    }
+
+    /// Has the cleanup worker settle the logs a dropped subscriber left (see
+    /// [`Request::Settle`]). With its channel full, the next append to each
+    /// log settles them (and counts what they left then); with the worker
+    /// stopped (after shutdown, when nothing publishes), here.
+    pub(crate) fn request_settle(&self, left: Vec<crate::cursors::Left<T>>) {
+        if left.is_empty() {
+            return;
+        }
+        if let Err(TrySendError::Disconnected(Request::Settle(left))) =
+            self.reaper_tx.try_send(Request::Settle(left))
+        {
+            self.settle_left(left);
+        }
     }
 
     /// Asks the cleanup worker to remove a closing inbox from every set (or,

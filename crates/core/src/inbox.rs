@@ -566,8 +566,8 @@ impl<T> Inbox<T> {
         if self.p().state.compare_exchange(OPEN, next, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return false;
         }
-        // Before the wake: a receiver that sees the close sees its logs
-        // sealed, and drains them only up to here.
+        // Before the wake: a woken receiver finds its logs sealed here; one
+        // that saw the close sooner seals them itself (`final_drain`).
         self.cursors.seal();
         self.p().parked.store(false, Ordering::Relaxed);
         self.waker.wake();
@@ -649,7 +649,9 @@ impl<T> Inbox<T> {
     /// looks): the loss is reported first, then what was appended before
     /// the close, then the close, as a ring that evicts does.
     fn take_logs(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
-        match self.cursors.take(buf, max, || self.ring.head()) {
+        // The position the receiver has taken or reported up to (a
+        // displaced replay is reported before the log goes on).
+        match self.cursors.take(buf, max, || self.q().next.load(Ordering::Relaxed)) {
             Ok(n) => Ok(n),
             Err(lag) => {
                 if lag.evict && self.close(CloseReason::SlowConsumer) {
@@ -787,7 +789,14 @@ impl<T> Inbox<T> {
                 Err(n) => return Err(RecvError::Lagged(n)),
             }
         }
-        // The logs, up to their seals (`Inbox::close`).
+        // The logs, up to their seals. `close` seals them, but a receiver
+        // may see the close before that seal, or a join that raced the
+        // close may have added a link after it: the receiver seals too,
+        // under the lock joins take (the first seal of each cursor holds).
+        if self.cursors.is_open() && !self.cursors.sealed_by_receiver() {
+            let _mine = lock(&self.topics);
+            self.cursors.seal();
+        }
         match self.take_logs(buf, max) {
             Ok(0) => {}
             Ok(n) => return Ok(n),

@@ -60,6 +60,9 @@ pub(crate) const MAX_BATCH: usize = 4096;
 pub(crate) enum Request<T> {
     /// Remove this closing inbox from every set.
     Remove(Arc<Inbox<T>>),
+    /// Settle the shared logs a dropped subscriber left (`Inner::settle_left`:
+    /// it takes each topic's walk, which a dropping thread must not wait for).
+    Settle(Vec<crate::cursors::Left<T>>),
     /// Answer once every request sent before this one has been applied.
     Flush(crossbeam_channel::Sender<()>),
     /// Stop the worker.
@@ -87,11 +90,13 @@ pub(crate) fn spawn<T: Clone + Send + Sync + 'static>(
 fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request<T>>) {
     let mut batch: Vec<Arc<Inbox<T>>> = Vec::new();
     let mut flushes: Vec<crossbeam_channel::Sender<()>> = Vec::new();
+    let mut settles: Vec<crate::cursors::Left<T>> = Vec::new();
     let mut topics_swept = Instant::now();
     loop {
         let mut stop = false;
         let mut take = |req: Request<T>, batch: &mut Vec<_>, stop: &mut bool| match req {
             Request::Remove(inbox) => batch.push(inbox),
+            Request::Settle(left) => settles.extend(left),
             Request::Flush(done) => flushes.push(done),
             Request::Stop => *stop = true,
         };
@@ -126,6 +131,13 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
             inner.counters.cleanup_panic();
             batch.clear();
             inner.needs_sweep.store(true, Ordering::Release);
+        }
+        if !settles.is_empty()
+            && catch_unwind(AssertUnwindSafe(|| inner.settle_left(settles.drain(..)))).is_err()
+        {
+            // A payload's `Drop` panicked while a walk delivered or gave back.
+            inner.counters.cleanup_panic();
+            settles.clear();
         }
         if inner.keeps_histories() && (!flushes.is_empty() || topics_swept.elapsed() >= TOPIC_SWEEP) {
             topics_swept = Instant::now();

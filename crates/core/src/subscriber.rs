@@ -275,8 +275,8 @@ impl<T: Clone + Send + Sync + 'static> Drop for Subscriber<T> {
         // Sealed: nothing enters after this, and what is queued is counted.
         self.hub.counters.discarded(self.inbox.discard());
         // The shared logs it read: what it never took there is counted
-        // when each log's writer settles it, here.
-        self.hub.settle_left(self.inbox.leave_logs());
+        // when each log's writer settles it (the cleanup worker asks).
+        self.hub.request_settle(self.inbox.leave_logs());
     }
 }
 

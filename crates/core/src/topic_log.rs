@@ -321,8 +321,10 @@ pub(crate) struct Appended {
     pub(crate) wakes: u64,
     /// Messages skipped for readers that lagged (summed over readers).
     pub(crate) skipped: u64,
-    /// Messages the readers settled by this append had been counted in and
-    /// left untaken (summed over readers; see [`TopicLog::settle`]).
+    /// Messages readers were counted in and will never take: what the
+    /// readers settled by this append left (see [`TopicLog::settle`]), and
+    /// what a sealed reader was moved past beyond its seal (summed over
+    /// readers).
     pub(crate) discarded: u64,
 }
 
@@ -521,7 +523,9 @@ impl<T> TopicLog<T> {
             let end = head + k;
             let cap = self.mask + 1;
             if w.floor + cap < end {
-                done.skipped = self.make_room(w, head, end);
+                let (skipped, discarded) = self.make_room(w, head, end);
+                done.skipped = skipped;
+                done.discarded += discarded;
             }
             let n = w.readers.len();
             done.readers = n as u64;
@@ -573,6 +577,11 @@ impl<T> TopicLog<T> {
     ///
     /// As for [`TopicLog::append`].
     pub(crate) unsafe fn settle(&self) -> u64 {
+        if !cfg!(loom) && self.slots.load(Ordering::Relaxed).is_null() {
+            // Nothing appended yet: every leaver is still pending (counted
+            // in nothing), and the slots wait for the first message.
+            return 0;
+        }
         self.writer.with_mut(|w| {
             // SAFETY: the caller's exclusion (this function's contract).
             let w = unsafe { &mut *w };
@@ -625,11 +634,14 @@ impl<T> TopicLog<T> {
     }
 
     /// Moves every reader more than `len` behind `end` to `end - len`,
-    /// giving back what it skipped; returns the sum skipped.
-    fn make_room(&self, w: &mut Writer, head: u64, end: u64) -> u64 {
+    /// giving back what it skipped; returns the sums skipped (what the
+    /// readers lost) and discarded (past a sealed reader's `until`: what
+    /// it would never have taken).
+    fn make_room(&self, w: &mut Writer, head: u64, end: u64) -> (u64, u64) {
         let to = end.saturating_sub(self.len);
         let mut floor = head;
         let mut skipped = 0;
+        let mut discarded = 0;
         for c in &w.readers {
             let mut raw = c.pos.load(Ordering::Acquire);
             loop {
@@ -642,7 +654,9 @@ impl<T> TopicLog<T> {
                     Ok(_) => {
                         self.give_back(at, to);
                         if raw & LEFT == 0 {
-                            skipped += to - at;
+                            let lost = to.min(c.until.load(Ordering::Acquire)).saturating_sub(at);
+                            skipped += lost;
+                            discarded += (to - at) - lost;
                         }
                         floor = floor.min(to);
                         break;
@@ -652,7 +666,7 @@ impl<T> TopicLog<T> {
             }
         }
         w.floor = floor;
-        skipped
+        (skipped, discarded)
     }
 }
 

@@ -185,6 +185,43 @@ fn a_kicked_subscriber_drains_what_it_had_then_sees_kicked() {
 }
 
 #[test]
+fn what_is_published_past_a_kicked_subscribers_seal_is_discarded_and_only_what_it_had_is_lost() {
+    // The kicked subscriber's handle lives on while the topic goes on (a
+    // second member keeps it alive): its log cursor is moved again and
+    // again past its seal, which is nothing it lost.
+    for log in [false, true] {
+        let hub = mode(log);
+        let mut keep = hub.subscribe().unwrap();
+        keep.join("t").unwrap();
+        let mut s = hub.subscribe().unwrap();
+        s.join("t").unwrap();
+        hub.publish_many("t", 0..5).unwrap();
+        assert!(hub.kick(s.id()));
+        hub.flush_cleanup();
+        let mut kept = drain(&mut keep).len() as u64;
+        for from in (5..3_005).step_by(100) {
+            // In steps the other member keeps up with: it loses nothing.
+            hub.publish_many("t", from..from + 100).unwrap();
+            kept += drain(&mut keep).len() as u64;
+        }
+        assert_eq!(kept, 3_005);
+        // The ring keeps what it queued before the kick; the log keeps
+        // its room only, so the five are lost, and said to be, exactly.
+        let mut want: Vec<Ev> = if log { vec![Ev::Lag(5)] } else { (0..5).map(Ev::M).collect() };
+        want.push(Ev::Closed(CloseReason::Kicked));
+        assert_eq!(drain(&mut s), want, "log={log}");
+        drop(s);
+        drop(keep);
+        hub.flush_cleanup();
+        let st = hub.stats();
+        // Only the five before the seal count as lost; the rest as discarded.
+        assert_eq!(st.displaced, if log { 5 } else { 0 }, "log={log}: {st:?}");
+        let received = kept + if log { 0 } else { 5 };
+        assert_eq!(balance(&st, received), (st.delivered, st.delivered), "log={log}: {st:?}");
+    }
+}
+
+#[test]
 fn a_closed_subscriber_drains_what_it_had_then_sees_unsubscribed() {
     for log in [false, true] {
         let hub = mode(log);
@@ -215,9 +252,10 @@ fn shutdown_lets_a_subscriber_drain_what_it_had() {
 
 #[test]
 fn nothing_published_after_a_close_is_delivered_and_what_a_log_counted_is_discarded() {
-    // Timing: the close hands the subscriber to the cleanup worker (another
-    // thread); what is published before the worker removes it is the case
-    // looked at. Repeated so that the worker loses the race at least once.
+    // The close is the subscriber's own, so every publish after it is after
+    // it; the cleanup worker, which removes it (and settles what a dropped
+    // reader left), is waited for after each round (`flush_cleanup`), so
+    // that no walk of its holds the next round's publish.
     for log in [false, true] {
         let hub = mode(log);
         let mut bad = Vec::new();
@@ -231,13 +269,15 @@ fn nothing_published_after_a_close_is_delivered_and_what_a_log_counted_is_discar
             let got = drain(&mut s);
             // A ring-fed subscriber is skipped once closing; a log's writer
             // counts every reader of the log until its subscriber is dropped
-            // (documented on `TopicOptions::shared_log`), and the drop
-            // counts what it did not take as discarded.
-            let counted = if log { 1 } else { 0 };
-            if (r.recipients, &got) != (counted, &vec![Ev::Closed(CloseReason::Unsubscribed)]) {
+            // (documented on `TopicOptions::shared_log`; 0 when the cleanup
+            // worker already reclaimed the topic, whose only member it was),
+            // and the drop counts what it did not take as discarded.
+            let counted_ok = if log { r.recipients <= 1 } else { r.recipients == 0 };
+            if !counted_ok || got != vec![Ev::Closed(CloseReason::Unsubscribed)] {
                 bad.push((r.recipients, got));
             }
             drop(s);
+            hub.flush_cleanup();
         }
         assert!(
             bad.is_empty(),
@@ -248,7 +288,8 @@ fn nothing_published_after_a_close_is_delivered_and_what_a_log_counted_is_discar
         hub.flush_cleanup();
         let st = hub.stats();
         assert_eq!(balance(&st, 200), (st.delivered, st.delivered), "log={log}: {st:?}");
-        assert_eq!(st.delivered, if log { 400 } else { 200 }, "log={log}");
+        assert!(st.delivered >= 200, "log={log}");
+        assert!(log || st.delivered == 200, "ring: nothing counted after a close");
     }
 }
 
