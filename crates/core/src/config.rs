@@ -93,6 +93,14 @@ pub struct TopicOptions {
     /// takes 32 bytes per unit of room (two slots of 16 bytes) from the
     /// topic's first message.
     pub shared_log: usize,
+    /// With a `shared_log` room: the members a topic must have before it
+    /// delivers through the log (0: from its creation). Until then it
+    /// delivers through the rings, which cost a small topic nothing more;
+    /// the first walk that finds this many members makes the log and
+    /// gives every member a cursor, read once what its ring already holds
+    /// of the topic is taken, so nothing is lost, doubled or reordered. A
+    /// topic that switched stays on its log.
+    pub shared_log_from: usize,
 }
 
 /// Largest room of a shared log (a topic's or the broadcasts').

@@ -133,10 +133,14 @@ impl<T> Cursors<T> {
     }
 
     fn join_log_after(&self, log: &Arc<TopicLog<T>>, after: usize, evict: bool, topic: Left<T>) {
+        let mut links = (*self.links.load_full()).clone();
+        if links.iter().any(|l| Arc::ptr_eq(&l.log, log)) {
+            // Linked already (a join that raced the topic's switch).
+            return;
+        }
         // The link is stored before the cursor is offered to the writer,
         // so a held link is held from the cursor's first message.
         let cursor = Arc::new(Cursor::new());
-        let mut links = (*self.links.load_full()).clone();
         links.push(Link { log: log.clone(), cursor: cursor.clone(), after, evict, topic });
         self.links.store(Arc::new(links));
         self.any.store(!self.done.load(Ordering::Relaxed), Ordering::Release);

@@ -886,9 +886,29 @@ impl<T> Inbox<T> {
         }
         let topic = add(self);
         let owed = topic.position().seq;
+        // The topic may be switching to a log (`Walk::switch`): the insert
+        // (in `add`), then this fence, then the look for the log.
+        fence(Ordering::SeqCst);
+        // A join from now waits for what its ring already holds (a walk
+        // before a switch may have pushed the topic's first messages there).
+        let after = if after == 0 { self.ring.tail() } else { after };
         self.cursors.join(&topic, after, self.overflow() == Overflow::Evict);
         mine.push((topic, owed));
         Ok(true)
+    }
+
+    /// The topic whose sequencer is `seq` switched to a shared log
+    /// (`Walk::switch`): reads it from now on, once the ring is taken up to
+    /// where it is now, if this inbox is open and still a member (and not
+    /// already reading it: a join that raced the switch links itself).
+    pub(crate) fn link_switched(&self, seq: &crate::sequencer::Sequencer<T>) {
+        let mine = lock(&self.topics);
+        if !self.is_open() {
+            return;
+        }
+        if let Some((topic, _)) = mine.iter().find(|(t, _)| std::ptr::eq(&t.seq, seq)) {
+            self.cursors.join(topic, self.ring.tail(), self.overflow() == Overflow::Evict);
+        }
     }
 
     /// Reads `log` (the hub's broadcasts', when they go through one), from

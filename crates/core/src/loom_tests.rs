@@ -606,6 +606,7 @@ fn join_racing_publishers(before: &[u64], racing: &[u64]) -> Vec<u64> {
         history_ttl: std::time::Duration::from_secs(60),
         overflow: None,
         shared_log: 0,
+        shared_log_from: 0,
     };
     let topic = Arc::new(TopicInner::<u64>::new("t".into(), 7, 16, options));
     for &v in before {
@@ -733,6 +734,7 @@ fn loom_repair_racing_an_overflowing_publisher() {
             history_ttl: std::time::Duration::from_secs(60),
             overflow: None,
             shared_log: 0,
+            shared_log_from: 0,
         };
         let topic = Arc::new(TopicInner::<u64>::new("t".into(), 1, 16, options));
         let i = inbox(1, 2, Overflow::DropOldest);
@@ -925,4 +927,58 @@ mod shared_log {
             assert_eq!(drops.load(Ordering::Relaxed), 5);
         });
     }
+}
+
+/// A topic switching to a shared log (at its second member) while that
+/// member joins from now: either the switching walk finds the new member
+/// and gives it a cursor, or the join finds the log and links itself
+/// (`Walk::switch`, `Inbox::join_after`). Each subscriber gets every
+/// message from its join on once, in order, whether from its ring (before
+/// the switch) or the log (after).
+#[test]
+fn loom_switch_to_a_shared_log_racing_a_join() {
+    use crate::config::TopicOptions;
+    use crate::topic::TopicInner;
+    loom::model(|| {
+        let options = TopicOptions { shared_log: 2, shared_log_from: 2, ..TopicOptions::default() };
+        let topic = Arc::new(TopicInner::<u64>::new("t".into(), 1, 16, options));
+        let a = inbox(1, 4, Overflow::DropOldest);
+        let b = inbox(2, 4, Overflow::DropOldest);
+        let join = |i: &Arc<Inbox<u64>>| {
+            i.join_with("t", |me| {
+                topic.members.insert(me.clone());
+                topic.clone()
+            })
+            .unwrap()
+        };
+        join(&a);
+        publish(&topic.seq, &topic.members, 1); // one member: a's ring
+        let j = {
+            let (b, topic) = (b.clone(), topic.clone());
+            thread::spawn(move || {
+                b.join_with("t", |me| {
+                    topic.members.insert(me.clone());
+                    topic.clone()
+                })
+                .unwrap()
+            })
+        };
+        publish(&topic.seq, &topic.members, 2); // switches if it sees b
+        assert!(j.join().unwrap());
+        publish(&topic.seq, &topic.members, 3); // has switched
+        assert!(topic.seq.shared_log().is_some(), "two members: a log");
+        let drain = |i: &Arc<Inbox<u64>>| {
+            let mut got = Vec::new();
+            while let Ok(m) = i.try_pop() {
+                got.push(m.seq());
+            }
+            got
+        };
+        assert_eq!(drain(&a), vec![1, 2, 3], "the first member: ring, then log, in order");
+        let got_b = drain(&b);
+        assert!(got_b == vec![2, 3] || got_b == vec![3], "the joiner: from its join on, once: {got_b:?}");
+        // Break the inbox <-> topic links (the cleanup worker's job in a hub).
+        assert!(a.leave("t").is_some());
+        assert!(b.leave("t").is_some());
+    });
 }

@@ -107,7 +107,7 @@ use crossbeam_utils::CachePadded;
 use crate::config::Overflow;
 use crate::history::HistoryBuf;
 use crate::inbox::Inbox;
-use crate::loom::{fence, AtomicBool, AtomicUsize, Backoff, Ordering, UnsafeCell};
+use crate::loom::{fence, AtomicBool, AtomicPtr, AtomicUsize, Backoff, Ordering, UnsafeCell};
 use crate::members::Members;
 use crate::message::{Envelope, Message, Priority};
 use crate::ring::{Ring, Run};
@@ -158,10 +158,28 @@ pub(crate) struct Sequencer<T> {
     /// creation; see [`TopicOptions::overflow`](crate::TopicOptions)).
     overflow: Option<Overflow>,
     /// The shared log the walk appends to instead of pushing into the
-    /// members' rings, if the topic has one (fixed at creation; see
-    /// [`TopicOptions::shared_log`](crate::TopicOptions)). Written only
-    /// through a [`Walk`]: the walk is its writer's exclusion.
-    shared: Option<Arc<TopicLog<T>>>,
+    /// members' rings, once the topic has one (see
+    /// [`TopicOptions::shared_log`](crate::TopicOptions)): null until then,
+    /// then a `Box<Arc<TopicLog>>` set once and freed by `Drop`. Made at
+    /// creation, or by the walk that first finds `log_from` members
+    /// (`Walk::switch`). Written only through a [`Walk`]: the walk is its
+    /// writer's exclusion.
+    shared: AtomicPtr<Arc<TopicLog<T>>>,
+    /// The room of that log (0: the topic never has one).
+    log_room: usize,
+    /// Members from which the walk delivers through a log.
+    log_from: usize,
+}
+
+impl<T> Drop for Sequencer<T> {
+    fn drop(&mut self) {
+        let p = self.shared.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: set once from `Box::into_raw` (`set_shared`), and
+            // `&mut self` leaves no reader of it.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
 }
 
 /// The instant that `last_append` counts from.
@@ -197,21 +215,45 @@ impl<T> Sequencer<T> {
             ttl,
             last_append: std::sync::atomic::AtomicU64::new(since_base(Instant::now())),
             overflow: None,
-            shared: None,
+            shared: AtomicPtr::new(std::ptr::null_mut()),
+            log_room: 0,
+            log_from: 0,
         }
     }
 
     /// The same, delivering through a shared log with `room` per reader
     /// (0: through the members' rings).
-    pub(crate) fn with_shared_log(mut self, room: usize) -> Self {
-        self.shared = (room > 0).then(|| Arc::new(TopicLog::new(room)));
+    pub(crate) fn with_shared_log(self, room: usize) -> Self {
+        self.with_shared_log_from(room, 0)
+    }
+
+    /// The same, delivering through a shared log with `room` per reader
+    /// once the topic has `from` members (0: from its creation).
+    pub(crate) fn with_shared_log_from(mut self, room: usize, from: usize) -> Self {
+        self.log_room = room;
+        self.log_from = from;
+        if room > 0 && from == 0 {
+            self.set_shared();
+        }
         self
+    }
+
+    /// Makes the log (once; the walk's, or the constructor's).
+    fn set_shared(&self) -> &Arc<TopicLog<T>> {
+        let p = Box::into_raw(Box::new(Arc::new(TopicLog::new(self.log_room))));
+        // Release: whoever finds the pointer finds the log it points to.
+        self.shared.store(p, Ordering::Release);
+        // SAFETY: just made, freed only by `Drop`.
+        unsafe { &*p }
     }
 
     /// The topic's shared log, if it delivers through one (its readers'
     /// side: join, take, park, leave).
     pub(crate) fn shared_log(&self) -> Option<&Arc<TopicLog<T>>> {
-        self.shared.as_ref()
+        let p = self.shared.load(Ordering::Acquire);
+        // SAFETY: non-null only once set (from a live `Box`), and freed
+        // only by `Drop`, so it lives as long as `&self`.
+        (!p.is_null()).then(|| unsafe { &*p })
     }
 
     /// The same, with the topic's overflow policy in place of each
@@ -329,7 +371,7 @@ pub(crate) struct Walk<'s, T> {
     ended: bool,
 }
 
-impl<T> Walk<'_, T> {
+impl<'s, T> Walk<'s, T> {
     /// Runs `f` on the history.
     pub(crate) fn history<R>(&mut self, f: impl FnOnce(&mut HistoryBuf<T>) -> R) -> R {
         self.seq.history.with_mut(|h| {
@@ -353,6 +395,8 @@ impl<T> Walk<'_, T> {
         evict: &impl Fn(&Arc<Inbox<T>>),
     ) {
         let keep = self.seq.keeps_history;
+        let seq: &'s Sequencer<T> = self.seq;
+        let mut shared = seq.shared_log();
         loop {
             let mut batch: [Option<Message<T>>; RUN] = [const { None }; RUN];
             let mut n = 0;
@@ -366,7 +410,10 @@ impl<T> Walk<'_, T> {
                 break;
             }
             r.walked += n as u64;
-            if let Some(log) = &self.seq.shared {
+            if shared.is_none() && seq.log_room > 0 && set.len() >= seq.log_from {
+                shared = Some(self.switch(set));
+            }
+            if let Some(log) = shared {
                 let now = keep.then(Instant::now);
                 // The log takes the walker's handles, or clones of them when
                 // the history takes the handles (one count each per message).
@@ -436,11 +483,28 @@ impl<T> Walk<'_, T> {
         self.history(HistoryBuf::clear);
     }
 
+    /// The topic found `log_from` members: from this run on it delivers
+    /// through a shared log. Each member gets a cursor, read once its
+    /// receiver has taken its ring up to where it is now (what the rings
+    /// hold of the topic comes first). A join from now that races this
+    /// (`Inbox::join_after`, which does not take the walk) inserts itself
+    /// and then looks for the log, each side with a `SeqCst` fence between
+    /// its store and its load: either this pass finds the member, or the
+    /// join finds the log and links itself (both, and the second finds
+    /// the link there). A join from a position holds the walk.
+    fn switch(&mut self, set: &Members<T>) -> &'s Arc<TopicLog<T>> {
+        let seq: &'s Sequencer<T> = self.seq;
+        let log = seq.set_shared();
+        fence(Ordering::SeqCst);
+        set.for_each(|inbox| inbox.link_switched(seq));
+        log
+    }
+
     /// Settles the readers that left the topic's shared log, if it has
     /// one; returns what they had been counted in and never took
     /// (`TopicLog::settle`).
     pub(crate) fn settle_log(&mut self) -> u64 {
-        match &self.seq.shared {
+        match self.seq.shared_log() {
             // SAFETY: as in `deliver`: this `Walk` is the only one.
             Some(log) => unsafe { log.settle() },
             None => 0,

@@ -57,7 +57,7 @@ impl<T> TopicInner<T> {
             epoch: AtomicU64::new(epoch),
             seq: Sequencer::new(options.history_size, options.history_ttl)
                 .with_overflow(options.overflow)
-                .with_shared_log(options.shared_log),
+                .with_shared_log_from(options.shared_log, options.shared_log_from),
             members: Members::new(1, chunk_size),
             handles: AtomicUsize::new(0),
         }

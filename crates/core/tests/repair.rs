@@ -288,6 +288,7 @@ fn a_conflated_topic_never_evicts_and_hands_out_the_newest_per_key() {
             history_ttl: Duration::from_secs(600),
             overflow: name.starts_with("prices.").then_some(Overflow::Conflate),
             shared_log: 0,
+            shared_log_from: 0,
         })
         .build()
         .unwrap();

@@ -296,3 +296,107 @@ fn a_repairing_reader_moved_by_the_writer_takes_back_what_the_history_holds() {
     want.extend((173..=300).map(Ok));
     assert_eq!(got, want);
 }
+
+/// A hub whose topics switch to a log of `room` at `from` members, with
+/// rings of 4 (so that a log-fed subscriber is told apart: it keeps what a
+/// ring of 4 would lose).
+fn switching(room: usize, from: usize) -> Hub<u64> {
+    Hub::builder()
+        .capacity(4)
+        .high_water(1.0)
+        .overflow(Overflow::DropOldest)
+        .topic_options(move |_| TopicOptions {
+            shared_log: room,
+            shared_log_from: from,
+            ..TopicOptions::default()
+        })
+        .build()
+        .unwrap()
+}
+
+fn seqs_of(s: &mut fanout_core::Subscriber<u64>) -> Vec<Result<u64, u64>> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        match s.try_recv_many(&mut buf, 3) {
+            Ok(0) => return out,
+            Ok(_) => out.extend(buf.drain(..).map(|m| Ok(m.seq()))),
+            Err(TryRecvError::Lagged(n)) => out.push(Err(n)),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_topic_switches_to_its_log_at_its_member_count_and_loses_nothing() {
+    let hub = switching(64, 2);
+    let mut a = hub.subscribe().unwrap();
+    a.join("t").unwrap();
+    hub.publish_many("t", 1..=3).unwrap(); // one member: a's ring (3 of 4)
+    let mut b = hub.subscribe().unwrap();
+    b.join("t").unwrap();
+    // Two members: the next walk switches. 40 messages would overflow a
+    // ring of 4 by far; the log's room keeps them all.
+    hub.publish_many("t", 4..=43).unwrap();
+    assert_eq!(seqs_of(&mut a), (1..=43).map(Ok).collect::<Vec<_>>(), "ring first, then the log, in order");
+    assert_eq!(seqs_of(&mut b), (4..=43).map(Ok).collect::<Vec<_>>(), "from its join on");
+    // A later member reads the log from its join.
+    let mut c = hub.subscribe().unwrap();
+    c.join("t").unwrap();
+    hub.publish_many("t", 44..=50).unwrap();
+    assert_eq!(seqs_of(&mut c), (44..=50).map(Ok).collect::<Vec<_>>());
+}
+
+#[test]
+fn below_its_member_count_a_topic_stays_on_the_rings() {
+    let hub = switching(64, 3);
+    let mut a = hub.subscribe().unwrap();
+    a.join("t").unwrap();
+    let b = hub.subscribe().unwrap();
+    b.join("t").unwrap();
+    hub.publish_many("t", 1..=10).unwrap();
+    // A ring of 4 keeps the last 4: the loss of 6, then 7..=10.
+    let mut want = vec![Err(6)];
+    want.extend((7..=10).map(Ok));
+    assert_eq!(seqs_of(&mut a), want);
+}
+
+#[test]
+fn concurrent_publishers_and_joiners_across_the_switch_lose_double_and_reorder_nothing() {
+    let hub: Hub<u64> = Hub::builder()
+        .capacity(4096)
+        .overflow(Overflow::DropOldest)
+        .topic_options(|_| TopicOptions { shared_log: 4096, shared_log_from: 4, ..TopicOptions::default() })
+        .build()
+        .unwrap();
+    let first = hub.subscribe().unwrap();
+    first.join("t").unwrap();
+    let subs: Vec<_> = std::thread::scope(|sc| {
+        for p in 0..2 {
+            let hub = &hub;
+            sc.spawn(move || {
+                for i in 0..500 {
+                    hub.publish("t", p * 1000 + i).unwrap();
+                }
+            });
+        }
+        let joiners: Vec<_> = (0..6)
+            .map(|_| {
+                let hub = &hub;
+                sc.spawn(move || {
+                    let s = hub.subscribe().unwrap();
+                    s.join("t").unwrap();
+                    s
+                })
+            })
+            .collect();
+        joiners.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    hub.publish("t", 9_999).unwrap(); // after every join: each must see it
+    for mut s in subs.into_iter().chain(std::iter::once(first)) {
+        let got = seqs_of(&mut s);
+        let seqs: Vec<u64> = got.iter().map(|r| *r.as_ref().expect("nothing lost")).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "contiguous, in order, once: {seqs:?}");
+        assert_eq!(seqs.last(), Some(&1_001), "the last message reached every subscriber");
+    }
+}

@@ -22,6 +22,7 @@ fn mode_with(log: bool, overflow: Overflow, topic_overflow: Option<Overflow>) ->
             history_ttl: Duration::from_secs(600),
             shared_log: if log { 512 } else { 0 },
             overflow: topic_overflow,
+            shared_log_from: 0,
         })
         .build()
         .unwrap()

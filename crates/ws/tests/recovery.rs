@@ -214,6 +214,7 @@ async fn a_slow_client_on_a_conflated_topic_gets_the_newest_per_key() {
             history_ttl: Duration::from_secs(300),
             overflow: Some(Overflow::Conflate),
             shared_log: 0,
+            shared_log_from: 0,
         })
         .build()
         .unwrap();

@@ -23,6 +23,7 @@ pub(super) struct TopicRuleFile {
     history_ttl: Option<String>,
     overflow: Option<super::OverflowArg>,
     shared_log: Option<usize>,
+    shared_log_from: Option<usize>,
 }
 
 /// Options for the topics a pattern matches (`[[topics]]`; the first rule
@@ -54,6 +55,7 @@ pub(super) fn rules(files: Vec<TopicRuleFile>, fallback: TopicOptions) -> Result
             history_ttl,
             overflow: r.overflow.map(Into::into),
             shared_log: r.shared_log.unwrap_or(fallback.shared_log),
+            shared_log_from: r.shared_log_from.unwrap_or(fallback.shared_log_from),
         };
         check_history(&at, options)?;
         out.push(TopicRule { pattern: r.pattern, options });
