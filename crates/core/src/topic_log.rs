@@ -25,13 +25,19 @@
 //!
 //! # References, prepaid
 //!
-//! A message is appended with one reference per admitted reader prepaid
-//! (`shared.rs`: one atomic for all of them), plus the log's own handle. A
-//! reader draws its reference from the slot's pointer with no atomic. Every
-//! reader counted in a message's prepay either draws it, or has it given
-//! back by the writer: when it skips the reader past it (lag) or when the
-//! reader left before reaching it (settle). The log's own reference is
-//! dropped when the slot is overwritten.
+//! A message is appended with one reference per admitted reader: the
+//! walker's handle is one of them, the rest are prepaid (`shared.rs`: one
+//! atomic for all of them). A reader draws its reference from the slot's
+//! pointer with no atomic. Every reader counted in a message either draws
+//! it, or has it given back by the writer: when it skips the reader past
+//! it (lag) or when the reader left before reaching it (settle). The log
+//! holds no reference of its own: a message is freed when its last reader
+//! takes and drops it, as from the rings, not when its slot is reused (a
+//! log would otherwise keep its last two rooms of messages alive, however
+//! large). So a slot's pointer is only ever followed by someone counted in
+//! its message: a reader after its claim, or the writer giving back for
+//! one; a message appended with no reader is dropped at once and leaves
+//! its slot's pointer null.
 //!
 //! # Claiming: the cursor is the lock
 //!
@@ -130,7 +136,9 @@ const MIN_LEN: usize = if cfg!(loom) { 2 } else { CLAIM };
 struct Slot {
     /// Position + 1 of the message the slot holds; 0 before the first.
     stamp: AtomicU64,
-    /// `Counted::into_raw` of that message: the log's own reference.
+    /// `Counted::into_raw` of that message: what its readers draw their
+    /// references through (null if it had none). Not a reference of the
+    /// log's (see "References").
     ptr: AtomicPtr<()>,
 }
 
@@ -531,16 +539,23 @@ impl<T> TopicLog<T> {
             done.readers = n as u64;
             for (i, m) in run.enumerate() {
                 let pos = head + i as u64;
-                // The readers' references, drawn with `from_raw` (see "References").
-                std::mem::forget(m.inner.prepay(n));
                 let slot = self.slot(pos);
-                let old = slot.ptr.swap(m.inner.into_raw(), Ordering::Relaxed);
-                if !old.is_null() {
-                    // SAFETY: the log's own reference to the message `cap`
-                    // positions back, given back once, here; every reader's
-                    // `pos` is past it (`make_room`).
-                    drop(unsafe { Counted::<crate::message::Envelope<T>>::from_raw(old) });
-                }
+                let raw = if n == 0 {
+                    drop(m);
+                    ptr::null_mut()
+                } else {
+                    // The readers' references, drawn with `from_raw` (see
+                    // "References"): the handle's own and `n - 1` prepaid.
+                    if n > 1 {
+                        std::mem::forget(m.inner.prepay(n - 1));
+                    }
+                    m.inner.into_raw()
+                };
+                // What the slot pointed to, `cap` positions back, is no
+                // longer the log's to free: every reader's `pos` is past it
+                // (`make_room`), so each counted in it drew or was given
+                // back its reference.
+                slot.ptr.store(raw, Ordering::Relaxed);
                 slot.stamp.store(pos + 1, Ordering::Release);
             }
             self.head.store(end, Ordering::Release);
@@ -626,6 +641,7 @@ impl<T> TopicLog<T> {
     fn give_back(&self, from: u64, to: u64) {
         for p in from..to {
             let raw = self.slot(p).ptr.load(Ordering::Relaxed);
+            debug_assert!(!raw.is_null(), "a reader counted in a message appended with none");
             // SAFETY: position `p` is in its slot (the writer has not passed
             // it by a slot count: see `make_room`) and was counted for the
             // reader given back for, which will not draw it.
@@ -695,14 +711,9 @@ impl<T> Drop for TopicLog<T> {
         }
         // SAFETY: `slots` came from `Box::into_raw` of `cap` slots in
         // `install`, and `&mut self` leaves nobody else looking at them.
-        let slots = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(slots, self.cap)) };
-        for slot in slots.iter() {
-            let p = slot.ptr.load(Ordering::Relaxed);
-            if !p.is_null() {
-                // SAFETY: the log's own reference, given back once.
-                drop(unsafe { Counted::<crate::message::Envelope<T>>::from_raw(p) });
-            }
-        }
+        // Their pointers are not references of the log's (see
+        // "References"): every reader's were drawn or given back above.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(slots, self.cap)) });
     }
 }
 
@@ -848,8 +859,10 @@ mod tests {
         while !matches!(log.take(&stays, &mut buf, 64), Ok(0)) {
             buf.clear();
         }
-        // All but the log's own handles of the last 128 are gone.
-        assert_eq!(drops.load(Ordering::Relaxed), 410 - 128);
+        // Every message is freed once its readers are done with it: the
+        // log keeps none alive (before, it held the last 128 until their
+        // slots were reused or it was dropped: 282 here).
+        assert_eq!(drops.load(Ordering::Relaxed), 410);
         log.leave(&stays);
         drop(log);
         assert_eq!(drops.load(Ordering::Relaxed), 410);
