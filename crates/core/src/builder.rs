@@ -119,6 +119,33 @@ impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
         self
     }
 
+    /// With [`HubBuilder::shared_log`]: topics (those that
+    /// [`HubBuilder::topic_options`] does not decide) deliver through the
+    /// rings until they have `members` members, then switch to their log
+    /// (see [`TopicOptions::shared_log_from`](crate::TopicOptions); 0, the
+    /// default: from their creation). Broadcasts, read by every subscriber,
+    /// use their log from the start.
+    ///
+    /// ```
+    /// use fanout_core::Hub;
+    ///
+    /// let hub = Hub::<u32>::builder().shared_log(256).shared_log_from(2).build().unwrap();
+    /// let mut a = hub.subscribe().unwrap();
+    /// a.join("t").unwrap();
+    /// hub.publish("t", 1).unwrap(); // one member: through a's ring
+    /// let mut b = hub.subscribe().unwrap();
+    /// b.join("t").unwrap();
+    /// hub.publish("t", 2).unwrap(); // two: through the topic's log
+    /// let got: Vec<u32> = std::iter::from_fn(|| a.try_recv().ok()).map(|m| *m.payload()).collect();
+    /// assert_eq!(got, [1, 2]);
+    /// assert_eq!(*b.try_recv().unwrap().payload(), 2);
+    /// ```
+    pub fn shared_log_from(mut self, members: usize) -> Self {
+        self.config.topic_defaults =
+            crate::TopicOptions { shared_log_from: members, ..self.config.topic_defaults };
+        self
+    }
+
     /// Decides each topic's options from its name, once, when the topic is
     /// created.
     pub fn topic_options(mut self, f: impl Fn(&str) -> crate::TopicOptions + Send + Sync + 'static) -> Self {
