@@ -104,7 +104,12 @@ impl<T: Clone + Send + Sync + 'static> Topic<T> {
                 return Advanced::default();
             }
             let lost = to.seq - now.seq;
-            topic.members.for_each(|inbox| inbox.record_loss(lost));
+            let mut r = crate::PublishReport::default();
+            if w.skip_log(lost, &mut r) {
+                inner.counters.publish(&r);
+            } else {
+                topic.members.for_each(|inbox| inbox.record_loss(lost));
+            }
             w.jump(to.seq);
             Advanced { new_epoch: false, lost }
         })

@@ -511,6 +511,20 @@ impl<'s, T> Walk<'s, T> {
         }
     }
 
+    /// The topic skipped `n` numbers: if it delivers through a shared log,
+    /// each reader is told in its place there (`TopicLog::skip`) and
+    /// true; false for a topic on the rings (the caller tells each
+    /// member's ring).
+    pub(crate) fn skip_log(&mut self, n: u64, r: &mut PublishReport) -> bool {
+        let Some(log) = self.seq.shared_log() else { return false };
+        // SAFETY: as in `deliver`: this `Walk` is the only one.
+        let a = unsafe { log.skip(n) };
+        r.displaced += a.skipped;
+        r.discarded += a.discarded;
+        r.wakes += a.wakes;
+        true
+    }
+
     /// Releases the walk; true when the caller must walk again (see
     /// [`Sequencer::end_walk`]).
     pub(crate) fn end(mut self) -> bool {

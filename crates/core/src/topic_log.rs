@@ -75,7 +75,7 @@
 //! back its references from where it stopped to `head`, and drops it from
 //! the readers) at its next append, or at a settle the leaver's side asks
 //! for (the hub does, at once, so that what the reader never took, `head`
-//! less where it stopped, is counted as discarded while the topic is
+//! the messages from where it stopped to `head`, is counted as discarded while the topic is
 //! quiet), or when the log is dropped. Joins and leaves never wait for the
 //! writer.
 //!
@@ -132,6 +132,10 @@ const CLAIM: usize = 64;
 /// The least room a log is made with (small under loom, so that a model
 /// wraps the log in a few appends).
 const MIN_LEN: usize = if cfg!(loom) { 2 } else { CLAIM };
+/// A slot's pointer for a position that is no message: a `seq` the topic
+/// skipped (`TopicLog::skip`), which a reader reports as lost in its
+/// place. Odd, so never a message's (those are aligned).
+const HOLE: *mut () = 1 as *mut ();
 
 struct Slot {
     /// Position + 1 of the message the slot holds; 0 before the first.
@@ -175,10 +179,6 @@ pub(crate) struct Cursor {
     /// ([`TopicLog::seal`]), so that a closed subscriber drains what was
     /// appended before its close, as its ring is drained, and nothing after.
     until: AtomicU64,
-    /// Where the reader's `pos` was when it left: written before it goes on
-    /// the `leaving` stack (whose push and take order it), read by the
-    /// writer that settles it, which counts what it never took from there.
-    stopped: AtomicU64,
 }
 
 impl Cursor {
@@ -195,7 +195,6 @@ impl Cursor {
                 AtomicPtr::new(ptr::null_mut()),
             ],
             index: std::sync::atomic::AtomicUsize::new(usize::MAX),
-            stopped: AtomicU64::new(0),
             until: AtomicU64::new(u64::MAX),
         }
     }
@@ -402,7 +401,6 @@ impl<T> TopicLog<T> {
                 Err(p) => cur = p,
             }
         }
-        c.stopped.store(cur & POS, Ordering::Relaxed);
         self.leaving.push(c.clone());
     }
 
@@ -413,22 +411,58 @@ impl<T> TopicLog<T> {
     pub(crate) fn take(&self, c: &Cursor, sink: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
         let mut taken = 0;
         let mut raw = c.pos.load(Ordering::Acquire);
+        let until = c.until.load(Ordering::Acquire);
         if let Some(lost) = c.moved(raw) {
+            // Holes right after the move are the same loss: one notice.
+            let holes = self.holes_at(raw & POS, until);
+            if holes > 0
+                && c.pos.compare_exchange(raw, raw + holes, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            {
+                c.at.store((raw & POS) + holes, Ordering::Relaxed);
+                return Err(lost + holes);
+            }
             return Err(lost);
         }
-        let until = c.until.load(Ordering::Acquire);
         while taken < max && raw & (LEFT | PENDING) == 0 && raw < until {
             let want = (max - taken).min(CLAIM).min((until - raw).try_into().unwrap_or(CLAIM));
             let mut ptrs = [ptr::null_mut::<()>(); CLAIM];
             let mut n = 0;
+            let mut holes = 0;
             while n < want {
                 let p = raw + n as u64;
                 let slot = self.slot(p);
                 if slot.stamp.load(Ordering::Acquire) != p + 1 {
                     break;
                 }
-                ptrs[n] = slot.ptr.load(Ordering::Relaxed);
+                let ptr = slot.ptr.load(Ordering::Relaxed);
+                if ptr == HOLE {
+                    // Skipped numbers: reported by themselves, in their
+                    // place (after what this batch took before them).
+                    if n == 0 {
+                        holes = self.holes_at(raw, until);
+                    }
+                    break;
+                }
+                ptrs[n] = ptr;
                 n += 1;
+            }
+            if holes > 0 {
+                if taken > 0 {
+                    break;
+                }
+                match c.pos.compare_exchange(raw, raw + holes, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => {
+                        c.at.store(raw + holes, Ordering::Relaxed);
+                        return Err(holes);
+                    }
+                    Err(now) => {
+                        if let Some(lost) = c.moved(now) {
+                            return Err(lost);
+                        }
+                        raw = now;
+                        continue;
+                    }
+                }
             }
             if n == 0 {
                 break;
@@ -461,6 +495,25 @@ impl<T> TopicLog<T> {
             }
         }
         Ok(taken)
+    }
+
+    /// How many holes (`TopicLog::skip`) follow from position `raw` on,
+    /// before `until`. However many: a notice is no message, so a take's
+    /// `max` does not bound it.
+    fn holes_at(&self, raw: u64, until: u64) -> u64 {
+        if raw & (LEFT | PENDING) != 0 {
+            return 0;
+        }
+        let mut holes = 0;
+        while raw + holes < until {
+            let q = raw + holes;
+            let slot = self.slot(q);
+            if slot.stamp.load(Ordering::Acquire) != q + 1 || slot.ptr.load(Ordering::Relaxed) != HOLE {
+                break;
+            }
+            holes += 1;
+        }
+        holes
     }
 
     /// Whether `r` has something to take (or a gap to report).
@@ -565,6 +618,45 @@ impl<T> TopicLog<T> {
         done
     }
 
+    /// The topic skipped `n` numbers (`numbered.rs`): `n` positions that
+    /// are no message, each reported as lost by every reader, in its place
+    /// (after what was appended before). Past the room, the readers are
+    /// moved as by an append, and learn the loss from the move; only the
+    /// last room of holes is written.
+    ///
+    /// # Safety
+    ///
+    /// As for [`TopicLog::append`].
+    pub(crate) unsafe fn skip(&self, n: u64) -> Appended {
+        let mut done = Appended::default();
+        if n == 0 {
+            return done;
+        }
+        self.writer.with_mut(|w| {
+            // SAFETY: the caller's exclusion (this function's contract).
+            let w = unsafe { &mut *w };
+            self.install();
+            done.discarded = self.admit_and_settle(w);
+            let head = self.head.load(Ordering::Relaxed);
+            let end = head + n;
+            if w.floor + self.mask + 1 < end {
+                let (skipped, discarded) = self.make_room(w, head, end);
+                done.skipped = skipped;
+                done.discarded += discarded;
+            }
+            // Every reader is at `end - len` or later now (or was within the
+            // room already): the holes it can reach.
+            for pos in head.max(end.saturating_sub(self.len))..end {
+                let slot = self.slot(pos);
+                slot.ptr.store(HOLE, Ordering::Relaxed);
+                slot.stamp.store(pos + 1, Ordering::Release);
+            }
+            self.head.store(end, Ordering::Release);
+        });
+        done.wakes = self.wake_parked();
+        done
+    }
+
     /// Wakes the readers that parked (after an append, or at shutdown:
     /// after the store that a parked reader must see). Returns how many.
     pub(crate) fn wake_parked(&self) -> u64 {
@@ -624,8 +716,7 @@ impl<T> TopicLog<T> {
             if raw & PENDING != 0 {
                 return; // never admitted: counted in nothing
             }
-            self.give_back(raw & POS, head);
-            discarded += head - c.stopped.load(Ordering::Relaxed);
+            discarded += self.give_back(raw & POS, head);
             let i = c.index.load(std::sync::atomic::Ordering::Relaxed);
             let gone = w.readers.swap_remove(i);
             debug_assert!(Arc::ptr_eq(&gone, &c));
@@ -637,22 +728,29 @@ impl<T> TopicLog<T> {
     }
 
     /// Gives back one reference of each message in positions `from..to`
-    /// (still in their slots).
-    fn give_back(&self, from: u64, to: u64) {
+    /// (still in their slots; holes hold none); returns how many.
+    fn give_back(&self, from: u64, to: u64) -> u64 {
+        let mut n = 0;
         for p in from..to {
             let raw = self.slot(p).ptr.load(Ordering::Relaxed);
+            if raw == HOLE {
+                continue;
+            }
             debug_assert!(!raw.is_null(), "a reader counted in a message appended with none");
             // SAFETY: position `p` is in its slot (the writer has not passed
             // it by a slot count: see `make_room`) and was counted for the
             // reader given back for, which will not draw it.
             drop(unsafe { Counted::<crate::message::Envelope<T>>::from_raw(raw) });
+            n += 1;
         }
+        n
     }
 
     /// Moves every reader more than `len` behind `end` to `end - len`,
-    /// giving back what it skipped; returns the sums skipped (what the
-    /// readers lost) and discarded (past a sealed reader's `until`: what
-    /// it would never have taken).
+    /// giving back what it skipped (positions from `head` on are not
+    /// written yet: a `skip` past them); returns the messages skipped
+    /// (what the readers lost) and discarded (past a sealed reader's
+    /// `until`, or of one that left: what it would never have taken).
     fn make_room(&self, w: &mut Writer, head: u64, end: u64) -> (u64, u64) {
         let to = end.saturating_sub(self.len);
         let mut floor = head;
@@ -668,12 +766,11 @@ impl<T> TopicLog<T> {
                 }
                 match c.pos.compare_exchange(raw, (raw & LEFT) | to, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => {
-                        self.give_back(at, to);
-                        if raw & LEFT == 0 {
-                            let lost = to.min(c.until.load(Ordering::Acquire)).saturating_sub(at);
-                            skipped += lost;
-                            discarded += (to - at) - lost;
-                        }
+                        let written = to.min(head);
+                        let until = if raw & LEFT == 0 { c.until.load(Ordering::Acquire) } else { at };
+                        let cut = until.clamp(at, written.max(at));
+                        skipped += self.give_back(at, cut);
+                        discarded += self.give_back(cut, written.max(cut));
                         floor = floor.min(to);
                         break;
                     }
@@ -841,6 +938,32 @@ mod tests {
         log.leave(&r);
         drop(log);
         assert_eq!(drops.load(Ordering::Relaxed), 300);
+    }
+
+    #[test]
+    fn skipped_numbers_are_one_notice_in_their_place_and_hold_nothing() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let log = TopicLog::new(64);
+        let r = log.join();
+        append(&log, 1, 2, &drops);
+        // SAFETY: one thread.
+        unsafe { log.skip(3) };
+        append(&log, 6, 1, &drops);
+        let mut buf = Vec::new();
+        assert_eq!(log.take(&r, &mut buf, 64), Ok(2), "what came before the gap");
+        assert_eq!(log.take(&r, &mut buf, 1), Err(3), "the gap, whole, though max is 1");
+        assert_eq!(log.take(&r, &mut buf, 64), Ok(1));
+        assert_eq!(buf.iter().map(|m| m.seq()).collect::<Vec<_>>(), [1, 2, 6]);
+        drop(buf);
+        assert_eq!(drops.load(Ordering::Relaxed), 3, "holes hold no message");
+        // A skip past the room moves the reader; the holes after the move
+        // are the same notice.
+        // SAFETY: one thread.
+        unsafe { log.skip(1000) };
+        assert_eq!(log.take(&r, &mut Vec::new(), 64), Err(1000));
+        log.leave(&r);
+        drop(log);
+        assert_eq!(drops.load(Ordering::Relaxed), 3);
     }
 
     #[test]

@@ -400,3 +400,38 @@ fn concurrent_publishers_and_joiners_across_the_switch_lose_double_and_reorder_n
         assert_eq!(seqs.last(), Some(&1_001), "the last message reached every subscriber");
     }
 }
+
+#[test]
+fn numbers_a_log_topic_skipped_are_announced_in_their_place() {
+    use fanout_core::{Meta, Priority};
+    let at = |seq| Meta { epoch: 7, seq };
+    let hub = logged::<u64>(100);
+    let mut s = hub.subscribe().unwrap();
+    s.join("t").unwrap();
+    let mut other = hub.subscribe().unwrap();
+    other.join("t").unwrap();
+    let t = hub.topic("t");
+    t.publish_at(at(1), Priority::Normal, |_| 1).unwrap();
+    t.publish_at(at(2), Priority::Normal, |_| 2).unwrap();
+    // 3..=5 never arrive; the log says so between 2 and 6.
+    t.publish_at(at(6), Priority::Normal, |_| 6).unwrap();
+    assert_eq!(s.try_recv().unwrap().seq(), 1);
+    assert_eq!(s.try_recv().unwrap().seq(), 2);
+    assert_eq!(s.try_recv().unwrap_err(), TryRecvError::Lagged(3), "the gap is announced before 6");
+    assert_eq!(s.try_recv().unwrap().seq(), 6);
+    // In one batch: what comes before the gap, then the gap, then the rest.
+    let mut buf = Vec::new();
+    assert_eq!(other.try_recv_many(&mut buf, 64), Ok(2));
+    assert_eq!(other.try_recv_many(&mut buf, 64), Err(TryRecvError::Lagged(3)));
+    assert_eq!(other.try_recv_many(&mut buf, 64), Ok(1));
+    assert_eq!(buf.iter().map(|m| m.seq()).collect::<Vec<_>>(), [1, 2, 6]);
+    // A skip past the room: the readers are moved, and told the whole loss.
+    t.publish_at(at(10_000), Priority::Normal, |_| 10_000).unwrap();
+    assert_eq!(s.try_recv().unwrap_err(), TryRecvError::Lagged(9_993));
+    assert_eq!(s.try_recv().unwrap().seq(), 10_000);
+    drop(s);
+    drop(other);
+    hub.flush_cleanup();
+    let st = hub.stats();
+    assert_eq!((st.delivered, st.displaced), (8, 0), "holes are no deliveries: {st:?}");
+}
