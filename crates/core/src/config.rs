@@ -85,7 +85,10 @@ pub struct TopicOptions {
     /// it (it keeps the room, not everything: what a closed subscriber let
     /// go it is told it lost). What differs from the
     /// rings: leaving the topic gives up what was not yet taken from its
-    /// log (a ring keeps what is queued), and the log counts every reader
+    /// log (a ring keeps what is queued); what a subscriber gets from two
+    /// sources (this log, another topic's, its ring) keeps each source's
+    /// order but not the order they were published in across them (one
+    /// ring kept that too); and the log counts every reader
     /// it has, a closed one too until its [`Subscriber`](crate::Subscriber)
     /// is dropped, in `recipients` and `delivered`; what a reader did not
     /// take is counted as `discarded` when it leaves, so `delivered ==
