@@ -135,15 +135,22 @@ fn a_parked_receiver_is_woken_by_a_publish() {
     assert_eq!(*buf[0].payload(), 7);
 }
 
-#[test]
-fn a_join_from_a_position_replays_then_goes_on_in_the_log_without_gap_or_duplicate() {
+/// A subscriber joined to `t` after seq 3, with 1..=10 published: 4..=10
+/// replayed into its ring.
+fn joined_after_3() -> (Hub<u32>, fanout_core::Subscriber<u32>, fanout_core::Joined) {
     let hub = logged::<u32>(100);
     let mut first = hub.subscribe().unwrap();
     first.join("t").unwrap();
     hub.publish_many("t", 1..=10).unwrap();
     let epoch = first.try_recv().unwrap().epoch();
-    let mut back = hub.subscribe().unwrap();
+    let back = hub.subscribe().unwrap();
     let j = back.join_from("t", JoinFrom::After(Position { epoch, seq: 3 })).unwrap();
+    (hub, back, j)
+}
+
+#[test]
+fn a_join_from_a_position_replays_then_goes_on_in_the_log_without_gap_or_duplicate() {
+    let (hub, mut back, j) = joined_after_3();
     assert!(j.recovered);
     hub.publish_many("t", 11..=15).unwrap();
     let got: Vec<u64> = std::iter::from_fn(|| back.try_recv().ok()).map(|m| m.seq()).collect();
@@ -253,13 +260,7 @@ fn under_evict_a_subscriber_that_fell_behind_is_closed_as_a_slow_consumer_when_i
 
 #[test]
 fn a_join_from_a_position_keeps_the_topic_order_across_batches() {
-    let hub = logged::<u32>(100);
-    let mut first = hub.subscribe().unwrap();
-    first.join("t").unwrap();
-    hub.publish_many("t", 1..=10).unwrap();
-    let epoch = first.try_recv().unwrap().epoch();
-    let mut back = hub.subscribe().unwrap();
-    back.join_from("t", JoinFrom::After(Position { epoch, seq: 3 })).unwrap();
+    let (hub, mut back, _) = joined_after_3();
     hub.publish_many("t", 11..=15).unwrap();
     let mut got = Vec::new();
     let mut buf = Vec::new();

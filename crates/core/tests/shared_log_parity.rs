@@ -56,6 +56,27 @@ fn drain(s: &mut Subscriber<u64>) -> Vec<Ev> {
     }
 }
 
+/// A subscriber of `t` with a ring of 64 (or a log of room 64) under
+/// `overflow`, after 300 single messages it did not read.
+fn overflowing(log: bool, overflow: Overflow) -> (Hub<u64>, Subscriber<u64>) {
+    let hub = Hub::<u64>::builder()
+        .capacity(64)
+        .high_water(1.0)
+        .overflow(overflow)
+        .topic_options(move |_| TopicOptions {
+            shared_log: if log { 64 } else { 0 },
+            ..TopicOptions::default()
+        })
+        .build()
+        .unwrap();
+    let s = hub.subscribe().unwrap();
+    s.join("t").unwrap();
+    for i in 0..300 {
+        hub.publish("t", i).unwrap();
+    }
+    (hub, s)
+}
+
 fn balance(st: &Stats, received: u64) -> (u64, u64) {
     (st.delivered, received + st.displaced + st.discarded)
 }
@@ -340,21 +361,7 @@ fn an_evicted_subscriber_is_told_its_loss_before_closed() {
     // Overflow docs: "Whatever the policy, a subscriber that lost messages
     // learns how many through RecvError::Lagged: a loss is never silent".
     for log in [false, true] {
-        let hub = Hub::<u64>::builder()
-            .capacity(64)
-            .high_water(1.0)
-            .overflow(Overflow::Evict)
-            .topic_options(move |_| TopicOptions {
-                shared_log: if log { 64 } else { 0 },
-                ..TopicOptions::default()
-            })
-            .build()
-            .unwrap();
-        let mut s = hub.subscribe().unwrap();
-        s.join("t").unwrap();
-        for i in 0..300 {
-            hub.publish("t", i).unwrap();
-        }
+        let (_hub, mut s) = overflowing(log, Overflow::Evict);
         let ev = drain(&mut s);
         let got = ev.iter().filter(|e| matches!(e, Ev::M(_))).count() as u64;
         let lost: u64 = ev.iter().map(|e| if let Ev::Lag(n) = e { *n } else { 0 }).sum();
@@ -517,21 +524,7 @@ fn drop_newest_on_a_log_topic_loses_the_oldest_as_documented() {
     // Ring: DropNewest keeps what was queued first. Log: it loses the oldest
     // (documented on TopicOptions::shared_log: "goes on from the oldest still there").
     for log in [false, true] {
-        let hub = Hub::<u64>::builder()
-            .capacity(64)
-            .high_water(1.0)
-            .overflow(Overflow::DropNewest)
-            .topic_options(move |_| TopicOptions {
-                shared_log: if log { 64 } else { 0 },
-                ..TopicOptions::default()
-            })
-            .build()
-            .unwrap();
-        let mut s = hub.subscribe().unwrap();
-        s.join("t").unwrap();
-        for i in 0..300 {
-            hub.publish("t", i).unwrap();
-        }
+        let (_hub, mut s) = overflowing(log, Overflow::DropNewest);
         let ev = drain(&mut s);
         if log {
             assert!(matches!(ev[..2], [Ev::Lag(n), Ev::M(m)] if n == m), "{:?}", &ev[..2]);
