@@ -123,8 +123,8 @@ impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
     /// [`HubBuilder::topic_options`] does not decide) deliver through the
     /// rings until they have `members` members, then switch to their log
     /// (see [`TopicOptions::shared_log_from`](crate::TopicOptions); 0, the
-    /// default: from their creation). Broadcasts, read by every subscriber,
-    /// use their log from the start.
+    /// default: from their creation); broadcasts, until the hub has that
+    /// many subscribers.
     ///
     /// ```
     /// use fanout_core::Hub;
@@ -143,6 +143,7 @@ impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
     pub fn shared_log_from(mut self, members: usize) -> Self {
         self.config.topic_defaults =
             crate::TopicOptions { shared_log_from: members, ..self.config.topic_defaults };
+        self.config.broadcast_log_from = members;
         self
     }
 

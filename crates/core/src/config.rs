@@ -150,6 +150,10 @@ pub struct HubConfig {
     /// reads, with this much room each (as [`TopicOptions::shared_log`];
     /// default 0: through the rings).
     pub broadcast_log: usize,
+    /// With a `broadcast_log` room: the subscribers the hub must have
+    /// before broadcasts go through the log (as
+    /// [`TopicOptions::shared_log_from`]; default 0: from the start).
+    pub broadcast_log_from: usize,
     /// Options per topic, from its name (default: `topic_defaults` for all).
     pub topic_options: Option<TopicOptionsFn>,
     /// Gap repair for every subscriber (default false; always with
@@ -170,6 +174,7 @@ impl fmt::Debug for HubConfig {
             .field("lazy_rings", &self.lazy_rings)
             .field("topic_defaults", &self.topic_defaults)
             .field("broadcast_log", &self.broadcast_log)
+            .field("broadcast_log_from", &self.broadcast_log_from)
             .field("topic_options", &self.topic_options.as_ref().map(|_| "<fn>"))
             .field("repair", &self.repair)
             .finish()
@@ -204,6 +209,7 @@ impl Default for HubConfig {
             lazy_rings: false,
             topic_defaults: TopicOptions::default(),
             broadcast_log: 0,
+            broadcast_log_from: 0,
             topic_options: None,
             repair: false,
         }

@@ -128,8 +128,8 @@ impl<T> Cursors<T> {
 
     /// Adds a cursor in `log` (the broadcasts'). Call under the inbox's
     /// `topics` lock.
-    pub(crate) fn join_log(&self, log: &Arc<TopicLog<T>>, evict: bool) {
-        self.join_log_after(log, 0, evict, None);
+    pub(crate) fn join_log(&self, log: &Arc<TopicLog<T>>, after: usize, evict: bool) {
+        self.join_log_after(log, after, evict, None);
     }
 
     fn join_log_after(&self, log: &Arc<TopicLog<T>>, after: usize, evict: bool, topic: Left<T>) {

@@ -120,7 +120,9 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
             next_id: AtomicU64::new(0),
             next_epoch: AtomicU64::new(0),
             epoch_keys: std::collections::hash_map::RandomState::new(),
-            broadcasts: Sequencer::new(0, std::time::Duration::ZERO).with_shared_log(config.broadcast_log),
+            broadcasts: Sequencer::new(0, std::time::Duration::ZERO)
+                .with_shared_log_from(config.broadcast_log, config.broadcast_log_from)
+                .for_everyone(),
             shut: AtomicBool::new(false),
             counters: Counters::new(),
             reaper_tx: tx,
@@ -490,6 +492,9 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         let id = SubscriberId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let inbox = Arc::new(Inbox::new(id, r.capacity, r.high_water, r.overflow, self.config.lazy_rings));
         self.insert_new(&inbox);
+        // The broadcasts may be switching to their log (`Walk::switch`):
+        // the insert, this fence, then the look for the log.
+        crate::loom::fence(Ordering::SeqCst);
         if let Some(log) = self.broadcasts.shared_log() {
             inbox.join_log(log);
         }

@@ -912,11 +912,15 @@ impl<T> Inbox<T> {
     }
 
     /// Reads `log` (the hub's broadcasts', when they go through one), from
-    /// the writer's next append; nothing if the inbox is already closing.
+    /// the writer's next append, once the ring is taken up to where it is
+    /// now; nothing if the inbox is already closing, or reads it already
+    /// (a subscribe that raced the broadcasts' switch).
     pub(crate) fn join_log(&self, log: &Arc<crate::topic_log::TopicLog<T>>) {
         let _mine = lock(&self.topics);
         if self.is_open() {
-            self.cursors.join_log(log, self.overflow() == Overflow::Evict);
+            // After what the ring holds (broadcasts that switched to their
+            // log may have put their first ones there).
+            self.cursors.join_log(log, self.ring.tail(), self.overflow() == Overflow::Evict);
         }
     }
 

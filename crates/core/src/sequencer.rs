@@ -169,6 +169,9 @@ pub(crate) struct Sequencer<T> {
     log_room: usize,
     /// Members from which the walk delivers through a log.
     log_from: usize,
+    /// The hub's broadcasts: every subscriber is a member, and none lists
+    /// them among its topics (how `Walk::switch` links a member).
+    everyone: bool,
 }
 
 impl<T> Drop for Sequencer<T> {
@@ -218,7 +221,14 @@ impl<T> Sequencer<T> {
             shared: AtomicPtr::new(std::ptr::null_mut()),
             log_room: 0,
             log_from: 0,
+            everyone: false,
         }
+    }
+
+    /// The same, numbering the hub's broadcasts (see `everyone`).
+    pub(crate) fn for_everyone(mut self) -> Self {
+        self.everyone = true;
+        self
     }
 
     /// The same, delivering through a shared log with `room` per reader
@@ -496,7 +506,11 @@ impl<'s, T> Walk<'s, T> {
         let seq: &'s Sequencer<T> = self.seq;
         let log = seq.set_shared();
         fence(Ordering::SeqCst);
-        set.for_each(|inbox| inbox.link_switched(seq));
+        if seq.everyone {
+            set.for_each(|inbox| inbox.join_log(log));
+        } else {
+            set.for_each(|inbox| inbox.link_switched(seq));
+        }
         log
     }
 

@@ -436,3 +436,60 @@ fn numbers_a_log_topic_skipped_are_announced_in_their_place() {
     let st = hub.stats();
     assert_eq!((st.delivered, st.displaced), (8, 0), "holes are no deliveries: {st:?}");
 }
+
+#[test]
+fn broadcasts_switch_to_their_log_at_the_subscriber_count_and_lose_nothing() {
+    let hub: Hub<u64> = Hub::builder()
+        .capacity(4)
+        .high_water(1.0)
+        .overflow(Overflow::DropOldest)
+        .shared_log(64)
+        .shared_log_from(2)
+        .build()
+        .unwrap();
+    let mut a = hub.subscribe().unwrap();
+    // One subscriber: its ring of 4 keeps the last 4 of 10.
+    hub.broadcast_many(1..=10).unwrap();
+    let mut want = vec![Err(6)];
+    want.extend((7..=10).map(Ok));
+    assert_eq!(seqs_of(&mut a), want, "below the count: the rings");
+    hub.broadcast_many(11..=12).unwrap(); // still a's ring, unread
+    let mut b = hub.subscribe().unwrap();
+    // Two: the next walk switches; 40 would overflow a ring of 4.
+    hub.broadcast_many(13..=52).unwrap();
+    assert_eq!(seqs_of(&mut a), (11..=52).map(Ok).collect::<Vec<_>>(), "the ring's first, then the log");
+    assert_eq!(seqs_of(&mut b), (13..=52).map(Ok).collect::<Vec<_>>());
+    let mut c = hub.subscribe().unwrap();
+    hub.broadcast_many(53..=60).unwrap();
+    assert_eq!(seqs_of(&mut c), (53..=60).map(Ok).collect::<Vec<_>>(), "a later subscriber reads the log");
+}
+
+#[test]
+fn concurrent_broadcasters_and_subscribers_across_the_switch_lose_double_and_reorder_nothing() {
+    let hub: Hub<u64> = Hub::builder()
+        .capacity(4096)
+        .overflow(Overflow::DropOldest)
+        .shared_log(4096)
+        .shared_log_from(4)
+        .build()
+        .unwrap();
+    let first = hub.subscribe().unwrap();
+    let subs: Vec<_> = std::thread::scope(|sc| {
+        for p in 0..2 {
+            let hub = &hub;
+            sc.spawn(move || {
+                for i in 0..500 {
+                    hub.broadcast(p * 1000 + i).unwrap();
+                }
+            });
+        }
+        let joiners: Vec<_> = (0..6).map(|_| sc.spawn(|| hub.subscribe().unwrap())).collect();
+        joiners.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    hub.broadcast(9_999).unwrap(); // after every subscribe: each must see it
+    for mut s in subs.into_iter().chain(std::iter::once(first)) {
+        let seqs: Vec<u64> = seqs_of(&mut s).into_iter().map(|r| r.expect("nothing lost")).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "contiguous, in order, once: {seqs:?}");
+        assert_eq!(seqs.last(), Some(&1_001), "the last broadcast reached every subscriber");
+    }
+}

@@ -153,6 +153,7 @@ fn build_hub(s: &Settings) -> Result<Hub<Frame>, StartError> {
         .repair(repair)
         .lazy_rings(true)
         .shared_log(default.shared_log)
+        .shared_log_from(default.shared_log_from)
         .history(default.history_size, default.history_ttl)
         // First matching `[[topics]]` rule, else the flags' history.
         .topic_options(move |name| {

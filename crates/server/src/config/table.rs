@@ -213,9 +213,10 @@ settings! {
     /// rule
     shared_log: usize, default "0", example "512" => |s, v| s.history.shared_log = v;
 
-    /// with `shared_log`: the connections a topic must have before it delivers through its log
-    /// (`0`: from its creation); until then through each connection's queue, which costs a
-    /// small topic nothing more, and the switch loses, doubles and reorders nothing
+    /// with `shared_log`: the connections a topic (or, for the broadcasts, the server) must have
+    /// before it delivers through its log (`0`: from its creation); until then through each
+    /// connection's queue, which costs a small topic nothing more, and the switch loses, doubles
+    /// and reorders nothing
     shared_log_from: usize, default "0", example "64" => |s, v| s.history.shared_log_from = v;
 
     /// messages per write batch (one flush each)
