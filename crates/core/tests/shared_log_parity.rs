@@ -191,19 +191,35 @@ fn stats_balance_after_a_lag() {
 
 // ---------------------------------------------------------------- closes
 
-#[test]
-fn a_kicked_subscriber_drains_what_it_had_then_sees_kicked() {
+/// Publishes 5 to a subscriber of `t`, closes it with `close`, waits for
+/// the cleanup worker: it must drain the 5, then see `Closed(reason)`.
+fn drains_what_it_had_then_sees(reason: CloseReason, close: impl Fn(&Hub<u64>, &Subscriber<u64>)) {
     for log in [false, true] {
         let hub = mode(log);
         let mut s = hub.subscribe().unwrap();
         s.join("t").unwrap();
         hub.publish_many("t", 0..5).unwrap();
-        assert!(hub.kick(s.id()));
+        close(&hub, &s);
         hub.flush_cleanup();
         let mut want: Vec<Ev> = (0..5).map(Ev::M).collect();
-        want.push(Ev::Closed(CloseReason::Kicked));
+        want.push(Ev::Closed(reason));
         assert_eq!(drain(&mut s), want, "log={log}");
     }
+}
+
+#[test]
+fn a_kicked_subscriber_drains_what_it_had_then_sees_kicked() {
+    drains_what_it_had_then_sees(CloseReason::Kicked, |hub, s| assert!(hub.kick(s.id())));
+}
+
+#[test]
+fn a_closed_subscriber_drains_what_it_had_then_sees_unsubscribed() {
+    drains_what_it_had_then_sees(CloseReason::Unsubscribed, |_, s| s.close());
+}
+
+#[test]
+fn shutdown_lets_a_subscriber_drain_what_it_had() {
+    drains_what_it_had_then_sees(CloseReason::Shutdown, |hub, _| hub.shutdown());
 }
 
 #[test]
@@ -240,35 +256,6 @@ fn what_is_published_past_a_kicked_subscribers_seal_is_discarded_and_only_what_i
         assert_eq!(st.displaced, if log { 5 } else { 0 }, "log={log}: {st:?}");
         let received = kept + if log { 0 } else { 5 };
         assert_eq!(balance(&st, received), (st.delivered, st.delivered), "log={log}: {st:?}");
-    }
-}
-
-#[test]
-fn a_closed_subscriber_drains_what_it_had_then_sees_unsubscribed() {
-    for log in [false, true] {
-        let hub = mode(log);
-        let mut s = hub.subscribe().unwrap();
-        s.join("t").unwrap();
-        hub.publish_many("t", 0..5).unwrap();
-        s.close();
-        hub.flush_cleanup();
-        let mut want: Vec<Ev> = (0..5).map(Ev::M).collect();
-        want.push(Ev::Closed(CloseReason::Unsubscribed));
-        assert_eq!(drain(&mut s), want, "log={log}");
-    }
-}
-
-#[test]
-fn shutdown_lets_a_subscriber_drain_what_it_had() {
-    for log in [false, true] {
-        let hub = mode(log);
-        let mut s = hub.subscribe().unwrap();
-        s.join("t").unwrap();
-        hub.publish_many("t", 0..5).unwrap();
-        hub.shutdown();
-        let mut want: Vec<Ev> = (0..5).map(Ev::M).collect();
-        want.push(Ev::Closed(CloseReason::Shutdown));
-        assert_eq!(drain(&mut s), want, "log={log}");
     }
 }
 
