@@ -653,12 +653,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
             self.close_inbox(i, CloseReason::SlowConsumer);
         };
         let start = crate::stats::thread_index();
-        let mut w = seq.walk_blocking();
-        w.deliver(set, start, &mut r, &evict);
-        let n = w.settle_log();
-        if w.end() {
-            crate::sequencer::walk(seq, set, start, &mut r, &evict);
-        }
+        let n = crate::recovery::with_walk_on(seq, set, start, &mut r, &evict, |w, _| w.settle_log());
         self.counters.publish(&r);
         self.counters.discarded(n);
     }

@@ -261,11 +261,24 @@ fn with_walk<T, R>(
     evict: &impl Fn(&Arc<Inbox<T>>),
     f: impl FnOnce(&mut Walk<'_, T>, &mut PublishReport) -> R,
 ) -> R {
-    let mut walk = topic.seq.walk_blocking();
-    walk.deliver(&topic.members, start, r, evict);
+    with_walk_on(&topic.seq, &topic.members, start, r, evict, f)
+}
+
+/// [`with_walk`] on any sequencer and the set it delivers to (a topic's,
+/// or the hub's broadcasts and every subscriber).
+pub(crate) fn with_walk_on<T, R>(
+    seq: &sequencer::Sequencer<T>,
+    set: &crate::members::Members<T>,
+    start: usize,
+    r: &mut PublishReport,
+    evict: &impl Fn(&Arc<Inbox<T>>),
+    f: impl FnOnce(&mut Walk<'_, T>, &mut PublishReport) -> R,
+) -> R {
+    let mut walk = seq.walk_blocking();
+    walk.deliver(set, start, r, evict);
     let out = f(&mut walk, r);
     if walk.end() {
-        sequencer::walk(&topic.seq, &topic.members, start, r, evict);
+        sequencer::walk(seq, set, start, r, evict);
     }
     out
 }

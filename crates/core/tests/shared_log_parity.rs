@@ -56,6 +56,23 @@ fn drain(s: &mut Subscriber<u64>) -> Vec<Ev> {
     }
 }
 
+/// A hub whose topics keep `history` messages, on a log of room 64 or
+/// the rings (of `capacity`, or the default).
+fn with_history(log: bool, history: usize, capacity: Option<usize>) -> Hub<u64> {
+    let b = Hub::<u64>::builder().topic_options(move |_| TopicOptions {
+        history_size: history,
+        history_ttl: Duration::from_secs(600),
+        shared_log: if log { 64 } else { 0 },
+        ..TopicOptions::default()
+    });
+    match capacity {
+        Some(c) => b.capacity(c),
+        None => b,
+    }
+    .build()
+    .unwrap()
+}
+
 /// A subscriber of `t` with a ring of 64 (or a log of room 64) under
 /// `overflow`, after 300 single messages it did not read.
 fn overflowing(log: bool, overflow: Overflow) -> (Hub<u64>, Subscriber<u64>) {
@@ -538,16 +555,7 @@ fn an_urgent_message_on_a_log_topic_is_delivered() {
 #[test]
 fn a_conflating_subscriber_on_a_log_topic_gets_the_newest_per_key() {
     for log in [false, true] {
-        let hub = Hub::<u64>::builder()
-            .capacity(64)
-            .topic_options(move |_| TopicOptions {
-                history_size: 4096,
-                history_ttl: Duration::from_secs(600),
-                shared_log: if log { 64 } else { 0 },
-                ..TopicOptions::default()
-            })
-            .build()
-            .unwrap();
+        let hub = with_history(log, 4096, Some(64));
         let mut s =
             hub.subscribe_with(fanout_core::SubscribeOptions::new().overflow(Overflow::Conflate)).unwrap();
         s.join("t").unwrap();
@@ -564,22 +572,13 @@ fn a_conflating_subscriber_on_a_log_topic_gets_the_newest_per_key() {
         seen.dedup();
         assert_eq!(seen.len(), n, "log={log}: no duplicates");
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "log={log}: in order");
-        println!("log={log}: got {} conflated {} repaired {}", n, s.conflated(), s.repaired());
     }
 }
 
 #[test]
 fn join_from_latest_on_a_log_topic_gives_the_latest_then_the_live_ones() {
     for log in [false, true] {
-        let hub = Hub::<u64>::builder()
-            .topic_options(move |_| TopicOptions {
-                history_size: 16,
-                history_ttl: Duration::from_secs(600),
-                shared_log: if log { 64 } else { 0 },
-                ..TopicOptions::default()
-            })
-            .build()
-            .unwrap();
+        let hub = with_history(log, 16, None);
         let keep = hub.subscribe().unwrap();
         keep.join("t").unwrap();
         hub.publish_many("t", 0..5).unwrap();
@@ -598,16 +597,7 @@ fn join_from_latest_on_a_log_topic_gives_the_latest_then_the_live_ones() {
 #[test]
 fn a_repairing_subscriber_on_two_lagging_log_topics_loses_nothing_kept() {
     for log in [false, true] {
-        let hub = Hub::<u64>::builder()
-            .capacity(64)
-            .topic_options(move |_| TopicOptions {
-                history_size: 4096,
-                history_ttl: Duration::from_secs(600),
-                shared_log: if log { 64 } else { 0 },
-                ..TopicOptions::default()
-            })
-            .build()
-            .unwrap();
+        let hub = with_history(log, 4096, Some(64));
         let opts = fanout_core::SubscribeOptions::new().overflow(Overflow::DropOldest).repair(true);
         let mut s = hub.subscribe_with(opts).unwrap();
         s.join("a").unwrap();
