@@ -119,24 +119,29 @@ impl<T> Cursors<T> {
     /// Call under the inbox's `topics` lock, once per join.
     /// `evict`: the subscriber's policy is `Evict` (the topic's, if it
     /// has one, decides).
-    pub(crate) fn join(&self, topic: &Arc<TopicInner<T>>, after: usize, evict: bool) {
-        if let Some(log) = topic.seq.shared_log() {
-            let evict = topic.seq.overflow().map_or(evict, |o| o == crate::Overflow::Evict);
-            self.join_log_after(log, after, evict, Some(topic.clone()));
+    pub(crate) fn join(&self, topic: &Arc<TopicInner<T>>, after: usize, evict: bool) -> bool {
+        match topic.seq.shared_log() {
+            Some(log) => {
+                let evict = topic.seq.overflow().map_or(evict, |o| o == crate::Overflow::Evict);
+                self.join_log_after(log, after, evict, Some(topic.clone()))
+            }
+            None => false,
         }
     }
 
     /// Adds a cursor in `log` (the broadcasts'). Call under the inbox's
     /// `topics` lock.
-    pub(crate) fn join_log(&self, log: &Arc<TopicLog<T>>, after: usize, evict: bool) {
-        self.join_log_after(log, after, evict, None);
+    pub(crate) fn join_log(&self, log: &Arc<TopicLog<T>>, after: usize, evict: bool) -> bool {
+        self.join_log_after(log, after, evict, None)
     }
 
-    fn join_log_after(&self, log: &Arc<TopicLog<T>>, after: usize, evict: bool, topic: Left<T>) {
+    /// True when it added a link: the receiver, if parked, must be woken
+    /// to park on the new log too (it parked on the logs it had).
+    fn join_log_after(&self, log: &Arc<TopicLog<T>>, after: usize, evict: bool, topic: Left<T>) -> bool {
         let mut links = (*self.links.load_full()).clone();
         if links.iter().any(|l| Arc::ptr_eq(&l.log, log)) {
             // Linked already (a join that raced the topic's switch).
-            return;
+            return false;
         }
         // The link is stored before the cursor is offered to the writer,
         // so a held link is held from the cursor's first message.
@@ -145,6 +150,7 @@ impl<T> Cursors<T> {
         self.links.store(Arc::new(links));
         self.any.store(!self.done.load(Ordering::Relaxed), Ordering::Release);
         log.join_cursor(cursor);
+        true
     }
 
     /// Gives a link held by [`Cursors::join`] the ring position it waits

@@ -892,8 +892,13 @@ impl<T> Inbox<T> {
         // A join from now waits for what its ring already holds (a walk
         // before a switch may have pushed the topic's first messages there).
         let after = if after == 0 { self.ring.tail() } else { after };
-        self.cursors.join(&topic, after, self.overflow() == Overflow::Evict);
+        let linked = self.cursors.join(&topic, after, self.overflow() == Overflow::Evict);
         mine.push((topic, owed));
+        drop(mine);
+        if linked {
+            // A receiver parked on its ring and its other logs: park again, on this one too.
+            self.notify();
+        }
         Ok(true)
     }
 
@@ -906,8 +911,16 @@ impl<T> Inbox<T> {
         if !self.is_open() {
             return;
         }
-        if let Some((topic, _)) = mine.iter().find(|(t, _)| std::ptr::eq(&t.seq, seq)) {
-            self.cursors.join(topic, self.ring.tail(), self.overflow() == Overflow::Evict);
+        let linked = match mine.iter().find(|(t, _)| std::ptr::eq(&t.seq, seq)) {
+            Some((topic, _)) => {
+                self.cursors.join(topic, self.ring.tail(), self.overflow() == Overflow::Evict)
+            }
+            None => false,
+        };
+        drop(mine);
+        if linked {
+            // A receiver parked before the switch parks again, on the log too.
+            self.notify();
         }
     }
 
@@ -916,11 +929,15 @@ impl<T> Inbox<T> {
     /// now; nothing if the inbox is already closing, or reads it already
     /// (a subscribe that raced the broadcasts' switch).
     pub(crate) fn join_log(&self, log: &Arc<crate::topic_log::TopicLog<T>>) {
-        let _mine = lock(&self.topics);
-        if self.is_open() {
-            // After what the ring holds (broadcasts that switched to their
-            // log may have put their first ones there).
-            self.cursors.join_log(log, self.ring.tail(), self.overflow() == Overflow::Evict);
+        let mine = lock(&self.topics);
+        // After what the ring holds (broadcasts that switched to their log
+        // may have put their first ones there).
+        let linked = self.is_open()
+            && self.cursors.join_log(log, self.ring.tail(), self.overflow() == Overflow::Evict);
+        drop(mine);
+        if linked {
+            // A receiver parked before the switch parks again, on the log too.
+            self.notify();
         }
     }
 

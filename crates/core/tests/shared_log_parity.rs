@@ -63,6 +63,7 @@ fn with_history(log: bool, history: usize, capacity: Option<usize>) -> Hub<u64> 
         history_size: history,
         history_ttl: Duration::from_secs(600),
         shared_log: if log { 64 } else { 0 },
+        shared_log_from: 0,
         ..TopicOptions::default()
     });
     match capacity {
@@ -82,6 +83,7 @@ fn overflowing(log: bool, overflow: Overflow) -> (Hub<u64>, Subscriber<u64>) {
         .overflow(overflow)
         .topic_options(move |_| TopicOptions {
             shared_log: if log { 64 } else { 0 },
+            shared_log_from: 0,
             ..TopicOptions::default()
         })
         .build()
@@ -618,5 +620,62 @@ fn a_repairing_subscriber_on_two_lagging_log_topics_loses_nothing_kept() {
         assert!(!ev.iter().any(|e| matches!(e, Ev::Lag(_))), "log={log}");
         assert_eq!(a, (0..500).collect::<Vec<_>>(), "log={log}");
         assert_eq!(b, (10_000..10_500).collect::<Vec<_>>(), "log={log}");
+    }
+}
+
+// ---------------------------------------------------------------- parked across a link
+
+/// A receiver parked before its topic (or the broadcasts) switched to a log,
+/// or before it joined a log topic, is woken by the next message: the link
+/// wakes it, so that it parks on the log too. (Before, it slept on its ring
+/// while the log filled: `fanout-bench history --quick` hung on it.)
+#[test]
+fn a_receiver_parked_before_the_switch_is_woken_by_the_log() {
+    let hub = Hub::<u64>::builder().shared_log(64).shared_log_from(2).build().unwrap();
+    let mut a = hub.subscribe().unwrap();
+    a.join("t").unwrap();
+    let (woken, waker) = common::counting_waker();
+    let mut f = Box::pin(a.recv());
+    assert!(common::poll_once(&mut f, &waker).is_pending());
+    let b = hub.subscribe().unwrap();
+    b.join("t").unwrap();
+    hub.publish("t", 7).unwrap(); // two members: the switch, then the log
+    assert!(woken.0.load(Ordering::SeqCst) > 0, "the parked receiver is woken");
+    match common::poll_once(&mut f, &waker) {
+        std::task::Poll::Ready(Ok(m)) => assert_eq!(*m.payload(), 7),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_receiver_parked_before_the_broadcasts_switch_is_woken_by_their_log() {
+    let hub = Hub::<u64>::builder().shared_log(64).shared_log_from(2).build().unwrap();
+    let mut a = hub.subscribe().unwrap();
+    let (woken, waker) = common::counting_waker();
+    let mut f = Box::pin(a.recv());
+    assert!(common::poll_once(&mut f, &waker).is_pending());
+    let _b = hub.subscribe().unwrap();
+    hub.broadcast(7).unwrap();
+    assert!(woken.0.load(Ordering::SeqCst) > 0, "the parked receiver is woken");
+    match common::poll_once(&mut f, &waker) {
+        std::task::Poll::Ready(Ok(m)) => assert_eq!(*m.payload(), 7),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_parked_receiver_that_joins_a_log_topic_is_woken_by_it() {
+    let hub = Hub::<u64>::builder().shared_log(64).shared_log_from(0).build().unwrap();
+    let mut a = hub.subscribe().unwrap();
+    let id = a.id();
+    let (woken, waker) = common::counting_waker();
+    let mut f = Box::pin(a.recv());
+    assert!(common::poll_once(&mut f, &waker).is_pending());
+    hub.join(id, "t").unwrap(); // by id, as the server's `subscribe` does
+    hub.publish("t", 7).unwrap();
+    assert!(woken.0.load(Ordering::SeqCst) > 0, "the parked receiver is woken");
+    match common::poll_once(&mut f, &waker) {
+        std::task::Poll::Ready(Ok(m)) => assert_eq!(*m.payload(), 7),
+        other => panic!("{other:?}"),
     }
 }
