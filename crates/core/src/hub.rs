@@ -21,7 +21,7 @@
 //! messages are freed as soon as their subscribers are dropped.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -96,6 +96,10 @@ pub(crate) struct Inner<T: Clone + Send + Sync + 'static> {
     reaper_tx: Sender<Request<T>>,
     /// A removal request found the channel full: the worker sweeps on its next tick.
     pub(crate) needs_sweep: AtomicBool,
+    /// Settle requests being sent by a thread that found the hub open: the
+    /// stopping worker waits for none to be in flight before its last look
+    /// at the channel ([`Inner::request_settle`]).
+    pub(crate) settles_in_flight: AtomicUsize,
 }
 
 impl<T: Clone + Send + Sync + 'static> Hub<T> {
@@ -127,6 +131,7 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
             counters: Counters::new(),
             reaper_tx: tx,
             needs_sweep: AtomicBool::new(false),
+            settles_in_flight: AtomicUsize::new(0),
             config,
         });
         let worker = reaper::spawn(inner.clone(), rx);
@@ -691,15 +696,31 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
 
     /// Has the cleanup worker settle the logs a dropped subscriber left (see
     /// [`Request::Settle`]). With its channel full, the next append to each
-    /// log settles them (and counts what they left then); with the worker
-    /// stopped (after shutdown, when nothing publishes), here.
+    /// log settles them (and counts what they left then); after shutdown
+    /// (when nothing publishes), here.
+    ///
+    /// A request must not be left in the channel of a worker that stopped:
+    /// what the leaver never took would go uncounted. A sender counts itself
+    /// in `settles_in_flight` before it looks at `shut` (both `SeqCst`);
+    /// the stopping worker, which received `Stop` after `shut` was set,
+    /// waits until none is in flight, then empties the channel. A sender
+    /// either saw `shut` (and settles here), or was counted before the
+    /// worker's look, and its request is in the channel by then.
     pub(crate) fn request_settle(&self, left: Vec<crate::cursors::Left<T>>) {
         if left.is_empty() {
             return;
         }
-        if let Err(TrySendError::Disconnected(Request::Settle(left))) =
-            self.reaper_tx.try_send(Request::Settle(left))
-        {
+        self.settles_in_flight.fetch_add(1, Ordering::SeqCst);
+        let left = if self.is_shut() {
+            Some(left)
+        } else {
+            match self.reaper_tx.try_send(Request::Settle(left)) {
+                Err(TrySendError::Disconnected(Request::Settle(left))) => Some(left),
+                _ => None,
+            }
+        };
+        self.settles_in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some(left) = left {
             self.settle_left(left);
         }
     }
@@ -718,7 +739,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         }
     }
 
-    fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         if self.shut.swap(true, Ordering::SeqCst) {
             return;
         }

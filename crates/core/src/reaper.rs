@@ -112,10 +112,19 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
             }
         }
         if stop {
+            // The logs' leavers that came with the stop, or are still on
+            // their way, are settled first: what they left is counted.
             // A panic here (a payload's `Drop`) must not stop the thread from
             // ending normally: the hub's shutdown joins it.
+            if catch_unwind(AssertUnwindSafe(|| last_settles(inner, rx, &mut settles, &mut flushes))).is_err()
+            {
+                inner.counters.cleanup_panic();
+            }
             if catch_unwind(AssertUnwindSafe(|| inner.clear_all())).is_err() {
                 inner.counters.cleanup_panic();
+            }
+            for done in flushes.drain(..) {
+                let _ = done.send(());
             }
             return;
         }
@@ -148,6 +157,33 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
         for done in flushes.drain(..) {
             let _ = done.send(());
         }
+    }
+}
+
+/// The stopping worker's last settles: those it holds, those still in the
+/// channel, and those a sender is putting there (`Inner::request_settle`
+/// says why none can be missed).
+fn last_settles<T: Clone + Send + Sync + 'static>(
+    inner: &Inner<T>,
+    rx: &Receiver<Request<T>>,
+    settles: &mut Vec<crate::cursors::Left<T>>,
+    flushes: &mut Vec<crossbeam_channel::Sender<()>>,
+) {
+    let backoff = crossbeam_utils::Backoff::new();
+    loop {
+        let quiet = inner.settles_in_flight.load(Ordering::SeqCst) == 0;
+        while let Ok(req) = rx.try_recv() {
+            match req {
+                Request::Settle(left) => settles.extend(left),
+                Request::Flush(done) => flushes.push(done),
+                Request::Remove(_) | Request::Stop => {}
+            }
+        }
+        inner.settle_left(settles.drain(..));
+        if quiet {
+            return;
+        }
+        backoff.snooze();
     }
 }
 
