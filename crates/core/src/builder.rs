@@ -96,14 +96,17 @@ impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
     }
 
     /// Delivers broadcasts, and the topics that [`HubBuilder::topic_options`]
-    /// does not decide, through shared logs with `room` per subscriber
-    /// (see [`TopicOptions::shared_log`](crate::TopicOptions); 0: through
-    /// the rings, the default).
+    /// does not decide, through shared logs with `room` per subscriber, at
+    /// least the capacity (see
+    /// [`TopicOptions::shared_log`](crate::TopicOptions); default
+    /// [`DEFAULT_SHARED_LOG`](crate::DEFAULT_SHARED_LOG) from
+    /// [`DEFAULT_SHARED_LOG_FROM`](crate::DEFAULT_SHARED_LOG_FROM)
+    /// members; 0: through the rings always).
     ///
     /// ```
     /// use fanout_core::Hub;
     ///
-    /// let hub = Hub::<u32>::builder().shared_log(512).build().unwrap();
+    /// let hub = Hub::<u32>::builder().shared_log(512).shared_log_from(0).build().unwrap();
     /// let mut s = hub.subscribe().unwrap();
     /// s.join("t").unwrap();
     /// hub.publish("t", 1).unwrap();
@@ -122,9 +125,10 @@ impl<T: Clone + Send + Sync + 'static> HubBuilder<T> {
     /// With [`HubBuilder::shared_log`]: topics (those that
     /// [`HubBuilder::topic_options`] does not decide) deliver through the
     /// rings until they have `members` members, then switch to their log
-    /// (see [`TopicOptions::shared_log_from`](crate::TopicOptions); 0, the
-    /// default: from their creation); broadcasts, until the hub has that
-    /// many subscribers.
+    /// (see [`TopicOptions::shared_log_from`](crate::TopicOptions);
+    /// default [`DEFAULT_SHARED_LOG_FROM`](crate::DEFAULT_SHARED_LOG_FROM);
+    /// 0: from their creation); broadcasts, until the hub has that many
+    /// subscribers.
     ///
     /// ```
     /// use fanout_core::Hub;

@@ -52,7 +52,7 @@ pub enum Overflow {
 /// hub.publish("prices.eur", 1).unwrap();
 /// assert_eq!(hub.topic("prices.eur").history(10, None).messages.len(), 1);
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TopicOptions {
     /// Messages kept per topic for joins from a position and history reads
     /// (0: none, the default in the library).
@@ -70,14 +70,19 @@ pub struct TopicOptions {
     /// Deliver through one shared log that every subscriber of the topic
     /// reads with a cursor of its own, instead of a handle pushed into each
     /// subscriber's ring, with room for each subscriber to fall this many
-    /// messages behind (rounded up to a power of two, at least 64). One that
-    /// falls further behind loses the oldest and is told how many
-    /// (`Lagged`, counted as displaced); under [`Overflow::Evict`] (the
-    /// topic's policy, or the subscriber's when the topic has none) it is
-    /// also closed as a slow consumer, when it next receives. 0 (the
-    /// default): the rings. A message is then written once for all its
+    /// messages behind (at least the hub's
+    /// [`capacity`](HubConfig::capacity), so that the log never makes a
+    /// subscriber lose earlier than its ring would; rounded up to a power
+    /// of two, at least 64). The default is [`DEFAULT_SHARED_LOG`] (256,
+    /// the default capacity) from [`DEFAULT_SHARED_LOG_FROM`] (64)
+    /// members: a message to a large topic is written once for all its
     /// subscribers, which is what makes single messages to large topics
-    /// cheap (docs/benchmarks.md, "The shared log, built"); priorities and
+    /// cheap (docs/architecture.md, "Shared logs by default"); a small
+    /// topic stays on the rings. 0: the rings always. One that falls
+    /// further behind loses the oldest and is told how many (`Lagged`,
+    /// counted as displaced); under [`Overflow::Evict`] (the topic's
+    /// policy, or the subscriber's when the topic has none) it is also
+    /// closed as a slow consumer, when it next receives. Priorities and
     /// keys order nothing in it (the topic's order is its `seq`), and a
     /// subscriber reads it alongside what its own ring holds (broadcasts,
     /// direct sends, notices). A closed subscriber drains what was in the
@@ -85,7 +90,10 @@ pub struct TopicOptions {
     /// it (it keeps the room, not everything: what a closed subscriber let
     /// go it is told it lost). What differs from the
     /// rings: leaving the topic gives up what was not yet taken from its
-    /// log (a ring keeps what is queued); what a subscriber gets from two
+    /// log (a ring keeps what is queued); a subscriber's own
+    /// [`SubscribeOptions::capacity`] and its `DropNewest` or `Conflate`
+    /// policy do not apply to the log (it loses the oldest, at the log's
+    /// room); what a subscriber gets from two
     /// sources (this log, another topic's, its ring) keeps each source's
     /// order but not the order they were published in across them (one
     /// ring kept that too); and the log counts every reader
@@ -94,16 +102,43 @@ pub struct TopicOptions {
     /// take is counted as `discarded` when it leaves, so `delivered ==
     /// received + displaced + discarded` holds as with the rings. The log
     /// takes 32 bytes per unit of room (two slots of 16 bytes) from the
-    /// topic's first message.
+    /// topic's first message through it.
     pub shared_log: usize,
     /// With a `shared_log` room: the members a topic must have before it
-    /// delivers through the log (0: from its creation). Until then it
+    /// delivers through the log (default [`DEFAULT_SHARED_LOG_FROM`], 64;
+    /// 0: from its creation). Until then it
     /// delivers through the rings, which cost a small topic nothing more;
     /// the first walk that finds this many members makes the log and
     /// gives every member a cursor, read once what its ring already holds
     /// of the topic is taken, so nothing is lost, doubled or reordered. A
     /// topic that switched stays on its log.
     pub shared_log_from: usize,
+}
+
+/// The default room of a shared log: the default capacity (see
+/// [`TopicOptions::shared_log`]).
+pub const DEFAULT_SHARED_LOG: usize = 256;
+
+/// The members from which a topic (or, for the broadcasts, the hub's
+/// subscribers from which the broadcasts) delivers through its shared log
+/// by default (see [`TopicOptions::shared_log_from`]). Below it the rings
+/// cost nothing more, keep every per-subscriber setting, and a log's room
+/// would be memory spent on few readers; from it, a log is faster at
+/// every size measured (docs/benchmarks.md, "Where a log pays").
+pub const DEFAULT_SHARED_LOG_FROM: usize = 64;
+
+impl Default for TopicOptions {
+    /// No history, no policy of the topic's own, and a shared log of
+    /// [`DEFAULT_SHARED_LOG`] from [`DEFAULT_SHARED_LOG_FROM`] members.
+    fn default() -> Self {
+        TopicOptions {
+            history_size: 0,
+            history_ttl: Duration::ZERO,
+            overflow: None,
+            shared_log: DEFAULT_SHARED_LOG,
+            shared_log_from: DEFAULT_SHARED_LOG_FROM,
+        }
+    }
 }
 
 /// Largest room of a shared log (a topic's or the broadcasts').
@@ -147,12 +182,14 @@ pub struct HubConfig {
     /// history).
     pub topic_defaults: TopicOptions,
     /// Deliver broadcasts through one shared log that every subscriber
-    /// reads, with this much room each (as [`TopicOptions::shared_log`];
-    /// default 0: through the rings).
+    /// reads, with this much room each (as [`TopicOptions::shared_log`],
+    /// at least the capacity; default [`DEFAULT_SHARED_LOG`]; 0: through
+    /// the rings).
     pub broadcast_log: usize,
     /// With a `broadcast_log` room: the subscribers the hub must have
     /// before broadcasts go through the log (as
-    /// [`TopicOptions::shared_log_from`]; default 0: from the start).
+    /// [`TopicOptions::shared_log_from`]; default
+    /// [`DEFAULT_SHARED_LOG_FROM`]; 0: from the start).
     pub broadcast_log_from: usize,
     /// Options per topic, from its name (default: `topic_defaults` for all).
     pub topic_options: Option<TopicOptionsFn>,
@@ -190,8 +227,19 @@ impl HubConfig {
         };
         TopicOptions {
             history_size: o.history_size.min(MAX_HISTORY),
-            shared_log: o.shared_log.min(MAX_SHARED_LOG),
+            shared_log: self.log_room(o.shared_log),
             ..o
+        }
+    }
+
+    /// The room a shared log asked for with `room` gets: none for 0, else
+    /// at least the capacity (a log never makes a subscriber lose earlier
+    /// than its ring would), at most [`MAX_SHARED_LOG`].
+    pub fn log_room(&self, room: usize) -> usize {
+        if room == 0 {
+            0
+        } else {
+            room.max(self.capacity).min(MAX_SHARED_LOG)
         }
     }
 }
@@ -208,8 +256,8 @@ impl Default for HubConfig {
             chunk_size: 512,
             lazy_rings: false,
             topic_defaults: TopicOptions::default(),
-            broadcast_log: 0,
-            broadcast_log_from: 0,
+            broadcast_log: DEFAULT_SHARED_LOG,
+            broadcast_log_from: DEFAULT_SHARED_LOG_FROM,
             topic_options: None,
             repair: false,
         }

@@ -125,7 +125,7 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
             next_epoch: AtomicU64::new(0),
             epoch_keys: std::collections::hash_map::RandomState::new(),
             broadcasts: Sequencer::new(0, std::time::Duration::ZERO)
-                .with_shared_log_from(config.broadcast_log, config.broadcast_log_from)
+                .with_shared_log_from(config.log_room(config.broadcast_log), config.broadcast_log_from)
                 .for_everyone(),
             shut: AtomicBool::new(false),
             counters: Counters::new(),

@@ -99,8 +99,8 @@ mod tests;
 
 pub use builder::HubBuilder;
 pub use config::{
-    ConfigError, HubConfig, Overflow, SubscribeOptions, TopicOptions, TopicOptionsFn, MAX_CAPACITY,
-    MAX_HISTORY, MAX_SHARED_LOG,
+    ConfigError, HubConfig, Overflow, SubscribeOptions, TopicOptions, TopicOptionsFn, DEFAULT_SHARED_LOG,
+    DEFAULT_SHARED_LOG_FROM, MAX_CAPACITY, MAX_HISTORY, MAX_SHARED_LOG,
 };
 pub use engine::{add as add_report, Engine, PublishItem, Receiver};
 pub use error::{CloseReason, PublishError, RecvError, SendError, SubscribeError, TryRecvError};

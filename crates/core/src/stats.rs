@@ -63,7 +63,9 @@ impl Closes {
 /// (`walked > messages`), and a call whose messages were left to the walk in
 /// progress returns at once with `walked == 0` and no delivery counts: their
 /// outcomes are in the report of the call that delivered them, and in the
-/// hub's [`Stats`]. In every report, the delivery counts describe the
+/// hub's [`Stats`] (only there when the walk was held by a subscriber
+/// leaving a shared log or joining from a position, which delivers what is
+/// ready on the way). In every report, the delivery counts describe the
 /// `walked` messages, and `recipients == delivered + dropped.total()`.
 ///
 /// ```

@@ -83,7 +83,21 @@ fn publish_to_1000_allocates_only_the_message() {
     drop(sub);
     eager.shutdown();
 
-    let hub = fanout_core::Hub::<u64>::builder().capacity(CAPACITY).lazy_rings(true).build().unwrap();
+    // Through the rings (a shared log off), then through the default: the
+    // topic and the broadcasts switch to their logs at 64 members.
+    publish_to_1000(m, 0);
+    publish_to_1000(m, fanout_core::DEFAULT_SHARED_LOG);
+}
+
+/// Publishes to 1,000 subscribers of a hub with lazy rings and shared logs
+/// of `log` room (0: the rings), counting allocations.
+fn publish_to_1000(m: u64, log: usize) {
+    let hub = fanout_core::Hub::<u64>::builder()
+        .capacity(CAPACITY)
+        .lazy_rings(true)
+        .shared_log(log)
+        .build()
+        .unwrap();
     // With lazy rings, subscribing and joining allocate no ring storage: an
     // idle subscriber holds none.
     let ((mut subs, idle), _, storages) = counted_storages(|| {
@@ -101,8 +115,13 @@ fn publish_to_1000_allocates_only_the_message() {
     // subscriber (not a member) still has none.
     let (r, n, storages) = counted_storages(|| hub.publish("t", 0).unwrap());
     assert_eq!(r.delivered, 1000);
-    assert_eq!(storages, 1000, "one storage per member, at its first delivery");
-    assert!(n > storages, "and the message");
+    if log == 0 {
+        assert_eq!(storages, 1000, "one storage per member, at its first delivery");
+        assert!(n > storages, "and the message");
+    } else {
+        assert_eq!(storages, 0, "the log carries the topic: no ring storage");
+        assert!(n > m, "the log's slots, once, and the message");
+    }
     let (_, n, storages) = counted_storages(|| hub.publish("t", 0).unwrap());
     assert_eq!((n, storages), (m, 0), "the second publish: the message only");
     // Out of the way before counting again (its removal allocates, on the

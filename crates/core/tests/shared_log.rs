@@ -21,6 +21,7 @@ fn logged_with<T: Clone + Send + Sync + 'static>(history: usize, overflow: Overf
             history_size: history,
             history_ttl: Duration::from_secs(600),
             shared_log: 512,
+            shared_log_from: 0,
             ..TopicOptions::default()
         })
         .build()
@@ -204,7 +205,7 @@ fn shutdown_ends_a_reader_of_a_shared_log() {
 
 #[test]
 fn broadcasts_through_a_shared_log_reach_every_subscriber_in_order_from_when_it_subscribed() {
-    let hub = Hub::<u64>::builder().shared_log(512).build().unwrap();
+    let hub = Hub::<u64>::builder().shared_log(512).shared_log_from(0).build().unwrap();
     let mut early = hub.subscribe().unwrap();
     hub.broadcast_many(0..10).unwrap();
     let mut late = hub.subscribe().unwrap();
@@ -273,10 +274,12 @@ fn a_join_from_a_position_keeps_the_topic_order_across_batches() {
 #[test]
 fn a_repairing_reader_moved_by_the_writer_takes_back_what_the_history_holds() {
     let hub: Hub<u64> = Hub::builder()
+        .capacity(64)
         .topic_options(|_| TopicOptions {
             history_size: 128,
             history_ttl: Duration::from_secs(600),
             shared_log: 64,
+            shared_log_from: 0,
             ..TopicOptions::default()
         })
         .build()

@@ -144,6 +144,7 @@ async fn http_publish_reaches_subscribers_mutex() {
 async fn http_publish_reaches_subscribers_through_a_shared_log() {
     let mut s = settings(EngineKind::Fanout);
     s.history.shared_log = 512;
+    s.history.shared_log_from = 0;
     http_publish_reaches_subscribers_with(s).await;
 }
 

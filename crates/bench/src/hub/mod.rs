@@ -194,15 +194,20 @@ impl fmt::Display for Scenario {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[value(rename_all = "snake_case")]
 pub enum EngineKind {
-    /// `fanout_core::Hub`, default settings.
+    /// `fanout_core::Hub`, default settings: rings, and a shared log for a
+    /// topic (and the broadcasts) from 64 members.
     Fanout,
+    /// `fanout_core::Hub` on the rings alone (`HubBuilder::shared_log(0)`),
+    /// the default before shared logs (not in the default list).
+    FanoutRings,
     /// `fanout_baseline::MutexHub`.
     Mutex,
     /// `fanout_baseline::TokioBroadcast`.
     TokioBroadcast,
-    /// `fanout_core::Hub` with shared logs (`HubBuilder::shared_log(512)`):
-    /// broadcasts and topics delivered through one log each, read by every
-    /// member with its own cursor (not in the default list).
+    /// `fanout_core::Hub` with shared logs from the first member
+    /// (`HubBuilder::shared_log(512).shared_log_from(0)`): broadcasts and
+    /// topics delivered through one log each, read by every member with its
+    /// own cursor (not in the default list).
     FanoutLog,
     /// `fanout_core::LogEngine`: every subscriber reads one shared log, the
     /// first stage of the shared-log design (not in the default list, and
@@ -218,6 +223,7 @@ impl EngineKind {
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Fanout => "fanout",
+            EngineKind::FanoutRings => "fanout_rings",
             EngineKind::Mutex => "mutex",
             EngineKind::TokioBroadcast => "tokio_broadcast",
             EngineKind::Log => "log",

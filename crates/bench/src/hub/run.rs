@@ -49,8 +49,14 @@ pub fn run_kind(kind: EngineKind, plan: &Plan) -> RunResult {
             let e = inside(&rt, TokioBroadcast::<Tick>::new);
             run(rt, e, plan)
         }
+        EngineKind::FanoutRings => {
+            let e = inside(&rt, || Hub::<Tick>::builder().shared_log(0).build().expect("valid settings"));
+            run(rt, e, plan)
+        }
         EngineKind::FanoutLog => {
-            let e = inside(&rt, || Hub::<Tick>::builder().shared_log(512).build().expect("valid settings"));
+            let e = inside(&rt, || {
+                Hub::<Tick>::builder().shared_log(512).shared_log_from(0).build().expect("valid settings")
+            });
             run(rt, e, plan)
         }
         EngineKind::Log => {

@@ -203,21 +203,20 @@ settings! {
     /// this long after its last publish, so that a client that comes back finds its stream
     history_ttl: Duration, default "300s", example "10m" => |s, v| s.history.history_ttl = v;
 
-    /// deliver each topic and the broadcasts through one shared log that every connection reads
-    /// with a cursor of its own, with room for a connection to fall this many messages behind;
-    /// one that falls further is closed (4001 slow consumer) under `--overflow evict`, and under
-    /// the other policies loses the oldest with a lag notice; `0`: a queue per connection (fanout
-    /// engine). A message is then written once for all its recipients; repair applies to what
-    /// the queue still carries (direct sends). Each topic's log takes 32 bytes per unit of room
-    /// (16 KiB at 512) from its first message: for many small topics, set it per `[[topics]]`
-    /// rule
-    shared_log: usize, default "0", example "512" => |s, v| s.history.shared_log = v;
+    /// deliver each topic and the broadcasts, once they have `shared_log_from` connections,
+    /// through one shared log that every connection reads with a cursor of its own, with room
+    /// for a connection to fall this many messages behind (at least `capacity`); one that falls
+    /// further is closed (4001 slow consumer) under `--overflow evict`, and under the other
+    /// policies loses the oldest with a lag notice; `0`: a queue per connection always. A
+    /// message to a large topic is then written once for all its recipients. Each topic's log
+    /// takes 32 bytes per unit of room (8 KiB at 256) from its first message through it
+    shared_log: usize, default "256", example "512" => |s, v| s.history.shared_log = v;
 
     /// with `shared_log`: the connections a topic (or, for the broadcasts, the server) must have
     /// before it delivers through its log (`0`: from its creation); until then through each
     /// connection's queue, which costs a small topic nothing more, and the switch loses, doubles
     /// and reorders nothing
-    shared_log_from: usize, default "0", example "64" => |s, v| s.history.shared_log_from = v;
+    shared_log_from: usize, default "64", example "1000" => |s, v| s.history.shared_log_from = v;
 
     /// messages per write batch (one flush each)
     max_batch: usize, default "64", example "16" => |s, v| s.ws.max_batch = v;

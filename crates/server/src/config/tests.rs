@@ -105,8 +105,8 @@ fn history_flags_file_and_topic_rules() {
                     history_size: 1000,
                     history_ttl: Duration::from_secs(60),
                     overflow: Some(fanout_core::Overflow::Conflate),
-                    shared_log: 0,
-                    shared_log_from: 0
+                    shared_log: 256,
+                    shared_log_from: 64
                 }
             },
             TopicRule {
@@ -115,8 +115,8 @@ fn history_flags_file_and_topic_rules() {
                     history_size: 128,
                     history_ttl: Duration::from_secs(10),
                     overflow: None,
-                    shared_log: 0,
-                    shared_log_from: 0
+                    shared_log: 256,
+                    shared_log_from: 64
                 }
             },
         ],
