@@ -74,7 +74,7 @@ pub struct TopicOptions {
     /// [`capacity`](HubConfig::capacity), so that the log never makes a
     /// subscriber lose earlier than its ring would; rounded up to a power
     /// of two, at least 64). The default is [`DEFAULT_SHARED_LOG`] (256,
-    /// the default capacity) from [`DEFAULT_SHARED_LOG_FROM`] (64)
+    /// the default capacity) from [`DEFAULT_SHARED_LOG_FROM`] (256)
     /// members: a message to a large topic is written once for all its
     /// subscribers, which is what makes single messages to large topics
     /// cheap (docs/architecture.md, "Shared logs by default"); a small
@@ -105,7 +105,7 @@ pub struct TopicOptions {
     /// topic's first message through it.
     pub shared_log: usize,
     /// With a `shared_log` room: the members a topic must have before it
-    /// delivers through the log (default [`DEFAULT_SHARED_LOG_FROM`], 64;
+    /// delivers through the log (default [`DEFAULT_SHARED_LOG_FROM`], 256;
     /// 0: from its creation). Until then it
     /// delivers through the rings, which cost a small topic nothing more;
     /// the first walk that finds this many members makes the log and
@@ -122,10 +122,13 @@ pub const DEFAULT_SHARED_LOG: usize = 256;
 /// The members from which a topic (or, for the broadcasts, the hub's
 /// subscribers from which the broadcasts) delivers through its shared log
 /// by default (see [`TopicOptions::shared_log_from`]). Below it the rings
-/// cost nothing more, keep every per-subscriber setting, and a log's room
-/// would be memory spent on few readers; from it, a log is faster at
-/// every size measured (docs/benchmarks.md, "Where a log pays").
-pub const DEFAULT_SHARED_LOG_FROM: usize = 64;
+/// cost a small topic nothing more and keep every per-subscriber setting.
+/// A log pays most for large topics (single messages to 10,000: 2.6x the
+/// rings); a subscriber reading many mid-sized logs pays on its receive
+/// side (1,000 topics of 100 members, 10 per subscriber, batches of 64:
+/// 0.53x the rings), hence 256 and not less (docs/architecture.md,
+/// "Shared logs by default").
+pub const DEFAULT_SHARED_LOG_FROM: usize = 256;
 
 impl Default for TopicOptions {
     /// No history, no policy of the topic's own, and a shared log of

@@ -216,7 +216,7 @@ settings! {
     /// before it delivers through its log (`0`: from its creation); until then through each
     /// connection's queue, which costs a small topic nothing more, and the switch loses, doubles
     /// and reorders nothing
-    shared_log_from: usize, default "64", example "1000" => |s, v| s.history.shared_log_from = v;
+    shared_log_from: usize, default "256", example "1000" => |s, v| s.history.shared_log_from = v;
 
     /// messages per write batch (one flush each)
     max_batch: usize, default "64", example "16" => |s, v| s.ws.max_batch = v;

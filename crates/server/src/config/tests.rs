@@ -106,7 +106,7 @@ fn history_flags_file_and_topic_rules() {
                     history_ttl: Duration::from_secs(60),
                     overflow: Some(fanout_core::Overflow::Conflate),
                     shared_log: 256,
-                    shared_log_from: 64
+                    shared_log_from: 256
                 }
             },
             TopicRule {
@@ -116,7 +116,7 @@ fn history_flags_file_and_topic_rules() {
                     history_ttl: Duration::from_secs(10),
                     overflow: None,
                     shared_log: 256,
-                    shared_log_from: 64
+                    shared_log_from: 256
                 }
             },
         ],
