@@ -124,6 +124,11 @@ pub struct HubArgs {
     /// Messages per publish call to run (default 1,64).
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=256))]
     pub batches: Option<Vec<u64>>,
+    /// Members from which the `fanout` engine's topics (and subscribers from
+    /// which its broadcasts) go through their shared logs (default: the
+    /// hub's, `fanout_core::DEFAULT_SHARED_LOG_FROM`).
+    #[arg(long)]
+    pub shared_log_from: Option<usize>,
 }
 
 /// The scenarios.
@@ -264,6 +269,8 @@ pub struct Plan {
     batch: u64,
     /// Messages each healthy subscriber must receive.
     per_sub: u64,
+    /// `--shared-log-from` for the `fanout` engine.
+    log_from: Option<usize>,
 }
 
 impl Plan {
@@ -317,7 +324,7 @@ pub fn main(args: &HubArgs) -> Result<(PathBuf, PathBuf), String> {
     for &scenario in &scenarios {
         for &batch in &batches {
             for &n in &ns_list {
-                let plan = plan(scenario, n, batch, budget);
+                let plan = Plan { log_from: args.shared_log_from, ..plan(scenario, n, batch, budget) };
                 let mut results: Vec<Vec<RunResult>> = engines.iter().map(|_| Vec::new()).collect();
                 for round in 0..rounds {
                     // A B C, A B C, ...: drift in the machine hits every engine alike.
@@ -397,7 +404,7 @@ fn say(started: Instant, plan: &Plan, kind: EngineKind, round: usize, r: &RunRes
 fn plan(scenario: Scenario, n: usize, batch: u64, budget: u64) -> Plan {
     let healthy = healthy_count(scenario, n) as u64;
     let m = (budget / healthy).clamp(128, 1_000_000);
-    Plan { scenario, n, batch, per_sub: m.div_ceil(64) * 64 }
+    Plan { scenario, n, batch, per_sub: m.div_ceil(64) * 64, log_from: None }
 }
 
 fn is_slow(scenario: Scenario, i: usize) -> bool {

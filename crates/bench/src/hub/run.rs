@@ -33,7 +33,10 @@ pub fn run_kind(kind: EngineKind, plan: &Plan) -> RunResult {
     let topic_only = matches!(plan.scenario, Scenario::Topics | Scenario::SameTopic);
     match kind {
         EngineKind::Fanout => {
-            let e = inside(&rt, Hub::<Tick>::new);
+            let e = inside(&rt, || match plan.log_from {
+                Some(n) => Hub::<Tick>::builder().shared_log_from(n).build().expect("valid settings"),
+                None => Hub::<Tick>::new(),
+            });
             run(rt, e, plan)
         }
         EngineKind::Mutex => {
