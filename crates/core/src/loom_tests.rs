@@ -982,3 +982,40 @@ fn loom_switch_to_a_shared_log_racing_a_join() {
         assert!(b.leave("t").is_some());
     });
 }
+
+/// A receiver parked on its ring while its topic switches to a shared log
+/// (two members, the switch and the first append in one walk on another
+/// thread): the switch's link wakes it (`Inbox::link_switched`), so that
+/// it parks on the log too, and the append's wake reaches it. A lost wake
+/// here leaves `block_on` waiting forever, which loom reports.
+#[test]
+fn loom_a_receiver_parked_across_the_switch_is_woken() {
+    use crate::config::TopicOptions;
+    use crate::topic::TopicInner;
+    loom::model(|| {
+        let options = TopicOptions { shared_log: 2, shared_log_from: 2, ..TopicOptions::default() };
+        let topic = Arc::new(TopicInner::<u64>::new("t".into(), 1, 16, options));
+        let a = inbox(1, 4, Overflow::DropOldest);
+        let b = inbox(2, 4, Overflow::DropOldest);
+        for i in [&a, &b] {
+            i.join_with("t", |me| {
+                topic.members.insert(me.clone());
+                topic.clone()
+            })
+            .unwrap();
+        }
+        let p = {
+            let topic = topic.clone();
+            thread::spawn(move || publish(&topic.seq, &topic.members, 7))
+        };
+        let mut buf = Vec::new();
+        let r = loom::future::block_on(std::future::poll_fn(|cx| a.poll_recv_many(cx, &mut buf, 8)));
+        assert_eq!(r, Ok(1));
+        assert_eq!(*buf[0].payload(), 7);
+        p.join().unwrap();
+        assert!(topic.seq.shared_log().is_some(), "two members: a log");
+        // Break the inbox <-> topic links (the cleanup worker's job in a hub).
+        assert!(a.leave("t").is_some());
+        assert!(b.leave("t").is_some());
+    });
+}
