@@ -929,6 +929,27 @@ mod shared_log {
     }
 }
 
+/// Topic `t`, switching to a shared log of room 2 at its second member,
+/// and two inboxes (rings of 4, `DropOldest`) not yet in it.
+fn switching_at_two() -> (Arc<crate::topic::TopicInner<u64>>, Arc<Inbox<u64>>, Arc<Inbox<u64>>) {
+    let options = crate::config::TopicOptions {
+        shared_log: 2,
+        shared_log_from: 2,
+        ..crate::config::TopicOptions::default()
+    };
+    let topic = Arc::new(crate::topic::TopicInner::<u64>::new("t".into(), 1, 16, options));
+    (topic, inbox(1, 4, Overflow::DropOldest), inbox(2, 4, Overflow::DropOldest))
+}
+
+/// `i` joins `topic` as a hub's join does (`Inbox::join_with`).
+fn join_topic(i: &Arc<Inbox<u64>>, topic: &Arc<crate::topic::TopicInner<u64>>) -> bool {
+    i.join_with("t", |me| {
+        topic.members.insert(me.clone());
+        topic.clone()
+    })
+    .unwrap()
+}
+
 /// A topic switching to a shared log (at its second member) while that
 /// member joins from now: either the switching walk finds the new member
 /// and gives it a cursor, or the join finds the log and links itself
@@ -937,31 +958,13 @@ mod shared_log {
 /// the switch) or the log (after).
 #[test]
 fn loom_switch_to_a_shared_log_racing_a_join() {
-    use crate::config::TopicOptions;
-    use crate::topic::TopicInner;
     loom::model(|| {
-        let options = TopicOptions { shared_log: 2, shared_log_from: 2, ..TopicOptions::default() };
-        let topic = Arc::new(TopicInner::<u64>::new("t".into(), 1, 16, options));
-        let a = inbox(1, 4, Overflow::DropOldest);
-        let b = inbox(2, 4, Overflow::DropOldest);
-        let join = |i: &Arc<Inbox<u64>>| {
-            i.join_with("t", |me| {
-                topic.members.insert(me.clone());
-                topic.clone()
-            })
-            .unwrap()
-        };
-        join(&a);
+        let (topic, a, b) = switching_at_two();
+        join_topic(&a, &topic);
         publish(&topic.seq, &topic.members, 1); // one member: a's ring
         let j = {
             let (b, topic) = (b.clone(), topic.clone());
-            thread::spawn(move || {
-                b.join_with("t", |me| {
-                    topic.members.insert(me.clone());
-                    topic.clone()
-                })
-                .unwrap()
-            })
+            thread::spawn(move || join_topic(&b, &topic))
         };
         publish(&topic.seq, &topic.members, 2); // switches if it sees b
         assert!(j.join().unwrap());
@@ -990,20 +993,10 @@ fn loom_switch_to_a_shared_log_racing_a_join() {
 /// here leaves `block_on` waiting forever, which loom reports.
 #[test]
 fn loom_a_receiver_parked_across_the_switch_is_woken() {
-    use crate::config::TopicOptions;
-    use crate::topic::TopicInner;
     loom::model(|| {
-        let options = TopicOptions { shared_log: 2, shared_log_from: 2, ..TopicOptions::default() };
-        let topic = Arc::new(TopicInner::<u64>::new("t".into(), 1, 16, options));
-        let a = inbox(1, 4, Overflow::DropOldest);
-        let b = inbox(2, 4, Overflow::DropOldest);
-        for i in [&a, &b] {
-            i.join_with("t", |me| {
-                topic.members.insert(me.clone());
-                topic.clone()
-            })
-            .unwrap();
-        }
+        let (topic, a, b) = switching_at_two();
+        join_topic(&a, &topic);
+        join_topic(&b, &topic);
         let p = {
             let topic = topic.clone();
             thread::spawn(move || publish(&topic.seq, &topic.members, 7))

@@ -629,17 +629,13 @@ fn a_repairing_subscriber_on_two_lagging_log_topics_loses_nothing_kept() {
 /// or before it joined a log topic, is woken by the next message: the link
 /// wakes it, so that it parks on the log too. (Before, it slept on its ring
 /// while the log filled: `fanout-bench history --quick` hung on it.)
-#[test]
-fn a_receiver_parked_before_the_switch_is_woken_by_the_log() {
-    let hub = Hub::<u64>::builder().shared_log(64).shared_log_from(2).build().unwrap();
-    let mut a = hub.subscribe().unwrap();
-    a.join("t").unwrap();
+/// Parks `a` in `recv`, runs `act`, then checks that `a` was woken and
+/// gets 7.
+fn parked_then_woken_for_7(a: &mut Subscriber<u64>, act: impl FnOnce()) {
     let (woken, waker) = common::counting_waker();
     let mut f = Box::pin(a.recv());
     assert!(common::poll_once(&mut f, &waker).is_pending());
-    let b = hub.subscribe().unwrap();
-    b.join("t").unwrap();
-    hub.publish("t", 7).unwrap(); // two members: the switch, then the log
+    act();
     assert!(woken.0.load(Ordering::SeqCst) > 0, "the parked receiver is woken");
     match common::poll_once(&mut f, &waker) {
         std::task::Poll::Ready(Ok(m)) => assert_eq!(*m.payload(), 7),
@@ -648,19 +644,26 @@ fn a_receiver_parked_before_the_switch_is_woken_by_the_log() {
 }
 
 #[test]
+fn a_receiver_parked_before_the_switch_is_woken_by_the_log() {
+    let hub = Hub::<u64>::builder().shared_log(64).shared_log_from(2).build().unwrap();
+    let mut a = hub.subscribe().unwrap();
+    a.join("t").unwrap();
+    let b = hub.subscribe().unwrap();
+    parked_then_woken_for_7(&mut a, || {
+        b.join("t").unwrap();
+        hub.publish("t", 7).unwrap(); // two members: the switch, then the log
+    });
+}
+
+#[test]
 fn a_receiver_parked_before_the_broadcasts_switch_is_woken_by_their_log() {
     let hub = Hub::<u64>::builder().shared_log(64).shared_log_from(2).build().unwrap();
     let mut a = hub.subscribe().unwrap();
-    let (woken, waker) = common::counting_waker();
-    let mut f = Box::pin(a.recv());
-    assert!(common::poll_once(&mut f, &waker).is_pending());
-    let _b = hub.subscribe().unwrap();
-    hub.broadcast(7).unwrap();
-    assert!(woken.0.load(Ordering::SeqCst) > 0, "the parked receiver is woken");
-    match common::poll_once(&mut f, &waker) {
-        std::task::Poll::Ready(Ok(m)) => assert_eq!(*m.payload(), 7),
-        other => panic!("{other:?}"),
-    }
+    let mut b = None;
+    parked_then_woken_for_7(&mut a, || {
+        b = Some(hub.subscribe().unwrap());
+        hub.broadcast(7).unwrap();
+    });
 }
 
 #[test]
@@ -668,14 +671,8 @@ fn a_parked_receiver_that_joins_a_log_topic_is_woken_by_it() {
     let hub = Hub::<u64>::builder().shared_log(64).shared_log_from(0).build().unwrap();
     let mut a = hub.subscribe().unwrap();
     let id = a.id();
-    let (woken, waker) = common::counting_waker();
-    let mut f = Box::pin(a.recv());
-    assert!(common::poll_once(&mut f, &waker).is_pending());
-    hub.join(id, "t").unwrap(); // by id, as the server's `subscribe` does
-    hub.publish("t", 7).unwrap();
-    assert!(woken.0.load(Ordering::SeqCst) > 0, "the parked receiver is woken");
-    match common::poll_once(&mut f, &waker) {
-        std::task::Poll::Ready(Ok(m)) => assert_eq!(*m.payload(), 7),
-        other => panic!("{other:?}"),
-    }
+    parked_then_woken_for_7(&mut a, || {
+        hub.join(id, "t").unwrap(); // by id, as the server's `subscribe` does
+        hub.publish("t", 7).unwrap();
+    });
 }
