@@ -15,6 +15,9 @@ pub enum Overflow {
     /// [`CloseReason::SlowConsumer`](crate::CloseReason::SlowConsumer) at once
     /// (publishers skip it from then on), drains what it already holds, and the
     /// cleanup worker removes it. The message that did not fit is dropped.
+    /// (On a topic delivering through a shared log, a reader that fell more
+    /// than the log's room behind is told its loss and closed when it next
+    /// receives: see [`TopicOptions::shared_log`].)
     #[default]
     Evict,
     /// The new message is dropped for that subscriber; its ring keeps the older ones.
@@ -71,9 +74,9 @@ pub struct TopicOptions {
     /// reads with a cursor of its own, instead of a handle pushed into each
     /// subscriber's ring, with room for each subscriber to fall this many
     /// messages behind (at least the hub's
-    /// [`capacity`](HubConfig::capacity), so that the log never makes a
-    /// subscriber lose earlier than its ring would; rounded up to a power
-    /// of two, at least 64). The default is [`DEFAULT_SHARED_LOG`] (256,
+    /// [`capacity`](HubConfig::capacity), up to [`MAX_SHARED_LOG`], so that
+    /// the log never makes a subscriber lose earlier than its ring would;
+    /// rounded up to a power of two, at least 64). The default is [`DEFAULT_SHARED_LOG`] (256,
     /// the default capacity) from [`DEFAULT_SHARED_LOG_FROM`] (256)
     /// members: a message to a large topic is written once for all its
     /// subscribers, which is what makes single messages to large topics
@@ -91,9 +94,10 @@ pub struct TopicOptions {
     /// go it is told it lost). What differs from the
     /// rings: leaving the topic gives up what was not yet taken from its
     /// log (a ring keeps what is queued); a subscriber's own
-    /// [`SubscribeOptions::capacity`] and its `DropNewest` or `Conflate`
-    /// policy do not apply to the log (it loses the oldest, at the log's
-    /// room); what a subscriber gets from two
+    /// [`SubscribeOptions::capacity`] and its `DropNewest` policy do not
+    /// apply to the log (it loses the oldest, at the log's room; a
+    /// subscriber with repair, as under `Conflate`, then takes back what
+    /// the history holds); what a subscriber gets from two
     /// sources (this log, another topic's, its ring) keeps each source's
     /// order but not the order they were published in across them (one
     /// ring kept that too); and the log counts every reader

@@ -100,6 +100,13 @@ pub(crate) struct Inner<T: Clone + Send + Sync + 'static> {
     /// stopping worker waits for none to be in flight before its last look
     /// at the channel ([`Inner::request_settle`]).
     pub(crate) settles_in_flight: AtomicUsize,
+    /// Settles that could not go now: the worker's channel was full, or
+    /// the settling thread holds the log's walk further up its stack (its
+    /// payload drop is dropping a subscriber of the same log). The worker
+    /// takes them on its next tick and before it stops, an inline settle
+    /// when it is done with its own, shutdown after the worker has
+    /// stopped. A rare path, so a mutex.
+    held_settles: std::sync::Mutex<Vec<crate::cursors::Left<T>>>,
 }
 
 impl<T: Clone + Send + Sync + 'static> Hub<T> {
@@ -132,6 +139,7 @@ impl<T: Clone + Send + Sync + 'static> Hub<T> {
             reaper_tx: tx,
             needs_sweep: AtomicBool::new(false),
             settles_in_flight: AtomicUsize::new(0),
+            held_settles: std::sync::Mutex::new(Vec::new()),
             config,
         });
         let worker = reaper::spawn(inner.clone(), rx);
@@ -447,6 +455,8 @@ impl<T: Clone + Send + Sync + 'static> Shared<T> {
                 let _ = h.join();
             }
         }
+        // What was held for a worker that has stopped (see `held_settles`).
+        self.inner.settle_held();
     }
 }
 
@@ -641,8 +651,17 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
 
     /// [`Inner::settle_leavers`] for each log a dropped subscriber left
     /// (`None`: the broadcasts').
+    ///
+    /// A log this thread is settling already, further up its stack (a
+    /// payload dropped by that settle owned a subscriber of the same log),
+    /// is held for later (`held_settles`): its walk is this thread's.
     pub(crate) fn settle_left(&self, left: impl IntoIterator<Item = crate::cursors::Left<T>>) {
         for l in left {
+            let seq = l.as_ref().map_or(&self.broadcasts, |t| &t.seq);
+            if settling::this_thread_settles(seq) {
+                self.hold_settles(std::iter::once(l));
+                continue;
+            }
             match l {
                 Some(topic) => self.settle_leavers(&topic),
                 None => self.settle_log_of(&self.broadcasts, &self.all),
@@ -650,17 +669,43 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         }
     }
 
+    /// Settles what was held (see `held_settles`), unless this thread is
+    /// inside a settle (the outermost one does it, after its own).
+    pub(crate) fn settle_held(&self) {
+        if settling::any() {
+            return;
+        }
+        loop {
+            let held = self.take_held_settles();
+            if held.is_empty() {
+                return;
+            }
+            self.settle_left(held);
+        }
+    }
+
     /// Takes `seq`'s walk (delivering what is ready to `set` first, and
     /// after, as every holder of a walk does) to settle its log's leavers.
     fn settle_log_of(&self, seq: &Sequencer<T>, set: &Members<T>) {
+        let walk = seq.walk_blocking();
+        let _mark = settling::Mark::new(seq);
         let mut r = PublishReport::default();
         let evict = |i: &Arc<Inbox<T>>| {
             self.close_inbox(i, CloseReason::SlowConsumer);
         };
         let start = crate::stats::thread_index();
-        let n = crate::recovery::with_walk_on(seq, set, start, &mut r, &evict, |w, _| w.settle_log());
+        let n = crate::recovery::with_held_walk(walk, seq, set, start, &mut r, &evict, |w, _| w.settle_log());
         self.counters.publish(&r);
         self.counters.discarded(n);
+    }
+
+    fn hold_settles(&self, left: impl IntoIterator<Item = crate::cursors::Left<T>>) {
+        self.held_settles.lock().unwrap_or_else(|p| p.into_inner()).extend(left);
+    }
+
+    /// The settles kept for later (see `held_settles`).
+    pub(crate) fn take_held_settles(&self) -> Vec<crate::cursors::Left<T>> {
+        std::mem::take(&mut *self.held_settles.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Removes `topic` from the map if it has no members and no handles, and is
@@ -697,15 +742,18 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     /// Has the cleanup worker settle the logs a dropped subscriber left (see
     /// [`Request::Settle`]). With its channel full, the next append to each
     /// log settles them (and counts what they left then); after shutdown
-    /// (when nothing publishes), here.
+    /// (when nothing publishes), here (waiting for the log's walk, unless
+    /// this thread holds it: see [`Inner::settle_left`]).
     ///
     /// A request must not be left in the channel of a worker that stopped:
     /// what the leaver never took would go uncounted. A sender counts itself
     /// in `settles_in_flight` before it looks at `shut` (both `SeqCst`);
     /// the stopping worker, which received `Stop` after `shut` was set,
-    /// waits until none is in flight, then empties the channel. A sender
-    /// either saw `shut` (and settles here), or was counted before the
-    /// worker's look, and its request is in the channel by then.
+    /// waits until none is in flight, then empties the channel and
+    /// `held_settles`. A sender either saw `shut` (and settles here), or
+    /// was counted before the worker's look, and its request is in the
+    /// channel or held by then. With the channel full the request is held
+    /// for the worker's next tick.
     pub(crate) fn request_settle(&self, left: Vec<crate::cursors::Left<T>>) {
         if left.is_empty() {
             return;
@@ -715,6 +763,10 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
             Some(left)
         } else {
             match self.reaper_tx.try_send(Request::Settle(left)) {
+                Err(TrySendError::Full(Request::Settle(left))) => {
+                    self.hold_settles(left);
+                    None
+                }
                 Err(TrySendError::Disconnected(Request::Settle(left))) => Some(left),
                 _ => None,
             }
@@ -722,6 +774,7 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         self.settles_in_flight.fetch_sub(1, Ordering::SeqCst);
         if let Some(left) = left {
             self.settle_left(left);
+            self.settle_held();
         }
     }
 
@@ -765,5 +818,52 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         self.all.clear();
         self.by_id.clear();
         self.topics.clear();
+    }
+}
+
+/// Which logs this thread is settling (their sequencers' addresses): a
+/// settle that a settle's payload drop starts must not wait for the walk
+/// its own thread holds.
+mod settling {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static SETTLING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn key<S>(seq: &S) -> usize {
+        seq as *const S as usize
+    }
+
+    /// True while this thread settles `seq`'s log.
+    pub(super) fn this_thread_settles<S>(seq: &S) -> bool {
+        SETTLING.with(|s| s.borrow().contains(&key(seq)))
+    }
+
+    /// True while this thread settles any log.
+    pub(super) fn any() -> bool {
+        SETTLING.with(|s| !s.borrow().is_empty())
+    }
+
+    /// Marks `seq` as settled by this thread until dropped (a panic too).
+    pub(super) struct Mark(usize);
+
+    impl Mark {
+        pub(super) fn new<S>(seq: &S) -> Mark {
+            let k = key(seq);
+            SETTLING.with(|s| s.borrow_mut().push(k));
+            Mark(k)
+        }
+    }
+
+    impl Drop for Mark {
+        fn drop(&mut self) {
+            SETTLING.with(|s| {
+                let mut s = s.borrow_mut();
+                if let Some(i) = s.iter().rposition(|&k| k == self.0) {
+                    s.remove(i);
+                }
+            });
+        }
     }
 }

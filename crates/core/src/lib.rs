@@ -21,8 +21,10 @@
 //!             ...
 //! ```
 //!
-//! fanout keeps the same shape (a bounded queue per subscriber) and removes the
-//! lock and its faults:
+//! fanout keeps the same shape (a bounded queue per subscriber; for a topic
+//! of 256 members or more, one shared log its members read with cursors of
+//! their own, see [`TopicOptions::shared_log`]) and removes the lock and its
+//! faults:
 //!
 //! - publishers load an immutable snapshot of the subscriber set (`arc-swap`)
 //!   and never lock; membership changes copy-on-write one chunk of it;

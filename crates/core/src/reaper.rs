@@ -116,10 +116,7 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
             // their way, are settled first: what they left is counted.
             // A panic here (a payload's `Drop`) must not stop the thread from
             // ending normally: the hub's shutdown joins it.
-            if catch_unwind(AssertUnwindSafe(|| last_settles(inner, rx, &mut settles, &mut flushes))).is_err()
-            {
-                inner.counters.cleanup_panic();
-            }
+            last_settles(inner, rx, &mut settles, &mut flushes);
             if catch_unwind(AssertUnwindSafe(|| inner.clear_all())).is_err() {
                 inner.counters.cleanup_panic();
             }
@@ -141,6 +138,7 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
             batch.clear();
             inner.needs_sweep.store(true, Ordering::Release);
         }
+        settles.extend(inner.take_held_settles());
         if !settles.is_empty()
             && catch_unwind(AssertUnwindSafe(|| inner.settle_left(settles.drain(..)))).is_err()
         {
@@ -161,8 +159,10 @@ fn run<T: Clone + Send + Sync + 'static>(inner: &Inner<T>, rx: &Receiver<Request
 }
 
 /// The stopping worker's last settles: those it holds, those still in the
-/// channel, and those a sender is putting there (`Inner::request_settle`
-/// says why none can be missed).
+/// channel or held, and those a sender is putting there
+/// (`Inner::request_settle` says why none can be missed). One at a time,
+/// each under its own `catch_unwind`: a payload's `Drop` that panics
+/// costs the count of one leaver, not of the rest.
 fn last_settles<T: Clone + Send + Sync + 'static>(
     inner: &Inner<T>,
     rx: &Receiver<Request<T>>,
@@ -179,11 +179,19 @@ fn last_settles<T: Clone + Send + Sync + 'static>(
                 Request::Remove(_) | Request::Stop => {}
             }
         }
-        inner.settle_left(settles.drain(..));
-        if quiet {
-            return;
+        settles.extend(inner.take_held_settles());
+        if settles.is_empty() {
+            if quiet {
+                return;
+            }
+            backoff.snooze();
+            continue;
         }
-        backoff.snooze();
+        for l in std::mem::take(settles) {
+            if catch_unwind(AssertUnwindSafe(|| inner.settle_left(std::iter::once(l)))).is_err() {
+                inner.counters.cleanup_panic();
+            }
+        }
     }
 }
 

@@ -200,7 +200,7 @@ impl fmt::Display for Scenario {
 #[value(rename_all = "snake_case")]
 pub enum EngineKind {
     /// `fanout_core::Hub`, default settings: rings, and a shared log for a
-    /// topic (and the broadcasts) from 64 members.
+    /// topic (and the broadcasts) from 256 members.
     Fanout,
     /// `fanout_core::Hub` on the rings alone (`HubBuilder::shared_log(0)`),
     /// the default before shared logs (not in the default list).

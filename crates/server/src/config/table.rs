@@ -297,8 +297,8 @@ settings! {
     /// bytes a connection may hold taken from its queue but not yet written to its socket (frame
     /// headers included): how far a healthy client may fall behind in a burst. At the mark the
     /// connection stops taking from its queue, which then fills and the `--overflow` policy
-    /// applies; the queue's `--capacity` in messages is the second cap, and whichever fills
-    /// first decides. At least 1024
+    /// applies; the queue's `--capacity` in messages (for a topic on its shared log, the log's
+    /// room) is the second cap, and whichever fills first decides. At least 1024
     max_queued_bytes: usize, default "4194304", example "8388608" => |s, v| s.ws.max_queued_bytes = v;
 
     /// a connection that stays at `--max-queued-bytes` this long is closed with 4001 "slow
