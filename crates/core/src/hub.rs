@@ -687,14 +687,15 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
     /// Takes `seq`'s walk (delivering what is ready to `set` first, and
     /// after, as every holder of a walk does) to settle its log's leavers.
     fn settle_log_of(&self, seq: &Sequencer<T>, set: &Members<T>) {
-        let walk = seq.walk_blocking();
+        // Marked before the walk is taken: nothing this thread does before
+        // it can start a settle.
         let _mark = settling::Mark::new(seq);
         let mut r = PublishReport::default();
         let evict = |i: &Arc<Inbox<T>>| {
             self.close_inbox(i, CloseReason::SlowConsumer);
         };
         let start = crate::stats::thread_index();
-        let n = crate::recovery::with_held_walk(walk, seq, set, start, &mut r, &evict, |w, _| w.settle_log());
+        let n = crate::recovery::with_walk_on(seq, set, start, &mut r, &evict, |w, _| w.settle_log());
         self.counters.publish(&r);
         self.counters.discarded(n);
     }

@@ -274,20 +274,7 @@ pub(crate) fn with_walk_on<T, R>(
     evict: &impl Fn(&Arc<Inbox<T>>),
     f: impl FnOnce(&mut Walk<'_, T>, &mut PublishReport) -> R,
 ) -> R {
-    with_held_walk(seq.walk_blocking(), seq, set, start, r, evict, f)
-}
-
-/// [`with_walk_on`] with `walk`, `seq`'s walk, already taken (as
-/// [`Sequencer::try_walk`](sequencer::Sequencer::try_walk) gives it).
-pub(crate) fn with_held_walk<'s, T, R>(
-    mut walk: Walk<'s, T>,
-    seq: &'s sequencer::Sequencer<T>,
-    set: &crate::members::Members<T>,
-    start: usize,
-    r: &mut PublishReport,
-    evict: &impl Fn(&Arc<Inbox<T>>),
-    f: impl FnOnce(&mut Walk<'s, T>, &mut PublishReport) -> R,
-) -> R {
+    let mut walk = seq.walk_blocking();
     walk.deliver(set, start, r, evict);
     let out = f(&mut walk, r);
     if walk.end() {

@@ -214,6 +214,26 @@ struct Gate(Option<(std::sync::mpsc::Sender<()>, Release)>);
 /// What lets an armed [`Gate`]'s drop go on.
 type Release = Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>;
 
+/// The hub's `delivered` and `discarded`, and that every delivery was
+/// received (`received` of them), displaced or discarded.
+fn assert_counts<T: Clone + Send + Sync + 'static>(
+    hub: &Hub<T>,
+    delivered: u64,
+    discarded: u64,
+    received: u64,
+) {
+    let st = hub.stats();
+    assert_eq!((st.delivered, st.discarded), (delivered, discarded), "{st:?}");
+    assert_eq!(st.delivered, received + st.displaced + st.discarded, "{st:?}");
+}
+
+/// An armed [`Gate`], what says its drop has begun, and what lets it end.
+fn armed_gate() -> (Gate, std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    (Gate(Some((entered_tx, Arc::new(std::sync::Mutex::new(release_rx))))), entered, release)
+}
+
 impl Drop for Gate {
     fn drop(&mut self) {
         if let Some((entered, release)) = self.0.take() {
@@ -233,9 +253,8 @@ fn a_log_leaver_whose_settle_comes_with_the_stop_is_still_counted() {
     for s in &subs {
         s.join("t").unwrap();
     }
-    let (entered_tx, entered) = std::sync::mpsc::channel();
-    let (release, release_rx) = std::sync::mpsc::channel();
-    hub.publish("t", Gate(Some((entered_tx, Arc::new(std::sync::Mutex::new(release_rx)))))).unwrap();
+    let (gate, entered, release) = armed_gate();
+    hub.publish("t", gate).unwrap();
     hub.publish("t", Gate(None)).unwrap();
     let [mut a, b, mut c] = <[_; 3]>::try_from(subs).ok().unwrap();
     assert_eq!(std::iter::from_fn(|| a.try_recv().ok()).count(), 2, "a takes both");
@@ -249,10 +268,8 @@ fn a_log_leaver_whose_settle_comes_with_the_stop_is_still_counted() {
     hub.inner().shutdown();
     release.send(()).unwrap();
     hub.shutdown(); // joins the worker
-    let st = hub.stats();
-    assert_eq!(st.delivered, 6, "three readers, two messages");
-    assert_eq!(st.discarded, 3, "b's two and c's one");
-    assert_eq!(st.delivered, 3 + st.displaced + st.discarded, "{st:?}");
+                    // Three readers of two messages; b's two and c's one discarded.
+    assert_counts(&hub, 6, 3, 3);
 }
 
 #[test]
@@ -269,9 +286,8 @@ fn a_log_leaver_whose_settle_finds_the_channel_full_is_still_counted() {
     }
     subs[3].join("u").unwrap();
     hub.publish("u", Gate(None)).unwrap();
-    let (entered_tx, entered) = std::sync::mpsc::channel();
-    let (release, release_rx) = std::sync::mpsc::channel();
-    hub.publish("t", Gate(Some((entered_tx, Arc::new(std::sync::Mutex::new(release_rx)))))).unwrap();
+    let (gate, entered, release) = armed_gate();
+    hub.publish("t", gate).unwrap();
     hub.publish("t", Gate(None)).unwrap();
     let [mut a, b, mut c, d] = <[_; 4]>::try_from(subs).ok().unwrap();
     assert_eq!(std::iter::from_fn(|| a.try_recv().ok()).count(), 2, "a takes both of t");
@@ -284,10 +300,9 @@ fn a_log_leaver_whose_settle_finds_the_channel_full_is_still_counted() {
     drop(d); // its removal and its settle (of u) find it full
     release.send(()).unwrap();
     hub.shutdown(); // joins the worker
-    let st = hub.stats();
-    assert_eq!(st.delivered, 7, "three readers of two in t, one of one in u");
-    assert_eq!(st.discarded, 4, "b's two, c's one and d's one");
-    assert_eq!(st.delivered, 3 + st.displaced + st.discarded, "{st:?}");
+                    // Three readers of two in t, one of one in u; b's two, c's one and
+                    // d's one discarded.
+    assert_counts(&hub, 7, 4, 3);
 }
 
 /// A payload that owns a subscriber of the hub it travels through.
@@ -318,7 +333,5 @@ fn a_settle_after_shutdown_that_drops_a_subscriber_of_the_same_log_does_not_wait
     assert!(r.try_recv().is_ok());
     hub.shutdown();
     drop(b); // its settle frees the message, and with it y
-    let st = hub.stats();
-    assert_eq!((st.delivered, st.discarded), (2, 1), "{st:?}");
-    assert_eq!(st.delivered, 1 + st.displaced + st.discarded, "{st:?}");
+    assert_counts(&hub, 2, 1, 1);
 }
