@@ -15,9 +15,9 @@ pub enum Overflow {
     /// [`CloseReason::SlowConsumer`](crate::CloseReason::SlowConsumer) at once
     /// (publishers skip it from then on), drains what it already holds, and the
     /// cleanup worker removes it. The message that did not fit is dropped.
-    /// (On a topic delivering through a shared log, a reader that fell more
-    /// than the log's room behind is told its loss and closed when it next
-    /// receives: see [`TopicOptions::shared_log`].)
+    /// (On a topic delivering through a shared log, a reader is closed when
+    /// the log's writer moves it, having fallen more than the log's room
+    /// behind, and is told its loss first: see [`TopicOptions::shared_log`].)
     #[default]
     Evict,
     /// The new message is dropped for that subscriber; its ring keeps the older ones.
@@ -85,7 +85,8 @@ pub struct TopicOptions {
     /// further behind loses the oldest and is told how many (`Lagged`,
     /// counted as displaced); under [`Overflow::Evict`] (the topic's
     /// policy, or the subscriber's when the topic has none) it is also
-    /// closed as a slow consumer, when it next receives. Priorities and
+    /// closed as a slow consumer at once, as a full ring's subscriber is
+    /// (the walk that moved it closes it). Priorities and
     /// keys order nothing in it (the topic's order is its `seq`), and a
     /// subscriber reads it alongside what its own ring holds (broadcasts,
     /// direct sends, notices). A closed subscriber drains what was in the

@@ -146,6 +146,7 @@ impl<T> Cursors<T> {
         // The link is stored before the cursor is offered to the writer,
         // so a held link is held from the cursor's first message.
         let cursor = Arc::new(Cursor::new());
+        cursor.set_evict(evict);
         links.push(Link { log: log.clone(), cursor: cursor.clone(), after, evict, topic });
         self.links.store(Arc::new(links));
         self.any.store(!self.done.load(Ordering::Relaxed), Ordering::Release);
@@ -271,6 +272,12 @@ impl<T> Cursors<T> {
             }
             Ok(0)
         })
+    }
+
+    /// True once after the writer of `log` moved this subscriber's `Evict`
+    /// reader there (see `Cursor::take_evicted`).
+    pub(crate) fn evicted_from(&self, log: &Arc<TopicLog<T>>) -> bool {
+        self.links.with(|links| links.iter().any(|l| Arc::ptr_eq(&l.log, log) && l.cursor.take_evicted()))
     }
 
     /// Parks on every log; true if one has something already (take again).

@@ -964,6 +964,12 @@ impl<T> Inbox<T> {
         std::mem::take(&mut *mine).into_iter().map(|(t, _)| t).collect()
     }
 
+    /// True once after the writer of `log` moved this subscriber's `Evict`
+    /// reader (it lagged): close it as a slow consumer.
+    pub(crate) fn evicted_from(&self, log: &Arc<crate::topic_log::TopicLog<T>>) -> bool {
+        self.cursors.evicted_from(log)
+    }
+
     /// The subscriber is gone: leaves every shared log it read; returns
     /// them, for their settle (`Inner::settle_left`).
     pub(crate) fn leave_logs(&self) -> Vec<crate::cursors::Left<T>> {

@@ -445,6 +445,16 @@ impl<'s, T> Walk<'s, T> {
                 r.displaced += a.skipped;
                 r.discarded += a.discarded;
                 r.wakes += a.wakes;
+                if a.evicted > 0 {
+                    // Readers under `Evict` fell a room behind: their
+                    // subscribers are closed now, as a full ring's are (a
+                    // scan of the members, on a slow consumer's lag only).
+                    set.for_each(|inbox| {
+                        if inbox.evicted_from(log) {
+                            evict(inbox);
+                        }
+                    });
+                }
                 if let Some(now) = now {
                     self.seq.last_append.store(since_base(now), std::sync::atomic::Ordering::Relaxed);
                     self.history(|h| {

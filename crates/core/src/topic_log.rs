@@ -179,6 +179,12 @@ pub(crate) struct Cursor {
     /// ([`TopicLog::seal`]), so that a closed subscriber drains what was
     /// appended before its close, as its ring is drained, and nothing after.
     until: AtomicU64,
+    /// The reader's policy here is `Evict` (set once, before it joins).
+    evict: AtomicBool,
+    /// The writer moved this open `Evict` reader: its subscriber is to be
+    /// closed as a slow consumer now, as a full ring's is (set by the
+    /// writer, taken by the walk that closes it: `Cursor::take_evicted`).
+    evicted: AtomicBool,
 }
 
 impl Cursor {
@@ -196,11 +202,23 @@ impl Cursor {
             ],
             index: std::sync::atomic::AtomicUsize::new(usize::MAX),
             until: AtomicU64::new(u64::MAX),
+            evict: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
         }
     }
 }
 
 impl Cursor {
+    /// Marks this reader's policy here as `Evict`; call before it joins.
+    pub(crate) fn set_evict(&self, evict: bool) {
+        self.evict.store(evict, Ordering::Relaxed);
+    }
+
+    /// True once after the writer moved this open `Evict` reader.
+    pub(crate) fn take_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Relaxed) && self.evicted.swap(false, Ordering::Relaxed)
+    }
+
     /// How far the writer moved this reader since it last looked (`None`:
     /// not at all, or not admitted yet); records `raw` as where it is.
     /// Called by the reader alone.
@@ -333,6 +351,9 @@ pub(crate) struct Appended {
     /// what a sealed reader was moved past beyond its seal (summed over
     /// readers).
     pub(crate) discarded: u64,
+    /// Open `Evict` readers moved (lagged): their subscribers are to be
+    /// closed as slow consumers (`Cursor::take_evicted` finds them).
+    pub(crate) evicted: u64,
 }
 
 impl<T> TopicLog<T> {
@@ -584,9 +605,10 @@ impl<T> TopicLog<T> {
             let end = head + k;
             let cap = self.mask + 1;
             if w.floor + cap < end {
-                let (skipped, discarded) = self.make_room(w, head, end);
+                let (skipped, discarded, evicted) = self.make_room(w, head, end);
                 done.skipped = skipped;
                 done.discarded += discarded;
+                done.evicted = evicted;
             }
             let n = w.readers.len();
             done.readers = n as u64;
@@ -640,9 +662,10 @@ impl<T> TopicLog<T> {
             let head = self.head.load(Ordering::Relaxed);
             let end = head + n;
             if w.floor + self.mask + 1 < end {
-                let (skipped, discarded) = self.make_room(w, head, end);
+                let (skipped, discarded, evicted) = self.make_room(w, head, end);
                 done.skipped = skipped;
                 done.discarded += discarded;
+                done.evicted = evicted;
             }
             // Every reader is at `end - len` or later now (or was within the
             // room already): the holes it can reach.
@@ -751,11 +774,12 @@ impl<T> TopicLog<T> {
     /// written yet: a `skip` past them); returns the messages skipped
     /// (what the readers lost) and discarded (past a sealed reader's
     /// `until`, or of one that left: what it would never have taken).
-    fn make_room(&self, w: &mut Writer, head: u64, end: u64) -> (u64, u64) {
+    fn make_room(&self, w: &mut Writer, head: u64, end: u64) -> (u64, u64, u64) {
         let to = end.saturating_sub(self.len);
         let mut floor = head;
         let mut skipped = 0;
         let mut discarded = 0;
+        let mut evicted = 0;
         for c in &w.readers {
             let mut raw = c.pos.load(Ordering::Acquire);
             loop {
@@ -772,6 +796,11 @@ impl<T> TopicLog<T> {
                         skipped += self.give_back(at, cut);
                         discarded += self.give_back(cut, written.max(cut));
                         floor = floor.min(to);
+                        if raw & LEFT == 0 && until == u64::MAX && c.evict.load(Ordering::Relaxed) {
+                            // Open, under `Evict`: closed now, as a full ring's subscriber is.
+                            c.evicted.store(true, Ordering::Relaxed);
+                            evicted += 1;
+                        }
                         break;
                     }
                     Err(now) => raw = now,
@@ -779,7 +808,7 @@ impl<T> TopicLog<T> {
             }
         }
         w.floor = floor;
-        (skipped, discarded)
+        (skipped, discarded, evicted)
     }
 }
 
