@@ -51,9 +51,6 @@ struct Link<T> {
     /// The ring position the receiver must have taken up to before this
     /// log is read (see the module docs); 0 for a join from now.
     after: usize,
-    /// Whether a lag in this log closes the subscriber (`Overflow::Evict`:
-    /// the topic's policy, or the subscriber's when the topic has none).
-    evict: bool,
     /// The topic whose log this is (`None`: the broadcasts'), for the
     /// settle when the subscriber leaves it.
     topic: Option<Arc<TopicInner<T>>>,
@@ -65,18 +62,9 @@ impl<T> Clone for Link<T> {
             log: self.log.clone(),
             cursor: self.cursor.clone(),
             after: self.after,
-            evict: self.evict,
             topic: self.topic.clone(),
         }
     }
-}
-
-/// A lag in one log: the loss of `lost` messages, and whether the log's
-/// policy closes the subscriber for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Lag {
-    pub(crate) lost: u64,
-    pub(crate) evict: bool,
 }
 
 /// A log a subscriber left, to be settled by the topic's walk (see
@@ -147,7 +135,7 @@ impl<T> Cursors<T> {
         // so a held link is held from the cursor's first message.
         let cursor = Arc::new(Cursor::new());
         cursor.set_evict(evict);
-        links.push(Link { log: log.clone(), cursor: cursor.clone(), after, evict, topic });
+        links.push(Link { log: log.clone(), cursor: cursor.clone(), after, topic });
         self.links.store(Arc::new(links));
         self.any.store(!self.done.load(Ordering::Relaxed), Ordering::Release);
         log.join_cursor(cursor);
@@ -246,13 +234,13 @@ impl<T> Cursors<T> {
 
     /// Takes up to `max` messages from one log (the first, in turn, that has
     /// any and is not waiting for the ring, whose taken position is
-    /// `ring_at()`), or `Err(lag)`: that log's next item is a loss.
+    /// `ring_at()`), or `Err(lost)`: that log's next item is a loss.
     pub(crate) fn take(
         &self,
         buf: &mut impl Sink<T>,
         max: usize,
         ring_at: impl Fn() -> usize,
-    ) -> Result<usize, Lag> {
+    ) -> Result<usize, u64> {
         if !self.any.load(Ordering::Acquire) {
             return Ok(0);
         }
@@ -267,7 +255,7 @@ impl<T> Cursors<T> {
                 match l.log.take(&l.cursor, buf, max) {
                     Ok(0) => continue,
                     Ok(n) => return Ok(n),
-                    Err(lost) => return Err(Lag { lost, evict: l.evict }),
+                    Err(lost) => return Err(lost),
                 }
             }
             Ok(0)

@@ -728,10 +728,9 @@ impl<T: Clone + Send + Sync + 'static> Inner<T> {
         true
     }
 
-    /// What follows the one close of an inbox, by [`Inner::close_inbox`] or
-    /// by its receiver (`Inbox::take_self_eviction`): the close counted, the
-    /// inbox removed from every set.
-    pub(crate) fn after_close(&self, inbox: &Arc<Inbox<T>>, reason: CloseReason) {
+    /// What follows the one close of an inbox, by [`Inner::close_inbox`]:
+    /// the close counted, the inbox removed from every set.
+    fn after_close(&self, inbox: &Arc<Inbox<T>>, reason: CloseReason) {
         self.counters.closed(reason);
         if self.is_shut() {
             // The worker empties every set as it stops.

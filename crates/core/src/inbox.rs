@@ -179,11 +179,6 @@ pub(crate) struct Inbox<T> {
     /// Cursors into the shared logs of joined topics that have one
     /// (`cursors.rs`); changed under `topics`.
     cursors: Cursors<T>,
-    /// The receiver closed this inbox itself, as a slow consumer: it found
-    /// it had lagged in a shared log under `Overflow::Evict`. Its
-    /// [`Subscriber`](crate::Subscriber) then has it counted and removed
-    /// ([`Inbox::take_self_eviction`]).
-    evicted_itself: AtomicBool,
 }
 
 impl<T> Inbox<T> {
@@ -209,14 +204,7 @@ impl<T> Inbox<T> {
         if !lazy_ring {
             ring.allocate();
         }
-        Inbox {
-            id,
-            ring,
-            waker: AtomicWaker::new(),
-            topics: Mutex::new(Vec::new()),
-            cursors: Cursors::new(),
-            evicted_itself: AtomicBool::new(false),
-        }
+        Inbox { id, ring, waker: AtomicWaker::new(), topics: Mutex::new(Vec::new()), cursors: Cursors::new() }
     }
 
     /// The fields on the publishers' line.
@@ -643,29 +631,12 @@ impl<T> Inbox<T> {
         }
     }
 
-    /// From the shared logs. A lag in a log whose policy is
-    /// `Overflow::Evict` also closes the inbox as a slow consumer (the
-    /// writer does not wait for a reader, so the reader decides when it
-    /// looks): the loss is reported first, then what was appended before
-    /// the close, then the close, as a ring that evicts does.
+    /// From the shared logs. (Under `Overflow::Evict`, a reader the writer
+    /// moves is closed by the walk that moved it: `Cursor::take_evicted`.)
     fn take_logs(&self, buf: &mut impl Sink<T>, max: usize) -> Result<usize, u64> {
         // The position the receiver has taken or reported up to (a
         // displaced replay is reported before the log goes on).
-        match self.cursors.take(buf, max, || self.q().next.load(Ordering::Relaxed)) {
-            Ok(n) => Ok(n),
-            Err(lag) => {
-                if lag.evict && self.close(CloseReason::SlowConsumer) {
-                    self.evicted_itself.store(true, Ordering::Relaxed);
-                }
-                Err(lag.lost)
-            }
-        }
-    }
-
-    /// Whether the receiver closed this inbox itself (see `evicted_itself`);
-    /// true once.
-    pub(crate) fn take_self_eviction(&self) -> bool {
-        self.evicted_itself.load(Ordering::Relaxed) && self.evicted_itself.swap(false, Ordering::Relaxed)
+        self.cursors.take(buf, max, || self.q().next.load(Ordering::Relaxed))
     }
 
     /// The receiver's fast path for one message: the position it expects

@@ -105,21 +105,11 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
         max: usize,
     ) -> Poll<Result<usize, RecvError>> {
         let inbox = &self.inbox;
-        let r = match &mut self.repair {
+        match &mut self.repair {
             None => inbox.poll_recv_many(cx, sink, max),
             Some(rep) => {
                 rep.recv(inbox, &*self.hub, sink, max, |buf, max| inbox.poll_recv_many(cx, buf, max))
             }
-        };
-        self.settle_self_eviction();
-        r
-    }
-
-    /// A receive that closed the inbox itself (a lag in a shared log under
-    /// `Overflow::Evict`) has it counted and removed.
-    fn settle_self_eviction(&self) {
-        if self.inbox.take_self_eviction() {
-            self.hub.after_close(&self.inbox, crate::CloseReason::SlowConsumer);
         }
     }
 
@@ -127,9 +117,7 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
     fn try_take(&mut self, sink: &mut impl Sink<T>, max: usize) -> Result<usize, TryRecvError> {
         let inbox = &self.inbox;
         let Some(rep) = &mut self.repair else {
-            let r = inbox.try_pop_into(sink, max);
-            self.settle_self_eviction();
-            return r;
+            return inbox.try_pop_into(sink, max);
         };
         let polled = rep.recv(inbox, &*self.hub, sink, max, |buf, max| {
             Poll::Ready(match inbox.try_pop_into(buf, max) {
@@ -139,7 +127,6 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
                 Err(TryRecvError::Closed(r)) => Err(RecvError::Closed(r)),
             })
         });
-        self.settle_self_eviction();
         match polled {
             Poll::Ready(Ok(n)) => Ok(n),
             Poll::Ready(Err(RecvError::Lagged(n))) => Err(TryRecvError::Lagged(n)),
@@ -234,9 +221,7 @@ impl<T: Clone + Send + Sync + 'static> Subscriber<T> {
     pub fn try_recv(&mut self) -> Result<Message<T>, TryRecvError> {
         self.leave_stream_wait();
         if self.repair.is_none() {
-            let r = self.inbox.try_pop();
-            self.settle_self_eviction();
-            return r;
+            return self.inbox.try_pop();
         }
         let mut slot = None;
         self.try_take(&mut slot, 1)?;

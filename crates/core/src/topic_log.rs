@@ -599,17 +599,8 @@ impl<T> TopicLog<T> {
         self.writer.with_mut(|w| {
             // SAFETY: the caller's exclusion (this function's contract).
             let w = unsafe { &mut *w };
-            self.install();
-            done.discarded = self.admit_and_settle(w);
-            let head = self.head.load(Ordering::Relaxed);
+            let head = self.prepare(w, k, true, &mut done);
             let end = head + k;
-            let cap = self.mask + 1;
-            if w.floor + cap < end {
-                let (skipped, discarded, evicted) = self.make_room(w, head, end);
-                done.skipped = skipped;
-                done.discarded += discarded;
-                done.evicted = evicted;
-            }
             let n = w.readers.len();
             done.readers = n as u64;
             for (i, m) in run.enumerate() {
@@ -657,16 +648,10 @@ impl<T> TopicLog<T> {
         self.writer.with_mut(|w| {
             // SAFETY: the caller's exclusion (this function's contract).
             let w = unsafe { &mut *w };
-            self.install();
-            done.discarded = self.admit_and_settle(w);
-            let head = self.head.load(Ordering::Relaxed);
+            // A skip is the topic's loss, not a reader's slowness: it
+            // moves readers as an append does, but evicts none.
+            let head = self.prepare(w, n, false, &mut done);
             let end = head + n;
-            if w.floor + self.mask + 1 < end {
-                let (skipped, discarded, evicted) = self.make_room(w, head, end);
-                done.skipped = skipped;
-                done.discarded += discarded;
-                done.evicted = evicted;
-            }
             // Every reader is at `end - len` or later now (or was within the
             // room already): the holes it can reach.
             for pos in head.max(end.saturating_sub(self.len))..end {
@@ -774,7 +759,25 @@ impl<T> TopicLog<T> {
     /// written yet: a `skip` past them); returns the messages skipped
     /// (what the readers lost) and discarded (past a sealed reader's
     /// `until`, or of one that left: what it would never have taken).
-    fn make_room(&self, w: &mut Writer, head: u64, end: u64) -> (u64, u64, u64) {
+    /// A write's first steps, for `k` positions from `head` (returned):
+    /// the slots, the readers that joined and left, and room (moving the
+    /// readers more than the room behind; with `evict`, flagging the open
+    /// `Evict` ones as slow consumers), all counted into `done`.
+    fn prepare(&self, w: &mut Writer, k: u64, evict: bool, done: &mut Appended) -> u64 {
+        self.install();
+        done.discarded = self.admit_and_settle(w);
+        let head = self.head.load(Ordering::Relaxed);
+        let end = head + k;
+        if w.floor + self.mask + 1 < end {
+            let (skipped, discarded, evicted) = self.make_room(w, head, end, evict);
+            done.skipped = skipped;
+            done.discarded += discarded;
+            done.evicted = evicted;
+        }
+        head
+    }
+
+    fn make_room(&self, w: &mut Writer, head: u64, end: u64, evict: bool) -> (u64, u64, u64) {
         let to = end.saturating_sub(self.len);
         let mut floor = head;
         let mut skipped = 0;
@@ -796,7 +799,7 @@ impl<T> TopicLog<T> {
                         skipped += self.give_back(at, cut);
                         discarded += self.give_back(cut, written.max(cut));
                         floor = floor.min(to);
-                        if raw & LEFT == 0 && until == u64::MAX && c.evict.load(Ordering::Relaxed) {
+                        if evict && raw & LEFT == 0 && until == u64::MAX && c.evict.load(Ordering::Relaxed) {
                             // Open, under `Evict`: closed now, as a full ring's subscriber is.
                             c.evicted.store(true, Ordering::Relaxed);
                             evicted += 1;

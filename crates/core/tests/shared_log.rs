@@ -502,3 +502,27 @@ fn concurrent_broadcasters_and_subscribers_across_the_switch_lose_double_and_reo
         assert_eq!(seqs.last(), Some(&1_001), "the last broadcast reached every subscriber");
     }
 }
+
+#[test]
+fn a_skip_past_the_room_evicts_nobody() {
+    // A skip (`Topic::advance`) is the topic's loss, not a reader's
+    // slowness. It moves the readers as an append does, and used to flag
+    // those under `Evict` as slow: the next append that moved a really slow
+    // one closed them too.
+    let hub = logged_with::<u64>(0, Overflow::Evict);
+    let mut keeps_up = hub.subscribe().unwrap();
+    keeps_up.join("t").unwrap();
+    let slow = hub.subscribe().unwrap();
+    slow.join("t").unwrap();
+    let t = hub.topic("t");
+    t.publish(0).unwrap();
+    assert_eq!(keeps_up.try_recv().unwrap().seq(), 1);
+    t.advance(Position { epoch: t.epoch(), seq: 10_000 });
+    assert_eq!(keeps_up.try_recv().unwrap_err(), TryRecvError::Lagged(9_999));
+    for i in 1..=2_000 {
+        t.publish(i).unwrap();
+        assert_eq!(keeps_up.try_recv().unwrap().seq(), 10_000 + i, "one that keeps up is never moved");
+    }
+    assert_eq!(slow.close_reason(), Some(CloseReason::SlowConsumer), "the slow one is evicted");
+    assert_eq!(keeps_up.close_reason(), None, "the skip evicted nobody");
+}
